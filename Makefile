@@ -1,0 +1,74 @@
+# gpt.c - build, test and install.
+#
+#   make                 build/gpt, build/libgpt.a, build/libgpt.so
+#   make test            build and run every test; ends with "N passed, N failed, N skipped"
+#   make NATIVE=0        build for the baseline of the target instead of -march=native
+#   make SIMD=0          force the scalar kernels (-DGPT_NO_SIMD)
+#   make BUILD=dir       put build outputs elsewhere (default: build)
+
+CC      ?= cc
+AR      ?= ar
+BUILD   ?= build
+NATIVE  ?= 1
+SIMD    ?= 1
+PYTHON  ?= python3
+PREFIX  ?= /usr/local
+
+SOVERSION := 0
+VERSION   := $(shell sed -n 's/^#define GPT_VERSION_STRING "\(.*\)"/\1/p' gpt.h)
+
+OPT      ?= -O2
+ARCHFLAGS ?= $(if $(filter 1,$(NATIVE)),-march=native,)
+WARN     := -std=c99 -pedantic -Wall -Wextra
+CFLAGS   ?= $(OPT) -g
+ALL_CFLAGS = $(WARN) $(CFLAGS) $(ARCHFLAGS) $(if $(filter 0,$(SIMD)),-DGPT_NO_SIMD,) $(EXTRA_CFLAGS)
+LIB_CFLAGS = $(ALL_CFLAGS) -fPIC -fvisibility=hidden
+LDLIBS   ?= -lm -pthread
+
+LIB_SRC  := gpt.c tokenizer.c
+LIB_OBJ  := $(LIB_SRC:%.c=$(BUILD)/obj/%.o)
+CLI_SRC  := $(filter-out cli/main.c,$(wildcard cli/*.c))
+CLI_OBJ  := $(CLI_SRC:cli/%.c=$(BUILD)/obj/cli/%.o)
+TEST_SRC := $(wildcard tests/test_*.c)
+TEST_BIN := $(TEST_SRC:tests/%.c=$(BUILD)/tests/%)
+TEST_SCRIPTS := $(wildcard tests/test_*.sh)
+
+.PHONY: all test clean check-tests
+
+all: $(BUILD)/gpt $(BUILD)/libgpt.a $(BUILD)/libgpt.so
+
+$(BUILD)/obj/%.o: %.c gpt.h
+	@mkdir -p $(dir $@)
+	$(CC) $(LIB_CFLAGS) -c $< -o $@
+
+$(BUILD)/obj/cli/%.o: cli/%.c gpt.h $(wildcard cli/*.h)
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -c $< -o $@
+
+$(BUILD)/libgpt.a: $(LIB_OBJ)
+	@rm -f $@
+	$(AR) rcs $@ $^
+
+$(BUILD)/libgpt.so: $(LIB_OBJ)
+	$(CC) -shared -Wl,-soname,libgpt.so.$(SOVERSION) $(ALL_CFLAGS) -o $(BUILD)/libgpt.so.$(VERSION) $^ $(LDLIBS)
+	ln -sf libgpt.so.$(VERSION) $(BUILD)/libgpt.so.$(SOVERSION)
+	ln -sf libgpt.so.$(VERSION) $@
+
+$(BUILD)/libgptcli.a: $(CLI_OBJ)
+	@rm -f $@
+	$(AR) rcs $@ $^
+
+# The command knows where the demo model of this checkout is.
+$(BUILD)/gpt: cli/main.c $(BUILD)/libgptcli.a $(BUILD)/libgpt.a
+	$(CC) $(ALL_CFLAGS) -DGPT_SOURCE_DIR='"$(CURDIR)"' -DGPT_PREFIX='"$(PREFIX)"' \
+		cli/main.c $(BUILD)/libgptcli.a $(BUILD)/libgpt.a -o $@ $(LDLIBS)
+
+$(BUILD)/tests/%: tests/%.c tests/test.h $(BUILD)/libgptcli.a $(BUILD)/libgpt.a
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -Icli -I. $< $(BUILD)/libgptcli.a $(BUILD)/libgpt.a -o $@ $(LDLIBS)
+
+test: all $(TEST_BIN)
+	@GPT=$(BUILD)/gpt BUILD=$(BUILD) PYTHON=$(PYTHON) sh tests/run.sh $(TEST_BIN) $(TEST_SCRIPTS)
+
+clean:
+	rm -rf $(BUILD)

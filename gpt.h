@@ -1,0 +1,318 @@
+/*
+ * gpt.h - the whole public API of gpt.c, a dependency-free C99 library that
+ * runs GPT-2 style language models on the CPU.
+ *
+ * Conventions
+ *   - Every function that can fail returns a gpt_status (0 = GPT_OK, negative
+ *     = error) or NULL, and leaves a message naming the cause either in the
+ *     caller's gpt_error (loading functions) or in the context
+ *     (gpt_context_error). Nothing in the library prints, exits or aborts.
+ *   - A gpt_model and its gpt_tokenizer are immutable once loaded and may be
+ *     shared by any number of threads. A gpt_context (one sequence, its KV
+ *     cache and scratch memory) is used by one thread at a time.
+ *   - Freeing NULL is always allowed.
+ *
+ * MIT licence; see LICENSE.
+ */
+#ifndef GPT_H
+#define GPT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define GPT_VERSION_MAJOR 0
+#define GPT_VERSION_MINOR 1
+#define GPT_VERSION_PATCH 0
+#define GPT_VERSION_STRING "0.1.0"
+/* Single number for #if comparisons: major*10000 + minor*100 + patch. */
+#define GPT_VERSION_NUMBER (GPT_VERSION_MAJOR * 10000 + GPT_VERSION_MINOR * 100 + GPT_VERSION_PATCH)
+
+/* GPT_API marks the exported functions. Build a Windows DLL with
+ * -DGPT_BUILD_DLL and use it with -DGPT_DLL; elsewhere the library is built
+ * with -fvisibility=hidden and only these symbols are exported. */
+#if defined(_WIN32) && defined(GPT_BUILD_DLL)
+#define GPT_API __declspec(dllexport)
+#elif defined(_WIN32) && defined(GPT_DLL)
+#define GPT_API __declspec(dllimport)
+#elif defined(__GNUC__) && __GNUC__ >= 4
+#define GPT_API __attribute__((visibility("default")))
+#else
+#define GPT_API
+#endif
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* ------------------------------------------------------------------------ */
+/* Status codes and errors (docs/ERRORS.md says when each one happens)       */
+
+typedef enum gpt_status {
+    GPT_OK = 0,
+    GPT_ERR_INVALID_ARG = -1,      /* NULL pointer, negative count, parameter out of range */
+    GPT_ERR_OUT_OF_MEMORY = -2,    /* an allocation failed */
+    GPT_ERR_IO = -3,               /* a file could not be opened, read or written */
+    GPT_ERR_FORMAT = -4,           /* a file is malformed: magic, sizes, offsets, values */
+    GPT_ERR_UNSUPPORTED = -5,      /* well-formed but not supported (version, dtype, host) */
+    GPT_ERR_TOKEN_RANGE = -6,      /* a token id is outside [0, n_vocab) */
+    GPT_ERR_CONTEXT_FULL = -7,     /* the context window has no room for the tokens */
+    GPT_ERR_BUFFER_TOO_SMALL = -8, /* a caller's buffer cannot hold the result */
+    GPT_ERR_EXISTS = -9            /* an output file exists and overwriting was not asked for */
+} gpt_status;
+
+typedef struct gpt_error {
+    gpt_status status;
+    char message[320];
+} gpt_error;
+
+/* Short constant name of a status, e.g. "GPT_ERR_FORMAT". */
+GPT_API const char *gpt_status_name(gpt_status s);
+
+/* Library version as "MAJOR.MINOR.PATCH" (equal to GPT_VERSION_STRING of the
+ * header the library was built with). */
+GPT_API const char *gpt_version(void);
+
+/* ------------------------------------------------------------------------ */
+/* Weight types                                                             */
+
+typedef enum gpt_dtype {
+    GPT_DTYPE_F32 = 0,
+    GPT_DTYPE_F16 = 1,  /* IEEE 754 binary16 */
+    GPT_DTYPE_BF16 = 2, /* bfloat16: the top 16 bits of an f32 */
+    GPT_DTYPE_Q8_0 = 3  /* rows of int8 blocks of 32, one f16 scale per block */
+} gpt_dtype;
+
+/* "f32", "f16", "bf16", "q8_0"; "?" for an unknown value. */
+GPT_API const char *gpt_dtype_name(gpt_dtype t);
+/* Parses a name as above; returns GPT_ERR_INVALID_ARG for unknown names. */
+GPT_API gpt_status gpt_dtype_from_name(const char *name, gpt_dtype *out);
+
+/* ------------------------------------------------------------------------ */
+/* Tokenizer: GPT-2 byte-level BPE                                          */
+
+typedef struct gpt_tokenizer gpt_tokenizer;
+
+/* Loads a vocabulary and merges from files: OpenAI's encoder.json + vocab.bpe
+ * or Hugging Face's vocab.json + merges.txt (same formats). */
+GPT_API gpt_tokenizer *gpt_tokenizer_load(const char *vocab_json_path, const char *merges_path,
+                                          gpt_error *err);
+/* The same from memory. */
+GPT_API gpt_tokenizer *gpt_tokenizer_load_memory(const void *vocab_json, size_t vocab_len,
+                                                 const void *merges, size_t merges_len,
+                                                 gpt_error *err);
+GPT_API void gpt_tokenizer_free(gpt_tokenizer *t);
+
+/* Serialized form stored in checkpoints (docs/FORMAT.md, "Tokenizer
+ * section"). gpt_tokenizer_serialize writes at most cap bytes and returns the
+ * number of bytes the whole section needs (call with cap 0 to size it). */
+GPT_API size_t gpt_tokenizer_serialize(const gpt_tokenizer *t, void *out, size_t cap);
+GPT_API gpt_tokenizer *gpt_tokenizer_deserialize(const void *data, size_t len, gpt_error *err);
+
+GPT_API int gpt_tokenizer_n_vocab(const gpt_tokenizer *t);
+/* Id of <|endoftext|>, or -1 if the vocabulary has none. */
+GPT_API int gpt_tokenizer_eot(const gpt_tokenizer *t);
+/* Longest byte length of any token (sizes streaming buffers). */
+GPT_API size_t gpt_tokenizer_max_token_bytes(const gpt_tokenizer *t);
+
+/* Flags for gpt_tokenize_ex. */
+#define GPT_TOKENIZE_SPECIAL 1 /* the text "<|endoftext|>" becomes the EOT id */
+
+/* Encodes len bytes of text (any bytes; invalid UTF-8 is kept, never lost).
+ * Writes at most max_ids ids and returns the number of ids the whole text
+ * needs, which is > max_ids when the buffer is too small (call with max_ids 0
+ * to size it). Negative return: a gpt_status (NULL arguments, more than
+ * INT_MAX ids, out of memory). */
+GPT_API int gpt_tokenize(const gpt_tokenizer *t, const char *text, size_t len, int *ids, int max_ids);
+GPT_API int gpt_tokenize_ex(const gpt_tokenizer *t, const char *text, size_t len, int *ids,
+                            int max_ids, int flags);
+
+/* Decodes n ids to their exact bytes. Writes at most cap bytes (plus a
+ * terminating NUL when there is room for it) and returns the number of bytes
+ * the whole text needs, > cap when the buffer is too small. Negative return:
+ * a gpt_status, GPT_ERR_TOKEN_RANGE for an id outside [0, n_vocab). */
+GPT_API int gpt_detokenize(const gpt_tokenizer *t, const int *ids, int n, char *out, size_t cap);
+
+/* The bytes of one token (not NUL-terminated) and their count; NULL for an id
+ * out of range. */
+GPT_API const char *gpt_token_bytes(const gpt_tokenizer *t, int id, size_t *len);
+
+/* Streaming decoder: feeds ids one at a time and returns only whole UTF-8
+ * characters, holding back the first bytes of a character until the token
+ * that completes it arrives. Bytes that can never become valid UTF-8 are
+ * passed through unchanged, so the concatenated output always equals
+ * gpt_detokenize of all ids. */
+typedef struct gpt_decoder {
+    unsigned char held[4];
+    int n_held;
+} gpt_decoder;
+
+GPT_API void gpt_decoder_init(gpt_decoder *d);
+/* Appends token id; writes the bytes that are ready to out and returns their
+ * count. out needs gpt_tokenizer_max_token_bytes(t) + 4 bytes. Negative
+ * return: a gpt_status. */
+GPT_API int gpt_decoder_push(gpt_decoder *d, const gpt_tokenizer *t, int id, char *out, size_t cap);
+/* Writes whatever is still held (an incomplete character at the end of the
+ * stream) and resets the decoder. out needs 4 bytes. */
+GPT_API int gpt_decoder_flush(gpt_decoder *d, char *out, size_t cap);
+
+/* ------------------------------------------------------------------------ */
+/* Models                                                                   */
+
+typedef struct gpt_model gpt_model;
+
+typedef struct gpt_config {
+    int n_vocab;
+    int n_ctx;
+    int n_embd;
+    int n_head;
+    int n_layer;
+    float ln_eps;
+    gpt_dtype dtype;       /* type of the weight matrices */
+    uint64_t n_params;     /* number of parameters (weights and biases) */
+    uint64_t weight_bytes; /* bytes of all tensors in the checkpoint */
+} gpt_config;
+
+/* Loads a checkpoint (docs/FORMAT.md). The file is mapped and used in place
+ * where the platform allows it, otherwise read into memory. */
+GPT_API gpt_model *gpt_model_load(const char *path, gpt_error *err);
+/* Loads from a caller's buffer. A buffer aligned to 64 bytes is used in place
+ * and must outlive the model; any other buffer is copied. */
+GPT_API gpt_model *gpt_model_load_memory(const void *buf, size_t len, gpt_error *err);
+GPT_API void gpt_model_free(gpt_model *m);
+
+GPT_API gpt_config gpt_model_config(const gpt_model *m);
+GPT_API const gpt_tokenizer *gpt_model_tokenizer(const gpt_model *m);
+
+/* ------------------------------------------------------------------------ */
+/* Contexts: one sequence, its KV cache and scratch                         */
+
+typedef struct gpt_context gpt_context;
+
+typedef struct gpt_context_params {
+    int n_ctx;      /* positions the context holds; 0 = the model's n_ctx; more is refused */
+    int n_batch;    /* most tokens one forward step processes (longer gpt_eval calls are
+                       split); 0 = default (512) */
+    int n_threads;  /* worker threads for this context; 0 = one per online CPU */
+    int all_logits; /* non-zero: keep the logits of every token of the last gpt_eval
+                       (costs n_ctx * n_vocab floats) */
+} gpt_context_params;
+
+GPT_API gpt_context_params gpt_context_defaults(void);
+/* Bytes a context with these parameters allocates (KV cache, scratch, logits),
+ * or 0 when the parameters are invalid for the model. */
+GPT_API size_t gpt_context_memory(const gpt_model *m, const gpt_context_params *p);
+
+GPT_API gpt_context *gpt_context_new(const gpt_model *m, const gpt_context_params *p, gpt_error *err);
+GPT_API void gpt_context_free(gpt_context *c);
+
+/* Message for the last failure of a function called on this context. */
+GPT_API const char *gpt_context_error(const gpt_context *c);
+GPT_API int gpt_context_n_ctx(const gpt_context *c);
+/* Number of positions in the cache. */
+GPT_API int gpt_context_n_past(const gpt_context *c);
+/* The ids in the cache (gpt_context_n_past of them). */
+GPT_API const int *gpt_context_tokens(const gpt_context *c);
+
+/* Appends n ids and runs them through the model as one batch; afterwards
+ * gpt_logits gives the next-token logits after the last id. On failure
+ * nothing is appended (GPT_ERR_TOKEN_RANGE, GPT_ERR_CONTEXT_FULL, ...). */
+GPT_API gpt_status gpt_eval(gpt_context *c, const int *ids, int n);
+/* n_vocab logits after the last evaluated id; NULL before the first gpt_eval
+ * and after gpt_rewind. */
+GPT_API const float *gpt_logits(const gpt_context *c);
+/* With all_logits: logits after the i-th id of the last gpt_eval call
+ * (0 <= i < n of that call); NULL otherwise. */
+GPT_API const float *gpt_logits_at(const gpt_context *c, int i);
+/* Keeps the first n_keep cached positions and drops the rest. */
+GPT_API gpt_status gpt_rewind(gpt_context *c, int n_keep);
+
+/* Log-probability (natural log) of every id given the ids before it:
+ * logprobs[i - 1] = log p(ids[i] | ids[0..i-1]) for i = 1 .. n-1. Sequences
+ * longer than the context are scored in sliding windows of n_ctx positions
+ * that advance by n_ctx / 2, each id conditioned on at least n_ctx / 2 - 1
+ * earlier ones. The context is cleared first and left holding the last
+ * window. */
+GPT_API gpt_status gpt_score(gpt_context *c, const int *ids, int n, float *logprobs);
+
+/* ------------------------------------------------------------------------ */
+/* Sampling                                                                 */
+
+/* What gpt_generate does when the context window is full. */
+typedef enum gpt_context_policy {
+    GPT_CONTEXT_STOP = 0, /* stop with GPT_ERR_CONTEXT_FULL */
+    GPT_CONTEXT_SLIDE = 1 /* drop the oldest half of the window and go on */
+} gpt_context_policy;
+
+typedef struct gpt_generate_params {
+    int max_new_tokens;       /* default 128; 0 generates nothing */
+    float temperature;        /* default 0.8; 0 = greedy (argmax) */
+    int top_k;                /* default 40; 0 = off */
+    float top_p;              /* default 0.95; 1 = off */
+    float min_p;              /* default 0.05; 0 = off */
+    float repetition_penalty; /* default 1.0 = off; CTRL-style, > 0 */
+    int repeat_last_n;        /* tokens the penalty looks back on; -1 (default) = all in context */
+    uint64_t seed;            /* default 42; same seed, same text */
+    const char *const *stop;  /* n_stop stop strings; generation ends before one, unprinted */
+    int n_stop;
+    int ignore_eos;           /* non-zero: do not stop at <|endoftext|> */
+    int special;              /* non-zero: "<|endoftext|>" in the prompt is the EOT id */
+    gpt_context_policy context_policy; /* default GPT_CONTEXT_STOP */
+} gpt_generate_params;
+
+GPT_API gpt_generate_params gpt_generate_defaults(void);
+/* Checks every field; GPT_ERR_INVALID_ARG with a message in err otherwise. */
+GPT_API gpt_status gpt_generate_params_check(const gpt_generate_params *p, gpt_error *err);
+
+/* A sampler: the logit filters of gpt_generate_params and a seeded random
+ * generator of its own (results do not depend on the platform's rand()). */
+typedef struct gpt_sampler gpt_sampler;
+
+GPT_API gpt_sampler *gpt_sampler_new(const gpt_generate_params *p, int n_vocab, gpt_error *err);
+GPT_API void gpt_sampler_free(gpt_sampler *s);
+/* Restarts the random sequence from a seed. */
+GPT_API void gpt_sampler_seed(gpt_sampler *s, uint64_t seed);
+/* Draws one id from n_vocab logits. history (n_history ids, may be NULL) is
+ * what the repetition penalty looks at. Returns the id, or a negative
+ * gpt_status. Order: repetition penalty, temperature, top-k, top-p, min-p. */
+GPT_API int gpt_sampler_sample(gpt_sampler *s, const float *logits, const int *history, int n_history);
+
+/* ------------------------------------------------------------------------ */
+/* Generation                                                               */
+
+/* Receives generated text: len bytes, always whole UTF-8 characters. Return
+ * non-zero to stop generating. */
+typedef int (*gpt_on_text)(const char *text, size_t len, void *user);
+
+typedef enum gpt_stop_reason {
+    GPT_STOP_NONE = 0,       /* generation did not run (an error happened first) */
+    GPT_STOP_MAX_TOKENS = 1, /* max_new_tokens were generated */
+    GPT_STOP_EOS = 2,        /* the model produced <|endoftext|> */
+    GPT_STOP_STRING = 3,     /* a stop string appeared */
+    GPT_STOP_CALLBACK = 4,   /* the callback returned non-zero */
+    GPT_STOP_CONTEXT_FULL = 5 /* the context window is full (GPT_CONTEXT_STOP) */
+} gpt_stop_reason;
+
+typedef struct gpt_generate_result {
+    gpt_stop_reason stop_reason;
+    int n_prompt_tokens; /* ids the prompt was tokenized into */
+    int n_generated;     /* ids sampled */
+} gpt_generate_result;
+
+/* Tokenizes prompt (may be NULL or empty), appends it to the context, then
+ * samples up to max_new_tokens ids and streams their text to on_text (which
+ * may be NULL). An empty context with an empty prompt starts from
+ * <|endoftext|>, as GPT-2 does for unconditional text. Returns GPT_OK when it
+ * stops for max_new_tokens, <|endoftext|>, a stop string or the callback;
+ * GPT_ERR_CONTEXT_FULL when the window fills under GPT_CONTEXT_STOP (the text
+ * so far has been delivered); another status on error. */
+GPT_API gpt_status gpt_generate(gpt_context *c, const char *prompt, const gpt_generate_params *p,
+                                gpt_on_text on_text, void *user);
+/* The same, reporting why it stopped and how many ids it used. */
+GPT_API gpt_status gpt_generate_ex(gpt_context *c, const char *prompt, const gpt_generate_params *p,
+                                   gpt_on_text on_text, void *user, gpt_generate_result *result);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* GPT_H */

@@ -43,7 +43,7 @@ $(BUILD)/obj/%.o: %.c gpt.h
 
 $(BUILD)/obj/cli/%.o: cli/%.c gpt.h $(wildcard cli/*.h)
 	@mkdir -p $(dir $@)
-	$(CC) $(ALL_CFLAGS) -c $< -o $@
+	$(CC) $(ALL_CFLAGS) -I. -c $< -o $@
 
 $(BUILD)/libgpt.a: $(LIB_OBJ)
 	@rm -f $@
@@ -60,10 +60,10 @@ $(BUILD)/libgptcli.a: $(CLI_OBJ)
 
 # The command knows where the demo model of this checkout is.
 $(BUILD)/gpt: cli/main.c $(BUILD)/libgptcli.a $(BUILD)/libgpt.a
-	$(CC) $(ALL_CFLAGS) -DGPT_SOURCE_DIR='"$(CURDIR)"' -DGPT_PREFIX='"$(PREFIX)"' \
+	$(CC) $(ALL_CFLAGS) -I. -DGPT_SOURCE_DIR='"$(CURDIR)"' -DGPT_PREFIX='"$(PREFIX)"' \
 		cli/main.c $(BUILD)/libgptcli.a $(BUILD)/libgpt.a -o $@ $(LDLIBS)
 
-$(BUILD)/tests/%: tests/%.c tests/test.h $(BUILD)/libgptcli.a $(BUILD)/libgpt.a
+$(BUILD)/tests/%: tests/%.c $(wildcard tests/*.h) $(BUILD)/libgptcli.a $(BUILD)/libgpt.a
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) -Icli -I. $< $(BUILD)/libgptcli.a $(BUILD)/libgpt.a -o $@ $(LDLIBS)
 
@@ -72,3 +72,14 @@ test: all $(TEST_BIN)
 
 clean:
 	rm -rf $(BUILD)
+
+# The whole suite under AddressSanitizer and UndefinedBehaviorSanitizer.
+SAN := -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer
+.PHONY: test-sanitize
+test-sanitize:
+	$(MAKE) BUILD=$(BUILD)/asan OPT=-O1 EXTRA_CFLAGS="$(SAN)" test
+
+# Regenerates the golden files with the PyTorch reference (needs python3-torch).
+.PHONY: golden
+golden:
+	/usr/bin/python3 tests/reference/make_golden.py

@@ -57,7 +57,8 @@ typedef enum gpt_status {
     GPT_ERR_TOKEN_RANGE = -6,      /* a token id is outside [0, n_vocab) */
     GPT_ERR_CONTEXT_FULL = -7,     /* the context window has no room for the tokens */
     GPT_ERR_BUFFER_TOO_SMALL = -8, /* a caller's buffer cannot hold the result */
-    GPT_ERR_EXISTS = -9            /* an output file exists and overwriting was not asked for */
+    GPT_ERR_EXISTS = -9,           /* an output file exists and overwriting was not asked for */
+    GPT_ERR_CANCELLED = -10        /* a progress callback asked to stop */
 } gpt_status;
 
 typedef struct gpt_error {
@@ -208,6 +209,8 @@ GPT_API void gpt_context_free(gpt_context *c);
 /* Message for the last failure of a function called on this context. */
 GPT_API const char *gpt_context_error(const gpt_context *c);
 GPT_API int gpt_context_n_ctx(const gpt_context *c);
+/* Threads the context computes with. */
+GPT_API int gpt_context_n_threads(const gpt_context *c);
 /* Number of positions in the cache. */
 GPT_API int gpt_context_n_past(const gpt_context *c);
 /* The ids in the cache (gpt_context_n_past of them). */
@@ -227,12 +230,19 @@ GPT_API const float *gpt_logits_at(const gpt_context *c, int i);
 GPT_API gpt_status gpt_rewind(gpt_context *c, int n_keep);
 
 /* Log-probability (natural log) of every id given the ids before it:
- * logprobs[i - 1] = log p(ids[i] | ids[0..i-1]) for i = 1 .. n-1. Sequences
- * longer than the context are scored in sliding windows of n_ctx positions
- * that advance by n_ctx / 2, each id conditioned on at least n_ctx / 2 - 1
- * earlier ones. The context is cleared first and left holding the last
- * window. */
+ * logprobs[i - 1] = log p(ids[i] | ids[0..i-1]) for i = 1 .. n-1 (the
+ * context needs n_ctx >= 2). Sequences longer than the context are scored in
+ * sliding windows: with W = n_ctx and S = W / 2, window k covers ids
+ * [k*S, min(k*S + W, n)) and scores those of its ids that no earlier window
+ * scored; the last window is the first that reaches id n-1. So every id is
+ * conditioned on all earlier ids of its window, at least W - S of them once
+ * the sequence is longer than W. The context is cleared first and left
+ * holding the last window. */
 GPT_API gpt_status gpt_score(gpt_context *c, const int *ids, int n, float *logprobs);
+/* The same, calling on_progress(scored, n - 1, user) after each window;
+ * a non-zero return stops with GPT_ERR_CANCELLED. */
+GPT_API gpt_status gpt_score_ex(gpt_context *c, const int *ids, int n, float *logprobs,
+                                int (*on_progress)(int scored, int total, void *user), void *user);
 
 /* ------------------------------------------------------------------------ */
 /* Sampling                                                                 */

@@ -17,6 +17,12 @@
 #include <stdlib.h>
 #include <string.h>
 
+#if defined(__GNUC__)
+#define TEST_MAYBE_UNUSED __attribute__((unused))
+#else
+#define TEST_MAYBE_UNUSED
+#endif
+
 static int test_n_pass, test_n_fail, test_n_skip;
 static int test_cur_failed, test_cur_skipped;
 static const char *test_cur_name;
@@ -34,7 +40,7 @@ static void test_fail_at(const char *file, int line, const char *fmt, ...)
     fflush(stdout);
 }
 
-static void test_skip(const char *fmt, ...)
+TEST_MAYBE_UNUSED static void test_skip(const char *fmt, ...)
 {
     va_list ap;
     if (test_cur_skipped || test_cur_failed) return;
@@ -101,7 +107,7 @@ static int test_summary(void)
 
 /* Reads a whole file; returns NULL on failure. *len gets the size. The buffer
  * has one extra NUL byte after the data. */
-static char *test_read_file(const char *path, size_t *len)
+TEST_MAYBE_UNUSED static char *test_read_file(const char *path, size_t *len)
 {
     FILE *f = fopen(path, "rb");
     char *buf;

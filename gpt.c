@@ -1,0 +1,2186 @@
+/*
+ * gpt.c - checkpoint loading, the GPT-2 forward pass with a KV cache, the
+ * kernels, sampling and generation. The tokenizer is in tokenizer.c; both
+ * implement gpt.h. See docs/FORMAT.md for the checkpoint and DESIGN.md for
+ * the rules this file follows (C99 + standard library; platform features
+ * behind guards with a portable fallback).
+ *
+ * MIT licence; see LICENSE.
+ */
+
+/* mmap, sysconf and pthreads are POSIX; ask for them before any header. */
+#if (defined(__unix__) || defined(__APPLE__)) && !defined(_POSIX_C_SOURCE)
+#define _POSIX_C_SOURCE 200809L
+#endif
+
+#include "gpt.h"
+
+#include <errno.h>
+#include <float.h>
+#include <limits.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* ------------------------------------------------------------------------ */
+/* Platform features, each with a portable fallback                          */
+
+#if !defined(GPT_NO_MMAP) && (defined(__unix__) || defined(__APPLE__))
+#define GPT_MMAP_POSIX 1
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#elif !defined(GPT_NO_MMAP) && defined(_WIN32)
+#define GPT_MMAP_WIN32 1
+#endif
+
+/* Threads need a thread API and atomics; without both we run on one thread. */
+#if !defined(GPT_NO_THREADS) && defined(__GNUC__) && (defined(__unix__) || defined(__APPLE__))
+#define GPT_THREADS_PTHREAD 1
+#include <pthread.h>
+#include <sched.h>
+#elif !defined(GPT_NO_THREADS) && defined(__GNUC__) && defined(_WIN32)
+#define GPT_THREADS_WIN32 1
+#endif
+
+#if defined(GPT_MMAP_WIN32) || defined(GPT_THREADS_WIN32)
+#ifndef WIN32_LEAN_AND_MEAN
+#define WIN32_LEAN_AND_MEAN
+#endif
+#include <windows.h>
+#endif
+
+#if !defined(GPT_NO_SIMD) && defined(__AVX512F__) && defined(__AVX512BW__) && defined(__AVX512VL__)
+#define GPT_AVX512 1
+#include <immintrin.h>
+#elif !defined(GPT_NO_SIMD) && defined(__AVX2__) && defined(__FMA__) && defined(__F16C__)
+#define GPT_AVX2 1
+#include <immintrin.h>
+#elif !defined(GPT_NO_SIMD) && defined(__ARM_NEON) && defined(__aarch64__)
+#define GPT_NEON 1
+#include <arm_neon.h>
+#endif
+
+#define GPT_ALIGN 64
+#define GPT_MAX_THREADS 256
+
+/* ------------------------------------------------------------------------ */
+/* Errors                                                                   */
+
+const char *gpt_version(void) { return GPT_VERSION_STRING; }
+
+const char *gpt_status_name(gpt_status s)
+{
+    switch (s) {
+    case GPT_OK: return "GPT_OK";
+    case GPT_ERR_INVALID_ARG: return "GPT_ERR_INVALID_ARG";
+    case GPT_ERR_OUT_OF_MEMORY: return "GPT_ERR_OUT_OF_MEMORY";
+    case GPT_ERR_IO: return "GPT_ERR_IO";
+    case GPT_ERR_FORMAT: return "GPT_ERR_FORMAT";
+    case GPT_ERR_UNSUPPORTED: return "GPT_ERR_UNSUPPORTED";
+    case GPT_ERR_TOKEN_RANGE: return "GPT_ERR_TOKEN_RANGE";
+    case GPT_ERR_CONTEXT_FULL: return "GPT_ERR_CONTEXT_FULL";
+    case GPT_ERR_BUFFER_TOO_SMALL: return "GPT_ERR_BUFFER_TOO_SMALL";
+    case GPT_ERR_EXISTS: return "GPT_ERR_EXISTS";
+    case GPT_ERR_CANCELLED: return "GPT_ERR_CANCELLED";
+    }
+    return "GPT_ERR_UNKNOWN";
+}
+
+static void vset_error(char *msg, size_t cap, const char *fmt, va_list ap)
+{
+    if (!msg || cap == 0) return;
+    vsnprintf(msg, cap, fmt, ap);
+}
+
+/* Fills err (if any) and returns status, so callers can `return fail(...)`. */
+static gpt_status fail(gpt_error *err, gpt_status status, const char *fmt, ...)
+{
+    va_list ap;
+    if (err) {
+        err->status = status;
+        va_start(ap, fmt);
+        vset_error(err->message, sizeof err->message, fmt, ap);
+        va_end(ap);
+    }
+    return status;
+}
+
+static void clear_error(gpt_error *err)
+{
+    if (err) {
+        err->status = GPT_OK;
+        err->message[0] = 0;
+    }
+}
+
+/* ------------------------------------------------------------------------ */
+/* Small helpers                                                            */
+
+static void *aligned_alloc64(size_t n)
+{
+    /* C99 has no aligned allocation: over-allocate and keep the original
+     * pointer just below the aligned block. */
+    unsigned char *raw, *p;
+    if (n > SIZE_MAX - GPT_ALIGN - sizeof(void *)) return NULL;
+    raw = (unsigned char *)malloc(n + GPT_ALIGN + sizeof(void *));
+    if (!raw) return NULL;
+    p = raw + sizeof(void *);
+    p += (GPT_ALIGN - ((size_t)(uintptr_t)p % GPT_ALIGN)) % GPT_ALIGN;
+    memcpy(p - sizeof(void *), &raw, sizeof(void *));
+    return p;
+}
+
+static void aligned_free64(void *p)
+{
+    void *raw;
+    if (!p) return;
+    memcpy(&raw, (unsigned char *)p - sizeof(void *), sizeof(void *));
+    free(raw);
+}
+
+static uint32_t rd_u32(const unsigned char *p)
+{
+    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+}
+
+static uint64_t rd_u64(const unsigned char *p)
+{
+    return (uint64_t)rd_u32(p) | (uint64_t)rd_u32(p + 4) << 32;
+}
+
+static float rd_f32(const unsigned char *p)
+{
+    uint32_t u = rd_u32(p);
+    float f;
+    memcpy(&f, &u, 4);
+    return f;
+}
+
+static int host_is_little_endian(void)
+{
+    const uint32_t one = 1;
+    unsigned char b;
+    memcpy(&b, &one, 1);
+    return b == 1;
+}
+
+/* IEEE binary16 -> binary32, exact for every input including subnormals,
+ * infinities and NaN. */
+static float f16_to_f32(uint16_t h)
+{
+    uint32_t sign = (uint32_t)(h & 0x8000) << 16;
+    uint32_t exp = (h >> 10) & 0x1f;
+    uint32_t man = h & 0x3ff;
+    uint32_t bits;
+    float f;
+    if (exp == 0x1f) {
+        bits = sign | 0x7f800000u | (man << 13);
+    } else if (exp != 0) {
+        bits = sign | ((exp + 112) << 23) | (man << 13);
+    } else if (man == 0) {
+        bits = sign;
+    } else {
+        /* subnormal: value = man * 2^-24 */
+        f = (float)man * (1.0f / 16777216.0f);
+        return sign ? -f : f;
+    }
+    memcpy(&f, &bits, 4);
+    return f;
+}
+
+static float bf16_to_f32(uint16_t b)
+{
+    uint32_t bits = (uint32_t)b << 16;
+    float f;
+    memcpy(&f, &bits, 4);
+    return f;
+}
+
+const char *gpt_dtype_name(gpt_dtype t)
+{
+    switch (t) {
+    case GPT_DTYPE_F32: return "f32";
+    case GPT_DTYPE_F16: return "f16";
+    case GPT_DTYPE_BF16: return "bf16";
+    case GPT_DTYPE_Q8_0: return "q8_0";
+    }
+    return "?";
+}
+
+gpt_status gpt_dtype_from_name(const char *name, gpt_dtype *out)
+{
+    int t;
+    if (!name || !out) return GPT_ERR_INVALID_ARG;
+    for (t = 0; t <= GPT_DTYPE_Q8_0; t++) {
+        if (strcmp(name, gpt_dtype_name((gpt_dtype)t)) == 0) {
+            *out = (gpt_dtype)t;
+            return GPT_OK;
+        }
+    }
+    return GPT_ERR_INVALID_ARG;
+}
+
+/* Bytes of a rows x cols tensor of type t (docs/FORMAT.md); 0 on overflow. */
+static uint64_t tensor_nbytes(gpt_dtype t, uint64_t rows, uint64_t cols)
+{
+    uint64_t n, nb, q;
+    if (rows > UINT32_MAX || cols > UINT32_MAX) return 0;
+    n = rows * cols; /* < 2^64 since both < 2^32 */
+    switch (t) {
+    case GPT_DTYPE_F32: return n > UINT64_MAX / 4 ? 0 : n * 4;
+    case GPT_DTYPE_F16:
+    case GPT_DTYPE_BF16: return n > UINT64_MAX / 2 ? 0 : n * 2;
+    case GPT_DTYPE_Q8_0:
+        nb = (cols + 31) / 32;
+        if (nb != 0 && rows > UINT64_MAX / 64 / nb) return 0;
+        q = (rows * nb * 32 + 63) / 64 * 64;
+        return q + rows * nb * 2;
+    }
+    return 0;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Model and loading                                                        */
+
+typedef struct tensor {
+    const unsigned char *data;
+    gpt_dtype type;
+    int rows, cols;
+    int nb;                 /* q8_0: blocks per row */
+    const signed char *q;   /* q8_0: quants */
+    const uint16_t *scales; /* q8_0: f16 scales */
+} tensor;
+
+typedef struct layer {
+    tensor ln1_w, ln1_b, qkv_w, qkv_b, proj_w, proj_b;
+    tensor ln2_w, ln2_b, fc_w, fc_b, fcproj_w, fcproj_b;
+} layer;
+
+enum storage { STORAGE_USER, STORAGE_HEAP, STORAGE_MMAP };
+
+struct gpt_model {
+    gpt_config cfg;
+    tensor wte, wpe, lnf_w, lnf_b;
+    layer *layers;
+    gpt_tokenizer *tok;
+    enum storage storage;
+    unsigned char *heap;  /* STORAGE_HEAP: the copy, from aligned_alloc64 */
+    void *map_base;       /* STORAGE_MMAP */
+    size_t map_len;
+#if defined(GPT_MMAP_WIN32)
+    HANDLE win_file, win_mapping;
+#endif
+};
+
+#define HEADER_SIZE 128
+#define DIR_ENTRY_SIZE 32
+#define LIMIT_VOCAB 16777216u
+#define LIMIT_CTX 1048576u
+#define LIMIT_EMBD 65536u
+#define LIMIT_LAYER 4096u
+
+static const unsigned char ckpt_magic[8] = {'G', 'P', 'T', 'C', 0x0D, 0x0A, 0x1A, 0x0A};
+
+static const char *const layer_tensor_names[12] = {
+    "ln_1.weight", "ln_1.bias", "attn.c_attn.weight", "attn.c_attn.bias",
+    "attn.c_proj.weight", "attn.c_proj.bias", "ln_2.weight", "ln_2.bias",
+    "mlp.c_fc.weight", "mlp.c_fc.bias", "mlp.c_proj.weight", "mlp.c_proj.bias"};
+
+/* Name of canonical tensor k for messages, e.g. "h.3.mlp.c_fc.weight". */
+static void tensor_name(char *buf, size_t cap, uint32_t k, uint32_t n_layer)
+{
+    if (k == 0) snprintf(buf, cap, "wte");
+    else if (k == 1) snprintf(buf, cap, "wpe");
+    else if (k < 2 + 12 * n_layer) snprintf(buf, cap, "h.%u.%s", (k - 2) / 12, layer_tensor_names[(k - 2) % 12]);
+    else if (k == 2 + 12 * n_layer) snprintf(buf, cap, "ln_f.weight");
+    else snprintf(buf, cap, "ln_f.bias");
+}
+
+/* Canonical shape of tensor k (docs/FORMAT.md). */
+static void tensor_shape(uint32_t k, const gpt_config *c, uint32_t *rows, uint32_t *cols)
+{
+    uint32_t C = (uint32_t)c->n_embd, L = (uint32_t)c->n_layer;
+    *rows = 1;
+    *cols = C;
+    if (k == 0) *rows = (uint32_t)c->n_vocab;
+    else if (k == 1) *rows = (uint32_t)c->n_ctx;
+    else if (k < 2 + 12 * L) {
+        switch ((k - 2) % 12) {
+        case 2: *rows = 3 * C; break;
+        case 3: *cols = 3 * C; break;
+        case 4: *rows = C; break;
+        case 8: *rows = 4 * C; break;
+        case 9: *cols = 4 * C; break;
+        case 10: *rows = C; *cols = 4 * C; break;
+        default: break;
+        }
+    }
+}
+
+/* Tensor i (0..11, canonical order) of a block. */
+static tensor *layer_tensor(layer *l, int i)
+{
+    switch (i) {
+    case 0: return &l->ln1_w;
+    case 1: return &l->ln1_b;
+    case 2: return &l->qkv_w;
+    case 3: return &l->qkv_b;
+    case 4: return &l->proj_w;
+    case 5: return &l->proj_b;
+    case 6: return &l->ln2_w;
+    case 7: return &l->ln2_b;
+    case 8: return &l->fc_w;
+    case 9: return &l->fc_b;
+    case 10: return &l->fcproj_w;
+    default: return &l->fcproj_b;
+    }
+}
+
+typedef struct region {
+    uint64_t begin, end;
+    uint32_t what; /* tensor index, or UINT32_MAX for the tokenizer section */
+} region;
+
+static int region_cmp(const void *a, const void *b)
+{
+    const region *x = (const region *)a, *y = (const region *)b;
+    return x->begin < y->begin ? -1 : x->begin > y->begin ? 1 : 0;
+}
+
+static void region_name(char *buf, size_t cap, const region *r, uint32_t n_layer)
+{
+    if (r->what == UINT32_MAX) snprintf(buf, cap, "the tokenizer section");
+    else {
+        char name[64];
+        tensor_name(name, sizeof name, r->what, n_layer);
+        snprintf(buf, cap, "tensor %u (%s)", r->what, name);
+    }
+}
+
+static void bind_tensor(tensor *t, const unsigned char *base, uint64_t off, gpt_dtype type,
+                        uint32_t rows, uint32_t cols)
+{
+    t->data = base + off;
+    t->type = type;
+    t->rows = (int)rows;
+    t->cols = (int)cols;
+    t->nb = (int)((cols + 31) / 32);
+    t->q = NULL;
+    t->scales = NULL;
+    if (type == GPT_DTYPE_Q8_0) {
+        uint64_t qbytes = ((uint64_t)rows * (uint64_t)t->nb * 32 + 63) / 64 * 64;
+        t->q = (const signed char *)(const void *)t->data;
+        t->scales = (const uint16_t *)(const void *)(t->data + qbytes);
+    }
+}
+
+/* Validates a checkpoint image of len bytes at base and builds the model
+ * around it; the tensors point into base. `what` names the source in
+ * messages (a path, or "buffer"). */
+static gpt_model *parse_checkpoint(const unsigned char *base, uint64_t len, const char *what, int is_file,
+                                   gpt_error *err)
+{
+    gpt_model *m = NULL;
+    gpt_config cfg;
+    uint32_t version, header_size, flags, n_tensors, k, n_regions = 0;
+    uint64_t tok_off, tok_size, file_size, dir_end, n_params = 0, weight_bytes = 0;
+    region *regions = NULL;
+    float eps;
+    uint32_t dt;
+
+    if (!host_is_little_endian()) {
+        fail(err, GPT_ERR_UNSUPPORTED, "%s: big-endian hosts are not supported (the format is little-endian)", what);
+        return NULL;
+    }
+    if (len < HEADER_SIZE) {
+        fail(err, GPT_ERR_FORMAT, "%s: %llu bytes is too short for the %d-byte header (truncated or not a checkpoint)",
+             what, (unsigned long long)len, HEADER_SIZE);
+        return NULL;
+    }
+    if (memcmp(base, ckpt_magic, 8) != 0) {
+        if (memcmp(base, ckpt_magic, 4) == 0)
+            fail(err, GPT_ERR_FORMAT, "%s: magic at offset 0 starts with \"GPTC\" but its line-end bytes are damaged "
+                 "(was the file transferred in text mode?)", what);
+        else
+            fail(err, GPT_ERR_FORMAT, "%s: not a gpt.c checkpoint: bad magic at offset 0 (expected \"GPTC\\r\\n\\x1a\\n\")", what);
+        return NULL;
+    }
+    version = rd_u32(base + 8);
+    if (version != 1) {
+        fail(err, version > 1 ? GPT_ERR_UNSUPPORTED : GPT_ERR_FORMAT,
+             "%s: checkpoint version %u at offset 8 is not supported (this library reads version 1)", what, version);
+        return NULL;
+    }
+    header_size = rd_u32(base + 12);
+    if (header_size != HEADER_SIZE) {
+        fail(err, GPT_ERR_FORMAT, "%s: header_size at offset 12 is %u, expected %d", what, header_size, HEADER_SIZE);
+        return NULL;
+    }
+    memset(&cfg, 0, sizeof cfg);
+    {
+        static const struct { unsigned off; const char *name; uint32_t limit; } hp[5] = {
+            {16, "n_vocab", LIMIT_VOCAB}, {20, "n_ctx", LIMIT_CTX}, {24, "n_embd", LIMIT_EMBD},
+            {28, "n_head", LIMIT_EMBD}, {32, "n_layer", LIMIT_LAYER}};
+        uint32_t v[5];
+        int i;
+        for (i = 0; i < 5; i++) {
+            v[i] = rd_u32(base + hp[i].off);
+            if (v[i] == 0 || v[i] > hp[i].limit) {
+                fail(err, GPT_ERR_FORMAT, "%s: %s at offset %u is %u, expected 1 .. %u", what, hp[i].name,
+                     hp[i].off, v[i], hp[i].limit);
+                return NULL;
+            }
+        }
+        cfg.n_vocab = (int)v[0];
+        cfg.n_ctx = (int)v[1];
+        cfg.n_embd = (int)v[2];
+        cfg.n_head = (int)v[3];
+        cfg.n_layer = (int)v[4];
+        if (v[2] % v[3] != 0) {
+            fail(err, GPT_ERR_FORMAT, "%s: n_embd %u is not a multiple of n_head %u", what, v[2], v[3]);
+            return NULL;
+        }
+    }
+    eps = rd_f32(base + 36);
+    if (!(eps > 0.0f && eps < 1.0f)) {
+        fail(err, GPT_ERR_FORMAT, "%s: ln_eps at offset 36 is %g, expected a number with 0 < ln_eps < 1", what, (double)eps);
+        return NULL;
+    }
+    cfg.ln_eps = eps;
+    dt = rd_u32(base + 40);
+    if (dt > GPT_DTYPE_Q8_0) {
+        fail(err, GPT_ERR_UNSUPPORTED, "%s: weight type %u at offset 40 is unknown (0 f32, 1 f16, 2 bf16, 3 q8_0)", what, dt);
+        return NULL;
+    }
+    cfg.dtype = (gpt_dtype)dt;
+    flags = rd_u32(base + 44);
+    if (flags != 0) {
+        fail(err, GPT_ERR_UNSUPPORTED, "%s: flags at offset 44 are 0x%x, expected 0", what, flags);
+        return NULL;
+    }
+    tok_off = rd_u64(base + 48);
+    tok_size = rd_u64(base + 56);
+    file_size = rd_u64(base + 64);
+    n_tensors = rd_u32(base + 72);
+    if (file_size != len) {
+        fail(err, GPT_ERR_FORMAT, "%s: the header's file_size (offset 64) is %llu bytes but %s %llu bytes%s", what,
+             (unsigned long long)file_size, is_file ? "the file has" : "the buffer has", (unsigned long long)len,
+             len < file_size ? " (truncated)" : "");
+        return NULL;
+    }
+    if (n_tensors != 12 * (uint32_t)cfg.n_layer + 4) {
+        fail(err, GPT_ERR_FORMAT, "%s: n_tensors at offset 72 is %u, expected 12 * n_layer + 4 = %u", what, n_tensors,
+             12 * (uint32_t)cfg.n_layer + 4);
+        return NULL;
+    }
+    dir_end = HEADER_SIZE + (uint64_t)n_tensors * DIR_ENTRY_SIZE;
+    if (dir_end > len) {
+        fail(err, GPT_ERR_FORMAT, "%s: the tensor directory (offsets %d .. %llu) runs past the end (%llu bytes)", what,
+             HEADER_SIZE, (unsigned long long)dir_end, (unsigned long long)len);
+        return NULL;
+    }
+    if (tok_off % GPT_ALIGN != 0 || tok_off < dir_end || tok_off > len || tok_size > len - tok_off) {
+        fail(err, GPT_ERR_FORMAT, "%s: tokenizer section (offset %llu, %llu bytes) must start at a multiple of 64 "
+             "after the directory (%llu) and end inside the file (%llu bytes)", what, (unsigned long long)tok_off,
+             (unsigned long long)tok_size, (unsigned long long)dir_end, (unsigned long long)len);
+        return NULL;
+    }
+
+    m = (gpt_model *)calloc(1, sizeof *m);
+    regions = (region *)malloc(sizeof(region) * (n_tensors + 1));
+    if (m) m->layers = (layer *)calloc((size_t)cfg.n_layer, sizeof(layer));
+    if (!m || !regions || !m->layers) {
+        fail(err, GPT_ERR_OUT_OF_MEMORY, "%s: out of memory for the model description", what);
+        goto bad;
+    }
+    regions[n_regions].begin = tok_off;
+    regions[n_regions].end = tok_off + tok_size;
+    regions[n_regions].what = UINT32_MAX;
+    n_regions++;
+
+    for (k = 0; k < n_tensors; k++) {
+        const unsigned char *e = base + HEADER_SIZE + (size_t)k * DIR_ENTRY_SIZE;
+        uint32_t tdt = rd_u32(e), rows = rd_u32(e + 4), cols = rd_u32(e + 8), resv = rd_u32(e + 12);
+        uint64_t off = rd_u64(e + 16), nbytes = rd_u64(e + 24), expect;
+        uint32_t erows, ecols;
+        char name[64];
+        tensor *t;
+        tensor_name(name, sizeof name, k, (uint32_t)cfg.n_layer);
+        tensor_shape(k, &cfg, &erows, &ecols);
+        if (rows != erows || cols != ecols) {
+            fail(err, GPT_ERR_FORMAT, "%s: tensor %u (%s) has shape %u x %u, expected %u x %u", what, k, name, rows,
+                 cols, erows, ecols);
+            goto bad;
+        }
+        if (tdt > GPT_DTYPE_Q8_0) {
+            fail(err, GPT_ERR_UNSUPPORTED, "%s: tensor %u (%s) has unknown type %u", what, k, name, tdt);
+            goto bad;
+        }
+        if (rows == 1 && k >= 2 && tdt != GPT_DTYPE_F32) {
+            fail(err, GPT_ERR_FORMAT, "%s: tensor %u (%s) is a vector of type %s; vectors must be f32", what, k, name,
+                 gpt_dtype_name((gpt_dtype)tdt));
+            goto bad;
+        }
+        if (resv != 0) {
+            fail(err, GPT_ERR_FORMAT, "%s: tensor %u (%s): reserved directory field is %u, expected 0", what, k, name, resv);
+            goto bad;
+        }
+        expect = tensor_nbytes((gpt_dtype)tdt, rows, cols);
+        if (nbytes != expect) {
+            fail(err, GPT_ERR_FORMAT, "%s: tensor %u (%s) has nbytes %llu, expected %llu for %s %u x %u", what, k, name,
+                 (unsigned long long)nbytes, (unsigned long long)expect, gpt_dtype_name((gpt_dtype)tdt), rows, cols);
+            goto bad;
+        }
+        if (off % GPT_ALIGN != 0 || off < dir_end || off > len || nbytes > len - off) {
+            fail(err, GPT_ERR_FORMAT, "%s: tensor %u (%s) at offset %llu (%llu bytes) must start at a multiple of 64 "
+                 "after the directory (%llu) and end inside the file (%llu bytes)", what, k, name,
+                 (unsigned long long)off, (unsigned long long)nbytes, (unsigned long long)dir_end,
+                 (unsigned long long)len);
+            goto bad;
+        }
+        regions[n_regions].begin = off;
+        regions[n_regions].end = off + nbytes;
+        regions[n_regions].what = k;
+        n_regions++;
+        n_params += (uint64_t)rows * cols;
+        weight_bytes += nbytes;
+
+        if (k == 0) t = &m->wte;
+        else if (k == 1) t = &m->wpe;
+        else if (k == n_tensors - 2) t = &m->lnf_w;
+        else if (k == n_tensors - 1) t = &m->lnf_b;
+        else t = layer_tensor(&m->layers[(k - 2) / 12], (int)((k - 2) % 12));
+        bind_tensor(t, base, off, (gpt_dtype)tdt, rows, cols);
+    }
+
+    qsort(regions, n_regions, sizeof(region), region_cmp);
+    for (k = 1; k < n_regions; k++) {
+        if (regions[k].begin < regions[k - 1].end) {
+            char a[96], b[96];
+            region_name(a, sizeof a, &regions[k - 1], (uint32_t)cfg.n_layer);
+            region_name(b, sizeof b, &regions[k], (uint32_t)cfg.n_layer);
+            fail(err, GPT_ERR_FORMAT, "%s: %s (offset %llu) overlaps %s (offsets %llu .. %llu)", what, b,
+                 (unsigned long long)regions[k].begin, a, (unsigned long long)regions[k - 1].begin,
+                 (unsigned long long)regions[k - 1].end);
+            goto bad;
+        }
+    }
+    free(regions);
+    regions = NULL;
+
+    {
+        gpt_error terr;
+        clear_error(&terr);
+        m->tok = gpt_tokenizer_deserialize(base + tok_off, (size_t)tok_size, &terr);
+        if (!m->tok) {
+            fail(err, terr.status ? terr.status : GPT_ERR_FORMAT, "%s: tokenizer section at offset %llu: %s", what,
+                 (unsigned long long)tok_off, terr.message);
+            goto bad;
+        }
+        if (gpt_tokenizer_n_vocab(m->tok) != cfg.n_vocab) {
+            fail(err, GPT_ERR_FORMAT, "%s: the tokenizer has %d tokens but n_vocab is %d", what,
+                 gpt_tokenizer_n_vocab(m->tok), cfg.n_vocab);
+            goto bad;
+        }
+    }
+    cfg.n_params = n_params;
+    cfg.weight_bytes = weight_bytes;
+    m->cfg = cfg;
+    return m;
+
+bad:
+    free(regions);
+    if (m) {
+        gpt_tokenizer_free(m->tok);
+        free(m->layers);
+        free(m);
+    }
+    return NULL;
+}
+
+static gpt_model *load_copy(const void *buf, size_t len, const char *what, gpt_error *err)
+{
+    unsigned char *copy = (unsigned char *)aligned_alloc64(len ? len : 1);
+    gpt_model *m;
+    if (!copy) {
+        fail(err, GPT_ERR_OUT_OF_MEMORY, "%s: out of memory copying %llu bytes", what, (unsigned long long)len);
+        return NULL;
+    }
+    memcpy(copy, buf, len);
+    m = parse_checkpoint(copy, len, what, 0, err);
+    if (!m) {
+        aligned_free64(copy);
+        return NULL;
+    }
+    m->storage = STORAGE_HEAP;
+    m->heap = copy;
+    return m;
+}
+
+gpt_model *gpt_model_load_memory(const void *buf, size_t len, gpt_error *err)
+{
+    gpt_model *m;
+    clear_error(err);
+    if (!buf) {
+        fail(err, GPT_ERR_INVALID_ARG, "gpt_model_load_memory: buf is NULL");
+        return NULL;
+    }
+    if ((size_t)(uintptr_t)buf % GPT_ALIGN != 0) return load_copy(buf, len, "buffer", err);
+    m = parse_checkpoint((const unsigned char *)buf, len, "buffer", 0, err);
+    if (m) m->storage = STORAGE_USER;
+    return m;
+}
+
+/* Reads a whole file with stdio into an aligned buffer (the fallback where
+ * mapping is not available or fails). */
+static gpt_model *load_read(const char *path, gpt_error *err)
+{
+    FILE *f = fopen(path, "rb");
+    unsigned char *buf = NULL;
+    long size;
+    gpt_model *m;
+    if (!f) {
+        fail(err, GPT_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
+        return NULL;
+    }
+    if (fseek(f, 0, SEEK_END) != 0 || (size = ftell(f)) < 0 || fseek(f, 0, SEEK_SET) != 0) {
+        fail(err, GPT_ERR_IO, "%s: cannot determine the file size", path);
+        fclose(f);
+        return NULL;
+    }
+    buf = (unsigned char *)aligned_alloc64((size_t)size ? (size_t)size : 1);
+    if (!buf) {
+        fail(err, GPT_ERR_OUT_OF_MEMORY, "%s: out of memory reading %ld bytes", path, size);
+        fclose(f);
+        return NULL;
+    }
+    if (fread(buf, 1, (size_t)size, f) != (size_t)size) {
+        fail(err, GPT_ERR_IO, "%s: read error", path);
+        aligned_free64(buf);
+        fclose(f);
+        return NULL;
+    }
+    fclose(f);
+    m = parse_checkpoint(buf, (uint64_t)size, path, 1, err);
+    if (!m) {
+        aligned_free64(buf);
+        return NULL;
+    }
+    m->storage = STORAGE_HEAP;
+    m->heap = buf;
+    return m;
+}
+
+gpt_model *gpt_model_load(const char *path, gpt_error *err)
+{
+    clear_error(err);
+    if (!path) {
+        fail(err, GPT_ERR_INVALID_ARG, "gpt_model_load: path is NULL");
+        return NULL;
+    }
+#if defined(GPT_MMAP_POSIX)
+    {
+        struct stat st;
+        int fd = open(path, O_RDONLY);
+        void *p;
+        gpt_model *m;
+        if (fd < 0) {
+            fail(err, GPT_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
+            return NULL;
+        }
+        if (fstat(fd, &st) != 0) {
+            fail(err, GPT_ERR_IO, "%s: cannot stat: %s", path, strerror(errno));
+            close(fd);
+            return NULL;
+        }
+        if (!S_ISREG(st.st_mode)) {
+            fail(err, GPT_ERR_IO, "%s: not a regular file", path);
+            close(fd);
+            return NULL;
+        }
+        if (st.st_size < HEADER_SIZE) {
+            close(fd);
+            return load_read(path, err); /* tiny: reading gives the precise message */
+        }
+        if ((uint64_t)st.st_size > (uint64_t)SIZE_MAX) {
+            fail(err, GPT_ERR_UNSUPPORTED, "%s: file too large for this address space", path);
+            close(fd);
+            return NULL;
+        }
+        p = mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_PRIVATE, fd, 0);
+        close(fd);
+        if (p == MAP_FAILED) return load_read(path, err);
+        m = parse_checkpoint((const unsigned char *)p, (uint64_t)st.st_size, path, 1, err);
+        if (!m) {
+            munmap(p, (size_t)st.st_size);
+            return NULL;
+        }
+        m->storage = STORAGE_MMAP;
+        m->map_base = p;
+        m->map_len = (size_t)st.st_size;
+        return m;
+    }
+#elif defined(GPT_MMAP_WIN32)
+    {
+        HANDLE file, mapping;
+        LARGE_INTEGER size;
+        void *p;
+        gpt_model *m;
+        file = CreateFileA(path, GENERIC_READ, FILE_SHARE_READ, NULL, OPEN_EXISTING, FILE_ATTRIBUTE_NORMAL, NULL);
+        if (file == INVALID_HANDLE_VALUE) {
+            fail(err, GPT_ERR_IO, "%s: cannot open (Windows error %lu)", path, (unsigned long)GetLastError());
+            return NULL;
+        }
+        if (!GetFileSizeEx(file, &size) || size.QuadPart < HEADER_SIZE ||
+            (unsigned long long)size.QuadPart > (unsigned long long)SIZE_MAX) {
+            CloseHandle(file);
+            return load_read(path, err);
+        }
+        mapping = CreateFileMappingA(file, NULL, PAGE_READONLY, 0, 0, NULL);
+        if (!mapping) {
+            CloseHandle(file);
+            return load_read(path, err);
+        }
+        p = MapViewOfFile(mapping, FILE_MAP_READ, 0, 0, 0);
+        if (!p) {
+            CloseHandle(mapping);
+            CloseHandle(file);
+            return load_read(path, err);
+        }
+        m = parse_checkpoint((const unsigned char *)p, (uint64_t)size.QuadPart, path, 1, err);
+        if (!m) {
+            UnmapViewOfFile(p);
+            CloseHandle(mapping);
+            CloseHandle(file);
+            return NULL;
+        }
+        m->storage = STORAGE_MMAP;
+        m->map_base = p;
+        m->map_len = (size_t)size.QuadPart;
+        m->win_file = file;
+        m->win_mapping = mapping;
+        return m;
+    }
+#else
+    return load_read(path, err);
+#endif
+}
+
+void gpt_model_free(gpt_model *m)
+{
+    if (!m) return;
+    gpt_tokenizer_free(m->tok);
+    free(m->layers);
+    if (m->storage == STORAGE_HEAP) aligned_free64(m->heap);
+#if defined(GPT_MMAP_POSIX)
+    if (m->storage == STORAGE_MMAP) munmap(m->map_base, m->map_len);
+#elif defined(GPT_MMAP_WIN32)
+    if (m->storage == STORAGE_MMAP) {
+        UnmapViewOfFile(m->map_base);
+        CloseHandle(m->win_mapping);
+        CloseHandle(m->win_file);
+    }
+#endif
+    free(m);
+}
+
+gpt_config gpt_model_config(const gpt_model *m)
+{
+    gpt_config c;
+    if (!m) {
+        memset(&c, 0, sizeof c);
+        return c;
+    }
+    return m->cfg;
+}
+
+const gpt_tokenizer *gpt_model_tokenizer(const gpt_model *m) { return m ? m->tok : NULL; }
+
+/* ------------------------------------------------------------------------ */
+/* Thread pool                                                              */
+/*
+ * Each context owns n_threads - 1 workers; the calling thread is worker 0.
+ * A job is published by bumping `generation`; workers spin on it for a short
+ * while (a token's jobs follow each other within microseconds) and then
+ * sleep on a condition variable. Work is always split by output element, so
+ * results are bitwise identical for any thread count.
+ */
+
+typedef void (*task_fn)(void *arg, int ith, int nth);
+
+#if defined(GPT_THREADS_PTHREAD) || defined(GPT_THREADS_WIN32)
+#define GPT_HAVE_THREADS 1
+#define ATOMIC_LOAD(p) __atomic_load_n((p), __ATOMIC_SEQ_CST)
+#define ATOMIC_STORE(p, v) __atomic_store_n((p), (v), __ATOMIC_SEQ_CST)
+#define ATOMIC_ADD(p, v) __atomic_add_fetch((p), (v), __ATOMIC_SEQ_CST)
+#if defined(__x86_64__) || defined(__i386__)
+#define CPU_RELAX() __builtin_ia32_pause()
+#elif defined(__aarch64__)
+#define CPU_RELAX() __asm__ __volatile__("yield")
+#else
+#define CPU_RELAX() ((void)0)
+#endif
+#define SPIN_LIMIT 20000
+#endif
+
+typedef struct pool pool;
+#if defined(GPT_THREADS_PTHREAD)
+typedef pthread_t thread_handle;
+#elif defined(GPT_THREADS_WIN32)
+typedef HANDLE thread_handle;
+#endif
+
+typedef struct worker {
+    pool *p;
+    int ith;
+} worker;
+
+struct pool {
+    int n; /* threads including the caller */
+#if defined(GPT_HAVE_THREADS)
+    worker *workers;
+    int n_started;
+    int generation; /* atomic */
+    int n_done;     /* atomic */
+    int sleeping;   /* atomic */
+    int stop;       /* atomic */
+    task_fn fn;
+    void *arg;
+#if defined(GPT_THREADS_PTHREAD)
+    thread_handle *threads;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+#else
+    thread_handle *threads;
+    SRWLOCK mu;
+    CONDITION_VARIABLE cv;
+#endif
+#endif
+};
+
+#if defined(GPT_HAVE_THREADS)
+#if defined(GPT_THREADS_PTHREAD)
+#define POOL_LOCK(p) pthread_mutex_lock(&(p)->mu)
+#define POOL_UNLOCK(p) pthread_mutex_unlock(&(p)->mu)
+#define POOL_WAIT(p) pthread_cond_wait(&(p)->cv, &(p)->mu)
+#define POOL_WAKE_ALL(p) pthread_cond_broadcast(&(p)->cv)
+#else
+#define POOL_LOCK(p) AcquireSRWLockExclusive(&(p)->mu)
+#define POOL_UNLOCK(p) ReleaseSRWLockExclusive(&(p)->mu)
+#define POOL_WAIT(p) SleepConditionVariableSRW(&(p)->cv, &(p)->mu, INFINITE, 0)
+#define POOL_WAKE_ALL(p) WakeAllConditionVariable(&(p)->cv)
+#endif
+
+static void worker_loop(worker *w)
+{
+    pool *p = w->p;
+    int seen = 0;
+    for (;;) {
+        int spins = 0, gen;
+        while ((gen = ATOMIC_LOAD(&p->generation)) == seen && !ATOMIC_LOAD(&p->stop) && spins < SPIN_LIMIT) {
+            CPU_RELAX();
+            spins++;
+        }
+        if (gen == seen && !ATOMIC_LOAD(&p->stop)) {
+            POOL_LOCK(p);
+            ATOMIC_ADD(&p->sleeping, 1);
+            while ((gen = ATOMIC_LOAD(&p->generation)) == seen && !ATOMIC_LOAD(&p->stop)) POOL_WAIT(p);
+            ATOMIC_ADD(&p->sleeping, -1);
+            POOL_UNLOCK(p);
+        }
+        if (ATOMIC_LOAD(&p->stop)) return;
+        seen = gen;
+        p->fn(p->arg, w->ith, p->n);
+        ATOMIC_ADD(&p->n_done, 1);
+    }
+}
+
+#if defined(GPT_THREADS_PTHREAD)
+static void *worker_main(void *arg)
+{
+    worker_loop((worker *)arg);
+    return NULL;
+}
+#else
+static DWORD WINAPI worker_main(LPVOID arg)
+{
+    worker_loop((worker *)arg);
+    return 0;
+}
+#endif
+#endif /* GPT_HAVE_THREADS */
+
+static void pool_destroy(pool *p)
+{
+    if (!p) return;
+#if defined(GPT_HAVE_THREADS)
+    {
+        int i;
+        POOL_LOCK(p);
+        ATOMIC_STORE(&p->stop, 1);
+        POOL_WAKE_ALL(p);
+        POOL_UNLOCK(p);
+        for (i = 0; i < p->n_started; i++) {
+#if defined(GPT_THREADS_PTHREAD)
+            pthread_join(p->threads[i], NULL);
+#else
+            WaitForSingleObject(p->threads[i], INFINITE);
+            CloseHandle(p->threads[i]);
+#endif
+        }
+#if defined(GPT_THREADS_PTHREAD)
+        pthread_cond_destroy(&p->cv);
+        pthread_mutex_destroy(&p->mu);
+#endif
+        free(p->threads);
+        free(p->workers);
+    }
+#endif
+    free(p);
+}
+
+/* A pool of n threads (the caller plus n - 1 workers). Without thread support
+ * the pool runs everything on the caller. */
+static pool *pool_create(int n, gpt_error *err)
+{
+    pool *p = (pool *)calloc(1, sizeof *p);
+    if (!p) {
+        fail(err, GPT_ERR_OUT_OF_MEMORY, "out of memory for the thread pool");
+        return NULL;
+    }
+#if defined(GPT_HAVE_THREADS)
+    p->n = n;
+    if (n > 1) {
+        int i;
+#if defined(GPT_THREADS_PTHREAD)
+        if (pthread_mutex_init(&p->mu, NULL) != 0) {
+            free(p);
+            fail(err, GPT_ERR_OUT_OF_MEMORY, "cannot create a mutex for the thread pool");
+            return NULL;
+        }
+        if (pthread_cond_init(&p->cv, NULL) != 0) {
+            pthread_mutex_destroy(&p->mu);
+            free(p);
+            fail(err, GPT_ERR_OUT_OF_MEMORY, "cannot create a condition variable for the thread pool");
+            return NULL;
+        }
+#else
+        InitializeSRWLock(&p->mu);
+        InitializeConditionVariable(&p->cv);
+#endif
+        p->workers = (worker *)calloc((size_t)n, sizeof(worker));
+        p->threads = (thread_handle *)calloc((size_t)n, sizeof(thread_handle));
+        if (!p->workers || !p->threads) {
+            pool_destroy(p);
+            fail(err, GPT_ERR_OUT_OF_MEMORY, "out of memory for %d threads", n);
+            return NULL;
+        }
+        for (i = 1; i < n; i++) {
+            p->workers[i].p = p;
+            p->workers[i].ith = i;
+#if defined(GPT_THREADS_PTHREAD)
+            if (pthread_create(&p->threads[i - 1], NULL, worker_main, &p->workers[i]) != 0) break;
+#else
+            p->threads[i - 1] = CreateThread(NULL, 0, worker_main, &p->workers[i], 0, NULL);
+            if (!p->threads[i - 1]) break;
+#endif
+            p->n_started++;
+        }
+        if (p->n_started != n - 1) {
+            pool_destroy(p);
+            fail(err, GPT_ERR_OUT_OF_MEMORY, "cannot start %d worker threads", n - 1);
+            return NULL;
+        }
+    }
+#else
+    (void)n;
+    (void)err;
+    p->n = 1;
+#endif
+    return p;
+}
+
+/* Runs fn(arg, ith, n) on every thread of the pool and waits for all. */
+static void pool_run(pool *p, task_fn fn, void *arg)
+{
+#if defined(GPT_HAVE_THREADS)
+    if (p->n > 1) {
+        int spins = 0;
+        p->fn = fn;
+        p->arg = arg;
+        ATOMIC_STORE(&p->n_done, 0);
+        ATOMIC_ADD(&p->generation, 1);
+        if (ATOMIC_LOAD(&p->sleeping) > 0) {
+            POOL_LOCK(p);
+            POOL_WAKE_ALL(p);
+            POOL_UNLOCK(p);
+        }
+        fn(arg, 0, p->n);
+        while (ATOMIC_LOAD(&p->n_done) != p->n - 1) {
+            CPU_RELAX();
+            if (++spins == SPIN_LIMIT) {
+                spins = 0;
+#if defined(GPT_THREADS_PTHREAD)
+                sched_yield();
+#else
+                SwitchToThread();
+#endif
+            }
+        }
+        return;
+    }
+#endif
+    fn(arg, 0, 1);
+}
+
+/* Splits [0, n) into nth parts whose bounds are multiples of `grain`; part ith
+ * is [*b, *e). */
+static void split_range(int n, int grain, int ith, int nth, int *b, int *e)
+{
+    int chunks = (n + grain - 1) / grain;
+    int c0 = (int)((long long)chunks * ith / nth), c1 = (int)((long long)chunks * (ith + 1) / nth);
+    *b = c0 * grain < n ? c0 * grain : n;
+    *e = c1 * grain < n ? c1 * grain : n;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Kernels                                                                  */
+
+/* Dot product of n floats. The scalar version keeps 8 partial sums so that
+ * it rounds like the SIMD versions and lets compilers vectorize it. */
+static float dot_f32(const float *a, const float *b, int n)
+{
+    float acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+    float s;
+    int i = 0, k;
+    for (; i + 8 <= n; i += 8)
+        for (k = 0; k < 8; k++) acc[k] += a[i + k] * b[i + k];
+    s = ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7]));
+    for (; i < n; i++) s += a[i] * b[i];
+    return s;
+}
+
+/* Row r of a weight tensor widened to f32. */
+static void row_to_f32(const tensor *t, int r, float *out)
+{
+    int i, n = t->cols;
+    switch (t->type) {
+    case GPT_DTYPE_F32:
+        memcpy(out, (const float *)(const void *)t->data + (size_t)r * n, sizeof(float) * (size_t)n);
+        break;
+    case GPT_DTYPE_F16: {
+        const uint16_t *h = (const uint16_t *)(const void *)t->data + (size_t)r * n;
+        for (i = 0; i < n; i++) out[i] = f16_to_f32(h[i]);
+        break;
+    }
+    case GPT_DTYPE_BF16: {
+        const uint16_t *h = (const uint16_t *)(const void *)t->data + (size_t)r * n;
+        for (i = 0; i < n; i++) out[i] = bf16_to_f32(h[i]);
+        break;
+    }
+    case GPT_DTYPE_Q8_0: {
+        const signed char *q = t->q + (size_t)r * t->nb * 32;
+        const uint16_t *s = t->scales + (size_t)r * t->nb;
+        for (i = 0; i < n; i++) out[i] = f16_to_f32(s[i / 32]) * (float)q[i];
+        break;
+    }
+    }
+}
+
+static float gelu(float x)
+{
+    /* GPT-2's tanh form; sqrt(2/pi) = 0.7978845608... */
+    return 0.5f * x * (1.0f + tanhf(0.7978845608028654f * (x + 0.044715f * x * x * x)));
+}
+
+enum mm_mode { MM_STORE, MM_ADD, MM_GELU };
+
+/* For input rows r < n and outputs j in [j0, j1):
+ *   v = dot(W[j], x[r]) + bias[j];  y[r][j] = v | y[r][j] + v | gelu(v)
+ * rowbuf holds W->cols floats when W is not f32. */
+static void matmul_range(const tensor *W, const float *bias, const float *x, int ldx, int n, float *y, int ldy,
+                         int j0, int j1, enum mm_mode mode, float *rowbuf)
+{
+    int j, r, cols = W->cols;
+    for (j = j0; j < j1; j++) {
+        const float *w;
+        float b = bias ? bias[j] : 0.0f;
+        if (W->type == GPT_DTYPE_F32) {
+            w = (const float *)(const void *)W->data + (size_t)j * cols;
+        } else {
+            row_to_f32(W, j, rowbuf);
+            w = rowbuf;
+        }
+        for (r = 0; r < n; r++) {
+            float v = dot_f32(w, x + (size_t)r * ldx, cols) + b;
+            float *out = y + (size_t)r * ldy + j;
+            if (mode == MM_STORE) *out = v;
+            else if (mode == MM_ADD) *out += v;
+            else *out = gelu(v);
+        }
+    }
+}
+
+static void layernorm(float *out, const float *x, const float *w, const float *b, int n, float eps)
+{
+    double sum = 0.0, var = 0.0;
+    float mean, rstd;
+    int i;
+    for (i = 0; i < n; i++) sum += x[i];
+    mean = (float)(sum / n);
+    for (i = 0; i < n; i++) {
+        double d = (double)x[i] - mean;
+        var += d * d;
+    }
+    rstd = (float)(1.0 / sqrt(var / n + eps));
+    for (i = 0; i < n; i++) out[i] = (x[i] - mean) * rstd * w[i] + b[i];
+}
+
+/* Causal attention of one query over n_keys cached positions of one head:
+ * out = softmax(q . k_j * scale) . v_j. scores holds n_keys floats. */
+static void attend(const float *q, const float *keys, const float *values, int n_keys, int D, float scale,
+                   float *scores, float *out)
+{
+    float mx = -INFINITY, inv;
+    double sum = 0.0;
+    int j, d;
+    for (j = 0; j < n_keys; j++) {
+        scores[j] = dot_f32(q, keys + (size_t)j * D, D) * scale;
+        if (scores[j] > mx) mx = scores[j];
+    }
+    for (j = 0; j < n_keys; j++) {
+        scores[j] = expf(scores[j] - mx);
+        sum += scores[j];
+    }
+    for (d = 0; d < D; d++) out[d] = 0.0f;
+    for (j = 0; j < n_keys; j++) {
+        const float *v = values + (size_t)j * D;
+        float p = scores[j];
+        for (d = 0; d < D; d++) out[d] += p * v[d];
+    }
+    inv = (float)(1.0 / sum);
+    for (d = 0; d < D; d++) out[d] *= inv;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Contexts                                                                 */
+
+#define DEFAULT_BATCH 512
+#define SCORE_ROWS 8 /* logits rows computed at once while scoring */
+
+struct gpt_context {
+    const gpt_model *m;
+    int n_ctx, n_batch, n_threads, all_logits;
+    int n_past;
+    int logits_rows;    /* rows of `logits` that are valid (from the last gpt_eval) */
+    int logits_cap;     /* rows `logits` can hold */
+    int *tokens;        /* n_ctx ids in the cache */
+    float *k_cache;     /* [n_layer][n_head][n_ctx][head_dim] */
+    float *v_cache;
+    float *x;           /* [n_batch][C] residual stream */
+    float *xn;          /* [n_batch][C] layer-norm output */
+    float *qkv;         /* [n_batch][3C] */
+    float *att;         /* [n_batch][C] attention output */
+    float *hid;         /* [n_batch][4C] MLP hidden */
+    float *scratch;     /* [n_threads][scratch_stride] per-thread: scores, a widened row */
+    size_t scratch_stride;
+    float *logits;      /* [logits_cap][n_vocab] */
+    void *arena;
+    size_t arena_bytes;
+    pool *pool;
+    char err[320];
+};
+
+static size_t align_up(size_t n) { return (n + GPT_ALIGN - 1) / GPT_ALIGN * GPT_ALIGN; }
+
+gpt_context_params gpt_context_defaults(void)
+{
+    gpt_context_params p;
+    memset(&p, 0, sizeof p);
+    return p;
+}
+
+static int online_cpus(void)
+{
+    long n = 1;
+#if defined(GPT_MMAP_POSIX) && defined(_SC_NPROCESSORS_ONLN)
+    n = sysconf(_SC_NPROCESSORS_ONLN);
+#elif defined(_WIN32) && (defined(GPT_MMAP_WIN32) || defined(GPT_THREADS_WIN32))
+    {
+        SYSTEM_INFO si;
+        GetSystemInfo(&si);
+        n = (long)si.dwNumberOfProcessors;
+    }
+#endif
+    if (n < 1) n = 1;
+    if (n > GPT_MAX_THREADS) n = GPT_MAX_THREADS;
+    return (int)n;
+}
+
+/* The parameters a context really uses, or an error in err. */
+typedef struct ctx_shape {
+    int n_ctx, n_batch, n_threads, all_logits, logits_cap;
+    size_t scratch_stride;
+    size_t sizes[11]; /* bytes of each arena part, in struct order */
+} ctx_shape;
+
+static gpt_status resolve_params(const gpt_model *m, const gpt_context_params *p, ctx_shape *s, gpt_error *err)
+{
+    gpt_context_params d = gpt_context_defaults();
+    const gpt_config *c;
+    size_t C, L, V, T, B, kv;
+    if (!m) return fail(err, GPT_ERR_INVALID_ARG, "model is NULL");
+    c = &m->cfg;
+    if (!p) p = &d;
+    if (p->n_ctx < 0 || p->n_ctx > c->n_ctx)
+        return fail(err, GPT_ERR_INVALID_ARG, "n_ctx %d is outside 0 .. %d (the model's context; 0 = all of it)",
+                    p->n_ctx, c->n_ctx);
+    if (p->n_batch < 0) return fail(err, GPT_ERR_INVALID_ARG, "n_batch %d is negative", p->n_batch);
+    if (p->n_threads < 0 || p->n_threads > GPT_MAX_THREADS)
+        return fail(err, GPT_ERR_INVALID_ARG, "n_threads %d is outside 0 .. %d", p->n_threads, GPT_MAX_THREADS);
+    s->n_ctx = p->n_ctx ? p->n_ctx : c->n_ctx;
+    s->n_batch = p->n_batch ? p->n_batch : DEFAULT_BATCH;
+    if (s->n_batch > s->n_ctx) s->n_batch = s->n_ctx;
+    s->n_threads = p->n_threads ? p->n_threads : online_cpus();
+    s->all_logits = p->all_logits != 0;
+    s->logits_cap = s->all_logits ? s->n_ctx : SCORE_ROWS;
+    C = (size_t)c->n_embd;
+    L = (size_t)c->n_layer;
+    V = (size_t)c->n_vocab;
+    T = (size_t)s->n_ctx;
+    B = (size_t)s->n_batch;
+    /* every factor is bounded by the format's limits, so none of these
+     * products overflows a 64-bit size_t; check the 32-bit case */
+    if (sizeof(size_t) < 8 && (double)L * T * C * 8 + (double)s->logits_cap * V * 4 > (double)SIZE_MAX / 2)
+        return fail(err, GPT_ERR_OUT_OF_MEMORY, "a context of %d positions does not fit in this address space", s->n_ctx);
+    kv = L * T * C * sizeof(float);
+    s->scratch_stride = align_up((T + 4 * C) * sizeof(float)) / sizeof(float);
+    s->sizes[0] = align_up(T * sizeof(int));
+    s->sizes[1] = align_up(kv);
+    s->sizes[2] = align_up(kv);
+    s->sizes[3] = align_up(B * C * sizeof(float));
+    s->sizes[4] = align_up(B * C * sizeof(float));
+    s->sizes[5] = align_up(B * 3 * C * sizeof(float));
+    s->sizes[6] = align_up(B * C * sizeof(float));
+    s->sizes[7] = align_up(B * 4 * C * sizeof(float));
+    s->sizes[8] = (size_t)s->n_threads * s->scratch_stride * sizeof(float);
+    s->sizes[9] = align_up((size_t)s->logits_cap * V * sizeof(float));
+    s->sizes[10] = 0;
+    return GPT_OK;
+}
+
+size_t gpt_context_memory(const gpt_model *m, const gpt_context_params *p)
+{
+    ctx_shape s;
+    size_t total = 0;
+    int i;
+    if (resolve_params(m, p, &s, NULL) != GPT_OK) return 0;
+    for (i = 0; i < 11; i++) total += s.sizes[i];
+    return total + sizeof(gpt_context) + GPT_ALIGN;
+}
+
+gpt_context *gpt_context_new(const gpt_model *m, const gpt_context_params *p, gpt_error *err)
+{
+    ctx_shape s;
+    gpt_context *c;
+    unsigned char *a;
+    size_t total = 0;
+    int i;
+    clear_error(err);
+    if (resolve_params(m, p, &s, err) != GPT_OK) return NULL;
+    for (i = 0; i < 11; i++) total += s.sizes[i];
+    c = (gpt_context *)calloc(1, sizeof *c);
+    if (!c) {
+        fail(err, GPT_ERR_OUT_OF_MEMORY, "out of memory for a context");
+        return NULL;
+    }
+    c->arena = aligned_alloc64(total);
+    if (!c->arena) {
+        free(c);
+        fail(err, GPT_ERR_OUT_OF_MEMORY, "out of memory: a context of %d positions needs %.1f MB", s.n_ctx,
+             (double)total / 1e6);
+        return NULL;
+    }
+    c->arena_bytes = total;
+    c->m = m;
+    c->n_ctx = s.n_ctx;
+    c->n_batch = s.n_batch;
+    c->n_threads = s.n_threads;
+    c->all_logits = s.all_logits;
+    c->logits_cap = s.logits_cap;
+    c->scratch_stride = s.scratch_stride;
+    a = (unsigned char *)c->arena;
+    c->tokens = (int *)(void *)a; a += s.sizes[0];
+    c->k_cache = (float *)(void *)a; a += s.sizes[1];
+    c->v_cache = (float *)(void *)a; a += s.sizes[2];
+    c->x = (float *)(void *)a; a += s.sizes[3];
+    c->xn = (float *)(void *)a; a += s.sizes[4];
+    c->qkv = (float *)(void *)a; a += s.sizes[5];
+    c->att = (float *)(void *)a; a += s.sizes[6];
+    c->hid = (float *)(void *)a; a += s.sizes[7];
+    c->scratch = (float *)(void *)a; a += s.sizes[8];
+    c->logits = (float *)(void *)a;
+    c->pool = pool_create(c->n_threads, err);
+    if (!c->pool) {
+        aligned_free64(c->arena);
+        free(c);
+        return NULL;
+    }
+    return c;
+}
+
+void gpt_context_free(gpt_context *c)
+{
+    if (!c) return;
+    pool_destroy(c->pool);
+    aligned_free64(c->arena);
+    free(c);
+}
+
+/* Records a message on the context and returns status. */
+static gpt_status ctx_fail(gpt_context *c, gpt_status status, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vset_error(c->err, sizeof c->err, fmt, ap);
+    va_end(ap);
+    return status;
+}
+
+const char *gpt_context_error(const gpt_context *c) { return c ? c->err : "context is NULL"; }
+int gpt_context_n_ctx(const gpt_context *c) { return c ? c->n_ctx : 0; }
+int gpt_context_n_threads(const gpt_context *c) { return c ? c->n_threads : 0; }
+int gpt_context_n_past(const gpt_context *c) { return c ? c->n_past : 0; }
+const int *gpt_context_tokens(const gpt_context *c) { return c ? c->tokens : NULL; }
+
+/* ------------------------------------------------------------------------ */
+/* Forward pass                                                             */
+
+typedef struct mm_job {
+    gpt_context *c;
+    const tensor *W;
+    const float *bias;
+    const float *x;
+    int ldx, n;
+    float *y;
+    int ldy;
+    enum mm_mode mode;
+} mm_job;
+
+static void mm_task(void *arg, int ith, int nth)
+{
+    const mm_job *j = (const mm_job *)arg;
+    int b, e;
+    split_range(j->W->rows, 16, ith, nth, &b, &e);
+    if (b < e)
+        matmul_range(j->W, j->bias, j->x, j->ldx, j->n, j->y, j->ldy, b, e, j->mode,
+                     j->c->scratch + (size_t)ith * j->c->scratch_stride + j->c->n_ctx);
+}
+
+static void matmul(gpt_context *c, const tensor *W, const tensor *bias, const float *x, int ldx, int n, float *y,
+                   int ldy, enum mm_mode mode)
+{
+    mm_job j;
+    j.c = c;
+    j.W = W;
+    j.bias = bias ? (const float *)(const void *)bias->data : NULL;
+    j.x = x;
+    j.ldx = ldx;
+    j.n = n;
+    j.y = y;
+    j.ldy = ldy;
+    j.mode = mode;
+    pool_run(c->pool, mm_task, &j);
+}
+
+typedef struct ln_job {
+    float *out;
+    const float *x;
+    const tensor *w, *b;
+    int n, C;
+    float eps;
+} ln_job;
+
+static void ln_task(void *arg, int ith, int nth)
+{
+    const ln_job *j = (const ln_job *)arg;
+    int r, b, e;
+    split_range(j->n, 1, ith, nth, &b, &e);
+    for (r = b; r < e; r++)
+        layernorm(j->out + (size_t)r * j->C, j->x + (size_t)r * j->C, (const float *)(const void *)j->w->data,
+                  (const float *)(const void *)j->b->data, j->C, j->eps);
+}
+
+static void layernorm_rows(gpt_context *c, float *out, const float *x, int n, const tensor *w, const tensor *b)
+{
+    ln_job j;
+    j.out = out;
+    j.x = x;
+    j.w = w;
+    j.b = b;
+    j.n = n;
+    j.C = c->m->cfg.n_embd;
+    j.eps = c->m->cfg.ln_eps;
+    if (n < 4) ln_task(&j, 0, 1); /* not worth waking the workers */
+    else pool_run(c->pool, ln_task, &j);
+}
+
+typedef struct att_job {
+    gpt_context *c;
+    int layer, n, pos0;
+} att_job;
+
+static void att_task(void *arg, int ith, int nth)
+{
+    const att_job *j = (const att_job *)arg;
+    gpt_context *c = j->c;
+    const gpt_config *cfg = &c->m->cfg;
+    int H = cfg->n_head, C = cfg->n_embd, D = C / H;
+    float scale = 1.0f / sqrtf((float)D);
+    float *scores = c->scratch + (size_t)ith * c->scratch_stride;
+    int item, b, e;
+    split_range(j->n * H, 1, ith, nth, &b, &e);
+    for (item = b; item < e; item++) {
+        int r = item / H, h = item % H;
+        size_t head_base = ((size_t)j->layer * H + h) * c->n_ctx * D;
+        attend(c->qkv + (size_t)r * 3 * C + (size_t)h * D, c->k_cache + head_base, c->v_cache + head_base,
+               j->pos0 + r + 1, D, scale, scores, c->att + (size_t)r * C + (size_t)h * D);
+    }
+}
+
+/* Runs n (<= n_batch) ids at positions n_past .. n_past+n-1 through every
+ * block, filling the KV cache; leaves the residual stream in c->x. */
+static void forward_blocks(gpt_context *c, const int *ids, int n)
+{
+    const gpt_model *m = c->m;
+    const gpt_config *cfg = &m->cfg;
+    int C = cfg->n_embd, H = cfg->n_head, D = C / H;
+    int pos0 = c->n_past, r, l, h;
+    float *tmp = c->scratch + c->n_ctx; /* thread 0's row buffer, free between jobs */
+
+    for (r = 0; r < n; r++) {
+        float *x = c->x + (size_t)r * C;
+        int i;
+        row_to_f32(&m->wte, ids[r], x);
+        row_to_f32(&m->wpe, pos0 + r, tmp);
+        for (i = 0; i < C; i++) x[i] += tmp[i];
+    }
+    for (l = 0; l < cfg->n_layer; l++) {
+        const layer *L = &m->layers[l];
+        att_job aj;
+        layernorm_rows(c, c->xn, c->x, n, &L->ln1_w, &L->ln1_b);
+        matmul(c, &L->qkv_w, &L->qkv_b, c->xn, C, n, c->qkv, 3 * C, MM_STORE);
+        for (r = 0; r < n; r++) {
+            const float *q = c->qkv + (size_t)r * 3 * C;
+            for (h = 0; h < H; h++) {
+                size_t at = (((size_t)l * H + h) * c->n_ctx + (size_t)(pos0 + r)) * D;
+                memcpy(c->k_cache + at, q + C + (size_t)h * D, sizeof(float) * (size_t)D);
+                memcpy(c->v_cache + at, q + 2 * C + (size_t)h * D, sizeof(float) * (size_t)D);
+            }
+        }
+        aj.c = c;
+        aj.layer = l;
+        aj.n = n;
+        aj.pos0 = pos0;
+        pool_run(c->pool, att_task, &aj);
+        matmul(c, &L->proj_w, &L->proj_b, c->att, C, n, c->x, C, MM_ADD);
+        layernorm_rows(c, c->xn, c->x, n, &L->ln2_w, &L->ln2_b);
+        matmul(c, &L->fc_w, &L->fc_b, c->xn, C, n, c->hid, 4 * C, MM_GELU);
+        matmul(c, &L->fcproj_w, &L->fcproj_b, c->hid, 4 * C, n, c->x, C, MM_ADD);
+    }
+}
+
+/* Logits of residual rows [r0, r0+n) into out ([n][n_vocab]). */
+static void head_rows(gpt_context *c, int r0, int n, float *out)
+{
+    const gpt_model *m = c->m;
+    int C = m->cfg.n_embd;
+    layernorm_rows(c, c->xn + (size_t)r0 * C, c->x + (size_t)r0 * C, n, &m->lnf_w, &m->lnf_b);
+    matmul(c, &m->wte, NULL, c->xn + (size_t)r0 * C, C, n, out, m->cfg.n_vocab, MM_STORE);
+}
+
+static gpt_status check_ids(gpt_context *c, const int *ids, int n)
+{
+    int i, V = c->m->cfg.n_vocab;
+    if (n < 0) return ctx_fail(c, GPT_ERR_INVALID_ARG, "n is %d; a count cannot be negative", n);
+    if (n > 0 && !ids) return ctx_fail(c, GPT_ERR_INVALID_ARG, "ids is NULL");
+    for (i = 0; i < n; i++)
+        if (ids[i] < 0 || ids[i] >= V)
+            return ctx_fail(c, GPT_ERR_TOKEN_RANGE, "token id %d at index %d is outside 0 .. %d", ids[i], i, V - 1);
+    return GPT_OK;
+}
+
+gpt_status gpt_eval(gpt_context *c, const int *ids, int n)
+{
+    gpt_status st;
+    int done = 0, V;
+    if (!c) return GPT_ERR_INVALID_ARG;
+    if ((st = check_ids(c, ids, n)) != GPT_OK) return st;
+    if (n > c->n_ctx - c->n_past)
+        return ctx_fail(c, GPT_ERR_CONTEXT_FULL, "%d tokens do not fit: %d of %d positions are in use", n, c->n_past,
+                        c->n_ctx);
+    if (n == 0) return GPT_OK;
+    V = c->m->cfg.n_vocab;
+    c->logits_rows = 0;
+    while (done < n) {
+        int chunk = n - done < c->n_batch ? n - done : c->n_batch;
+        forward_blocks(c, ids + done, chunk);
+        memcpy(c->tokens + c->n_past, ids + done, sizeof(int) * (size_t)chunk);
+        c->n_past += chunk;
+        if (c->all_logits) {
+            head_rows(c, 0, chunk, c->logits + (size_t)done * V);
+        } else if (done + chunk == n) {
+            head_rows(c, chunk - 1, 1, c->logits);
+        }
+        done += chunk;
+    }
+    c->logits_rows = c->all_logits ? n : 1;
+    return GPT_OK;
+}
+
+const float *gpt_logits(const gpt_context *c)
+{
+    if (!c || c->logits_rows == 0) return NULL;
+    return c->logits + (size_t)(c->logits_rows - 1) * c->m->cfg.n_vocab;
+}
+
+const float *gpt_logits_at(const gpt_context *c, int i)
+{
+    if (!c || !c->all_logits || i < 0 || i >= c->logits_rows) return NULL;
+    return c->logits + (size_t)i * c->m->cfg.n_vocab;
+}
+
+gpt_status gpt_rewind(gpt_context *c, int n_keep)
+{
+    if (!c) return GPT_ERR_INVALID_ARG;
+    if (n_keep < 0 || n_keep > c->n_past)
+        return ctx_fail(c, GPT_ERR_INVALID_ARG, "n_keep %d is outside 0 .. %d (positions in use)", n_keep, c->n_past);
+    c->n_past = n_keep;
+    c->logits_rows = 0;
+    return GPT_OK;
+}
+
+/* log p(target) from one row of logits, in double precision. */
+static float log_softmax_at(const float *logits, int V, int target)
+{
+    double mx = -INFINITY, sum = 0.0;
+    int i;
+    for (i = 0; i < V; i++)
+        if (logits[i] > mx) mx = logits[i];
+    for (i = 0; i < V; i++) sum += exp((double)logits[i] - mx);
+    return (float)((double)logits[target] - mx - log(sum));
+}
+
+/* Appends ids[0..n) and writes, for every row r >= score_from with r + 1 < n,
+ * out[r - score_from] = log p(ids[r + 1] | ...). */
+static void eval_scoring(gpt_context *c, const int *ids, int n, int score_from, float *out)
+{
+    int done = 0, V = c->m->cfg.n_vocab;
+    float *buf = c->logits; /* at least SCORE_ROWS rows */
+    while (done < n) {
+        int chunk = n - done < c->n_batch ? n - done : c->n_batch, r0;
+        forward_blocks(c, ids + done, chunk);
+        memcpy(c->tokens + c->n_past, ids + done, sizeof(int) * (size_t)chunk);
+        c->n_past += chunk;
+        /* rows of this chunk that predict a scored id */
+        r0 = score_from > done ? score_from - done : 0;
+        while (r0 < chunk && done + r0 + 1 < n) {
+            int rows = chunk - r0, i;
+            if (rows > SCORE_ROWS) rows = SCORE_ROWS;
+            if (done + r0 + rows + 1 > n) rows = n - 1 - done - r0;
+            head_rows(c, r0, rows, buf);
+            for (i = 0; i < rows; i++) {
+                int r = done + r0 + i;
+                out[r - score_from] = log_softmax_at(buf + (size_t)i * V, V, ids[r + 1]);
+            }
+            r0 += rows;
+        }
+        done += chunk;
+    }
+    c->logits_rows = 0;
+}
+
+gpt_status gpt_score(gpt_context *c, const int *ids, int n, float *logprobs)
+{
+    return gpt_score_ex(c, ids, n, logprobs, NULL, NULL);
+}
+
+gpt_status gpt_score_ex(gpt_context *c, const int *ids, int n, float *logprobs,
+                        int (*on_progress)(int scored, int total, void *user), void *user)
+{
+    gpt_status st;
+    int W, S, start, scored_to;
+    if (!c) return GPT_ERR_INVALID_ARG;
+    if ((st = check_ids(c, ids, n)) != GPT_OK) return st;
+    if (n > 1 && !logprobs) return ctx_fail(c, GPT_ERR_INVALID_ARG, "logprobs is NULL");
+    if (c->n_ctx < 2) return ctx_fail(c, GPT_ERR_INVALID_ARG, "scoring needs a context of at least 2 positions");
+    c->n_past = 0;
+    c->logits_rows = 0;
+    if (n < 2) return GPT_OK;
+    W = c->n_ctx;
+    S = W / 2;
+    scored_to = 1; /* one past the last scored id */
+    for (start = 0;; start += S) {
+        int end = start + W < n ? start + W : n;
+        c->n_past = 0;
+        /* row r of the window predicts id start + r + 1 */
+        eval_scoring(c, ids + start, end - start, scored_to - 1 - start, logprobs + (scored_to - 1));
+        scored_to = end;
+        if (on_progress && on_progress(scored_to - 1, n - 1, user))
+            return ctx_fail(c, GPT_ERR_CANCELLED, "scoring cancelled after %d of %d ids", scored_to - 1, n - 1);
+        if (end == n) break;
+    }
+    return GPT_OK;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Sampling                                                                 */
+
+gpt_generate_params gpt_generate_defaults(void)
+{
+    gpt_generate_params p;
+    memset(&p, 0, sizeof p);
+    p.max_new_tokens = 128;
+    p.temperature = 0.8f;
+    p.top_k = 40;
+    p.top_p = 0.95f;
+    p.min_p = 0.05f;
+    p.repetition_penalty = 1.0f;
+    p.repeat_last_n = -1;
+    p.seed = 42;
+    p.context_policy = GPT_CONTEXT_STOP;
+    return p;
+}
+
+gpt_status gpt_generate_params_check(const gpt_generate_params *p, gpt_error *err)
+{
+    int i;
+    clear_error(err);
+    if (!p) return fail(err, GPT_ERR_INVALID_ARG, "generate params are NULL");
+    if (p->max_new_tokens < 0)
+        return fail(err, GPT_ERR_INVALID_ARG, "max_new_tokens %d is negative", p->max_new_tokens);
+    if (!(p->temperature >= 0.0f && p->temperature <= 1e6f))
+        return fail(err, GPT_ERR_INVALID_ARG, "temperature %g is outside 0 .. 1e6 (0 = greedy)", (double)p->temperature);
+    if (p->top_k < 0) return fail(err, GPT_ERR_INVALID_ARG, "top_k %d is negative (0 = off)", p->top_k);
+    if (!(p->top_p > 0.0f && p->top_p <= 1.0f))
+        return fail(err, GPT_ERR_INVALID_ARG, "top_p %g is outside (0, 1] (1 = off)", (double)p->top_p);
+    if (!(p->min_p >= 0.0f && p->min_p <= 1.0f))
+        return fail(err, GPT_ERR_INVALID_ARG, "min_p %g is outside [0, 1] (0 = off)", (double)p->min_p);
+    if (!(p->repetition_penalty > 0.0f && p->repetition_penalty <= 1e6f))
+        return fail(err, GPT_ERR_INVALID_ARG, "repetition_penalty %g must be > 0 (1 = off)",
+                    (double)p->repetition_penalty);
+    if (p->repeat_last_n < -1)
+        return fail(err, GPT_ERR_INVALID_ARG, "repeat_last_n %d is below -1 (-1 = all, 0 = none)", p->repeat_last_n);
+    if (p->n_stop < 0) return fail(err, GPT_ERR_INVALID_ARG, "n_stop %d is negative", p->n_stop);
+    if (p->n_stop > 0 && !p->stop) return fail(err, GPT_ERR_INVALID_ARG, "n_stop is %d but stop is NULL", p->n_stop);
+    for (i = 0; i < p->n_stop; i++) {
+        if (!p->stop[i] || !p->stop[i][0])
+            return fail(err, GPT_ERR_INVALID_ARG, "stop string %d is NULL or empty", i);
+        if (strlen(p->stop[i]) > 4096)
+            return fail(err, GPT_ERR_INVALID_ARG, "stop string %d is longer than 4096 bytes", i);
+    }
+    if (p->context_policy != GPT_CONTEXT_STOP && p->context_policy != GPT_CONTEXT_SLIDE)
+        return fail(err, GPT_ERR_INVALID_ARG, "context_policy %d is unknown", (int)p->context_policy);
+    return GPT_OK;
+}
+
+typedef struct cand {
+    float v; /* logit, later exp(logit - max) */
+    int id;
+} cand;
+
+/* Most likely first; equal values by lower id, so the order is total. */
+static int cand_before(const cand *a, const cand *b) { return a->v > b->v || (a->v == b->v && a->id < b->id); }
+
+static int cand_cmp(const void *a, const void *b)
+{
+    const cand *x = (const cand *)a, *y = (const cand *)b;
+    return cand_before(x, y) ? -1 : cand_before(y, x) ? 1 : 0;
+}
+
+/* Moves the k first (by cand_before) of c[0..n) to the front, unordered. */
+static void select_top(cand *c, int n, int k)
+{
+    int lo = 0, hi = n - 1;
+    while (lo < hi) {
+        cand pivot = c[lo + (hi - lo) / 2], t;
+        int i = lo, j = hi;
+        while (i <= j) {
+            while (cand_before(&c[i], &pivot)) i++;
+            while (cand_before(&pivot, &c[j])) j--;
+            if (i <= j) {
+                t = c[i];
+                c[i] = c[j];
+                c[j] = t;
+                i++;
+                j--;
+            }
+        }
+        if (k - 1 <= j) hi = j;
+        else if (k - 1 >= i) lo = i;
+        else return;
+    }
+}
+
+struct gpt_sampler {
+    gpt_generate_params p;
+    int n_vocab;
+    uint64_t rng[4];
+    float *work;         /* n_vocab */
+    cand *cands;         /* n_vocab */
+    unsigned char *seen; /* n_vocab */
+};
+
+static uint64_t splitmix64(uint64_t *x)
+{
+    uint64_t z = (*x += 0x9E3779B97F4A7C15ull);
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    return z ^ (z >> 31);
+}
+
+static uint64_t rotl64(uint64_t x, int k) { return (x << k) | (x >> (64 - k)); }
+
+/* xoshiro256**: the sampler's random numbers. */
+static uint64_t rng_next(uint64_t *s)
+{
+    uint64_t result = rotl64(s[1] * 5, 7) * 9, t = s[1] << 17;
+    s[2] ^= s[0];
+    s[3] ^= s[1];
+    s[1] ^= s[2];
+    s[0] ^= s[3];
+    s[2] ^= t;
+    s[3] = rotl64(s[3], 45);
+    return result;
+}
+
+/* Uniform in [0, 1) with 53 random bits. */
+static double rng_uniform(uint64_t *s) { return (double)(rng_next(s) >> 11) * (1.0 / 9007199254740992.0); }
+
+void gpt_sampler_seed(gpt_sampler *s, uint64_t seed)
+{
+    uint64_t x = seed;
+    int i;
+    if (!s) return;
+    for (i = 0; i < 4; i++) s->rng[i] = splitmix64(&x);
+}
+
+gpt_sampler *gpt_sampler_new(const gpt_generate_params *p, int n_vocab, gpt_error *err)
+{
+    gpt_sampler *s;
+    if (gpt_generate_params_check(p, err) != GPT_OK) return NULL;
+    if (n_vocab < 1) {
+        fail(err, GPT_ERR_INVALID_ARG, "n_vocab %d must be at least 1", n_vocab);
+        return NULL;
+    }
+    s = (gpt_sampler *)calloc(1, sizeof *s);
+    if (!s) {
+        fail(err, GPT_ERR_OUT_OF_MEMORY, "out of memory for a sampler");
+        return NULL;
+    }
+    s->p = *p;
+    s->p.stop = NULL; /* not used here, and the caller's array need not outlive us */
+    s->p.n_stop = 0;
+    s->n_vocab = n_vocab;
+    s->work = (float *)malloc(sizeof(float) * (size_t)n_vocab);
+    s->cands = (cand *)malloc(sizeof(cand) * (size_t)n_vocab);
+    s->seen = (unsigned char *)calloc((size_t)n_vocab, 1);
+    if (!s->work || !s->cands || !s->seen) {
+        gpt_sampler_free(s);
+        fail(err, GPT_ERR_OUT_OF_MEMORY, "out of memory for a sampler over %d tokens", n_vocab);
+        return NULL;
+    }
+    gpt_sampler_seed(s, p->seed);
+    return s;
+}
+
+void gpt_sampler_free(gpt_sampler *s)
+{
+    if (!s) return;
+    free(s->work);
+    free(s->cands);
+    free(s->seen);
+    free(s);
+}
+
+int gpt_sampler_sample(gpt_sampler *s, const float *logits, const int *history, int n_history)
+{
+    const gpt_generate_params *p;
+    float *w;
+    cand *c;
+    int V, i, n, best, k;
+    double total, u, acc;
+    float mx;
+    if (!s || !logits || n_history < 0 || (n_history > 0 && !history)) return GPT_ERR_INVALID_ARG;
+    p = &s->p;
+    V = s->n_vocab;
+    w = s->work;
+    c = s->cands;
+    for (i = 0; i < V; i++) w[i] = logits[i] != logits[i] ? -INFINITY : logits[i]; /* NaN never wins */
+
+    if (p->repetition_penalty != 1.0f && n_history > 0 && p->repeat_last_n != 0) {
+        int from = p->repeat_last_n < 0 || p->repeat_last_n > n_history ? 0 : n_history - p->repeat_last_n;
+        for (i = from; i < n_history; i++) {
+            int id = history[i];
+            if (id < 0 || id >= V) return GPT_ERR_TOKEN_RANGE;
+            if (s->seen[id]) continue;
+            s->seen[id] = 1;
+            w[id] = w[id] > 0.0f ? w[id] / p->repetition_penalty : w[id] * p->repetition_penalty;
+        }
+        for (i = from; i < n_history; i++) s->seen[history[i]] = 0;
+    }
+
+    best = 0;
+    for (i = 1; i < V; i++)
+        if (w[i] > w[best]) best = i;
+    if (p->temperature == 0.0f || p->top_k == 1 || w[best] == -INFINITY) return best;
+
+    for (i = 0; i < V; i++) w[i] /= p->temperature;
+    mx = w[best];
+    if (mx == INFINITY) return best;
+
+    /* candidates: top-k, or every token with a finite logit */
+    n = 0;
+    for (i = 0; i < V; i++)
+        if (w[i] > -INFINITY) {
+            c[n].v = w[i];
+            c[n].id = i;
+            n++;
+        }
+    if (p->top_k > 0 && p->top_k < n) {
+        select_top(c, n, p->top_k);
+        n = p->top_k;
+    }
+    total = 0.0;
+    for (i = 0; i < n; i++) {
+        c[i].v = (float)exp((double)c[i].v - mx); /* 1 for the most likely */
+        total += c[i].v;
+    }
+    if (p->top_p < 1.0f || p->min_p > 0.0f) {
+        /* Both filters keep a prefix of the candidates in order of
+         * probability. Drop, before sorting, tokens that cannot be in it:
+         * min-p's own threshold, and for top-p any token below
+         * (1 - top_p) / n, since everything from it down sums to less than
+         * the 1 - top_p that top-p may drop. */
+        double floor_p = p->min_p > 0.0f ? (double)p->min_p : 0.0;
+        double floor_top_p = p->top_p < 1.0f ? (1.0 - p->top_p) / n * total : 0.0;
+        int m = 0;
+        if (floor_top_p > floor_p) floor_p = floor_top_p;
+        for (i = 0; i < n; i++)
+            if (c[i].v >= floor_p) c[m++] = c[i];
+        n = m;
+        qsort(c, (size_t)n, sizeof(cand), cand_cmp);
+        if (p->top_p < 1.0f) {
+            double need = (double)p->top_p * total;
+            acc = 0.0;
+            for (k = 0; k < n; k++) {
+                acc += c[k].v;
+                if (acc >= need) break;
+            }
+            n = k < n ? k + 1 : n;
+        }
+        if (p->min_p > 0.0f) {
+            k = 0;
+            while (k < n && c[k].v >= p->min_p) k++;
+            n = k > 0 ? k : 1;
+        }
+        total = 0.0;
+        for (i = 0; i < n; i++) total += c[i].v;
+    }
+    u = rng_uniform(s->rng) * total;
+    acc = 0.0;
+    for (i = 0; i < n - 1; i++) {
+        acc += c[i].v;
+        if (u < acc) break;
+    }
+    return c[i].id;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Generation                                                               */
+
+/* Length of the UTF-8 sequence at s[0..n) if it is one valid character
+ * (shortest form, no surrogates, <= U+10FFFF), else 0. */
+static int utf8_char_len(const unsigned char *s, size_t n)
+{
+    unsigned c = s[0];
+    int len, i;
+    unsigned lo = 0x80, hi = 0xBF;
+    if (c < 0x80) return 1;
+    if (c >= 0xC2 && c <= 0xDF) len = 2;
+    else if (c >= 0xE0 && c <= 0xEF) {
+        len = 3;
+        if (c == 0xE0) lo = 0xA0;
+        if (c == 0xED) hi = 0x9F;
+    } else if (c >= 0xF0 && c <= 0xF4) {
+        len = 4;
+        if (c == 0xF0) lo = 0x90;
+        if (c == 0xF4) hi = 0x8F;
+    } else return 0;
+    for (i = 1; i < len; i++) {
+        if ((size_t)i >= n || s[i] < lo || s[i] > hi) return 0;
+        lo = 0x80;
+        hi = 0xBF;
+    }
+    return len;
+}
+
+/* Copies in[0..n) to out, replacing each maximal invalid subpart with U+FFFD
+ * (as Python's errors="replace" does); out needs 3n bytes. Returns the
+ * length written. */
+static size_t utf8_sanitize(const unsigned char *in, size_t n, unsigned char *out)
+{
+    size_t i = 0, o = 0;
+    while (i < n) {
+        int len = utf8_char_len(in + i, n - i);
+        if (len > 0) {
+            memcpy(out + o, in + i, (size_t)len);
+            o += (size_t)len;
+            i += (size_t)len;
+        } else {
+            /* skip the lead byte and the continuation bytes that still fit */
+            size_t j = i + 1;
+            unsigned c = in[i];
+            int want = c >= 0xF0 && c <= 0xF4 ? 3 : c >= 0xE0 && c <= 0xEF ? 2 : c >= 0xC2 && c <= 0xDF ? 1 : 0;
+            while (want > 0 && j < n && (in[j] & 0xC0) == 0x80) {
+                /* stop where the prefix stops being a possible character */
+                unsigned char probe[4] = {0, 0, 0, 0};
+                size_t k, plen = j - i + 1;
+                int ok = 1;
+                memcpy(probe, in + i, plen);
+                for (k = plen; k < (size_t)(want + 1); k++) probe[k] = 0x80;
+                if (c == 0xE0 && probe[1] < 0xA0) ok = 0;
+                if (c == 0xED && probe[1] > 0x9F) ok = 0;
+                if (c == 0xF0 && probe[1] < 0x90) ok = 0;
+                if (c == 0xF4 && probe[1] > 0x8F) ok = 0;
+                if (!ok) break;
+                j++;
+                want--;
+            }
+            out[o++] = 0xEF;
+            out[o++] = 0xBF;
+            out[o++] = 0xBD;
+            i = j;
+        }
+    }
+    return o;
+}
+
+typedef struct gen_state {
+    gpt_context *c;
+    const gpt_generate_params *p;
+    gpt_on_text on_text;
+    void *user;
+    unsigned char *pend; /* text not yet delivered */
+    size_t n_pend, cap_pend;
+    unsigned char *clean; /* sanitizer output */
+    size_t max_stop;
+    int *window; /* n_ctx ids for sliding */
+} gen_state;
+
+/* Appends text, delivers what can no longer be part of a stop string, and
+ * reports how generation must stop (GPT_STOP_NONE = go on). At the end of
+ * the stream (final != 0) everything left is delivered. */
+static gpt_stop_reason gen_push(gen_state *g, const unsigned char *bytes, size_t n, int final)
+{
+    size_t clean_n = utf8_sanitize(bytes, n, g->clean), emit, hold = 0, best = (size_t)-1;
+    int i;
+    memcpy(g->pend + g->n_pend, g->clean, clean_n);
+    g->n_pend += clean_n;
+    for (i = 0; i < g->p->n_stop; i++) {
+        const char *s = g->p->stop[i];
+        size_t sl = strlen(s), at;
+        if (sl <= g->n_pend) {
+            for (at = 0; at + sl <= g->n_pend && at < best; at++)
+                if (memcmp(g->pend + at, s, sl) == 0) {
+                    best = at;
+                    break;
+                }
+        }
+    }
+    if (best != (size_t)-1) {
+        if (best > 0 && g->on_text) g->on_text((const char *)g->pend, best, g->user);
+        g->n_pend = 0;
+        return GPT_STOP_STRING;
+    }
+    if (!final) {
+        /* hold back the longest tail that a stop string starts with */
+        for (i = 0; i < g->p->n_stop; i++) {
+            const char *s = g->p->stop[i];
+            size_t sl = strlen(s), h;
+            for (h = sl - 1 < g->n_pend ? sl - 1 : g->n_pend; h > hold; h--)
+                if (memcmp(g->pend + g->n_pend - h, s, h) == 0) {
+                    hold = h;
+                    break;
+                }
+        }
+    }
+    emit = g->n_pend - hold;
+    while (emit > 0 && emit < g->n_pend && (g->pend[emit] & 0xC0) == 0x80) emit--; /* whole characters */
+    if (emit > 0) {
+        int stop = g->on_text ? g->on_text((const char *)g->pend, emit, g->user) : 0;
+        memmove(g->pend, g->pend + emit, g->n_pend - emit);
+        g->n_pend -= emit;
+        if (stop) return GPT_STOP_CALLBACK;
+    }
+    return GPT_STOP_NONE;
+}
+
+/* Appends ids to the context; when they do not fit and the policy is to
+ * slide, restarts the context from the newest n_ctx / 2 ids (positions are
+ * absolute in GPT-2, so the kept ids are evaluated again). */
+static gpt_status gen_append(gen_state *g, const int *ids, int n)
+{
+    gpt_context *c = g->c;
+    int keep, from_ctx, i;
+    if (n <= c->n_ctx - c->n_past) return gpt_eval(c, ids, n);
+    if (g->p->context_policy != GPT_CONTEXT_SLIDE)
+        return ctx_fail(c, GPT_ERR_CONTEXT_FULL, "the context is full: %d of %d positions are in use and %d more "
+                        "are needed", c->n_past, c->n_ctx, n);
+    keep = c->n_ctx / 2 > 0 ? c->n_ctx / 2 : 1;
+    if (keep > c->n_past + n) keep = c->n_past + n;
+    from_ctx = keep - n > 0 ? keep - n : 0;
+    for (i = 0; i < from_ctx; i++) g->window[i] = c->tokens[c->n_past - from_ctx + i];
+    for (i = from_ctx; i < keep; i++) g->window[i] = ids[n - (keep - from_ctx) + (i - from_ctx)];
+    c->n_past = 0;
+    return gpt_eval(c, g->window, keep);
+}
+
+gpt_status gpt_generate(gpt_context *c, const char *prompt, const gpt_generate_params *p, gpt_on_text on_text,
+                        void *user)
+{
+    return gpt_generate_ex(c, prompt, p, on_text, user, NULL);
+}
+
+gpt_status gpt_generate_ex(gpt_context *c, const char *prompt, const gpt_generate_params *p, gpt_on_text on_text,
+                           void *user, gpt_generate_result *result)
+{
+    gpt_generate_result res;
+    gpt_generate_params defaults;
+    gpt_error perr;
+    gen_state g;
+    gpt_sampler *sampler = NULL;
+    gpt_decoder dec;
+    const gpt_tokenizer *tok;
+    int *ids = NULL, n_ids = 0, eot, i;
+    char *piece = NULL;
+    size_t prompt_len, max_tok;
+    gpt_status st = GPT_OK;
+    gpt_stop_reason why = GPT_STOP_NONE;
+
+    memset(&res, 0, sizeof res);
+    memset(&g, 0, sizeof g);
+    if (result) *result = res;
+    if (!c) return GPT_ERR_INVALID_ARG;
+    if (!p) {
+        defaults = gpt_generate_defaults();
+        p = &defaults;
+    }
+    if ((st = gpt_generate_params_check(p, &perr)) != GPT_OK) return ctx_fail(c, st, "%s", perr.message);
+    tok = c->m->tok;
+    eot = gpt_tokenizer_eot(tok);
+    max_tok = gpt_tokenizer_max_token_bytes(tok);
+    prompt_len = prompt ? strlen(prompt) : 0;
+
+    /* A prompt with more bytes than max_tok per free position cannot fit:
+     * refuse it before tokenizing megabytes. */
+    if (p->context_policy == GPT_CONTEXT_STOP && max_tok > 0 &&
+        prompt_len / max_tok > (size_t)(c->n_ctx - c->n_past)) {
+        res.stop_reason = GPT_STOP_CONTEXT_FULL;
+        if (result) *result = res;
+        return ctx_fail(c, GPT_ERR_CONTEXT_FULL, "the prompt (%lu bytes) cannot fit in the %d free positions of the "
+                        "context", (unsigned long)prompt_len, c->n_ctx - c->n_past);
+    }
+    if (prompt_len > 0) {
+        n_ids = gpt_tokenize_ex(tok, prompt, prompt_len, NULL, 0, p->special ? GPT_TOKENIZE_SPECIAL : 0);
+        if (n_ids < 0) return ctx_fail(c, (gpt_status)n_ids, "cannot tokenize the prompt: %s",
+                                       gpt_status_name((gpt_status)n_ids));
+    }
+    ids = (int *)malloc(sizeof(int) * (size_t)(n_ids + 1));
+    g.window = (int *)malloc(sizeof(int) * (size_t)c->n_ctx);
+    piece = (char *)malloc(max_tok + 8);
+    if (!ids || !g.window || !piece) {
+        st = ctx_fail(c, GPT_ERR_OUT_OF_MEMORY, "out of memory for the prompt");
+        goto done;
+    }
+    if (n_ids > 0) gpt_tokenize_ex(tok, prompt, prompt_len, ids, n_ids, p->special ? GPT_TOKENIZE_SPECIAL : 0);
+    if (n_ids == 0 && c->n_past == 0) {
+        if (eot < 0) {
+            st = ctx_fail(c, GPT_ERR_INVALID_ARG, "the prompt is empty and the vocabulary has no <|endoftext|> to "
+                          "start from");
+            goto done;
+        }
+        ids[n_ids++] = eot;
+    }
+    res.n_prompt_tokens = n_ids;
+
+    for (i = 0; i < p->n_stop; i++)
+        if (strlen(p->stop[i]) > g.max_stop) g.max_stop = strlen(p->stop[i]);
+    g.c = c;
+    g.p = p;
+    g.on_text = on_text;
+    g.user = user;
+    g.cap_pend = g.max_stop + 3 * (max_tok + 8) + 16;
+    g.pend = (unsigned char *)malloc(g.cap_pend);
+    g.clean = (unsigned char *)malloc(3 * (max_tok + 8));
+    sampler = gpt_sampler_new(p, c->m->cfg.n_vocab, &perr);
+    if (!g.pend || !g.clean || !sampler) {
+        st = ctx_fail(c, GPT_ERR_OUT_OF_MEMORY, "out of memory for generation");
+        goto done;
+    }
+
+    if (n_ids > 0 && (st = gen_append(&g, ids, n_ids)) != GPT_OK) {
+        if (st == GPT_ERR_CONTEXT_FULL) why = GPT_STOP_CONTEXT_FULL;
+        goto done;
+    }
+    if (!gpt_logits(c)) {
+        /* continuing a context whose last logits were dropped: recompute */
+        int last = c->tokens[c->n_past - 1];
+        c->n_past--;
+        if ((st = gpt_eval(c, &last, 1)) != GPT_OK) goto done;
+    }
+    gpt_decoder_init(&dec);
+    for (i = 0; i < p->max_new_tokens && why == GPT_STOP_NONE; i++) {
+        int id = gpt_sampler_sample(sampler, gpt_logits(c), c->tokens, c->n_past), n_piece;
+        if (id < 0) {
+            st = ctx_fail(c, (gpt_status)id, "sampling failed: %s", gpt_status_name((gpt_status)id));
+            goto done;
+        }
+        res.n_generated++;
+        if (id == eot && !p->ignore_eos) {
+            why = GPT_STOP_EOS;
+            break;
+        }
+        if ((st = gen_append(&g, &id, 1)) != GPT_OK) {
+            if (st == GPT_ERR_CONTEXT_FULL) why = GPT_STOP_CONTEXT_FULL;
+            break;
+        }
+        n_piece = gpt_decoder_push(&dec, tok, id, piece, max_tok + 8);
+        if (n_piece < 0) {
+            st = ctx_fail(c, (gpt_status)n_piece, "cannot decode token %d", id);
+            goto done;
+        }
+        why = gen_push(&g, (const unsigned char *)piece, (size_t)n_piece, 0);
+    }
+    if (why == GPT_STOP_NONE) why = GPT_STOP_MAX_TOKENS;
+    if (why == GPT_STOP_MAX_TOKENS || why == GPT_STOP_EOS || why == GPT_STOP_CONTEXT_FULL) {
+        int n_piece = gpt_decoder_flush(&dec, piece, max_tok + 8);
+        gpt_stop_reason last = gen_push(&g, (const unsigned char *)piece, n_piece > 0 ? (size_t)n_piece : 0, 1);
+        if (last == GPT_STOP_STRING) why = last;
+    }
+
+done:
+    res.stop_reason = why;
+    if (result) *result = res;
+    gpt_sampler_free(sampler);
+    free(g.pend);
+    free(g.clean);
+    free(g.window);
+    free(piece);
+    free(ids);
+    return st;
+}

@@ -1,0 +1,599 @@
+/*
+ * ckpt.c - writes gpt.c checkpoints (docs/FORMAT.md) tensor by tensor, and
+ * makes the random models of FORMAT.md "Random weights".
+ */
+#if (defined(__unix__) || defined(__APPLE__)) && !defined(_POSIX_C_SOURCE)
+#define _POSIX_C_SOURCE 200809L
+#endif
+
+#include "ckpt.h"
+#include "common.h"
+
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#if defined(__unix__) || defined(__APPLE__)
+#include <unistd.h>
+#define CKPT_MKSTEMP 1
+#endif
+
+/* ------------------------------------------------------------------------ */
+/* Shapes and names                                                         */
+
+int ckpt_n_tensors(const ckpt_spec *spec) { return 12 * spec->n_layer + 4; }
+
+void ckpt_tensor_shape(const ckpt_spec *spec, int k, int *rows, int *cols)
+{
+    int C = spec->n_embd, L = spec->n_layer;
+    *rows = 1;
+    *cols = C;
+    if (k == 0) *rows = spec->n_vocab;
+    else if (k == 1) *rows = spec->n_ctx;
+    else if (k < 2 + 12 * L) {
+        switch ((k - 2) % 12) {
+        case 2: *rows = 3 * C; break;
+        case 3: *cols = 3 * C; break;
+        case 4: *rows = C; break;
+        case 8: *rows = 4 * C; break;
+        case 9: *cols = 4 * C; break;
+        case 10: *rows = C; *cols = 4 * C; break;
+        default: break;
+        }
+    }
+}
+
+int ckpt_tensor_is_matrix(const ckpt_spec *spec, int k)
+{
+    int i;
+    if (k < 2) return 1;
+    if (k >= 2 + 12 * spec->n_layer) return 0;
+    i = (k - 2) % 12;
+    return i == 2 || i == 4 || i == 8 || i == 10;
+}
+
+void ckpt_tensor_name(const ckpt_spec *spec, int k, char *buf, size_t cap)
+{
+    static const char *const names[12] = {
+        "ln_1.weight", "ln_1.bias", "attn.c_attn.weight", "attn.c_attn.bias",
+        "attn.c_proj.weight", "attn.c_proj.bias", "ln_2.weight", "ln_2.bias",
+        "mlp.c_fc.weight", "mlp.c_fc.bias", "mlp.c_proj.weight", "mlp.c_proj.bias"};
+    if (k == 0) snprintf(buf, cap, "wte.weight");
+    else if (k == 1) snprintf(buf, cap, "wpe.weight");
+    else if (k < 2 + 12 * spec->n_layer) snprintf(buf, cap, "h.%d.%s", (k - 2) / 12, names[(k - 2) % 12]);
+    else if (k == 2 + 12 * spec->n_layer) snprintf(buf, cap, "ln_f.weight");
+    else snprintf(buf, cap, "ln_f.bias");
+}
+
+/* ------------------------------------------------------------------------ */
+/* Number formats                                                           */
+
+uint16_t ckpt_f32_to_f16(float f)
+{
+    uint32_t x, sign, exp, man, h, rem;
+    int e;
+    memcpy(&x, &f, 4);
+    sign = (x >> 16) & 0x8000u;
+    exp = (x >> 23) & 0xffu;
+    man = x & 0x7fffffu;
+    if (exp == 0xff) return (uint16_t)(sign | 0x7c00u | (man ? 0x200u | (man >> 13) : 0)); /* inf, NaN */
+    e = (int)exp - 127 + 15;
+    if (e >= 0x1f) return (uint16_t)(sign | 0x7c00u); /* overflow: infinity */
+    if (e <= 0) {
+        /* subnormal: the value in units of 2^-24 is (1.man) * 2^(e - 14) */
+        uint32_t m = man | 0x800000u, half, halfway;
+        int shift = 14 - e;
+        if (shift > 24) return (uint16_t)sign; /* below half the smallest subnormal */
+        half = m >> shift;
+        rem = m & ((1u << shift) - 1);
+        halfway = 1u << (shift - 1);
+        if (rem > halfway || (rem == halfway && (half & 1))) half++;
+        return (uint16_t)(sign | half);
+    }
+    h = sign | ((uint32_t)e << 10) | (man >> 13);
+    rem = man & 0x1fffu;
+    if (rem > 0x1000u || (rem == 0x1000u && (h & 1))) h++; /* a carry rounds up into the exponent, as it should */
+    return (uint16_t)h;
+}
+
+uint16_t ckpt_f32_to_bf16(float f)
+{
+    uint32_t x;
+    memcpy(&x, &f, 4);
+    if ((x & 0x7fffffffu) > 0x7f800000u) return (uint16_t)((x >> 16) | 0x40); /* quiet NaN */
+    x += 0x7fffu + ((x >> 16) & 1); /* round to nearest even */
+    return (uint16_t)(x >> 16);
+}
+
+float ckpt_f16_to_f32(uint16_t h)
+{
+    uint32_t sign = (uint32_t)(h & 0x8000) << 16, exp = (h >> 10) & 0x1f, man = h & 0x3ff, bits;
+    float f;
+    if (exp == 0x1f) bits = sign | 0x7f800000u | (man << 13);
+    else if (exp != 0) bits = sign | ((exp + 112) << 23) | (man << 13);
+    else {
+        f = (float)man * (1.0f / 16777216.0f);
+        return sign ? -f : f;
+    }
+    memcpy(&f, &bits, 4);
+    return f;
+}
+
+float ckpt_bf16_to_f32(uint16_t b)
+{
+    uint32_t bits = (uint32_t)b << 16;
+    float f;
+    memcpy(&f, &bits, 4);
+    return f;
+}
+
+static uint64_t nbytes_of(gpt_dtype t, uint64_t rows, uint64_t cols)
+{
+    uint64_t nb = (cols + 31) / 32;
+    switch (t) {
+    case GPT_DTYPE_F32: return rows * cols * 4;
+    case GPT_DTYPE_F16:
+    case GPT_DTYPE_BF16: return rows * cols * 2;
+    case GPT_DTYPE_Q8_0: return (rows * nb * 32 + 63) / 64 * 64 + rows * nb * 2;
+    }
+    return 0;
+}
+
+static void put_u32(unsigned char *p, uint32_t v)
+{
+    p[0] = (unsigned char)v;
+    p[1] = (unsigned char)(v >> 8);
+    p[2] = (unsigned char)(v >> 16);
+    p[3] = (unsigned char)(v >> 24);
+}
+
+static void put_u64(unsigned char *p, uint64_t v)
+{
+    put_u32(p, (uint32_t)v);
+    put_u32(p + 4, (uint32_t)(v >> 32));
+}
+
+/* Encodes n = rows * cols floats as type t into out (nbytes_of bytes). */
+static void encode_tensor(gpt_dtype t, const float *x, int rows, int cols, unsigned char *out)
+{
+    size_t n = (size_t)rows * (size_t)cols, i;
+    switch (t) {
+    case GPT_DTYPE_F32:
+        for (i = 0; i < n; i++) {
+            uint32_t u;
+            memcpy(&u, &x[i], 4);
+            put_u32(out + 4 * i, u);
+        }
+        break;
+    case GPT_DTYPE_F16:
+    case GPT_DTYPE_BF16:
+        for (i = 0; i < n; i++) {
+            uint16_t h = t == GPT_DTYPE_F16 ? ckpt_f32_to_f16(x[i]) : ckpt_f32_to_bf16(x[i]);
+            out[2 * i] = (unsigned char)h;
+            out[2 * i + 1] = (unsigned char)(h >> 8);
+        }
+        break;
+    case GPT_DTYPE_Q8_0: {
+        size_t nb = ((size_t)cols + 31) / 32, qbytes = ((size_t)rows * nb * 32 + 63) / 64 * 64, r, b;
+        memset(out, 0, (size_t)nbytes_of(t, (uint64_t)rows, (uint64_t)cols));
+        for (r = 0; r < (size_t)rows; r++) {
+            for (b = 0; b < nb; b++) {
+                const float *blk = x + r * (size_t)cols + b * 32;
+                size_t len = (size_t)cols - b * 32 < 32 ? (size_t)cols - b * 32 : 32, j;
+                signed char *q = (signed char *)(out + (r * nb + b) * 32);
+                float amax = 0.0f, scale;
+                uint16_t s16;
+                for (j = 0; j < len; j++)
+                    if (fabsf(blk[j]) > amax) amax = fabsf(blk[j]);
+                s16 = ckpt_f32_to_f16(amax / 127.0f);
+                scale = ckpt_f16_to_f32(s16);
+                for (j = 0; j < len; j++) {
+                    float v = scale > 0.0f ? roundf(blk[j] / scale) : 0.0f;
+                    if (v > 127.0f) v = 127.0f;
+                    if (v < -127.0f) v = -127.0f;
+                    q[j] = (signed char)v;
+                }
+                out[qbytes + 2 * (r * nb + b)] = (unsigned char)s16;
+                out[qbytes + 2 * (r * nb + b) + 1] = (unsigned char)(s16 >> 8);
+            }
+        }
+        break;
+    }
+    }
+}
+
+/* ------------------------------------------------------------------------ */
+/* Writing                                                                  */
+
+typedef struct sink {
+    FILE *f;            /* or NULL: memory */
+    unsigned char *mem;
+    uint64_t pos;
+} sink;
+
+static gpt_status sink_write(sink *s, const void *p, size_t n, gpt_error *err)
+{
+    if (n == 0) return GPT_OK;
+    if (s->f) {
+        if (fwrite(p, 1, n, s->f) != n)
+            return cli_fail(err, GPT_ERR_IO, "write error at offset %llu: %s", (unsigned long long)s->pos,
+                            strerror(errno));
+    } else {
+        memcpy(s->mem + s->pos, p, n);
+    }
+    s->pos += n;
+    return GPT_OK;
+}
+
+static gpt_status sink_pad(sink *s, uint64_t to, gpt_error *err)
+{
+    static const unsigned char zeros[64] = {0};
+    while (s->pos < to) {
+        size_t n = to - s->pos < 64 ? (size_t)(to - s->pos) : 64;
+        gpt_status st = sink_write(s, zeros, n, err);
+        if (st != GPT_OK) return st;
+    }
+    return GPT_OK;
+}
+
+static uint64_t align64(uint64_t x) { return (x + 63) / 64 * 64; }
+
+typedef struct layout {
+    int n_tensors;
+    uint64_t dir_end, tok_off, tok_size, file_size;
+    uint64_t *off, *nbytes;
+    gpt_dtype *type;
+} layout;
+
+static gpt_dtype tensor_dtype(const ckpt_spec *spec, int k)
+{
+    if (k == 1) return spec->wpe_dtype;
+    return ckpt_tensor_is_matrix(spec, k) ? spec->dtype : GPT_DTYPE_F32;
+}
+
+static gpt_status plan(const ckpt_spec *spec, layout *lay, gpt_error *err)
+{
+    int k, rows, cols;
+    uint64_t at;
+    if (!spec->tok) return cli_fail(err, GPT_ERR_INVALID_ARG, "no tokenizer for the checkpoint");
+    if (spec->n_vocab < 1 || spec->n_ctx < 1 || spec->n_embd < 1 || spec->n_head < 1 || spec->n_layer < 1 ||
+        spec->n_embd % spec->n_head != 0)
+        return cli_fail(err, GPT_ERR_INVALID_ARG, "impossible shape: n_vocab %d n_ctx %d n_embd %d n_head %d n_layer %d",
+                        spec->n_vocab, spec->n_ctx, spec->n_embd, spec->n_head, spec->n_layer);
+    if (gpt_tokenizer_n_vocab(spec->tok) != spec->n_vocab)
+        return cli_fail(err, GPT_ERR_INVALID_ARG, "the tokenizer has %d tokens but n_vocab is %d",
+                        gpt_tokenizer_n_vocab(spec->tok), spec->n_vocab);
+    lay->n_tensors = ckpt_n_tensors(spec);
+    lay->off = (uint64_t *)calloc((size_t)lay->n_tensors, sizeof(uint64_t));
+    lay->nbytes = (uint64_t *)calloc((size_t)lay->n_tensors, sizeof(uint64_t));
+    lay->type = (gpt_dtype *)calloc((size_t)lay->n_tensors, sizeof(gpt_dtype));
+    if (!lay->off || !lay->nbytes || !lay->type) return cli_fail(err, GPT_ERR_OUT_OF_MEMORY, "out of memory");
+    lay->dir_end = 128 + 32 * (uint64_t)lay->n_tensors;
+    lay->tok_off = align64(lay->dir_end);
+    lay->tok_size = gpt_tokenizer_serialize(spec->tok, NULL, 0);
+    at = lay->tok_off + lay->tok_size;
+    for (k = 0; k < lay->n_tensors; k++) {
+        ckpt_tensor_shape(spec, k, &rows, &cols);
+        lay->type[k] = tensor_dtype(spec, k);
+        lay->nbytes[k] = nbytes_of(lay->type[k], (uint64_t)rows, (uint64_t)cols);
+        lay->off[k] = align64(at);
+        at = lay->off[k] + lay->nbytes[k];
+    }
+    lay->file_size = at;
+    return GPT_OK;
+}
+
+static void layout_free(layout *lay)
+{
+    free(lay->off);
+    free(lay->nbytes);
+    free(lay->type);
+}
+
+static gpt_status write_all(sink *s, const ckpt_spec *spec, const layout *lay, ckpt_source src, void *user,
+                            int progress, gpt_error *err)
+{
+    static const unsigned char magic[8] = {'G', 'P', 'T', 'C', 0x0D, 0x0A, 0x1A, 0x0A};
+    unsigned char head[128], *dir = NULL, *tokbuf = NULL, *enc = NULL;
+    float *vals = NULL;
+    uint64_t max_vals = 0, max_enc = 0;
+    int k, rows, cols;
+    gpt_status st = GPT_OK;
+    uint32_t epsbits;
+
+    memset(head, 0, sizeof head);
+    memcpy(head, magic, 8);
+    put_u32(head + 8, 1);
+    put_u32(head + 12, 128);
+    put_u32(head + 16, (uint32_t)spec->n_vocab);
+    put_u32(head + 20, (uint32_t)spec->n_ctx);
+    put_u32(head + 24, (uint32_t)spec->n_embd);
+    put_u32(head + 28, (uint32_t)spec->n_head);
+    put_u32(head + 32, (uint32_t)spec->n_layer);
+    memcpy(&epsbits, &spec->ln_eps, 4);
+    put_u32(head + 36, epsbits);
+    put_u32(head + 40, (uint32_t)spec->dtype);
+    put_u32(head + 44, 0);
+    put_u64(head + 48, lay->tok_off);
+    put_u64(head + 56, lay->tok_size);
+    put_u64(head + 64, lay->file_size);
+    put_u32(head + 72, (uint32_t)lay->n_tensors);
+
+    dir = (unsigned char *)calloc((size_t)lay->n_tensors, 32);
+    tokbuf = (unsigned char *)malloc((size_t)lay->tok_size);
+    if (!dir || !tokbuf) {
+        st = cli_fail(err, GPT_ERR_OUT_OF_MEMORY, "out of memory");
+        goto done;
+    }
+    for (k = 0; k < lay->n_tensors; k++) {
+        ckpt_tensor_shape(spec, k, &rows, &cols);
+        put_u32(dir + 32 * k, (uint32_t)lay->type[k]);
+        put_u32(dir + 32 * k + 4, (uint32_t)rows);
+        put_u32(dir + 32 * k + 8, (uint32_t)cols);
+        put_u64(dir + 32 * k + 16, lay->off[k]);
+        put_u64(dir + 32 * k + 24, lay->nbytes[k]);
+        if ((uint64_t)rows * (uint64_t)cols > max_vals) max_vals = (uint64_t)rows * (uint64_t)cols;
+        if (lay->nbytes[k] > max_enc) max_enc = lay->nbytes[k];
+    }
+    gpt_tokenizer_serialize(spec->tok, tokbuf, (size_t)lay->tok_size);
+    if ((st = sink_write(s, head, sizeof head, err)) != GPT_OK) goto done;
+    if ((st = sink_write(s, dir, (size_t)lay->n_tensors * 32, err)) != GPT_OK) goto done;
+    if ((st = sink_pad(s, lay->tok_off, err)) != GPT_OK) goto done;
+    if ((st = sink_write(s, tokbuf, (size_t)lay->tok_size, err)) != GPT_OK) goto done;
+
+    if (max_vals > (uint64_t)((size_t)-1) / sizeof(float)) {
+        st = cli_fail(err, GPT_ERR_OUT_OF_MEMORY, "a tensor is too large for this address space");
+        goto done;
+    }
+    vals = (float *)malloc((size_t)max_vals * sizeof(float));
+    enc = (unsigned char *)malloc((size_t)max_enc);
+    if (!vals || !enc) {
+        st = cli_fail(err, GPT_ERR_OUT_OF_MEMORY, "out of memory for a tensor of %llu values",
+                      (unsigned long long)max_vals);
+        goto done;
+    }
+    for (k = 0; k < lay->n_tensors; k++) {
+        ckpt_tensor_shape(spec, k, &rows, &cols);
+        if ((st = src(user, k, rows, cols, vals, err)) != GPT_OK) goto done;
+        encode_tensor(lay->type[k], vals, rows, cols, enc);
+        if ((st = sink_pad(s, lay->off[k], err)) != GPT_OK) goto done;
+        if ((st = sink_write(s, enc, (size_t)lay->nbytes[k], err)) != GPT_OK) goto done;
+        if (progress) {
+            fprintf(stderr, "\rwriting tensor %d/%d (%.0f%%)", k + 1, lay->n_tensors,
+                    100.0 * (double)s->pos / (double)lay->file_size);
+            fflush(stderr);
+        }
+    }
+    if (progress) fprintf(stderr, "\n");
+done:
+    free(dir);
+    free(tokbuf);
+    free(vals);
+    free(enc);
+    return st;
+}
+
+gpt_status ckpt_write_memory(const ckpt_spec *spec, ckpt_source src, void *user, unsigned char **out, size_t *len,
+                             gpt_error *err)
+{
+    layout lay;
+    sink s;
+    gpt_status st;
+    memset(&lay, 0, sizeof lay);
+    *out = NULL;
+    *len = 0;
+    if ((st = plan(spec, &lay, err)) != GPT_OK) {
+        layout_free(&lay);
+        return st;
+    }
+    memset(&s, 0, sizeof s);
+    s.mem = (unsigned char *)malloc((size_t)lay.file_size);
+    if (!s.mem) {
+        layout_free(&lay);
+        return cli_fail(err, GPT_ERR_OUT_OF_MEMORY, "out of memory for a %llu-byte checkpoint",
+                        (unsigned long long)lay.file_size);
+    }
+    st = write_all(&s, spec, &lay, src, user, 0, err);
+    if (st != GPT_OK) {
+        free(s.mem);
+    } else {
+        *out = s.mem;
+        *len = (size_t)lay.file_size;
+    }
+    layout_free(&lay);
+    return st;
+}
+
+static int path_exists(const char *path)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f) return 0;
+    fclose(f);
+    return 1;
+}
+
+gpt_status ckpt_write_file(const char *path, const ckpt_spec *spec, ckpt_source src, void *user, int force,
+                           int progress, gpt_error *err)
+{
+    layout lay;
+    sink s;
+    gpt_status st;
+    char *tmp;
+    size_t plen = strlen(path);
+    if (!force && path_exists(path))
+        return cli_fail(err, GPT_ERR_EXISTS, "%s already exists (use --force to overwrite it)", path);
+    memset(&lay, 0, sizeof lay);
+    if ((st = plan(spec, &lay, err)) != GPT_OK) {
+        layout_free(&lay);
+        return st;
+    }
+    tmp = (char *)malloc(plen + 16);
+    if (!tmp) {
+        layout_free(&lay);
+        return cli_fail(err, GPT_ERR_OUT_OF_MEMORY, "out of memory");
+    }
+    memset(&s, 0, sizeof s);
+#if defined(CKPT_MKSTEMP)
+    {
+        int fd;
+        snprintf(tmp, plen + 16, "%s.tmp-XXXXXX", path);
+        fd = mkstemp(tmp);
+        if (fd >= 0) s.f = fdopen(fd, "wb");
+        if (fd >= 0 && !s.f) close(fd);
+    }
+#else
+    snprintf(tmp, plen + 16, "%s.partial", path);
+    s.f = fopen(tmp, "wb");
+#endif
+    if (!s.f) {
+        st = cli_fail(err, GPT_ERR_IO, "cannot create a temporary file next to %s: %s", path, strerror(errno));
+        free(tmp);
+        layout_free(&lay);
+        return st;
+    }
+    st = write_all(&s, spec, &lay, src, user, progress, err);
+    if (st == GPT_OK && fflush(s.f) != 0)
+        st = cli_fail(err, GPT_ERR_IO, "%s: write error: %s", path, strerror(errno));
+    if (fclose(s.f) != 0 && st == GPT_OK)
+        st = cli_fail(err, GPT_ERR_IO, "%s: write error on close: %s", path, strerror(errno));
+    if (st == GPT_OK && !force && path_exists(path))
+        st = cli_fail(err, GPT_ERR_EXISTS, "%s appeared while converting; not overwriting it", path);
+#if defined(_WIN32)
+    if (st == GPT_OK && force) remove(path); /* rename does not replace on Windows */
+#endif
+    if (st == GPT_OK && rename(tmp, path) != 0)
+        st = cli_fail(err, GPT_ERR_IO, "cannot rename %s to %s: %s", tmp, path, strerror(errno));
+    if (st != GPT_OK) remove(tmp);
+    free(tmp);
+    layout_free(&lay);
+    return st;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Random models                                                            */
+
+static uint64_t mix64(uint64_t z)
+{
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    return z ^ (z >> 31);
+}
+
+#define GOLDEN 0x9E3779B97F4A7C15ull
+
+float ckpt_random_uniform(uint64_t seed, int k, uint64_t j)
+{
+    uint64_t key = mix64(seed + GOLDEN * (uint64_t)(k + 1));
+    uint64_t bits = mix64(key + GOLDEN * (j + 1));
+    return (float)((int32_t)(bits >> 40) - 8388608) / 8388608.0f;
+}
+
+gpt_status ckpt_random_source(void *user, int k, int rows, int cols, float *dst, gpt_error *err)
+{
+    const ckpt_random *r = (const ckpt_random *)user;
+    uint64_t n = (uint64_t)rows * (uint64_t)cols, j;
+    uint64_t key = mix64(r->seed + GOLDEN * (uint64_t)(k + 1));
+    int L = r->n_layer, kind; /* 0 matrix, 1 layer-norm weight, 2 bias */
+    float s = (float)sqrt(3.0 / (double)cols);
+    if (L < 1) return cli_fail(err, GPT_ERR_INVALID_ARG, "random source without n_layer");
+    if (k < 2) kind = 0;
+    else if (k >= 2 + 12 * L) kind = k == 2 + 12 * L ? 1 : 2;
+    else {
+        int i = (k - 2) % 12;
+        kind = (i == 2 || i == 4 || i == 8 || i == 10) ? 0 : (i == 0 || i == 6) ? 1 : 2;
+    }
+    for (j = 0; j < n; j++) {
+        uint64_t bits = mix64(key + GOLDEN * (j + 1));
+        float u = (float)((int32_t)(bits >> 40) - 8388608) / 8388608.0f;
+        dst[j] = kind == 0 ? u * s : kind == 1 ? 1.0f + 0.25f * u : 0.125f * u;
+    }
+    return GPT_OK;
+}
+
+static uint32_t get_u32(const unsigned char *p)
+{
+    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+}
+
+gpt_tokenizer *ckpt_gpt2_tokenizer(const char *vocab_path, const char *merges_path, int n_vocab, gpt_error *err)
+{
+    gpt_tokenizer *full = gpt_tokenizer_load(vocab_path, merges_path, err), *cut;
+    unsigned char *sec, *out;
+    size_t len, blob, merges_at, out_len, out_merges_at;
+    uint32_t n_full, n_merges, keep_merges, i;
+    if (!full) return NULL;
+    n_full = (uint32_t)gpt_tokenizer_n_vocab(full);
+    if (n_vocab == (int)n_full) return full;
+    if (n_vocab < 256 || (uint32_t)n_vocab > n_full) {
+        gpt_tokenizer_free(full);
+        cli_fail(err, GPT_ERR_INVALID_ARG, "a GPT-2 vocabulary can be cut to 256 .. %u tokens, not %d", n_full, n_vocab);
+        return NULL;
+    }
+    len = gpt_tokenizer_serialize(full, NULL, 0);
+    sec = (unsigned char *)malloc(len);
+    if (!sec) {
+        gpt_tokenizer_free(full);
+        cli_fail(err, GPT_ERR_OUT_OF_MEMORY, "out of memory");
+        return NULL;
+    }
+    gpt_tokenizer_serialize(full, sec, len);
+    gpt_tokenizer_free(full);
+    n_merges = get_u32(sec + 12);
+    blob = get_u32(sec + 24 + 4 * (size_t)n_full);
+    merges_at = (24 + 4 * ((size_t)n_full + 1) + blob + 3) / 4 * 4;
+    /* GPT-2's merge of rank r makes token 256 + r, from earlier tokens */
+    keep_merges = (uint32_t)n_vocab - 256 < n_merges ? (uint32_t)n_vocab - 256 : n_merges;
+    {
+        size_t cut_blob = get_u32(sec + 24 + 4 * (size_t)n_vocab);
+        out_merges_at = (24 + 4 * ((size_t)n_vocab + 1) + cut_blob + 3) / 4 * 4;
+        out_len = out_merges_at + 8 * (size_t)keep_merges;
+        out = (unsigned char *)calloc(out_len, 1);
+        if (!out) {
+            free(sec);
+            cli_fail(err, GPT_ERR_OUT_OF_MEMORY, "out of memory");
+            return NULL;
+        }
+        memcpy(out, sec, 24);
+        put_u32(out + 8, (uint32_t)n_vocab);
+        put_u32(out + 12, keep_merges);
+        put_u32(out + 16, 0xFFFFFFFFu); /* no <|endoftext|> */
+        memcpy(out + 24, sec + 24, 4 * ((size_t)n_vocab + 1));
+        memcpy(out + 24 + 4 * ((size_t)n_vocab + 1), sec + 24 + 4 * ((size_t)n_full + 1), cut_blob);
+        for (i = 0; i < keep_merges; i++) memcpy(out + out_merges_at + 8 * i, sec + merges_at + 8 * i, 8);
+    }
+    free(sec);
+    cut = gpt_tokenizer_deserialize(out, out_len, err);
+    free(out);
+    return cut;
+}
+
+gpt_status ckpt_parse_shape(const char *s, ckpt_spec *spec, gpt_error *err)
+{
+    static const struct { const char *name; int L, H, C; } known[4] = {
+        {"124M", 12, 12, 768}, {"355M", 24, 16, 1024}, {"774M", 36, 20, 1280}, {"1558M", 48, 25, 1600}};
+    int i, L, H, C, T;
+    char tail;
+    if (!spec->n_vocab) spec->n_vocab = 50257;
+    if (!(spec->ln_eps > 0.0f)) spec->ln_eps = 1e-5f;
+    for (i = 0; i < 4; i++)
+        if (strcmp(s, known[i].name) == 0) {
+            spec->n_layer = known[i].L;
+            spec->n_head = known[i].H;
+            spec->n_embd = known[i].C;
+            spec->n_ctx = 1024;
+            return GPT_OK;
+        }
+    if (sscanf(s, "%d,%d,%d,%d%c", &L, &H, &C, &T, &tail) != 4)
+        return cli_fail(err, GPT_ERR_INVALID_ARG, "shape \"%s\" is not 124M, 355M, 774M, 1558M or L,H,C,T", s);
+    if (L < 1 || H < 1 || C < 1 || T < 1 || L > 4096 || C > 65536 || T > 1048576 || C % H != 0)
+        return cli_fail(err, GPT_ERR_INVALID_ARG,
+                        "shape %d,%d,%d,%d: need layers, heads, n_embd, n_ctx >= 1 with n_embd a multiple of heads",
+                        L, H, C, T);
+    spec->n_layer = L;
+    spec->n_head = H;
+    spec->n_embd = C;
+    spec->n_ctx = T;
+    return GPT_OK;
+}

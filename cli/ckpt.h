@@ -1,0 +1,66 @@
+/*
+ * ckpt.h - writing gpt.c checkpoints (docs/FORMAT.md) and making random
+ * models. Used by `gpt convert` and by the tests; not part of the library.
+ */
+#ifndef GPT_CKPT_H
+#define GPT_CKPT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "gpt.h"
+
+typedef struct ckpt_spec {
+    int n_vocab, n_ctx, n_embd, n_head, n_layer;
+    float ln_eps;
+    gpt_dtype dtype;     /* of wte and the block matrices */
+    gpt_dtype wpe_dtype; /* of the position embedding (f32 unless asked) */
+    const gpt_tokenizer *tok;
+} ckpt_spec;
+
+/* Fills dst (rows * cols floats, rows output-major as in FORMAT.md) with the
+ * values of canonical tensor k. Returns GPT_OK or fills err. */
+typedef gpt_status (*ckpt_source)(void *user, int k, int rows, int cols, float *dst, gpt_error *err);
+
+/* Writes a checkpoint to path through a temporary file in the same folder
+ * that is renamed at the end, so the output is never half-written. Refuses
+ * an existing path unless force. Tensors are fetched one at a time, so memory
+ * stays at one tensor. progress != 0 prints progress on stderr. */
+gpt_status ckpt_write_file(const char *path, const ckpt_spec *spec, ckpt_source src, void *user, int force,
+                           int progress, gpt_error *err);
+
+/* The same into a malloc'd buffer (*out, *len); the caller frees it. */
+gpt_status ckpt_write_memory(const ckpt_spec *spec, ckpt_source src, void *user, unsigned char **out, size_t *len,
+                             gpt_error *err);
+
+/* Canonical tensor count and shapes. */
+int ckpt_n_tensors(const ckpt_spec *spec);
+void ckpt_tensor_shape(const ckpt_spec *spec, int k, int *rows, int *cols);
+/* Hugging Face style name of tensor k, e.g. "h.0.attn.c_attn.weight". */
+void ckpt_tensor_name(const ckpt_spec *spec, int k, char *buf, size_t cap);
+/* 1 for weight matrices (wte, wpe and the four per block), 0 for vectors. */
+int ckpt_tensor_is_matrix(const ckpt_spec *spec, int k);
+
+/* Number conversions used by the writer. */
+uint16_t ckpt_f32_to_f16(float f);
+uint16_t ckpt_f32_to_bf16(float f);
+float ckpt_f16_to_f32(uint16_t h);
+float ckpt_bf16_to_f32(uint16_t b);
+
+/* Random weights of FORMAT.md "Random weights". */
+typedef struct ckpt_random {
+    uint64_t seed;
+    int n_layer;
+} ckpt_random;
+gpt_status ckpt_random_source(void *user, int k, int rows, int cols, float *dst, gpt_error *err);
+float ckpt_random_uniform(uint64_t seed, int k, uint64_t j);
+
+/* GPT-2's tokenizer from encoder.json/vocab.bpe, cut to n_vocab tokens as
+ * FORMAT.md says for random models (all of it for 50257). */
+gpt_tokenizer *ckpt_gpt2_tokenizer(const char *vocab_path, const char *merges_path, int n_vocab, gpt_error *err);
+
+/* Parses a shape "124M", "355M", "774M", "1558M" or "L,H,C,T" into spec
+ * (n_vocab 50257 and ln_eps 1e-5 unless already set). */
+gpt_status ckpt_parse_shape(const char *s, ckpt_spec *spec, gpt_error *err);
+
+#endif

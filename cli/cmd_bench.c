@@ -1,0 +1,420 @@
+/*
+ * cmd_bench.c - `gpt bench`: measures, in one run, the machine's memory read
+ * bandwidth and FMA peak with the given thread count, then the model's
+ * prompt and decode speed, and prints both as ratios to those limits.
+ */
+#if (defined(__unix__) || defined(__APPLE__)) && !defined(_POSIX_C_SOURCE)
+#define _POSIX_C_SOURCE 200809L
+#endif
+
+#include <limits.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "commands.h"
+#include "common.h"
+
+#if defined(__unix__) || defined(__APPLE__)
+#include <pthread.h>
+#define BENCH_PTHREADS 1
+#elif defined(_WIN32)
+#include <windows.h>
+#define BENCH_WIN32 1
+#endif
+
+#if defined(__AVX512F__)
+#include <immintrin.h>
+#define BENCH_AVX512 1
+#elif defined(__AVX2__) && defined(__FMA__)
+#include <immintrin.h>
+#define BENCH_AVX2 1
+#elif defined(__ARM_NEON) && defined(__aarch64__)
+#include <arm_neon.h>
+#define BENCH_NEON 1
+#endif
+
+static const char *help =
+    "usage: gpt bench [-m MODEL] [-t THREADS] [-p PROMPT_TOKENS] [-n GEN_TOKENS] [-r REPEATS] [--json]\n"
+    "\n"
+    "Measures, in one run and with the same threads: the machine's memory read\n"
+    "bandwidth (a streaming read of a buffer much larger than the caches) and FMA\n"
+    "peak (independent fused multiply-adds in registers), then the model's prompt\n"
+    "processing (P tokens in one gpt_eval) and decoding (N tokens one at a time after\n"
+    "the prompt), each the median of R repeats. It reports tokens/s and the ratios\n"
+    "  decode_roofline  = decode tok/s / (bandwidth / bytes of weights per token)\n"
+    "  prefill_roofline = prompt tok/s / (FMA peak / FLOPs per prompt token)\n"
+    "The machine limits are the best of R measurements, so the ratios are not\n"
+    "flattered by a slow moment.\n"
+    "\n"
+    "  -m, --model PATH    checkpoint (default: models/demo.bin)\n"
+    "  -t, --threads N     threads (default: one per CPU)\n"
+    "  -p, --prompt N      prompt tokens (default 512, at most the context)\n"
+    "  -n, --gen N         decoded tokens (default 128)\n"
+    "  -r, --repeats R     repeats of each measurement (default 5)\n"
+    "      --json          print one JSON object instead of the table\n";
+
+/* ------------------------------------------------------------------------ */
+/* Running a function on N threads                                          */
+
+typedef struct job {
+    void (*fn)(struct job *);
+    int ith, nth;
+    const unsigned char *buf;
+    size_t len;
+    double result;
+    long iters;
+} job;
+
+#if defined(BENCH_PTHREADS)
+static void *job_main(void *arg)
+{
+    job *j = (job *)arg;
+    j->fn(j);
+    return NULL;
+}
+#elif defined(BENCH_WIN32)
+static DWORD WINAPI job_main(LPVOID arg)
+{
+    job *j = (job *)arg;
+    j->fn(j);
+    return 0;
+}
+#endif
+
+/* Runs jobs[0..n) at once (job 0 on this thread); returns the wall time. */
+static double run_jobs(job *jobs, int n)
+{
+    double t0 = cli_now();
+    int i, started = 1;
+#if defined(BENCH_PTHREADS)
+    pthread_t th[256];
+    for (i = 1; i < n; i++)
+        if (pthread_create(&th[i], NULL, job_main, &jobs[i]) == 0) started++;
+        else break;
+    jobs[0].fn(&jobs[0]);
+    for (i = 1; i < started; i++) pthread_join(th[i], NULL);
+#elif defined(BENCH_WIN32)
+    HANDLE th[256];
+    for (i = 1; i < n; i++) {
+        th[i] = CreateThread(NULL, 0, job_main, &jobs[i], 0, NULL);
+        if (!th[i]) break;
+        started++;
+    }
+    jobs[0].fn(&jobs[0]);
+    for (i = 1; i < started; i++) {
+        WaitForSingleObject(th[i], INFINITE);
+        CloseHandle(th[i]);
+    }
+#else
+    for (i = 0; i < n; i++) jobs[i].fn(&jobs[i]);
+    (void)started;
+#endif
+    return cli_now() - t0;
+}
+
+/* Reads this job's share of the buffer; the sum keeps the loads alive. */
+static void read_job(job *j)
+{
+    size_t per = j->len / (size_t)j->nth / 256 * 256;
+    const unsigned char *p = j->buf + per * (size_t)j->ith, *end = p + per;
+#if defined(BENCH_AVX512)
+    __m512i a = _mm512_setzero_si512(), b = a, c = a, d = a;
+    for (; p < end; p += 256) {
+        a = _mm512_xor_si512(a, _mm512_load_si512((const void *)p));
+        b = _mm512_xor_si512(b, _mm512_load_si512((const void *)(p + 64)));
+        c = _mm512_xor_si512(c, _mm512_load_si512((const void *)(p + 128)));
+        d = _mm512_xor_si512(d, _mm512_load_si512((const void *)(p + 192)));
+    }
+    a = _mm512_xor_si512(_mm512_xor_si512(a, b), _mm512_xor_si512(c, d));
+    j->result = (double)(_mm512_reduce_add_epi64(a) & 0xff);
+#elif defined(BENCH_AVX2)
+    __m256i a = _mm256_setzero_si256(), b = a, c = a, d = a;
+    for (; p < end; p += 128) {
+        a = _mm256_xor_si256(a, _mm256_load_si256((const __m256i *)(const void *)p));
+        b = _mm256_xor_si256(b, _mm256_load_si256((const __m256i *)(const void *)(p + 32)));
+        c = _mm256_xor_si256(c, _mm256_load_si256((const __m256i *)(const void *)(p + 64)));
+        d = _mm256_xor_si256(d, _mm256_load_si256((const __m256i *)(const void *)(p + 96)));
+    }
+    a = _mm256_xor_si256(_mm256_xor_si256(a, b), _mm256_xor_si256(c, d));
+    j->result = (double)(_mm256_extract_epi64(a, 0) & 0xff);
+#elif defined(BENCH_NEON)
+    uint64x2_t a = vdupq_n_u64(0), b = a, c = a, d = a;
+    for (; p < end; p += 64) {
+        a = veorq_u64(a, vld1q_u64((const uint64_t *)(const void *)p));
+        b = veorq_u64(b, vld1q_u64((const uint64_t *)(const void *)(p + 16)));
+        c = veorq_u64(c, vld1q_u64((const uint64_t *)(const void *)(p + 32)));
+        d = veorq_u64(d, vld1q_u64((const uint64_t *)(const void *)(p + 48)));
+    }
+    a = veorq_u64(veorq_u64(a, b), veorq_u64(c, d));
+    j->result = (double)(vgetq_lane_u64(a, 0) & 0xff);
+#else
+    uint64_t s[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+    int k;
+    for (; p < end; p += 64)
+        for (k = 0; k < 8; k++) {
+            uint64_t v;
+            memcpy(&v, p + 8 * k, 8);
+            s[k] ^= v;
+        }
+    j->result = (double)((s[0] ^ s[1] ^ s[2] ^ s[3] ^ s[4] ^ s[5] ^ s[6] ^ s[7]) & 0xff);
+#endif
+}
+
+/* FLOPs per iteration of fma_job: 12 independent accumulators. */
+#if defined(BENCH_AVX512)
+#define FMA_LANES 16
+#elif defined(BENCH_AVX2) || defined(BENCH_NEON)
+#define FMA_LANES 8
+#else
+#define FMA_LANES 1
+#endif
+#define FMA_FLOPS_PER_ITER (12.0 * FMA_LANES * 2.0)
+
+static void fma_job(job *j)
+{
+    long i, n = j->iters;
+#if defined(BENCH_AVX512)
+    __m512 x = _mm512_set1_ps(0.999999f), y = _mm512_set1_ps(1e-7f);
+    __m512 a0 = _mm512_set1_ps((float)j->ith), a1 = a0, a2 = a0, a3 = a0, a4 = a0, a5 = a0, a6 = a0, a7 = a0,
+           a8 = a0, a9 = a0, a10 = a0, a11 = a0;
+    for (i = 0; i < n; i++) {
+        a0 = _mm512_fmadd_ps(a0, x, y); a1 = _mm512_fmadd_ps(a1, x, y); a2 = _mm512_fmadd_ps(a2, x, y);
+        a3 = _mm512_fmadd_ps(a3, x, y); a4 = _mm512_fmadd_ps(a4, x, y); a5 = _mm512_fmadd_ps(a5, x, y);
+        a6 = _mm512_fmadd_ps(a6, x, y); a7 = _mm512_fmadd_ps(a7, x, y); a8 = _mm512_fmadd_ps(a8, x, y);
+        a9 = _mm512_fmadd_ps(a9, x, y); a10 = _mm512_fmadd_ps(a10, x, y); a11 = _mm512_fmadd_ps(a11, x, y);
+    }
+    a0 = _mm512_add_ps(_mm512_add_ps(_mm512_add_ps(a0, a1), _mm512_add_ps(a2, a3)),
+                       _mm512_add_ps(_mm512_add_ps(a4, a5), _mm512_add_ps(a6, a7)));
+    a0 = _mm512_add_ps(a0, _mm512_add_ps(_mm512_add_ps(a8, a9), _mm512_add_ps(a10, a11)));
+    j->result = (double)_mm512_reduce_add_ps(a0);
+#elif defined(BENCH_AVX2)
+    __m256 x = _mm256_set1_ps(0.999999f), y = _mm256_set1_ps(1e-7f);
+    __m256 a0 = _mm256_set1_ps((float)j->ith), a1 = a0, a2 = a0, a3 = a0, a4 = a0, a5 = a0, a6 = a0, a7 = a0,
+           a8 = a0, a9 = a0, a10 = a0, a11 = a0;
+    float out[8];
+    for (i = 0; i < n; i++) {
+        a0 = _mm256_fmadd_ps(a0, x, y); a1 = _mm256_fmadd_ps(a1, x, y); a2 = _mm256_fmadd_ps(a2, x, y);
+        a3 = _mm256_fmadd_ps(a3, x, y); a4 = _mm256_fmadd_ps(a4, x, y); a5 = _mm256_fmadd_ps(a5, x, y);
+        a6 = _mm256_fmadd_ps(a6, x, y); a7 = _mm256_fmadd_ps(a7, x, y); a8 = _mm256_fmadd_ps(a8, x, y);
+        a9 = _mm256_fmadd_ps(a9, x, y); a10 = _mm256_fmadd_ps(a10, x, y); a11 = _mm256_fmadd_ps(a11, x, y);
+    }
+    a0 = _mm256_add_ps(_mm256_add_ps(_mm256_add_ps(a0, a1), _mm256_add_ps(a2, a3)),
+                       _mm256_add_ps(_mm256_add_ps(a4, a5), _mm256_add_ps(a6, a7)));
+    a0 = _mm256_add_ps(a0, _mm256_add_ps(_mm256_add_ps(a8, a9), _mm256_add_ps(a10, a11)));
+    _mm256_storeu_ps(out, a0);
+    j->result = (double)out[0];
+#elif defined(BENCH_NEON)
+    float32x4_t x = vdupq_n_f32(0.999999f), y = vdupq_n_f32(1e-7f);
+    float32x4_t a[24];
+    int k;
+    for (k = 0; k < 24; k++) a[k] = vdupq_n_f32((float)j->ith);
+    for (i = 0; i < n; i++)
+        for (k = 0; k < 24; k++) a[k] = vfmaq_f32(y, a[k], x);
+    for (k = 1; k < 24; k++) a[0] = vaddq_f32(a[0], a[k]);
+    j->result = (double)vgetq_lane_f32(a[0], 0);
+#else
+    float a[12];
+    int k;
+    for (k = 0; k < 12; k++) a[k] = (float)j->ith;
+    for (i = 0; i < n; i++)
+        for (k = 0; k < 12; k++) a[k] = a[k] * 0.999999f + 1e-7f;
+    for (k = 1; k < 12; k++) a[0] += a[k];
+    j->result = (double)a[0];
+#endif
+}
+
+static int cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return x < y ? -1 : x > y;
+}
+
+typedef struct stats {
+    double median, min, max;
+} stats;
+
+static stats summarize(double *v, int n)
+{
+    stats s;
+    qsort(v, (size_t)n, sizeof(double), cmp_double);
+    s.min = v[0];
+    s.max = v[n - 1];
+    s.median = n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
+    return s;
+}
+
+/* Best read bandwidth in GB/s over `repeats` passes of a 512 MiB buffer. */
+static double measure_bandwidth(int threads, int repeats)
+{
+    size_t len = (size_t)512 << 20, i;
+    unsigned char *raw = (unsigned char *)malloc(len + 64), *buf;
+    job jobs[256];
+    double best = 0;
+    int r, t;
+    if (!raw) return 0;
+    buf = raw + (64 - (size_t)raw % 64) % 64;
+    for (i = 0; i < len; i += 4096) buf[i] = (unsigned char)i; /* fault the pages in */
+    memset(buf, 1, len);
+    for (r = 0; r < repeats + 1; r++) {
+        double dt, gbs;
+        for (t = 0; t < threads; t++) {
+            jobs[t].fn = read_job;
+            jobs[t].ith = t;
+            jobs[t].nth = threads;
+            jobs[t].buf = buf;
+            jobs[t].len = len;
+        }
+        dt = run_jobs(jobs, threads);
+        gbs = (double)(len / (size_t)threads / 256 * 256 * (size_t)threads) / dt / 1e9;
+        if (r > 0 && gbs > best) best = gbs; /* the first pass warms up */
+    }
+    free(raw);
+    return best;
+}
+
+/* Best FMA throughput in GFLOP/s over `repeats` runs of ~0.2 s. */
+static double measure_peak(int threads, int repeats)
+{
+    job jobs[256];
+    double best = 0;
+    long iters = 2000000;
+    int r, t;
+    for (r = 0; r < repeats + 1; r++) {
+        double dt, gf;
+        for (t = 0; t < threads; t++) {
+            jobs[t].fn = fma_job;
+            jobs[t].ith = t;
+            jobs[t].nth = threads;
+            jobs[t].iters = iters;
+        }
+        dt = run_jobs(jobs, threads);
+        gf = FMA_FLOPS_PER_ITER * (double)iters * threads / dt / 1e9;
+        if (r > 0 && gf > best) best = gf;
+        if (r == 0 && dt < 0.1) iters = (long)((double)iters * 0.2 / (dt > 1e-4 ? dt : 1e-4));
+    }
+    return best;
+}
+
+int cmd_bench(int argc, char **argv)
+{
+    const char *model = NULL;
+    char found[CLI_PATH_MAX];
+    int threads = 0, P = 512, N = 128, R = 5, json = 0, i, r, rc = 1;
+    gpt_model *m = NULL;
+    gpt_context *c = NULL;
+    gpt_context_params cp = gpt_context_defaults();
+    gpt_config cfg;
+    gpt_error err;
+    int *ids = NULL;
+    double *pre = NULL, *dec = NULL, bw, peak, bytes_tok, flops_tok, block_params;
+    stats sp, sd;
+
+    for (i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        if (is_help(a)) {
+            fputs(help, stdout);
+            return 0;
+        }
+        if (!strcmp(a, "-m") || !strcmp(a, "--model")) {
+            if (opt_value(argc, argv, &i, &model)) return 2;
+        } else if (!strcmp(a, "-t") || !strcmp(a, "--threads")) {
+            if (opt_int(argc, argv, &i, 1, 256, &threads)) return 2;
+        } else if (!strcmp(a, "-p") || !strcmp(a, "--prompt")) {
+            if (opt_int(argc, argv, &i, 1, INT_MAX, &P)) return 2;
+        } else if (!strcmp(a, "-n") || !strcmp(a, "--gen")) {
+            if (opt_int(argc, argv, &i, 0, INT_MAX, &N)) return 2;
+        } else if (!strcmp(a, "-r") || !strcmp(a, "--repeats")) {
+            if (opt_int(argc, argv, &i, 1, 1000, &R)) return 2;
+        } else if (!strcmp(a, "--json")) {
+            json = 1;
+        } else {
+            return usage_error("bench", "unknown option \"%s\"", a);
+        }
+    }
+    if (!model) model = cli_data_path("models/demo.bin", found, sizeof found);
+    if (!(m = cli_load_model(model))) return 1;
+    cfg = gpt_model_config(m);
+    if (P + N > cfg.n_ctx) {
+        fprintf(stderr, "gpt bench: %d prompt + %d generated tokens exceed the context of %d\n", P, N, cfg.n_ctx);
+        goto done;
+    }
+    cp.n_threads = threads;
+    if (!(c = gpt_context_new(m, &cp, &err))) {
+        fprintf(stderr, "gpt bench: %s\n", err.message);
+        goto done;
+    }
+    threads = gpt_context_n_threads(c); /* the default when -t was not given */
+    ids = (int *)malloc(sizeof(int) * (size_t)(P + N));
+    pre = (double *)malloc(sizeof(double) * (size_t)R);
+    dec = (double *)malloc(sizeof(double) * (size_t)R);
+    if (!ids || !pre || !dec) goto done;
+    for (i = 0; i < P + N; i++) ids[i] = (int)((uint64_t)(i + 1) * 2654435761u % (uint64_t)cfg.n_vocab);
+
+    if (!json) fprintf(stderr, "measuring memory bandwidth and FMA peak with %d threads...\n", threads);
+    bw = measure_bandwidth(threads, R);
+    peak = measure_peak(threads, R);
+
+    gpt_eval(c, ids, P < 8 ? P : 8); /* warm up: page in the weights */
+    for (r = 0; r < R; r++) {
+        double t0, t1;
+        gpt_rewind(c, 0);
+        t0 = cli_now();
+        if (gpt_eval(c, ids, P) != GPT_OK) {
+            fprintf(stderr, "gpt bench: %s\n", gpt_context_error(c));
+            goto done;
+        }
+        t1 = cli_now();
+        pre[r] = P / (t1 - t0);
+        t0 = cli_now();
+        for (i = 0; i < N; i++)
+            if (gpt_eval(c, ids + P + i, 1) != GPT_OK) {
+                fprintf(stderr, "gpt bench: %s\n", gpt_context_error(c));
+                goto done;
+            }
+        t1 = cli_now();
+        dec[r] = N > 0 ? N / (t1 - t0) : 0;
+    }
+    sp = summarize(pre, R);
+    sd = summarize(dec, R);
+
+    /* Bytes of weights one decoded token reads: every tensor but the
+     * position embedding, of which it reads one row. FLOPs of a prompt
+     * token: two per block weight, the attention over the tokens before it
+     * (averaged over the prompt), and the output head once per prompt. */
+    {
+        double C = cfg.n_embd, L = cfg.n_layer, V = cfg.n_vocab, T = cfg.n_ctx;
+        double wpe_bytes = T * C * 4; /* gpt convert keeps wpe in f32 */
+        block_params = L * 12 * C * C;
+        bytes_tok = (double)cfg.weight_bytes - wpe_bytes + C * 4;
+        flops_tok = 2 * block_params + 4 * L * C * (P + 1) / 2.0 + 2 * V * C / P;
+    }
+    if (json) {
+        printf("{\"model\": \"%s\", \"dtype\": \"%s\", \"threads\": %d, \"bandwidth_gbs\": %.2f, \"peak_gflops\": %.1f, "
+               "\"prefill_tokens\": %d, \"prefill_tok_s\": %.2f, \"prefill_tok_s_min\": %.2f, \"prefill_tok_s_max\": %.2f, "
+               "\"decode_tokens\": %d, \"decode_tok_s\": %.2f, \"decode_tok_s_min\": %.2f, \"decode_tok_s_max\": %.2f, "
+               "\"bytes_per_token\": %.0f, \"flops_per_token\": %.0f, \"decode_roofline\": %.3f, "
+               "\"prefill_roofline\": %.3f, \"repeats\": %d}\n",
+               model, gpt_dtype_name(cfg.dtype), threads, bw, peak, P, sp.median, sp.min, sp.max, N, sd.median,
+               sd.min, sd.max, bytes_tok, flops_tok, sd.median / (bw * 1e9 / bytes_tok),
+               sp.median / (peak * 1e9 / flops_tok), R);
+    } else {
+        printf("model     %s (%s, %.1fM parameters, %d layers, n_embd %d)\n", model, gpt_dtype_name(cfg.dtype),
+               (double)cfg.n_params / 1e6, cfg.n_layer, cfg.n_embd);
+        printf("machine   %d threads: read bandwidth %.1f GB/s, FMA peak %.1f GFLOP/s (best of %d)\n", threads, bw,
+               peak, R);
+        printf("prefill   %4d tokens  %8.1f tok/s (median of %d, %.1f .. %.1f)  %.3f GFLOP/token  roofline %.2f\n", P,
+               sp.median, R, sp.min, sp.max, flops_tok / 1e9, sp.median / (peak * 1e9 / flops_tok));
+        printf("decode    %4d tokens  %8.1f tok/s (median of %d, %.1f .. %.1f)  %.1f MB/token      roofline %.2f\n", N,
+               sd.median, R, sd.min, sd.max, bytes_tok / 1e6, sd.median / (bw * 1e9 / bytes_tok));
+    }
+    rc = 0;
+done:
+    free(ids);
+    free(pre);
+    free(dec);
+    gpt_context_free(c);
+    gpt_model_free(m);
+    return rc;
+}

@@ -1,0 +1,105 @@
+#!/bin/sh
+# test_cli.sh - the `gpt` command: help, errors, and each subcommand on a
+# small random model. Run from the repository root; $GPT is the binary.
+GPT=${GPT:-build/gpt}
+BUILD=${BUILD:-build}
+T=$BUILD/tmp_cli
+rm -rf "$T"; mkdir -p "$T"
+
+pass() { echo "PASS $1"; }
+fail() { echo "FAIL $1: $2"; }
+# check NAME CONDITION-COMMAND... : passes when the command succeeds
+check() { name=$1; shift; if "$@"; then pass "$name"; else fail "$name" "$*"; fi; }
+
+# --- help and version -------------------------------------------------------
+check version sh -c "$GPT --version | grep -q '^gpt [0-9]'"
+check help sh -c "$GPT --help | grep -q 'usage: gpt COMMAND'"
+ok=1
+for c in generate score tokenize detokenize info convert; do
+    $GPT $c --help >"$T/help" 2>&1 || ok=0
+    grep -q "usage: gpt $c" "$T/help" || ok=0
+done
+check every_command_has_help test $ok = 1
+$GPT frobnicate >"$T/out" 2>"$T/err"; rc=$?
+check unknown_command_fails sh -c "test $rc = 2 && grep -q 'unknown command' '$T/err' && test ! -s '$T/out'"
+$GPT generate --bogus >"$T/out" 2>"$T/err"; rc=$?
+check unknown_option_fails sh -c "test $rc = 2 && grep -q 'bogus' '$T/err'"
+$GPT generate -m x --temp -1 >/dev/null 2>"$T/err"; rc=$?
+check bad_value_names_option sh -c "test $rc = 2 && grep -q -- '--temp' '$T/err'"
+
+# --- convert --random -----------------------------------------------------------
+M=$T/tiny.bin
+$GPT convert --random 2,2,32,64 --n-vocab 512 --seed 3 -o "$M" 2>"$T/err"; rc=$?
+check convert_random sh -c "test $rc = 0 && test -s '$M'"
+cp "$M" "$T/copy.bin"
+$GPT convert --random 1,1,16,8 --n-vocab 300 -o "$M" 2>"$T/err"; rc=$?
+check convert_refuses_existing sh -c "test $rc = 1 && grep -q 'exists' '$T/err' && cmp -s '$M' '$T/copy.bin'"
+$GPT convert --random 2,2,32,64 --n-vocab 512 --seed 3 -o "$M" --force 2>/dev/null; rc=$?
+check convert_force_overwrites sh -c "test $rc = 0 && cmp -s '$M' '$T/copy.bin'"
+$GPT convert --random 2,3,32,64 -o "$T/bad.bin" 2>"$T/err"; rc=$?
+check convert_bad_shape sh -c "test $rc != 0 && grep -q 'multiple' '$T/err' && test ! -e '$T/bad.bin'"
+check no_temporary_files_left sh -c "! ls '$T' | grep -q tmp"
+
+# --- info -------------------------------------------------------------------------
+$GPT info -m "$M" >"$T/info" 2>&1; rc=$?
+check info sh -c "test $rc = 0 && grep -q 'n_layer    2' '$T/info' && grep -q 'n_vocab    512' '$T/info' && grep -q 'dtype      f32' '$T/info'"
+$GPT info -m "$T/missing.bin" >/dev/null 2>"$T/err"; rc=$?
+check info_missing_file sh -c "test $rc = 1 && grep -q 'missing.bin' '$T/err'"
+head -c 1000 "$M" >"$T/trunc.bin"
+$GPT info -m "$T/trunc.bin" >/dev/null 2>"$T/err"; rc=$?
+check info_truncated_file sh -c "test $rc = 1 && grep -q 'truncated' '$T/err'"
+
+# --- tokenize / detokenize ----------------------------------------------------
+V="--vocab models/tokenizer/encoder.json --merges models/tokenizer/vocab.bpe"
+printf 'Hello world' | $GPT tokenize $V >"$T/ids"; rc=$?
+check tokenize_vocab_files sh -c "test $rc = 0 && test \"\$(cat '$T/ids')\" = '15496 995'"
+printf '<|endoftext|>' | $GPT tokenize $V --special >"$T/ids"
+check tokenize_special sh -c "test \"\$(cat '$T/ids')\" = '50256'"
+printf 'caf\303\251 \342\202\254 \360\237\230\200 \377\000x' >"$T/text"
+$GPT tokenize $V <"$T/text" | $GPT detokenize $V >"$T/back"; rc=$?
+check tokenize_detokenize_round_trip sh -c "test $rc = 0 && cmp -s '$T/text' '$T/back'"
+echo "15496 50257" | $GPT detokenize $V >/dev/null 2>"$T/err"; rc=$?
+check detokenize_out_of_range sh -c "test $rc = 1 && grep -q '50257' '$T/err'"
+echo "15496 abc" | $GPT detokenize $V >/dev/null 2>"$T/err"; rc=$?
+check detokenize_not_a_number sh -c "test $rc = 1 && grep -q 'abc' '$T/err'"
+printf 'abc' | $GPT tokenize -m "$M" >"$T/ids"; rc=$?
+check tokenize_with_model sh -c "test $rc = 0 && test -s '$T/ids'"
+
+# --- generate -------------------------------------------------------------------
+$GPT generate -m "$M" -p "Hello" -n 12 --temp 0 -t 1 >"$T/g1" 2>"$T/err"; rc=$?
+$GPT generate -m "$M" -p "Hello" -n 12 --temp 0 -t 2 >"$T/g2" 2>&1
+check generate_greedy sh -c "test $rc = 0 && test -s '$T/g1' && cmp -s '$T/g1' '$T/g2'"
+$GPT generate -m "$M" -p "Hello" -n 20 --temp 1 --seed 7 >"$T/s1" 2>/dev/null
+$GPT generate -m "$M" -p "Hello" -n 20 --temp 1 --seed 7 >"$T/s2" 2>/dev/null
+$GPT generate -m "$M" -p "Hello" -n 20 --temp 1 --seed 8 >"$T/s3" 2>/dev/null
+check generate_seed_reproduces sh -c "cmp -s '$T/s1' '$T/s2' && ! cmp -s '$T/s1' '$T/s3'"
+printf 'Hello' >"$T/prompt"
+$GPT generate -m "$M" -f "$T/prompt" -n 12 --temp 0 >"$T/g3" 2>/dev/null
+$GPT generate -m "$M" -n 12 --temp 0 <"$T/prompt" >"$T/g4" 2>/dev/null
+check generate_prompt_from_file_and_stdin sh -c "cmp -s '$T/g1' '$T/g3' && cmp -s '$T/g1' '$T/g4'"
+stop=$(head -c 8 "$T/g1" | tail -c 3)
+$GPT generate -m "$M" -p "Hello" -n 12 --temp 0 --stop "$stop" >"$T/g5" 2>/dev/null; rc=$?
+check generate_stop_string sh -c "test $rc = 0 && ! grep -qF -- '$stop' '$T/g5' && test \$(wc -c <'$T/g5') -lt \$(wc -c <'$T/g1')"
+$GPT generate -m "$M" -p "Hello" -n 100 -c 16 >/dev/null 2>"$T/err"; rc=$?
+check generate_context_full_says_so sh -c "test $rc = 0 && grep -q 'context is full' '$T/err'"
+$GPT generate -m "$M" -p "Hello" -n 40 -c 16 --slide >"$T/g6" 2>"$T/err"; rc=$?
+check generate_slide sh -c "test $rc = 0 && ! grep -q 'full' '$T/err'"
+$GPT generate -m "$M" -p "Hello" -c 100000 >/dev/null 2>"$T/err"; rc=$?
+check generate_ctx_too_large sh -c "test $rc = 1 && grep -q 'n_ctx' '$T/err'"
+$GPT generate -m "$T/missing.bin" -p x >/dev/null 2>"$T/err"; rc=$?
+check generate_missing_model sh -c "test $rc = 1 && grep -q 'missing.bin' '$T/err'"
+
+# --- score ------------------------------------------------------------------------
+$GPT score -m "$M" --ids "1 2 3 4 5" >"$T/score" 2>"$T/err"; rc=$?
+check score_format sh -c "test $rc = 0 && test \$(wc -l <'$T/score') = 5 && head -1 '$T/score' | grep -qE '^1	2	-[0-9]+\.[0-9]+$' && tail -1 '$T/score' | grep -qE '^ppl	[0-9.]+$'"
+awk 'BEGIN{for(i=0;i<300;i++) printf "%d ", (i*37)%512}' >"$T/many"
+$GPT score -m "$M" --ids "$(cat "$T/many")" -c 32 >"$T/score" 2>/dev/null; rc=$?
+check score_longer_than_context sh -c "test $rc = 0 && test \$(wc -l <'$T/score') = 300"
+printf 'Hello there, world.' | $GPT score -m "$M" >"$T/score" 2>/dev/null; rc=$?
+check score_text_on_stdin sh -c "test $rc = 0 && tail -1 '$T/score' | grep -q '^ppl'"
+$GPT score -m "$M" --ids "1" >/dev/null 2>"$T/err"; rc=$?
+check score_needs_two_tokens sh -c "test $rc = 1 && grep -q 'at least 2' '$T/err'"
+$GPT score -m "$M" --ids "1 999" >/dev/null 2>"$T/err"; rc=$?
+check score_id_out_of_range sh -c "test $rc = 1 && grep -q '999' '$T/err'"
+
+rm -rf "$T"

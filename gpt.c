@@ -1167,14 +1167,532 @@ static void attend(const float *q, const float *keys, const float *values, int n
 }
 
 /* ------------------------------------------------------------------------ */
+/* SIMD kernels                                                             */
+/*
+ * Every matrix product here is a set of dot products between rows of X
+ * (activations, f32) and rows of W (weights in any type, or the KV cache),
+ * both contiguous along K. A tile of MR rows of X times NR rows of W keeps
+ * MR*NR vector accumulators in registers; each weight vector is loaded (and
+ * widened to f32) once per k step and used MR times. The accumulators are
+ * summed across lanes at the end of the tile. The same engine computes the
+ * attention scores (queries times cached keys).
+ */
+#if defined(GPT_AVX512) || defined(GPT_AVX2) || defined(GPT_NEON)
+#define GPT_SIMD 1
+
+#if defined(GPT_AVX512)
+typedef __m512 vf;
+#define VL 16
+#define VZERO() _mm512_setzero_ps()
+#define VSET1(x) _mm512_set1_ps(x)
+#define VLOAD(p) _mm512_loadu_ps(p)
+#define VSTORE(p, v) _mm512_storeu_ps((p), (v))
+#define VADD(a, b) _mm512_add_ps((a), (b))
+#define VMUL(a, b) _mm512_mul_ps((a), (b))
+#define VDIV(a, b) _mm512_div_ps((a), (b))
+#define VFMA(a, b, c) _mm512_fmadd_ps((a), (b), (c)) /* a*b + c */
+#define VMAX(a, b) _mm512_max_ps((a), (b))
+#define VMIN(a, b) _mm512_min_ps((a), (b))
+#define VLOAD_F16(p) _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(const void *)(p)))
+#define VLOAD_BF16(p) \
+    _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm256_loadu_si256((const __m256i *)(const void *)(p))), 16))
+#define VLOAD_Q8(p) _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)(const void *)(p))))
+#define SCALE_F16(h) _cvtsh_ss(h)
+#define TILE_ROWS(M) M(0) M(1) M(2) M(3) M(4) M(5)
+#define MR 6
+static float vsum(vf v) { return _mm512_reduce_add_ps(v); }
+/* out[i] = sum of the lanes of a, b, c, d */
+static void vsum4(vf a, vf b, vf c, vf d, float *out)
+{
+    __m512 t0 = _mm512_add_ps(_mm512_unpacklo_ps(a, b), _mm512_unpackhi_ps(a, b));
+    __m512 t1 = _mm512_add_ps(_mm512_unpacklo_ps(c, d), _mm512_unpackhi_ps(c, d));
+    __m512 u = _mm512_add_ps(_mm512_shuffle_ps(t0, t1, _MM_SHUFFLE(1, 0, 1, 0)),
+                             _mm512_shuffle_ps(t0, t1, _MM_SHUFFLE(3, 2, 3, 2)));
+    __m256 h = _mm256_add_ps(_mm512_castps512_ps256(u),
+                             _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(u), 1)));
+    _mm_storeu_ps(out, _mm_add_ps(_mm256_castps256_ps128(h), _mm256_extractf128_ps(h, 1)));
+}
+static vf vround(vf x) { return _mm512_roundscale_ps(x, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC); }
+static vf vpow2i(vf n) { return _mm512_scalef_ps(VSET1(1.0f), n); }
+
+#elif defined(GPT_AVX2)
+typedef __m256 vf;
+#define VL 8
+#define VZERO() _mm256_setzero_ps()
+#define VSET1(x) _mm256_set1_ps(x)
+#define VLOAD(p) _mm256_loadu_ps(p)
+#define VSTORE(p, v) _mm256_storeu_ps((p), (v))
+#define VADD(a, b) _mm256_add_ps((a), (b))
+#define VMUL(a, b) _mm256_mul_ps((a), (b))
+#define VDIV(a, b) _mm256_div_ps((a), (b))
+#define VFMA(a, b, c) _mm256_fmadd_ps((a), (b), (c))
+#define VMAX(a, b) _mm256_max_ps((a), (b))
+#define VMIN(a, b) _mm256_min_ps((a), (b))
+#define VLOAD_F16(p) _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(const void *)(p)))
+#define VLOAD_BF16(p) \
+    _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i *)(const void *)(p))), 16))
+#define VLOAD_Q8(p) _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i *)(const void *)(p))))
+#define SCALE_F16(h) _cvtsh_ss(h)
+#define TILE_ROWS(M) M(0) M(1)
+#define MR 2
+static float vsum(vf v)
+{
+    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    s = _mm_add_ss(s, _mm_shuffle_ps(s, s, 1));
+    return _mm_cvtss_f32(s);
+}
+static void vsum4(vf a, vf b, vf c, vf d, float *out)
+{
+    __m256 t0 = _mm256_add_ps(_mm256_unpacklo_ps(a, b), _mm256_unpackhi_ps(a, b));
+    __m256 t1 = _mm256_add_ps(_mm256_unpacklo_ps(c, d), _mm256_unpackhi_ps(c, d));
+    __m256 u = _mm256_add_ps(_mm256_shuffle_ps(t0, t1, _MM_SHUFFLE(1, 0, 1, 0)),
+                             _mm256_shuffle_ps(t0, t1, _MM_SHUFFLE(3, 2, 3, 2)));
+    _mm_storeu_ps(out, _mm_add_ps(_mm256_castps256_ps128(u), _mm256_extractf128_ps(u, 1)));
+}
+static vf vround(vf x) { return _mm256_round_ps(x, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC); }
+static vf vpow2i(vf n)
+{
+    return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23));
+}
+
+#else /* NEON */
+typedef float32x4_t vf;
+#define VL 4
+#define VZERO() vdupq_n_f32(0.0f)
+#define VSET1(x) vdupq_n_f32(x)
+#define VLOAD(p) vld1q_f32(p)
+#define VSTORE(p, v) vst1q_f32((p), (v))
+#define VADD(a, b) vaddq_f32((a), (b))
+#define VMUL(a, b) vmulq_f32((a), (b))
+#define VDIV(a, b) vdivq_f32((a), (b))
+#define VFMA(a, b, c) vfmaq_f32((c), (a), (b))
+#define VMAX(a, b) vmaxq_f32((a), (b))
+#define VMIN(a, b) vminq_f32((a), (b))
+#define VLOAD_F16(p) vcvt_f32_f16(vreinterpret_f16_u16(vld1_u16((const uint16_t *)(const void *)(p))))
+#define VLOAD_BF16(p) vreinterpretq_f32_u32(vshll_n_u16(vld1_u16((const uint16_t *)(const void *)(p)), 16))
+#define VLOAD_Q8(p) vcvtq_f32_s32(vmovl_s16(vget_low_s16(vmovl_s8(vld1_s8((const int8_t *)(const void *)(p))))))
+#define SCALE_F16(h) f16_to_f32(h)
+#define TILE_ROWS(M) M(0) M(1) M(2) M(3) M(4) M(5)
+#define MR 6
+static float vsum(vf v) { return vaddvq_f32(v); }
+static void vsum4(vf a, vf b, vf c, vf d, float *out) { vst1q_f32(out, vpaddq_f32(vpaddq_f32(a, b), vpaddq_f32(c, d))); }
+static vf vround(vf x) { return vrndnq_f32(x); }
+static vf vpow2i(vf n)
+{
+    return vreinterpretq_f32_s32(vshlq_n_s32(vaddq_s32(vcvtq_s32_f32(n), vdupq_n_s32(127)), 23));
+}
+#endif
+
+#define NR 4
+
+/* GCC folds the load of an activation vector into each of the NR FMAs that
+ * use it (NR loads instead of one), which makes the tile load-bound; an empty
+ * asm that claims to change the register keeps the loaded value in it. */
+#if defined(__GNUC__) && !defined(__clang__) && (defined(GPT_AVX512) || defined(GPT_AVX2))
+#define KEEP_IN_REG(v) __asm__("" : "+v"(v))
+#elif defined(__GNUC__) && !defined(__clang__) && defined(GPT_NEON)
+#define KEEP_IN_REG(v) __asm__("" : "+w"(v))
+#else
+#define KEEP_IN_REG(v) ((void)0)
+#endif
+
+/* e^x for |x| < ~88, relative error about 2e-7: x = n ln2 + f, e^f by its
+ * Taylor polynomial of degree 6 on |f| <= ln2/2. */
+static vf vexp(vf x)
+{
+    vf n, f, p;
+    x = VMIN(VMAX(x, VSET1(-87.0f)), VSET1(88.0f));
+    n = vround(VMUL(x, VSET1(1.44269504088896341f)));
+    f = VFMA(n, VSET1(-0.693145751953125f), x); /* ln2 split so n*hi is exact */
+    f = VFMA(n, VSET1(-1.428606820309417232e-6f), f);
+    p = VSET1(1.0f / 720.0f);
+    p = VFMA(p, f, VSET1(1.0f / 120.0f));
+    p = VFMA(p, f, VSET1(1.0f / 24.0f));
+    p = VFMA(p, f, VSET1(1.0f / 6.0f));
+    p = VFMA(p, f, VSET1(0.5f));
+    p = VFMA(p, f, VSET1(1.0f));
+    p = VFMA(p, f, VSET1(1.0f));
+    return VMUL(p, vpow2i(n));
+}
+
+/* GPT-2's GELU: 0.5x(1 + tanh(y)) = x / (1 + e^(-2y)), y = sqrt(2/pi)(x + 0.044715x^3) */
+static vf vgelu(vf x)
+{
+    vf x3 = VMUL(VMUL(x, x), x);
+    vf y = VMUL(VFMA(x3, VSET1(0.044715f), x), VSET1(-2.0f * 0.7978845608028654f));
+    return VDIV(x, VADD(VSET1(1.0f), vexp(y)));
+}
+
+static void gelu_rows_simd(float *x, size_t n)
+{
+    size_t i = 0;
+    for (; i + VL <= n; i += VL) VSTORE(x + i, vgelu(VLOAD(x + i)));
+    for (; i < n; i++) x[i] = gelu(x[i]);
+}
+
+/* Element k of row j of W, widened (for the tails that do not fill a vector). */
+static float w_at(const tensor *W, int j, int k)
+{
+    size_t at = (size_t)j * W->cols + k;
+    switch (W->type) {
+    case GPT_DTYPE_F32: return ((const float *)(const void *)W->data)[at];
+    case GPT_DTYPE_F16: return f16_to_f32(((const uint16_t *)(const void *)W->data)[at]);
+    case GPT_DTYPE_BF16: return bf16_to_f32(((const uint16_t *)(const void *)W->data)[at]);
+    case GPT_DTYPE_Q8_0:
+        return f16_to_f32(W->scales[(size_t)j * W->nb + k / 32]) * (float)W->q[(size_t)j * W->nb * 32 + k];
+    }
+    return 0.0f;
+}
+
+/* Writes MRxNR (or fewer) dot products with bias and mode. */
+static void tile_store(float *y, int ldy, int r, int j, int nrow, int ncol, const float *sums, const float *bias,
+                       int accumulate)
+{
+    int a, b;
+    for (a = 0; a < nrow; a++)
+        for (b = 0; b < ncol; b++) {
+            float v = sums[a * NR + b] + (bias ? bias[j + b] : 0.0f);
+            float *o = y + (size_t)(r + a) * ldy + j + b;
+            *o = accumulate ? *o + v : v;
+        }
+}
+
+/*
+ * gemm_<type>: for X rows r < n and W rows j in [j0, j1):
+ *   y[r][j] (+)= dot(X[r], W[j]) + bias[j]
+ * W is walked in panels of rows that stay in the L2 cache while every block
+ * of MR rows of X passes over them.
+ */
+#define DECL_ACC(r) vf a##r##0 = VZERO(), a##r##1 = VZERO(), a##r##2 = VZERO(), a##r##3 = VZERO();
+#define FMA_ROW(r)                                                                                         \
+    {                                                                                                      \
+        vf xv = VLOAD(x + (size_t)(r) * ldx + k);                                                          \
+        KEEP_IN_REG(xv);                                                                                   \
+        a##r##0 = VFMA(xv, w0, a##r##0);                                                                   \
+        a##r##1 = VFMA(xv, w1, a##r##1);                                                                   \
+        a##r##2 = VFMA(xv, w2, a##r##2);                                                                   \
+        a##r##3 = VFMA(xv, w3, a##r##3);                                                                   \
+    }
+#define SUM_ROW(r) vsum4(a##r##0, a##r##1, a##r##2, a##r##3, sums + (r)*NR);
+
+#define DEFINE_GEMM(NAME, ELEM_T, ROW_PTR, LOADW)                                                          \
+    static void NAME(const tensor *W, const float *X, int ldx, int n, int j0, int j1, float *y, int ldy,   \
+                     const float *bias, int accumulate)                                                    \
+    {                                                                                                      \
+        int K = W->cols, Kv = K / VL * VL, panel, jb, r, j, k, a, b;                                       \
+        float sums[MR * NR];                                                                               \
+        panel = (int)((256 * 1024) / ((size_t)K * sizeof(ELEM_T) + 1)) / NR * NR;                          \
+        if (panel < NR) panel = NR;                                                                        \
+        for (jb = j0; jb < j1; jb += panel) {                                                              \
+            int je = jb + panel < j1 ? jb + panel : j1;                                                    \
+            for (r = 0; r + MR <= n; r += MR) {                                                            \
+                const float *x = X + (size_t)r * ldx;                                                      \
+                for (j = jb; j + NR <= je; j += NR) {                                                      \
+                    const ELEM_T *p0 = ROW_PTR(j), *p1 = ROW_PTR(j + 1), *p2 = ROW_PTR(j + 2),             \
+                                 *p3 = ROW_PTR(j + 3);                                                     \
+                    TILE_ROWS(DECL_ACC)                                                                    \
+                    for (k = 0; k < Kv; k += VL) {                                                         \
+                        vf w0 = LOADW(p0, j, k), w1 = LOADW(p1, j + 1, k), w2 = LOADW(p2, j + 2, k),       \
+                           w3 = LOADW(p3, j + 3, k);                                                       \
+                        TILE_ROWS(FMA_ROW)                                                                 \
+                    }                                                                                      \
+                    TILE_ROWS(SUM_ROW)                                                                     \
+                    for (k = Kv; k < K; k++)                                                               \
+                        for (a = 0; a < MR; a++)                                                           \
+                            for (b = 0; b < NR; b++) sums[a * NR + b] += x[(size_t)a * ldx + k] * w_at(W, j + b, k); \
+                    tile_store(y, ldy, r, j, MR, NR, sums, bias, accumulate);                              \
+                }                                                                                          \
+                for (; j < je; j++)                                                                        \
+                    for (a = 0; a < MR; a++) {                                                             \
+                        const ELEM_T *p0 = ROW_PTR(j);                                                     \
+                        vf acc = VZERO();                                                                  \
+                        for (k = 0; k < Kv; k += VL) acc = VFMA(VLOAD(x + (size_t)a * ldx + k), LOADW(p0, j, k), acc); \
+                        sums[0] = vsum(acc);                                                               \
+                        for (k = Kv; k < K; k++) sums[0] += x[(size_t)a * ldx + k] * w_at(W, j, k);        \
+                        tile_store(y, ldy, r + a, j, 1, 1, sums, bias, accumulate);                        \
+                    }                                                                                      \
+            }                                                                                              \
+            for (; r < n; r++) {                                                                           \
+                const float *x = X + (size_t)r * ldx;                                                      \
+                for (j = jb; j + NR <= je; j += NR) {                                                      \
+                    const ELEM_T *p0 = ROW_PTR(j), *p1 = ROW_PTR(j + 1), *p2 = ROW_PTR(j + 2),             \
+                                 *p3 = ROW_PTR(j + 3);                                                     \
+                    DECL_ACC(0)                                                                            \
+                    for (k = 0; k < Kv; k += VL) {                                                         \
+                        vf w0 = LOADW(p0, j, k), w1 = LOADW(p1, j + 1, k), w2 = LOADW(p2, j + 2, k),       \
+                           w3 = LOADW(p3, j + 3, k);                                                       \
+                        FMA_ROW(0)                                                                         \
+                    }                                                                                      \
+                    SUM_ROW(0)                                                                             \
+                    for (k = Kv; k < K; k++)                                                               \
+                        for (b = 0; b < NR; b++) sums[b] += x[k] * w_at(W, j + b, k);                      \
+                    tile_store(y, ldy, r, j, 1, NR, sums, bias, accumulate);                               \
+                }                                                                                          \
+                for (; j < je; j++) {                                                                      \
+                    const ELEM_T *p0 = ROW_PTR(j);                                                         \
+                    vf acc = VZERO();                                                                      \
+                    for (k = 0; k < Kv; k += VL) acc = VFMA(VLOAD(x + k), LOADW(p0, j, k), acc);           \
+                    sums[0] = vsum(acc);                                                                   \
+                    for (k = Kv; k < K; k++) sums[0] += x[k] * w_at(W, j, k);                              \
+                    tile_store(y, ldy, r, j, 1, 1, sums, bias, accumulate);                                \
+                }                                                                                          \
+            }                                                                                              \
+        }                                                                                                  \
+    }
+
+#define ROW_F32(j) ((const float *)(const void *)W->data + (size_t)(j) * K)
+#define ROW_U16(j) ((const uint16_t *)(const void *)W->data + (size_t)(j) * K)
+#define ROW_Q8(j) (W->q + (size_t)(j) * W->nb * 32)
+#define LOAD_F32(p, j, k) VLOAD((p) + (k))
+#define LOAD_F16(p, j, k) VLOAD_F16((p) + (k))
+#define LOAD_BF16(p, j, k) VLOAD_BF16((p) + (k))
+#define LOAD_Q8(p, j, k) VMUL(VLOAD_Q8((p) + (k)), VSET1(SCALE_F16(W->scales[(size_t)(j) * W->nb + (k) / 32])))
+
+DEFINE_GEMM(gemm_f32, float, ROW_F32, LOAD_F32)
+DEFINE_GEMM(gemm_f16, uint16_t, ROW_U16, LOAD_F16)
+DEFINE_GEMM(gemm_bf16, uint16_t, ROW_U16, LOAD_BF16)
+DEFINE_GEMM(gemm_q8, signed char, ROW_Q8, LOAD_Q8)
+
+static void gemm_simd(const tensor *W, const float *X, int ldx, int n, int j0, int j1, float *y, int ldy,
+                      const float *bias, int accumulate)
+{
+    switch (W->type) {
+    case GPT_DTYPE_F32: gemm_f32(W, X, ldx, n, j0, j1, y, ldy, bias, accumulate); break;
+    case GPT_DTYPE_F16: gemm_f16(W, X, ldx, n, j0, j1, y, ldy, bias, accumulate); break;
+    case GPT_DTYPE_BF16: gemm_bf16(W, X, ldx, n, j0, j1, y, ldy, bias, accumulate); break;
+    case GPT_DTYPE_Q8_0: gemm_q8(W, X, ldx, n, j0, j1, y, ldy, bias, accumulate); break;
+    }
+}
+
+/* Causal attention for `rows` consecutive queries of one head: query i sees
+ * keys 0 .. first_keys + i - 1. scores holds rows * (first_keys + rows - 1)
+ * floats. */
+static void attend_block_simd(const float *q, int ldq, const float *keys, const float *values, int first_keys,
+                              int rows, int D, float scale, float *scores, float *out, int ldo)
+{
+    int n_keys = first_keys + rows - 1, i, j, d, Dv = D / VL * VL;
+    tensor K;
+    memset(&K, 0, sizeof K);
+    K.data = (const unsigned char *)(const void *)keys;
+    K.type = GPT_DTYPE_F32;
+    K.rows = n_keys;
+    K.cols = D;
+    gemm_f32(&K, q, ldq, rows, 0, n_keys, scores, n_keys, NULL, 0);
+    for (i = 0; i < rows; i++) {
+        float *s = scores + (size_t)i * n_keys, *o = out + (size_t)i * ldo, mx = -INFINITY, inv;
+        int valid = first_keys + i;
+        vf vs = VZERO();
+        for (j = 0; j < valid; j++)
+            if (s[j] > mx) mx = s[j];
+        for (j = 0; j + VL <= valid; j += VL) {
+            vf e = vexp(VMUL(VADD(VLOAD(s + j), VSET1(-mx)), VSET1(scale)));
+            VSTORE(s + j, e);
+            vs = VADD(vs, e);
+        }
+        inv = vsum(vs);
+        for (; j < valid; j++) {
+            s[j] = expf((s[j] - mx) * scale);
+            inv += s[j];
+        }
+        inv = 1.0f / inv;
+        for (d = 0; d < Dv; d += VL) {
+            vf acc = VZERO();
+            for (j = 0; j < valid; j++) acc = VFMA(VSET1(s[j]), VLOAD(values + (size_t)j * D + d), acc);
+            VSTORE(o + d, VMUL(acc, VSET1(inv)));
+        }
+        for (; d < D; d++) {
+            float acc = 0.0f;
+            for (j = 0; j < valid; j++) acc += s[j] * values[(size_t)j * D + d];
+            o[d] = acc * inv;
+        }
+    }
+}
+
+#if defined(GPT_AVX512)
+/*
+ * Prompt-sized products on AVX-512: W is packed, KC columns at a time, into
+ * panels of 64 outputs stored k-major (a panel fits in L1 and is widened to
+ * f32 once, whatever W's type), and a 6 x 64 tile of Y accumulates
+ * broadcast(X[r][k]) * panel[k] in 24 registers. No horizontal sums, and each
+ * panel is reused by every block of 6 rows.
+ */
+#define PK_NR 64
+#define PK_MR 6
+#define PK_KC 128
+#define PK_MIN_ROWS 12 /* fewer rows than this: the dot-product kernels */
+#define PK_SCRATCH (PK_NR * PK_KC + PK_MR * PK_KC + PK_MR * PK_NR)
+
+/* Transposes the 16 x 16 floats in r[0..16) in place. */
+static void transpose16(__m512 *r)
+{
+    __m512 t[16];
+    int i;
+    for (i = 0; i < 8; i++) {
+        t[2 * i] = _mm512_unpacklo_ps(r[2 * i], r[2 * i + 1]);
+        t[2 * i + 1] = _mm512_unpackhi_ps(r[2 * i], r[2 * i + 1]);
+    }
+    for (i = 0; i < 4; i++) {
+        __m512d a = _mm512_castps_pd(t[4 * i]), b = _mm512_castps_pd(t[4 * i + 1]);
+        __m512d c = _mm512_castps_pd(t[4 * i + 2]), d = _mm512_castps_pd(t[4 * i + 3]);
+        r[4 * i] = _mm512_castpd_ps(_mm512_unpacklo_pd(a, c));
+        r[4 * i + 1] = _mm512_castpd_ps(_mm512_unpackhi_pd(a, c));
+        r[4 * i + 2] = _mm512_castpd_ps(_mm512_unpacklo_pd(b, d));
+        r[4 * i + 3] = _mm512_castpd_ps(_mm512_unpackhi_pd(b, d));
+    }
+    for (i = 0; i < 4; i++) {
+        t[i] = _mm512_shuffle_f32x4(r[i], r[i + 4], 0x88);
+        t[i + 4] = _mm512_shuffle_f32x4(r[i], r[i + 4], 0xdd);
+        t[i + 8] = _mm512_shuffle_f32x4(r[i + 8], r[i + 12], 0x88);
+        t[i + 12] = _mm512_shuffle_f32x4(r[i + 8], r[i + 12], 0xdd);
+    }
+    for (i = 0; i < 4; i++) {
+        r[i] = _mm512_shuffle_f32x4(t[i], t[i + 8], 0x88);
+        r[i + 8] = _mm512_shuffle_f32x4(t[i], t[i + 8], 0xdd);
+        r[i + 4] = _mm512_shuffle_f32x4(t[i + 4], t[i + 12], 0x88);
+        r[i + 12] = _mm512_shuffle_f32x4(t[i + 4], t[i + 12], 0xdd);
+    }
+}
+
+/* 16 elements k.. of row j of W, widened to f32 (k is a multiple of 16). */
+static __m512 load_row16(const tensor *W, size_t j, int k)
+{
+    size_t at = j * (size_t)W->cols + (size_t)k;
+    switch (W->type) {
+    case GPT_DTYPE_F16: return VLOAD_F16((const uint16_t *)(const void *)W->data + at);
+    case GPT_DTYPE_BF16: return VLOAD_BF16((const uint16_t *)(const void *)W->data + at);
+    case GPT_DTYPE_Q8_0:
+        return VMUL(VLOAD_Q8(W->q + j * W->nb * 32 + (size_t)k), VSET1(_cvtsh_ss(W->scales[j * W->nb + (size_t)k / 32])));
+    default: return VLOAD((const float *)(const void *)W->data + at);
+    }
+}
+
+/* Rows [j, j+nj) and columns [k0, k0+kc) of W into p[k][PK_NR], as f32,
+ * zero past nj: 16 x 16 blocks are loaded row-wise and transposed. */
+static void pack_panel(const tensor *W, int j, int nj, int k0, int kc, float *p)
+{
+    int jj, k, i, kv = kc / 16 * 16;
+    __m512 r[16];
+    for (jj = 0; jj < PK_NR; jj += 16) {
+        for (k = 0; k < kv; k += 16) {
+            for (i = 0; i < 16; i++)
+                r[i] = jj + i < nj ? load_row16(W, (size_t)(j + jj + i), k0 + k) : _mm512_setzero_ps();
+            transpose16(r);
+            for (i = 0; i < 16; i++) _mm512_storeu_ps(p + (size_t)(k + i) * PK_NR + jj, r[i]);
+        }
+        for (; k < kc; k++)
+            for (i = 0; i < 16; i++) p[(size_t)k * PK_NR + jj + i] = jj + i < nj ? w_at(W, j + jj + i, k0 + k) : 0.0f;
+    }
+}
+
+#define PK_DECL(r) __m512 c##r##0, c##r##1, c##r##2, c##r##3;
+#define PK_INIT(r)                                                                                         \
+    if (from_y) {                                                                                          \
+        c##r##0 = _mm512_maskz_loadu_ps(m0, y + (size_t)(r) * ldy);                                        \
+        c##r##1 = _mm512_maskz_loadu_ps(m1, y + (size_t)(r) * ldy + 16);                                   \
+        c##r##2 = _mm512_maskz_loadu_ps(m2, y + (size_t)(r) * ldy + 32);                                   \
+        c##r##3 = _mm512_maskz_loadu_ps(m3, y + (size_t)(r) * ldy + 48);                                   \
+    } else {                                                                                               \
+        c##r##0 = c##r##1 = c##r##2 = c##r##3 = _mm512_setzero_ps();                                       \
+    }
+#define PK_FMA(r)                                                                                          \
+    {                                                                                                      \
+        __m512 xb = _mm512_set1_ps(x[(size_t)(r) * ldx + k]);                                              \
+        KEEP_IN_REG(xb);                                                                                   \
+        c##r##0 = _mm512_fmadd_ps(xb, b0, c##r##0);                                                        \
+        c##r##1 = _mm512_fmadd_ps(xb, b1, c##r##1);                                                        \
+        c##r##2 = _mm512_fmadd_ps(xb, b2, c##r##2);                                                        \
+        c##r##3 = _mm512_fmadd_ps(xb, b3, c##r##3);                                                        \
+    }
+#define PK_STORE(r)                                                                                        \
+    if (bias) {                                                                                            \
+        c##r##0 = _mm512_add_ps(c##r##0, v0);                                                              \
+        c##r##1 = _mm512_add_ps(c##r##1, v1);                                                              \
+        c##r##2 = _mm512_add_ps(c##r##2, v2);                                                              \
+        c##r##3 = _mm512_add_ps(c##r##3, v3);                                                              \
+    }                                                                                                      \
+    _mm512_mask_storeu_ps(y + (size_t)(r) * ldy, m0, c##r##0);                                             \
+    _mm512_mask_storeu_ps(y + (size_t)(r) * ldy + 16, m1, c##r##1);                                        \
+    _mm512_mask_storeu_ps(y + (size_t)(r) * ldy + 32, m2, c##r##2);                                        \
+    _mm512_mask_storeu_ps(y + (size_t)(r) * ldy + 48, m3, c##r##3);
+
+/* y[0..6)[0..nj) = (from_y ? y : 0) + x[0..6)[0..kc) . panel (+ bias) */
+static void pk_kernel(const float *x, int ldx, const float *panel, int kc, float *y, int ldy, int nj, int from_y,
+                      const float *bias)
+{
+    __mmask16 m0 = (__mmask16)(nj >= 16 ? 0xFFFF : (1u << nj) - 1);
+    __mmask16 m1 = (__mmask16)(nj >= 32 ? 0xFFFF : nj <= 16 ? 0 : (1u << (nj - 16)) - 1);
+    __mmask16 m2 = (__mmask16)(nj >= 48 ? 0xFFFF : nj <= 32 ? 0 : (1u << (nj - 32)) - 1);
+    __mmask16 m3 = (__mmask16)(nj >= 64 ? 0xFFFF : nj <= 48 ? 0 : (1u << (nj - 48)) - 1);
+    __m512 v0, v1, v2, v3;
+    int k;
+    TILE_ROWS(PK_DECL)
+    TILE_ROWS(PK_INIT)
+    for (k = 0; k < kc; k++) {
+        const float *p = panel + (size_t)k * PK_NR;
+        __m512 b0 = _mm512_loadu_ps(p), b1 = _mm512_loadu_ps(p + 16), b2 = _mm512_loadu_ps(p + 32),
+               b3 = _mm512_loadu_ps(p + 48);
+        TILE_ROWS(PK_FMA)
+    }
+    if (bias) {
+        v0 = _mm512_maskz_loadu_ps(m0, bias);
+        v1 = _mm512_maskz_loadu_ps(m1, bias + 16);
+        v2 = _mm512_maskz_loadu_ps(m2, bias + 32);
+        v3 = _mm512_maskz_loadu_ps(m3, bias + 48);
+    } else {
+        v0 = v1 = v2 = v3 = _mm512_setzero_ps();
+    }
+    TILE_ROWS(PK_STORE)
+}
+
+/* Same contract as gemm_simd, for n >= PK_MIN_ROWS. scratch: PK_SCRATCH floats. */
+static void gemm_packed(const tensor *W, const float *X, int ldx, int n, int j0, int j1, float *y, int ldy,
+                        const float *bias, int accumulate, float *scratch)
+{
+    float *panel = scratch, *xpad = panel + PK_NR * PK_KC, *ypad = xpad + PK_MR * PK_KC;
+    int K = W->cols, j, k0, r, i;
+    for (j = j0; j < j1; j += PK_NR) {
+        int nj = j1 - j < PK_NR ? j1 - j : PK_NR;
+        for (k0 = 0; k0 < K; k0 += PK_KC) {
+            int kc = K - k0 < PK_KC ? K - k0 : PK_KC, from_y = k0 > 0 || accumulate;
+            const float *b = k0 + kc == K ? bias : NULL;
+            pack_panel(W, j, nj, k0, kc, panel);
+            for (r = 0; r + PK_MR <= n; r += PK_MR)
+                pk_kernel(X + (size_t)r * ldx + k0, ldx, panel, kc, y + (size_t)r * ldy + j, ldy, nj, from_y,
+                          b ? b + j : NULL);
+            if (r < n) {
+                /* the last rows go through zero-padded copies */
+                memset(xpad, 0, sizeof(float) * PK_MR * PK_KC);
+                for (i = 0; r + i < n; i++) {
+                    memcpy(xpad + (size_t)i * PK_KC, X + (size_t)(r + i) * ldx + k0, sizeof(float) * (size_t)kc);
+                    if (from_y) memcpy(ypad + (size_t)i * PK_NR, y + (size_t)(r + i) * ldy + j, sizeof(float) * (size_t)nj);
+                }
+                pk_kernel(xpad, PK_KC, panel, kc, ypad, PK_NR, nj, from_y, b ? b + j : NULL);
+                for (i = 0; r + i < n; i++)
+                    memcpy(y + (size_t)(r + i) * ldy + j, ypad + (size_t)i * PK_NR, sizeof(float) * (size_t)nj);
+            }
+        }
+    }
+}
+#else
+#define PK_SCRATCH 0
+#endif
+#endif /* SIMD */
+#ifndef PK_SCRATCH
+#define PK_SCRATCH 0
+#endif
+
+/* ------------------------------------------------------------------------ */
 /* Contexts                                                                 */
 
 #define DEFAULT_BATCH 512
 #define SCORE_ROWS 8 /* logits rows computed at once while scoring */
+#define ATT_ROWS 16  /* queries of one head attended together */
 
 struct gpt_context {
     const gpt_model *m;
     int n_ctx, n_batch, n_threads, all_logits;
+    int simd;           /* use the SIMD kernels (compiled in and not turned off) */
     int n_past;
     int logits_rows;    /* rows of `logits` that are valid (from the last gpt_eval) */
     int logits_cap;     /* rows `logits` can hold */
@@ -1258,7 +1776,7 @@ static gpt_status resolve_params(const gpt_model *m, const gpt_context_params *p
     if (sizeof(size_t) < 8 && (double)L * T * C * 8 + (double)s->logits_cap * V * 4 > (double)SIZE_MAX / 2)
         return fail(err, GPT_ERR_OUT_OF_MEMORY, "a context of %d positions does not fit in this address space", s->n_ctx);
     kv = L * T * C * sizeof(float);
-    s->scratch_stride = align_up((T + 4 * C) * sizeof(float)) / sizeof(float);
+    s->scratch_stride = align_up((ATT_ROWS * T + 4 * C + PK_SCRATCH) * sizeof(float)) / sizeof(float);
     s->sizes[0] = align_up(T * sizeof(int));
     s->sizes[1] = align_up(kv);
     s->sizes[2] = align_up(kv);
@@ -1313,6 +1831,9 @@ gpt_context *gpt_context_new(const gpt_model *m, const gpt_context_params *p, gp
     c->all_logits = s.all_logits;
     c->logits_cap = s.logits_cap;
     c->scratch_stride = s.scratch_stride;
+#if defined(GPT_SIMD)
+    c->simd = !(p && p->reference_kernels);
+#endif
     a = (unsigned char *)c->arena;
     c->tokens = (int *)(void *)a; a += s.sizes[0];
     c->k_cache = (float *)(void *)a; a += s.sizes[1];
@@ -1376,9 +1897,25 @@ static void mm_task(void *arg, int ith, int nth)
     const mm_job *j = (const mm_job *)arg;
     int b, e;
     split_range(j->W->rows, 16, ith, nth, &b, &e);
-    if (b < e)
-        matmul_range(j->W, j->bias, j->x, j->ldx, j->n, j->y, j->ldy, b, e, j->mode,
-                     j->c->scratch + (size_t)ith * j->c->scratch_stride + j->c->n_ctx);
+    if (b >= e) return;
+#if defined(GPT_SIMD)
+    if (j->c->simd) {
+        int r;
+#if defined(GPT_AVX512)
+        if (j->n >= PK_MIN_ROWS)
+            gemm_packed(j->W, j->x, j->ldx, j->n, b, e, j->y, j->ldy, j->bias, j->mode == MM_ADD,
+                        j->c->scratch + (size_t)ith * j->c->scratch_stride + (size_t)ATT_ROWS * j->c->n_ctx +
+                            4 * (size_t)j->c->m->cfg.n_embd);
+        else
+#endif
+            gemm_simd(j->W, j->x, j->ldx, j->n, b, e, j->y, j->ldy, j->bias, j->mode == MM_ADD);
+        if (j->mode == MM_GELU)
+            for (r = 0; r < j->n; r++) gelu_rows_simd(j->y + (size_t)r * j->ldy + b, (size_t)(e - b));
+        return;
+    }
+#endif
+    matmul_range(j->W, j->bias, j->x, j->ldx, j->n, j->y, j->ldy, b, e, j->mode,
+                 j->c->scratch + (size_t)ith * j->c->scratch_stride + (size_t)ATT_ROWS * j->c->n_ctx);
 }
 
 static void matmul(gpt_context *c, const tensor *W, const tensor *bias, const float *x, int ldx, int n, float *y,
@@ -1442,13 +1979,24 @@ static void att_task(void *arg, int ith, int nth)
     int H = cfg->n_head, C = cfg->n_embd, D = C / H;
     float scale = 1.0f / sqrtf((float)D);
     float *scores = c->scratch + (size_t)ith * c->scratch_stride;
+    int rows_per_item = c->simd ? ATT_ROWS : 1;
+    int blocks = (j->n + rows_per_item - 1) / rows_per_item;
     int item, b, e;
-    split_range(j->n * H, 1, ith, nth, &b, &e);
+    split_range(blocks * H, 1, ith, nth, &b, &e);
     for (item = b; item < e; item++) {
-        int r = item / H, h = item % H;
+        int r = item / H * rows_per_item, h = item % H;
+        int rows = j->n - r < rows_per_item ? j->n - r : rows_per_item;
         size_t head_base = ((size_t)j->layer * H + h) * c->n_ctx * D;
-        attend(c->qkv + (size_t)r * 3 * C + (size_t)h * D, c->k_cache + head_base, c->v_cache + head_base,
-               j->pos0 + r + 1, D, scale, scores, c->att + (size_t)r * C + (size_t)h * D);
+        const float *q = c->qkv + (size_t)r * 3 * C + (size_t)h * D;
+        float *out = c->att + (size_t)r * C + (size_t)h * D;
+#if defined(GPT_SIMD)
+        if (c->simd) {
+            attend_block_simd(q, 3 * C, c->k_cache + head_base, c->v_cache + head_base, j->pos0 + r + 1, rows, D,
+                              scale, scores, out, C);
+            continue;
+        }
+#endif
+        attend(q, c->k_cache + head_base, c->v_cache + head_base, j->pos0 + r + 1, D, scale, scores, out);
     }
 }
 
@@ -1460,7 +2008,7 @@ static void forward_blocks(gpt_context *c, const int *ids, int n)
     const gpt_config *cfg = &m->cfg;
     int C = cfg->n_embd, H = cfg->n_head, D = C / H;
     int pos0 = c->n_past, r, l, h;
-    float *tmp = c->scratch + c->n_ctx; /* thread 0's row buffer, free between jobs */
+    float *tmp = c->scratch; /* thread 0's scratch, free between jobs */
 
     for (r = 0; r < n; r++) {
         float *x = c->x + (size_t)r * C;

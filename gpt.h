@@ -196,6 +196,8 @@ typedef struct gpt_context_params {
     int n_threads;  /* worker threads for this context; 0 = one per online CPU */
     int all_logits; /* non-zero: keep the logits of every token of the last gpt_eval
                        (costs n_ctx * n_vocab floats) */
+    int reference_kernels; /* non-zero: the portable scalar kernels even where SIMD ones
+                              are compiled in (for testing and comparison) */
 } gpt_context_params;
 
 GPT_API gpt_context_params gpt_context_defaults(void);

@@ -67,8 +67,11 @@ $(BUILD)/tests/%: tests/%.c $(wildcard tests/*.h) $(BUILD)/libgptcli.a $(BUILD)/
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) -Icli -I. $< $(BUILD)/libgptcli.a $(BUILD)/libgpt.a -o $@ $(LDLIBS)
 
+# TEST_WRAPPER runs the test programs (and the gpt command) under an
+# emulator or debugger, e.g. qemu for another architecture.
 test: all $(TEST_BIN)
-	@GPT=$(BUILD)/gpt BUILD=$(BUILD) PYTHON=$(PYTHON) sh tests/run.sh $(TEST_BIN) $(TEST_SCRIPTS)
+	@GPT="$(TEST_WRAPPER) $(BUILD)/gpt" BUILD=$(BUILD) PYTHON=$(PYTHON) TEST_WRAPPER="$(TEST_WRAPPER)" \
+		sh tests/run.sh $(TEST_BIN) $(TEST_SCRIPTS)
 
 clean:
 	rm -rf $(BUILD)
@@ -83,3 +86,22 @@ test-sanitize:
 .PHONY: golden
 golden:
 	/usr/bin/python3 tests/reference/make_golden.py
+
+# The other kernel paths, each built in its own folder and run through the
+# whole suite: the portable scalar code, AVX2+FMA+F16C without AVX-512, and
+# NEON (aarch64, cross-compiled and run under qemu-user).
+.PHONY: test-scalar test-avx2 test-arm
+test-scalar:
+	$(MAKE) BUILD=$(BUILD)/scalar SIMD=0 test
+test-avx2:
+	$(MAKE) BUILD=$(BUILD)/avx2 NATIVE=0 ARCHFLAGS="-mavx2 -mfma -mf16c -mno-avx512f" test
+ARM_SYSROOT ?= /usr/aarch64-linux-gnu
+test-arm:
+	$(MAKE) BUILD=$(BUILD)/arm CC=aarch64-linux-gnu-gcc AR=aarch64-linux-gnu-ar NATIVE=0 ARCHFLAGS= \
+		TEST_WRAPPER="qemu-aarch64 -L $(ARM_SYSROOT)" test
+
+# Speed against the machine's limits on random 124M-shaped models, and the
+# tokenizer's speed (docs/PERFORMANCE.md).
+.PHONY: bench
+bench: all $(BUILD)/tests/bench_tokenizer
+	BUILD=$(BUILD) sh tools/bench.sh

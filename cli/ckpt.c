@@ -16,6 +16,7 @@
 #include <string.h>
 
 #if defined(__unix__) || defined(__APPLE__)
+#include <sys/stat.h>
 #include <unistd.h>
 #define CKPT_MKSTEMP 1
 #endif
@@ -439,7 +440,12 @@ gpt_status ckpt_write_file(const char *path, const ckpt_spec *spec, ckpt_source 
     {
         int fd;
         snprintf(tmp, plen + 16, "%s.tmp-XXXXXX", path);
+        mode_t mask = umask(0);
+        umask(mask);
         fd = mkstemp(tmp);
+        /* mkstemp creates the file 0600; give it the permissions a plain
+         * fopen would have */
+        if (fd >= 0) fchmod(fd, 0666 & ~mask);
         if (fd >= 0) s.f = fdopen(fd, "wb");
         if (fd >= 0 && !s.f) close(fd);
     }

@@ -18,7 +18,7 @@ static void usage(FILE *f)
             "  tokenize     text on stdin -> token ids\n"
             "  detokenize   token ids on stdin -> text\n"
             "  info         hyperparameters and size of a checkpoint\n"
-            "  convert      write a checkpoint (random weights for tests and benchmarks)\n"
+            "  convert      write a checkpoint from Hugging Face, llm.c or random weights\n"
             "  bench        speed against the machine's memory bandwidth and FMA peak\n"
 
             "\n"

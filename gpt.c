@@ -1985,12 +1985,12 @@ static void att_task(void *arg, int ith, int nth)
     split_range(blocks * H, 1, ith, nth, &b, &e);
     for (item = b; item < e; item++) {
         int r = item / H * rows_per_item, h = item % H;
-        int rows = j->n - r < rows_per_item ? j->n - r : rows_per_item;
         size_t head_base = ((size_t)j->layer * H + h) * c->n_ctx * D;
         const float *q = c->qkv + (size_t)r * 3 * C + (size_t)h * D;
         float *out = c->att + (size_t)r * C + (size_t)h * D;
 #if defined(GPT_SIMD)
         if (c->simd) {
+            int rows = j->n - r < rows_per_item ? j->n - r : rows_per_item;
             attend_block_simd(q, 3 * C, c->k_cache + head_base, c->v_cache + head_base, j->pos0 + r + 1, rows, D,
                               scale, scores, out, C);
             continue;

@@ -1034,6 +1034,7 @@ static void pool_run(pool *p, task_fn fn, void *arg)
         return;
     }
 #endif
+    (void)p;
     fn(arg, 0, 1);
 }
 
@@ -1140,16 +1141,36 @@ static void layernorm(float *out, const float *x, const float *w, const float *b
     for (i = 0; i < n; i++) out[i] = (x[i] - mean) * rstd * w[i] + b[i];
 }
 
+/*
+ * The KV cache of one head is stored in panels of 64 so that both attention
+ * products are outer products (docs/PERFORMANCE.md):
+ *   keys:   [position / 64][d][position % 64]   (D x 64 per 64 positions)
+ *   values: [d / 64][position][d % 64]          (T_alloc x 64 per 64 dims)
+ * T_alloc and D_alloc are n_ctx and head_dim rounded up to multiples of 64.
+ */
+#define KV_PANEL 64
+static size_t k_index(int pos, int d, int D)
+{
+    return (size_t)(pos / KV_PANEL) * D * KV_PANEL + (size_t)d * KV_PANEL + pos % KV_PANEL;
+}
+static size_t v_index(int pos, int d, int t_alloc)
+{
+    return (size_t)(d / KV_PANEL) * t_alloc * KV_PANEL + (size_t)pos * KV_PANEL + d % KV_PANEL;
+}
+
 /* Causal attention of one query over n_keys cached positions of one head:
  * out = softmax(q . k_j * scale) . v_j. scores holds n_keys floats. */
-static void attend(const float *q, const float *keys, const float *values, int n_keys, int D, float scale,
-                   float *scores, float *out)
+static void attend(const float *q, const float *keys, const float *values, int n_keys, int D, int t_alloc,
+                   float scale, float *scores, float *out)
 {
     float mx = -INFINITY, inv;
     double sum = 0.0;
     int j, d;
     for (j = 0; j < n_keys; j++) {
-        scores[j] = dot_f32(q, keys + (size_t)j * D, D) * scale;
+        float acc[8] = {0, 0, 0, 0, 0, 0, 0, 0}, s = 0.0f;
+        for (d = 0; d < D; d++) acc[d % 8] += q[d] * keys[k_index(j, d, D)];
+        for (d = 0; d < 8; d++) s += acc[d];
+        scores[j] = s * scale;
         if (scores[j] > mx) mx = scores[j];
     }
     for (j = 0; j < n_keys; j++) {
@@ -1158,9 +1179,8 @@ static void attend(const float *q, const float *keys, const float *values, int n
     }
     for (d = 0; d < D; d++) out[d] = 0.0f;
     for (j = 0; j < n_keys; j++) {
-        const float *v = values + (size_t)j * D;
         float p = scores[j];
-        for (d = 0; d < D; d++) out[d] += p * v[d];
+        for (d = 0; d < D; d++) out[d] += p * values[v_index(j, d, t_alloc)];
     }
     inv = (float)(1.0 / sum);
     for (d = 0; d < D; d++) out[d] *= inv;
@@ -1465,22 +1485,41 @@ static void gemm_simd(const tensor *W, const float *X, int ldx, int n, int j0, i
     }
 }
 
-/* Causal attention for `rows` consecutive queries of one head: query i sees
- * keys 0 .. first_keys + i - 1. scores holds rows * (first_keys + rows - 1)
- * floats. */
-static void attend_block_simd(const float *q, int ldq, const float *keys, const float *values, int first_keys,
-                              int rows, int D, float scale, float *scores, float *out, int ldo)
+/* One row of an outer product: y[0..nj) = (from_y ? y : 0) + sum_k x[k] *
+ * panel[k][0..nj) (+ bias), panel rows being 64 floats. */
+static void op_row(const float *x, const float *panel, int kc, float *y, int nj, int from_y, const float *bias)
 {
-    int n_keys = first_keys + rows - 1, i, j, d, Dv = D / VL * VL;
-    tensor K;
-    memset(&K, 0, sizeof K);
-    K.data = (const unsigned char *)(const void *)keys;
-    K.type = GPT_DTYPE_F32;
-    K.rows = n_keys;
-    K.cols = D;
-    gemm_f32(&K, q, ldq, rows, 0, n_keys, scores, n_keys, NULL, 0);
+    vf acc[64 / VL];
+    float tmp[64];
+    int k, v, jj;
+    for (v = 0; v < 64 / VL; v++) acc[v] = VZERO();
+    for (k = 0; k < kc; k++) {
+        vf b = VSET1(x[k]);
+        const float *p = panel + (size_t)k * 64;
+        for (v = 0; v < 64 / VL; v++) acc[v] = VFMA(b, VLOAD(p + v * VL), acc[v]);
+    }
+    for (v = 0; v < 64 / VL; v++) VSTORE(tmp + v * VL, acc[v]);
+    for (jj = 0; jj < nj; jj++) y[jj] = (from_y ? y[jj] : 0.0f) + tmp[jj] + (bias ? bias[jj] : 0.0f);
+}
+
+static void op_rows(const float *x, int ldx, int rows, const float *panel, int kc, float *y, int ldy, int nj,
+                    int from_y, const float *bias);
+
+/* Causal attention for `rows` consecutive queries of one head: query i sees
+ * keys 0 .. first_keys + i - 1. Scores are q . K^T over key panels, then
+ * softmax, then P . V over value panels; both are outer products with the
+ * cached panels as they are. scores holds rows * t_alloc floats. */
+static void attend_block_simd(const float *q, int ldq, const float *keys, const float *values, int first_keys,
+                              int rows, int D, int t_alloc, float scale, float *scores, float *out, int ldo)
+{
+    int n_keys = first_keys + rows - 1, i, j, kb, db;
+    for (kb = 0; kb * KV_PANEL < n_keys; kb++) {
+        int nj = n_keys - kb * KV_PANEL < KV_PANEL ? n_keys - kb * KV_PANEL : KV_PANEL;
+        op_rows(q, ldq, rows, keys + (size_t)kb * D * KV_PANEL, D, scores + (size_t)kb * KV_PANEL, t_alloc, nj, 0,
+                NULL);
+    }
     for (i = 0; i < rows; i++) {
-        float *s = scores + (size_t)i * n_keys, *o = out + (size_t)i * ldo, mx = -INFINITY, inv;
+        float *s = scores + (size_t)i * t_alloc, mx = -INFINITY, sum;
         int valid = first_keys + i;
         vf vs = VZERO();
         for (j = 0; j < valid; j++)
@@ -1490,22 +1529,19 @@ static void attend_block_simd(const float *q, int ldq, const float *keys, const 
             VSTORE(s + j, e);
             vs = VADD(vs, e);
         }
-        inv = vsum(vs);
+        sum = vsum(vs);
         for (; j < valid; j++) {
             s[j] = expf((s[j] - mx) * scale);
-            inv += s[j];
+            sum += s[j];
         }
-        inv = 1.0f / inv;
-        for (d = 0; d < Dv; d += VL) {
-            vf acc = VZERO();
-            for (j = 0; j < valid; j++) acc = VFMA(VSET1(s[j]), VLOAD(values + (size_t)j * D + d), acc);
-            VSTORE(o + d, VMUL(acc, VSET1(inv)));
-        }
-        for (; d < D; d++) {
-            float acc = 0.0f;
-            for (j = 0; j < valid; j++) acc += s[j] * values[(size_t)j * D + d];
-            o[d] = acc * inv;
-        }
+        for (; j < n_keys; j++) s[j] = 0.0f; /* masked: later keys add nothing */
+        sum = 1.0f / sum;
+        for (j = 0; j < valid; j++) s[j] *= sum;
+    }
+    for (db = 0; db * KV_PANEL < D; db++) {
+        int nj = D - db * KV_PANEL < KV_PANEL ? D - db * KV_PANEL : KV_PANEL;
+        op_rows(scores, t_alloc, rows, values + (size_t)db * t_alloc * KV_PANEL, n_keys, out + (size_t)db * KV_PANEL,
+                ldo, nj, 0, NULL);
     }
 }
 
@@ -1521,7 +1557,7 @@ static void attend_block_simd(const float *q, int ldq, const float *keys, const 
 #define PK_MR 6
 #define PK_KC 128
 #define PK_MIN_ROWS 12 /* fewer rows than this: the dot-product kernels */
-#define PK_SCRATCH (PK_NR * PK_KC + PK_MR * PK_KC + PK_MR * PK_NR)
+#define PK_SCRATCH (PK_NR * PK_KC)
 
 /* Transposes the 16 x 16 floats in r[0..16) in place. */
 static void transpose16(__m512 *r)
@@ -1645,37 +1681,39 @@ static void pk_kernel(const float *x, int ldx, const float *panel, int kc, float
     TILE_ROWS(PK_STORE)
 }
 
+static void op_rows(const float *x, int ldx, int rows, const float *panel, int kc, float *y, int ldy, int nj,
+                    int from_y, const float *bias)
+{
+    int r = 0;
+    for (; r + PK_MR <= rows; r += PK_MR)
+        pk_kernel(x + (size_t)r * ldx, ldx, panel, kc, y + (size_t)r * ldy, ldy, nj, from_y, bias);
+    for (; r < rows; r++) op_row(x + (size_t)r * ldx, panel, kc, y + (size_t)r * ldy, nj, from_y, bias);
+}
+
 /* Same contract as gemm_simd, for n >= PK_MIN_ROWS. scratch: PK_SCRATCH floats. */
 static void gemm_packed(const tensor *W, const float *X, int ldx, int n, int j0, int j1, float *y, int ldy,
                         const float *bias, int accumulate, float *scratch)
 {
-    float *panel = scratch, *xpad = panel + PK_NR * PK_KC, *ypad = xpad + PK_MR * PK_KC;
-    int K = W->cols, j, k0, r, i;
+    float *panel = scratch;
+    int K = W->cols, j, k0;
     for (j = j0; j < j1; j += PK_NR) {
         int nj = j1 - j < PK_NR ? j1 - j : PK_NR;
         for (k0 = 0; k0 < K; k0 += PK_KC) {
-            int kc = K - k0 < PK_KC ? K - k0 : PK_KC, from_y = k0 > 0 || accumulate;
-            const float *b = k0 + kc == K ? bias : NULL;
+            int kc = K - k0 < PK_KC ? K - k0 : PK_KC;
+            const float *b = k0 + kc == K && bias ? bias + j : NULL;
             pack_panel(W, j, nj, k0, kc, panel);
-            for (r = 0; r + PK_MR <= n; r += PK_MR)
-                pk_kernel(X + (size_t)r * ldx + k0, ldx, panel, kc, y + (size_t)r * ldy + j, ldy, nj, from_y,
-                          b ? b + j : NULL);
-            if (r < n) {
-                /* the last rows go through zero-padded copies */
-                memset(xpad, 0, sizeof(float) * PK_MR * PK_KC);
-                for (i = 0; r + i < n; i++) {
-                    memcpy(xpad + (size_t)i * PK_KC, X + (size_t)(r + i) * ldx + k0, sizeof(float) * (size_t)kc);
-                    if (from_y) memcpy(ypad + (size_t)i * PK_NR, y + (size_t)(r + i) * ldy + j, sizeof(float) * (size_t)nj);
-                }
-                pk_kernel(xpad, PK_KC, panel, kc, ypad, PK_NR, nj, from_y, b ? b + j : NULL);
-                for (i = 0; r + i < n; i++)
-                    memcpy(y + (size_t)(r + i) * ldy + j, ypad + (size_t)i * PK_NR, sizeof(float) * (size_t)nj);
-            }
+            op_rows(X + k0, ldx, n, panel, kc, y + j, ldy, nj, k0 > 0 || accumulate, b);
         }
     }
 }
 #else
 #define PK_SCRATCH 0
+static void op_rows(const float *x, int ldx, int rows, const float *panel, int kc, float *y, int ldy, int nj,
+                    int from_y, const float *bias)
+{
+    int r;
+    for (r = 0; r < rows; r++) op_row(x + (size_t)r * ldx, panel, kc, y + (size_t)r * ldy, nj, from_y, bias);
+}
 #endif
 #endif /* SIMD */
 #ifndef PK_SCRATCH
@@ -1687,7 +1725,7 @@ static void gemm_packed(const tensor *W, const float *X, int ldx, int n, int j0,
 
 #define DEFAULT_BATCH 512
 #define SCORE_ROWS 8 /* logits rows computed at once while scoring */
-#define ATT_ROWS 16  /* queries of one head attended together */
+#define ATT_ROWS 48  /* queries of one head attended together (a multiple of 6) */
 
 struct gpt_context {
     const gpt_model *m;
@@ -1697,15 +1735,17 @@ struct gpt_context {
     int logits_rows;    /* rows of `logits` that are valid (from the last gpt_eval) */
     int logits_cap;     /* rows `logits` can hold */
     int *tokens;        /* n_ctx ids in the cache */
-    float *k_cache;     /* [n_layer][n_head][n_ctx][head_dim] */
-    float *v_cache;
+    int t_alloc, d_alloc; /* n_ctx and head_dim rounded up to multiples of KV_PANEL */
+    float *k_cache;     /* [n_layer][n_head] panels of keys, see k_index */
+    float *v_cache;     /* [n_layer][n_head] panels of values, see v_index */
     float *x;           /* [n_batch][C] residual stream */
     float *xn;          /* [n_batch][C] layer-norm output */
     float *qkv;         /* [n_batch][3C] */
     float *att;         /* [n_batch][C] attention output */
     float *hid;         /* [n_batch][4C] MLP hidden */
-    float *scratch;     /* [n_threads][scratch_stride] per-thread: scores, a widened row */
-    size_t scratch_stride;
+    float *scratch;     /* [n_threads][scratch_stride] per thread: attention scores
+                           (ATT_ROWS * t_alloc), a widened row (4C), a packed panel */
+    size_t scratch_stride, scratch_row, scratch_panel; /* stride and offsets, in floats */
     float *logits;      /* [logits_cap][n_vocab] */
     void *arena;
     size_t arena_bytes;
@@ -1741,7 +1781,7 @@ static int online_cpus(void)
 
 /* The parameters a context really uses, or an error in err. */
 typedef struct ctx_shape {
-    int n_ctx, n_batch, n_threads, all_logits, logits_cap;
+    int n_ctx, n_batch, n_threads, all_logits, logits_cap, t_alloc, d_alloc;
     size_t scratch_stride;
     size_t sizes[11]; /* bytes of each arena part, in struct order */
 } ctx_shape;
@@ -1775,11 +1815,13 @@ static gpt_status resolve_params(const gpt_model *m, const gpt_context_params *p
      * products overflows a 64-bit size_t; check the 32-bit case */
     if (sizeof(size_t) < 8 && (double)L * T * C * 8 + (double)s->logits_cap * V * 4 > (double)SIZE_MAX / 2)
         return fail(err, GPT_ERR_OUT_OF_MEMORY, "a context of %d positions does not fit in this address space", s->n_ctx);
-    kv = L * T * C * sizeof(float);
-    s->scratch_stride = align_up((ATT_ROWS * T + 4 * C + PK_SCRATCH) * sizeof(float)) / sizeof(float);
+    s->t_alloc = (int)((T + KV_PANEL - 1) / KV_PANEL * KV_PANEL);
+    s->d_alloc = (c->n_embd / c->n_head + KV_PANEL - 1) / KV_PANEL * KV_PANEL;
+    kv = L * (size_t)s->t_alloc * C * sizeof(float); /* keys; values use d_alloc per head */
+    s->scratch_stride = align_up((ATT_ROWS * (size_t)s->t_alloc + 4 * C + PK_SCRATCH) * sizeof(float)) / sizeof(float);
     s->sizes[0] = align_up(T * sizeof(int));
     s->sizes[1] = align_up(kv);
-    s->sizes[2] = align_up(kv);
+    s->sizes[2] = align_up(L * (size_t)c->n_head * (size_t)s->d_alloc * (size_t)s->t_alloc * sizeof(float));
     s->sizes[3] = align_up(B * C * sizeof(float));
     s->sizes[4] = align_up(B * C * sizeof(float));
     s->sizes[5] = align_up(B * 3 * C * sizeof(float));
@@ -1831,6 +1873,10 @@ gpt_context *gpt_context_new(const gpt_model *m, const gpt_context_params *p, gp
     c->all_logits = s.all_logits;
     c->logits_cap = s.logits_cap;
     c->scratch_stride = s.scratch_stride;
+    c->t_alloc = s.t_alloc;
+    c->d_alloc = s.d_alloc;
+    c->scratch_row = (size_t)ATT_ROWS * (size_t)s.t_alloc;
+    c->scratch_panel = c->scratch_row + 4 * (size_t)m->cfg.n_embd;
 #if defined(GPT_SIMD)
     c->simd = !(p && p->reference_kernels);
 #endif
@@ -1904,8 +1950,7 @@ static void mm_task(void *arg, int ith, int nth)
 #if defined(GPT_AVX512)
         if (j->n >= PK_MIN_ROWS)
             gemm_packed(j->W, j->x, j->ldx, j->n, b, e, j->y, j->ldy, j->bias, j->mode == MM_ADD,
-                        j->c->scratch + (size_t)ith * j->c->scratch_stride + (size_t)ATT_ROWS * j->c->n_ctx +
-                            4 * (size_t)j->c->m->cfg.n_embd);
+                        j->c->scratch + (size_t)ith * j->c->scratch_stride + j->c->scratch_panel);
         else
 #endif
             gemm_simd(j->W, j->x, j->ldx, j->n, b, e, j->y, j->ldy, j->bias, j->mode == MM_ADD);
@@ -1915,7 +1960,7 @@ static void mm_task(void *arg, int ith, int nth)
     }
 #endif
     matmul_range(j->W, j->bias, j->x, j->ldx, j->n, j->y, j->ldy, b, e, j->mode,
-                 j->c->scratch + (size_t)ith * j->c->scratch_stride + (size_t)ATT_ROWS * j->c->n_ctx);
+                 j->c->scratch + (size_t)ith * j->c->scratch_stride + j->c->scratch_row);
 }
 
 static void matmul(gpt_context *c, const tensor *W, const tensor *bias, const float *x, int ldx, int n, float *y,
@@ -1985,18 +2030,19 @@ static void att_task(void *arg, int ith, int nth)
     split_range(blocks * H, 1, ith, nth, &b, &e);
     for (item = b; item < e; item++) {
         int r = item / H * rows_per_item, h = item % H;
-        size_t head_base = ((size_t)j->layer * H + h) * c->n_ctx * D;
+        size_t k_base = ((size_t)j->layer * H + h) * c->t_alloc * D;
+        size_t v_base = ((size_t)j->layer * H + h) * c->t_alloc * c->d_alloc;
         const float *q = c->qkv + (size_t)r * 3 * C + (size_t)h * D;
         float *out = c->att + (size_t)r * C + (size_t)h * D;
 #if defined(GPT_SIMD)
         if (c->simd) {
             int rows = j->n - r < rows_per_item ? j->n - r : rows_per_item;
-            attend_block_simd(q, 3 * C, c->k_cache + head_base, c->v_cache + head_base, j->pos0 + r + 1, rows, D,
-                              scale, scores, out, C);
+            attend_block_simd(q, 3 * C, c->k_cache + k_base, c->v_cache + v_base, j->pos0 + r + 1, rows, D,
+                              c->t_alloc, scale, scores, out, C);
             continue;
         }
 #endif
-        attend(q, c->k_cache + head_base, c->v_cache + head_base, j->pos0 + r + 1, D, scale, scores, out);
+        attend(q, c->k_cache + k_base, c->v_cache + v_base, j->pos0 + r + 1, D, c->t_alloc, scale, scores, out);
     }
 }
 
@@ -2023,11 +2069,13 @@ static void forward_blocks(gpt_context *c, const int *ids, int n)
         layernorm_rows(c, c->xn, c->x, n, &L->ln1_w, &L->ln1_b);
         matmul(c, &L->qkv_w, &L->qkv_b, c->xn, C, n, c->qkv, 3 * C, MM_STORE);
         for (r = 0; r < n; r++) {
-            const float *q = c->qkv + (size_t)r * 3 * C;
+            const float *k = c->qkv + (size_t)r * 3 * C + C, *v = k + C;
+            int pos = pos0 + r, d;
             for (h = 0; h < H; h++) {
-                size_t at = (((size_t)l * H + h) * c->n_ctx + (size_t)(pos0 + r)) * D;
-                memcpy(c->k_cache + at, q + C + (size_t)h * D, sizeof(float) * (size_t)D);
-                memcpy(c->v_cache + at, q + 2 * C + (size_t)h * D, sizeof(float) * (size_t)D);
+                float *kc = c->k_cache + ((size_t)l * H + h) * c->t_alloc * D;
+                float *vc = c->v_cache + ((size_t)l * H + h) * c->t_alloc * c->d_alloc;
+                for (d = 0; d < D; d++) kc[k_index(pos, d, D)] = k[(size_t)h * D + d];
+                for (d = 0; d < c->d_alloc; d++) vc[v_index(pos, d, c->t_alloc)] = d < D ? v[(size_t)h * D + d] : 0.0f;
             }
         }
         aj.c = c;
@@ -2372,9 +2420,10 @@ int gpt_sampler_sample(gpt_sampler *s, const float *logits, const int *history, 
 
     if (p->repetition_penalty != 1.0f && n_history > 0 && p->repeat_last_n != 0) {
         int from = p->repeat_last_n < 0 || p->repeat_last_n > n_history ? 0 : n_history - p->repeat_last_n;
+        for (i = from; i < n_history; i++)
+            if (history[i] < 0 || history[i] >= V) return GPT_ERR_TOKEN_RANGE; /* before any state changes */
         for (i = from; i < n_history; i++) {
             int id = history[i];
-            if (id < 0 || id >= V) return GPT_ERR_TOKEN_RANGE;
             if (s->seen[id]) continue;
             s->seen[id] = 1;
             w[id] = w[id] > 0.0f ? w[id] / p->repetition_penalty : w[id] * p->repetition_penalty;
@@ -2718,7 +2767,11 @@ gpt_status gpt_generate_ex(gpt_context *c, const char *prompt, const gpt_generat
     if (why == GPT_STOP_MAX_TOKENS || why == GPT_STOP_EOS || why == GPT_STOP_CONTEXT_FULL) {
         int n_piece = gpt_decoder_flush(&dec, piece, max_tok + 8);
         gpt_stop_reason last = gen_push(&g, (const unsigned char *)piece, n_piece > 0 ? (size_t)n_piece : 0, 1);
-        if (last == GPT_STOP_STRING) why = last;
+        if (last == GPT_STOP_STRING) {
+            /* the text ended in a stop string after all: that is why it stopped */
+            why = last;
+            st = GPT_OK;
+        }
     }
 
 done:

@@ -201,8 +201,12 @@ typedef struct gpt_context_params {
 } gpt_context_params;
 
 GPT_API gpt_context_params gpt_context_defaults(void);
-/* Bytes a context with these parameters allocates (KV cache, scratch, logits),
- * or 0 when the parameters are invalid for the model. */
+/* Bytes a context with these parameters allocates, or 0 when the parameters
+ * are invalid for the model. With T = n_ctx and D = head_dim, both rounded up
+ * to multiples of 64, in floats: the KV cache, n_layer * T * (n_embd +
+ * n_head * D); activations, n_batch * 10 * n_embd; per thread, 48 * T +
+ * 4 * n_embd (plus 8192 with AVX-512); logits, 8 * n_vocab, or
+ * n_ctx * n_vocab with all_logits; and n_ctx token ids. */
 GPT_API size_t gpt_context_memory(const gpt_model *m, const gpt_context_params *p);
 
 GPT_API gpt_context *gpt_context_new(const gpt_model *m, const gpt_context_params *p, gpt_error *err);

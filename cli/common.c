@@ -97,38 +97,48 @@ static int file_exists(const char *path)
     return 1;
 }
 
+/* exe_dir/../rel (a build tree: build/gpt next to models/), then
+ * exe_dir/../share/gpt/name (an installation, wherever it was moved). */
+static const char *near_executable(const char *exe_dir, const char *rel, char *buf, size_t cap)
+{
+    const char *name = strncmp(rel, "models/", 7) == 0 ? rel + 7 : rel;
+    snprintf(buf, cap, "%s/../%s", exe_dir, rel);
+    if (file_exists(buf)) return buf;
+    snprintf(buf, cap, "%s/../share/gpt/%s", exe_dir, name);
+    if (file_exists(buf)) return buf;
+    return NULL;
+}
+
 const char *cli_data_path(const char *rel, char *buf, size_t cap)
 {
+    char exe[4096];
+    int have_exe = 0;
 #if defined(__linux__)
     {
-        char exe[4096];
         ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
         if (n > 0) {
-            char *slash;
             exe[n] = 0;
-            slash = strrchr(exe, '/');
-            if (slash) {
-                *slash = 0;
-                snprintf(buf, cap, "%s/../%s", exe, rel);
-                if (file_exists(buf)) return buf;
-            }
+            have_exe = 1;
         }
     }
 #elif defined(_WIN32)
     {
-        char exe[4096];
         DWORD n = GetModuleFileNameA(NULL, exe, sizeof exe);
+        char *p;
         if (n > 0 && n < sizeof exe) {
-            char *slash = strrchr(exe, '\\');
-            if (!slash) slash = strrchr(exe, '/');
-            if (slash) {
-                *slash = 0;
-                snprintf(buf, cap, "%s/../%s", exe, rel);
-                if (file_exists(buf)) return buf;
-            }
+            for (p = exe; *p; p++)
+                if (*p == '\\') *p = '/';
+            have_exe = 1;
         }
     }
 #endif
+    if (have_exe) {
+        char *slash = strrchr(exe, '/');
+        if (slash) {
+            *slash = 0;
+            if (near_executable(exe, rel, buf, cap)) return buf;
+        }
+    }
     snprintf(buf, cap, "%s/%s", GPT_SOURCE_DIR, rel);
     if (file_exists(buf)) return buf;
     snprintf(buf, cap, "%s/share/gpt/%s", GPT_PREFIX, strncmp(rel, "models/", 7) == 0 ? rel + 7 : rel);

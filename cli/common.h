@@ -22,8 +22,9 @@ char *cli_read_file(const char *path, size_t *len, gpt_error *err);
 char *cli_read_stream(FILE *f, size_t *len, gpt_error *err);
 
 /* Path of a file shipped in the repository or installation, e.g.
- * "models/demo.bin": looked up next to the executable (../), in the source
- * tree it was built from, then under PREFIX/share/gpt. Writes it to out and
+ * "models/demo.bin": looked up next to the executable (../models/demo.bin in
+ * a build tree, ../share/gpt/demo.bin in an installation), in the source tree
+ * it was built from, then under PREFIX/share/gpt. Writes it to out and
  * returns out, or NULL if none exists. */
 #define CLI_PATH_MAX 4608
 const char *cli_data_path(const char *rel, char *out, size_t cap);

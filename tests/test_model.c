@@ -337,19 +337,21 @@ TEST(eval_rejects_bad_input_without_changing_state)
 
 TEST(context_memory_is_as_stated)
 {
-    /* As gpt.h and docs/API.md state it: the KV cache, 2 * n_layer * n_ctx *
-     * n_embd floats; activations for n_batch rows of 10 * n_embd floats; per
-     * thread 16 * n_ctx + 4 * n_embd floats (attention scores, a widened
-     * row) plus a fixed 40 KB at most for packed weights; the logits of 8
-     * rows, or of n_ctx rows with all_logits; n_ctx token ids. */
-    gpt_model *m = random_model(2, 5, 80, 64, 1000, 7, GPT_DTYPE_F32, NULL);
+    /* As gpt.h states it, with T = n_ctx and D = head_dim rounded up to
+     * multiples of 64: keys n_layer * T * n_embd floats, values n_layer *
+     * n_head * D * T floats; activations for n_batch rows of 10 * n_embd
+     * floats; per thread 48 * T + 4 * n_embd floats (attention scores, a
+     * widened row) plus at most 32 KB for packed weights; the logits of 8
+     * rows, or of n_ctx rows with all_logits; n_ctx token ids. Shape here:
+     * 2 layers, 5 heads of 16 (D = 64), n_embd 80, n_ctx 128. */
+    gpt_model *m = random_model(2, 5, 80, 128, 1000, 7, GPT_DTYPE_F32, NULL);
     gpt_context_params cp = gpt_context_defaults();
-    size_t base, want, got, fixed = 40 * 1024 + 16 * 64 + 1024, per_thread = 4 * (16 * 64 + 4 * 80);
+    size_t base, want, got, fixed = 32 * 1024 + 16 * 64 + 1024, per_thread = 4 * (48 * 128 + 4 * 80);
     CHECK(m != NULL);
     cp.n_threads = 1;
     cp.n_batch = 16;
     got = gpt_context_memory(m, &cp);
-    want = 4 * (2 * 2 * 64 * 80 + 16 * 10 * 80 + 8 * 1000) + 4 * 64 + per_thread;
+    want = 4 * (2 * 128 * 80 + 2 * 5 * 64 * 128 + 16 * 10 * 80 + 8 * 1000) + 4 * 128 + per_thread;
     CHECKF(got >= want && got <= want + fixed, "stated %zu bytes, expected %zu .. %zu", got, want, want + fixed);
     base = got;
     cp.n_threads = 3;
@@ -359,7 +361,7 @@ TEST(context_memory_is_as_stated)
     cp.n_threads = 1;
     cp.all_logits = 1;
     got = gpt_context_memory(m, &cp);
-    CHECKF(got - base >= 4 * (64 - 8) * 1000 && got - base <= 4 * (64 - 8) * 1000 + 128, "all_logits adds %zu",
+    CHECKF(got - base >= 4 * (128 - 8) * 1000 && got - base <= 4 * (128 - 8) * 1000 + 128, "all_logits adds %zu",
            got - base);
     cp.all_logits = 0;
     cp.n_batch = 32;
@@ -367,9 +369,9 @@ TEST(context_memory_is_as_stated)
     CHECKF(got - base >= 4 * 16 * 10 * 80 && got - base <= 4 * 16 * 10 * 80 + 320, "16 more batch rows add %zu",
            got - base);
     cp.n_batch = 16;
-    cp.n_ctx = 32;
+    cp.n_ctx = 64;
     got = gpt_context_memory(m, &cp);
-    want = 4 * (2 * 2 * 32 * 80 + 32 + 16 * 32);
+    want = 4 * (2 * 64 * 80 + 2 * 5 * 64 * 64 + 64 + 48 * 64);
     CHECKF(base - got >= want && base - got <= want + 256, "halving n_ctx saves %zu, expected %zu", base - got, want);
     gpt_model_free(m);
 }

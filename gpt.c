@@ -46,7 +46,7 @@
 #define GPT_THREADS_WIN32 1
 #endif
 
-#if defined(GPT_MMAP_WIN32) || defined(GPT_THREADS_WIN32)
+#if defined(_WIN32)
 #ifndef WIN32_LEAN_AND_MEAN
 #define WIN32_LEAN_AND_MEAN
 #endif
@@ -635,11 +635,37 @@ gpt_model *gpt_model_load_memory(const void *buf, size_t len, gpt_error *err)
     return m;
 }
 
+#if defined(_WIN32)
+/* File names are UTF-8 on every platform. Windows' char functions (fopen,
+ * CreateFileA) read them in the ANSI code page instead, so there they go
+ * through UTF-16; a name that is not valid UTF-8 is used as it is. */
+static wchar_t *win_path(const char *path)
+{
+    int n = MultiByteToWideChar(CP_UTF8, MB_ERR_INVALID_CHARS, path, -1, NULL, 0);
+    wchar_t *w = n > 0 ? (wchar_t *)malloc((size_t)n * sizeof(wchar_t)) : NULL;
+    if (w && MultiByteToWideChar(CP_UTF8, MB_ERR_INVALID_CHARS, path, -1, w, n) != n) {
+        free(w);
+        w = NULL;
+    }
+    return w;
+}
+
+static FILE *open_read(const char *path)
+{
+    wchar_t *w = win_path(path);
+    FILE *f = w ? _wfopen(w, L"rb") : fopen(path, "rb");
+    free(w);
+    return f;
+}
+#else
+static FILE *open_read(const char *path) { return fopen(path, "rb"); }
+#endif
+
 /* Reads a whole file with stdio into an aligned buffer (the fallback where
  * mapping is not available or fails). */
 static gpt_model *load_read(const char *path, gpt_error *err)
 {
-    FILE *f = fopen(path, "rb");
+    FILE *f = open_read(path);
     unsigned char *buf = NULL;
     long size;
     gpt_model *m;
@@ -730,11 +756,16 @@ gpt_model *gpt_model_load(const char *path, gpt_error *err)
         LARGE_INTEGER size;
         void *p;
         gpt_model *m;
-        file = CreateFileA(path, GENERIC_READ, FILE_SHARE_READ, NULL, OPEN_EXISTING, FILE_ATTRIBUTE_NORMAL, NULL);
+        wchar_t *wpath = win_path(path);
+        file = wpath ? CreateFileW(wpath, GENERIC_READ, FILE_SHARE_READ, NULL, OPEN_EXISTING, FILE_ATTRIBUTE_NORMAL, NULL)
+                     : CreateFileA(path, GENERIC_READ, FILE_SHARE_READ, NULL, OPEN_EXISTING, FILE_ATTRIBUTE_NORMAL, NULL);
         if (file == INVALID_HANDLE_VALUE) {
-            fail(err, GPT_ERR_IO, "%s: cannot open (Windows error %lu)", path, (unsigned long)GetLastError());
+            unsigned long code = (unsigned long)GetLastError();
+            free(wpath);
+            fail(err, GPT_ERR_IO, "%s: cannot open (Windows error %lu)", path, code);
             return NULL;
         }
+        free(wpath);
         if (!GetFileSizeEx(file, &size) || size.QuadPart < HEADER_SIZE ||
             (unsigned long long)size.QuadPart > (unsigned long long)SIZE_MAX) {
             CloseHandle(file);
@@ -2434,11 +2465,13 @@ int gpt_sampler_sample(gpt_sampler *s, const float *logits, const int *history, 
     best = 0;
     for (i = 1; i < V; i++)
         if (w[i] > w[best]) best = i;
-    if (p->temperature == 0.0f || p->top_k == 1 || w[best] == -INFINITY) return best;
+    if (p->temperature == 0.0f || p->top_k == 1 || w[best] == -INFINITY || w[best] == INFINITY) return best;
 
-    for (i = 0; i < V; i++) w[i] /= p->temperature;
+    /* shift by the maximum before dividing, so that the best token stays at
+     * 0 even when a tiny temperature sends every other logit to -inf */
     mx = w[best];
-    if (mx == INFINITY) return best;
+    for (i = 0; i < V; i++) w[i] = (w[i] - mx) / p->temperature;
+    w[best] = 0.0f;
 
     /* candidates: top-k, or every token with a finite logit */
     n = 0;
@@ -2454,7 +2487,7 @@ int gpt_sampler_sample(gpt_sampler *s, const float *logits, const int *history, 
     }
     total = 0.0;
     for (i = 0; i < n; i++) {
-        c[i].v = (float)exp((double)c[i].v - mx); /* 1 for the most likely */
+        c[i].v = (float)exp((double)c[i].v); /* 1 for the most likely */
         total += c[i].v;
     }
     if (p->top_p < 1.0f || p->min_p > 0.0f) {
@@ -2600,6 +2633,9 @@ static gpt_stop_reason gen_push(gen_state *g, const unsigned char *bytes, size_t
         }
     }
     if (best != (size_t)-1) {
+        /* a stop string may begin inside a character (it is bytes): the
+         * text before it then ends where that character starts */
+        while (best > 0 && (g->pend[best] & 0xC0) == 0x80) best--;
         if (best > 0 && g->on_text) g->on_text((const char *)g->pend, best, g->user);
         g->n_pend = 0;
         return GPT_STOP_STRING;

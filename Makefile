@@ -14,6 +14,13 @@ SIMD    ?= 1
 PYTHON  ?= python3
 PREFIX  ?= /usr/local
 
+# Windows (mingw-w64, cross or native): programs end in .exe, the shared
+# library is gpt.dll, and threads need no -pthread.
+WINDOWS    := $(if $(findstring mingw,$(shell $(CC) -dumpmachine 2>/dev/null)),1,)
+EXE        := $(if $(WINDOWS),.exe,)
+SHARED_LIB  = $(BUILD)/$(if $(WINDOWS),gpt.dll,libgpt.so)
+WIN_RES     = $(if $(WINDOWS),$(BUILD)/obj/gpt-manifest.o,)
+
 SOVERSION := 0
 VERSION   := $(shell sed -n 's/^#define GPT_VERSION_STRING "\(.*\)"/\1/p' gpt.h)
 
@@ -23,27 +30,29 @@ WARN     := -std=c99 -pedantic -Wall -Wextra
 CFLAGS   ?= $(OPT) -g
 ALL_CFLAGS = $(WARN) $(CFLAGS) $(ARCHFLAGS) $(if $(filter 0,$(SIMD)),-DGPT_NO_SIMD,) $(EXTRA_CFLAGS)
 LIB_CFLAGS = $(ALL_CFLAGS) -fPIC -fvisibility=hidden
-LDLIBS   ?= -lm -pthread
+LDLIBS   ?= -lm $(if $(WINDOWS),-static-libgcc,-pthread)
 
 LIB_SRC  := gpt.c tokenizer.c
 LIB_OBJ  := $(LIB_SRC:%.c=$(BUILD)/obj/%.o)
 CLI_SRC  := $(filter-out cli/main.c,$(wildcard cli/*.c))
 CLI_OBJ  := $(CLI_SRC:cli/%.c=$(BUILD)/obj/cli/%.o)
 TEST_SRC := $(wildcard tests/test_*.c)
-TEST_BIN := $(TEST_SRC:tests/%.c=$(BUILD)/tests/%)
+TEST_BIN := $(TEST_SRC:tests/%.c=$(BUILD)/tests/%$(EXE))
 TEST_SCRIPTS := $(wildcard tests/test_*.sh)
 
 .PHONY: all test clean check-tests
 
-all: $(BUILD)/gpt $(BUILD)/libgpt.a $(BUILD)/libgpt.so
+all: $(BUILD)/gpt$(EXE) $(BUILD)/libgpt.a $(SHARED_LIB)
 
 $(BUILD)/obj/%.o: %.c gpt.h
 	@mkdir -p $(dir $@)
 	$(CC) $(LIB_CFLAGS) -c $< -o $@
 
+# The command finds the demo model next to itself, or in the source tree it
+# was built from, or under PREFIX (cli/common.c).
 $(BUILD)/obj/cli/%.o: cli/%.c gpt.h $(wildcard cli/*.h)
 	@mkdir -p $(dir $@)
-	$(CC) $(ALL_CFLAGS) -I. -c $< -o $@
+	$(CC) $(ALL_CFLAGS) -I. -DGPT_SOURCE_DIR='"$(CURDIR)"' -DGPT_PREFIX='"$(PREFIX)"' -c $< -o $@
 
 $(BUILD)/libgpt.a: $(LIB_OBJ)
 	@rm -f $@
@@ -59,18 +68,18 @@ $(BUILD)/libgptcli.a: $(CLI_OBJ)
 	$(AR) rcs $@ $^
 
 # The command knows where the demo model of this checkout is.
-$(BUILD)/gpt: cli/main.c $(BUILD)/libgptcli.a $(BUILD)/libgpt.a
-	$(CC) $(ALL_CFLAGS) -I. -DGPT_SOURCE_DIR='"$(CURDIR)"' -DGPT_PREFIX='"$(PREFIX)"' \
-		cli/main.c $(BUILD)/libgptcli.a $(BUILD)/libgpt.a -o $@ $(LDLIBS)
+$(BUILD)/gpt$(EXE): cli/main.c $(BUILD)/libgptcli.a $(BUILD)/libgpt.a $(WIN_RES)
+	$(CC) $(ALL_CFLAGS) -I. \
+		cli/main.c $(BUILD)/libgptcli.a $(BUILD)/libgpt.a $(WIN_RES) -o $@ $(LDLIBS)
 
-$(BUILD)/tests/%: tests/%.c $(wildcard tests/*.h) $(BUILD)/libgptcli.a $(BUILD)/libgpt.a
+$(BUILD)/tests/%$(EXE): tests/%.c $(wildcard tests/*.h) $(BUILD)/libgptcli.a $(BUILD)/libgpt.a
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) -Icli -I. $< $(BUILD)/libgptcli.a $(BUILD)/libgpt.a -o $@ $(LDLIBS)
 
 # TEST_WRAPPER runs the test programs (and the gpt command) under an
 # emulator or debugger, e.g. qemu for another architecture.
 test: all $(TEST_BIN)
-	@GPT="$(TEST_WRAPPER) $(BUILD)/gpt" BUILD=$(BUILD) PYTHON=$(PYTHON) TEST_WRAPPER="$(TEST_WRAPPER)" \
+	@GPT="$(TEST_WRAPPER) $(BUILD)/gpt$(EXE)" BUILD=$(BUILD) PYTHON=$(PYTHON) TEST_WRAPPER="$(TEST_WRAPPER)" \
 		sh tests/run.sh $(TEST_BIN) $(TEST_SCRIPTS)
 
 clean:
@@ -105,3 +114,114 @@ test-arm:
 .PHONY: bench
 bench: all $(BUILD)/tests/bench_tokenizer
 	BUILD=$(BUILD) sh tools/bench.sh
+
+# The tests that use threads, built with ThreadSanitizer (issue 8): one model
+# shared by many threads (tests/test_threads.c), the thread pool's results on
+# any thread count, and the tokenizer shared by threads. Any report fails.
+TSAN_TESTS := test_threads test_generate test_model test_tokenizer
+.PHONY: test-tsan
+test-tsan:
+	$(MAKE) BUILD=$(BUILD)/tsan OPT=-O1 EXTRA_CFLAGS="-fsanitize=thread -fno-omit-frame-pointer" \
+		$(TSAN_TESTS:%=$(BUILD)/tsan/tests/%)
+	@TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1 $(TSAN_OPTIONS)" BUILD=$(BUILD)/tsan \
+		sh tests/run.sh $(TSAN_TESTS:%=$(BUILD)/tsan/tests/%)
+
+# Every libFuzzer harness tests/fuzz/*.c, built with clang (FUZZ_CC) and
+# -fsanitize=fuzzer,address,undefined into $(BUILD)/fuzz, runs FUZZ_TIME
+# seconds on its seeds (tests/fuzz/seeds/NAME) and regressions
+# (tests/fuzz/regressions/NAME). `make test` runs the same for ~10 s each
+# through tests/test_fuzz.sh. docs/SAFETY.md has the details.
+FUZZ_TIME ?= 60
+.PHONY: fuzz
+fuzz:
+	BUILD=$(BUILD) FUZZ_TIME=$(FUZZ_TIME) sh tests/test_fuzz.sh
+# ---------------------------------------------------------------------------
+# Using the library from other programs: two-file vendoring, examples,
+# install, Windows.
+
+# The two-file form: build/dist/gpt.h and build/dist/gpt.c (gpt.c with
+# tokenizer.c inlined); vendoring is copying those two files.
+.PHONY: dist
+dist: $(BUILD)/dist/gpt.c
+$(BUILD)/dist/gpt.c: gpt.c tokenizer.c gpt.h LICENSE tools/amalgamate.sh
+	sh tools/amalgamate.sh $(BUILD)/dist
+
+# examples/*.c, built against the static library into build/examples/.
+EXAMPLES := $(patsubst examples/%.c,$(BUILD)/examples/%$(EXE),$(wildcard examples/*.c))
+.PHONY: examples
+examples: $(EXAMPLES)
+$(BUILD)/examples/%$(EXE): examples/%.c gpt.h $(BUILD)/libgpt.a
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -I. $< $(BUILD)/libgpt.a -o $@ $(LDLIBS)
+
+# The Windows DLL exports exactly the library's global functions (all gpt_*;
+# everything else is static); the import library lets other programs link it.
+$(BUILD)/gpt.dll: $(LIB_OBJ)
+	$(CC) -shared $(ALL_CFLAGS) -o $@ $^ -Wl,--out-implib,$(BUILD)/libgpt.dll.a $(LDLIBS)
+
+# The gpt command for Windows carries a manifest that makes UTF-8 its code
+# page (Windows 10 1903 and later): arguments, file names and the text it
+# reads and prints are UTF-8 there as everywhere else.
+WINDRES ?= $(patsubst %gcc,%windres,$(patsubst %clang,%windres,$(CC)))
+$(BUILD)/obj/gpt-manifest.o:
+	@mkdir -p $(dir $@)
+	@printf '%s\n' '<?xml version="1.0" encoding="UTF-8" standalone="yes"?>' \
+		'<assembly xmlns="urn:schemas-microsoft-com:asm.v1" manifestVersion="1.0">' \
+		'<application xmlns="urn:schemas-microsoft-com:asm.v3"><windowsSettings>' \
+		'<activeCodePage xmlns="http://schemas.microsoft.com/SMI/2019/WindowsSettings">UTF-8</activeCodePage>' \
+		'</windowsSettings></application></assembly>' >$(BUILD)/obj/gpt.manifest
+	@printf '%s\n' '#include <winuser.h>' '1 RT_MANIFEST "gpt.manifest"' >$(BUILD)/obj/gpt-manifest.rc
+	cd $(BUILD)/obj && $(WINDRES) gpt-manifest.rc -O coff -o gpt-manifest.o
+
+# make install [PREFIX=/usr/local] [DESTDIR=staging]: the header, both
+# libraries, the gpt command, its data (the demo model, if present, and the
+# GPT-2 tokenizer files that `gpt convert` uses) and gpt.pc for pkg-config.
+# make uninstall removes exactly these files.
+BINDIR       ?= $(PREFIX)/bin
+LIBDIR       ?= $(PREFIX)/lib
+INCLUDEDIR   ?= $(PREFIX)/include
+DATADIR      ?= $(PREFIX)/share/gpt
+PKGCONFIGDIR ?= $(LIBDIR)/pkgconfig
+INSTALL      ?= install
+.PHONY: install uninstall
+install: all
+	$(INSTALL) -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(LIBDIR) $(DESTDIR)$(INCLUDEDIR) $(DESTDIR)$(PKGCONFIGDIR) \
+		$(DESTDIR)$(DATADIR)/tokenizer
+	$(INSTALL) -m 644 gpt.h $(DESTDIR)$(INCLUDEDIR)/gpt.h
+	$(INSTALL) -m 644 $(BUILD)/libgpt.a $(DESTDIR)$(LIBDIR)/libgpt.a
+ifeq ($(WINDOWS),1)
+	$(INSTALL) -m 755 $(BUILD)/gpt.dll $(DESTDIR)$(BINDIR)/gpt.dll
+	$(INSTALL) -m 644 $(BUILD)/libgpt.dll.a $(DESTDIR)$(LIBDIR)/libgpt.dll.a
+else
+	$(INSTALL) -m 755 $(BUILD)/libgpt.so.$(VERSION) $(DESTDIR)$(LIBDIR)/libgpt.so.$(VERSION)
+	ln -sf libgpt.so.$(VERSION) $(DESTDIR)$(LIBDIR)/libgpt.so.$(SOVERSION)
+	ln -sf libgpt.so.$(VERSION) $(DESTDIR)$(LIBDIR)/libgpt.so
+endif
+	$(INSTALL) -m 755 $(BUILD)/gpt$(EXE) $(DESTDIR)$(BINDIR)/gpt$(EXE)
+	$(if $(wildcard models/demo.bin),$(INSTALL) -m 644 models/demo.bin $(DESTDIR)$(DATADIR)/demo.bin,@echo "make install: models/demo.bin does not exist; installing without the demo model")
+	$(INSTALL) -m 644 models/tokenizer/encoder.json models/tokenizer/vocab.bpe $(DESTDIR)$(DATADIR)/tokenizer/
+	@printf '%s\n' 'prefix=$(PREFIX)' 'libdir=$(patsubst $(PREFIX)/%,$${prefix}/%,$(LIBDIR))' \
+		'includedir=$(patsubst $(PREFIX)/%,$${prefix}/%,$(INCLUDEDIR))' '' \
+		'Name: gpt' 'Description: GPT-2 style language models on the CPU, in dependency-free C99' \
+		'Version: $(VERSION)' 'Libs: -L$${libdir} -lgpt' \
+		'Libs.private: $(LDLIBS)' 'Cflags: -I$${includedir}' >$(DESTDIR)$(PKGCONFIGDIR)/gpt.pc
+	chmod 644 $(DESTDIR)$(PKGCONFIGDIR)/gpt.pc
+
+uninstall:
+	rm -f $(DESTDIR)$(INCLUDEDIR)/gpt.h $(DESTDIR)$(LIBDIR)/libgpt.a \
+		$(DESTDIR)$(LIBDIR)/libgpt.so $(DESTDIR)$(LIBDIR)/libgpt.so.$(SOVERSION) \
+		$(DESTDIR)$(LIBDIR)/libgpt.so.$(VERSION) $(DESTDIR)$(BINDIR)/gpt.dll $(DESTDIR)$(LIBDIR)/libgpt.dll.a \
+		$(DESTDIR)$(BINDIR)/gpt$(EXE) $(DESTDIR)$(PKGCONFIGDIR)/gpt.pc $(DESTDIR)$(DATADIR)/demo.bin \
+		$(DESTDIR)$(DATADIR)/tokenizer/encoder.json $(DESTDIR)$(DATADIR)/tokenizer/vocab.bpe
+	rmdir $(DESTDIR)$(DATADIR)/tokenizer $(DESTDIR)$(DATADIR) 2>/dev/null || true
+
+# The suite on Windows: cross-built with mingw-w64 (Debian: mingw-w64) and run
+# under wine (Debian: wine64). The C test programs run as Windows programs;
+# scripts call the Windows gpt command through wine; what cannot run there
+# says SKIP and why. WINEPREFIX is wine's (default ~/.wine).
+MINGW ?= x86_64-w64-mingw32-
+WINE  ?= wine
+.PHONY: test-windows
+test-windows:
+	@WINEDEBUG=-all $(WINE) wineboot -i >/dev/null 2>&1 || { echo "make test-windows: '$(WINE)' does not run (apt-get install wine64)"; exit 1; }
+	WINEDEBUG=-all $(MAKE) BUILD=$(BUILD)/windows CC=$(MINGW)gcc AR=$(MINGW)ar TEST_WRAPPER="$(WINE)" test

@@ -21,6 +21,13 @@
 #include <stdlib.h>
 #include <string.h>
 
+#if defined(_WIN32)
+#ifndef WIN32_LEAN_AND_MEAN
+#define WIN32_LEAN_AND_MEAN
+#endif
+#include <windows.h>
+#endif
+
 /* ------------------------------------------------------------------------ */
 /* Unicode classes of the pre-tokenizer                                     */
 
@@ -1800,6 +1807,26 @@ gpt_tokenizer *gpt_tokenizer_load_memory(const void *vocab_json, size_t vocab_le
     return tk_load_json(vocab_json, vocab_len, "vocab JSON", merges, merges_len, "merges", err);
 }
 
+/* File names are UTF-8 on every platform; on Windows they are opened
+ * through UTF-16 (see open_read in gpt.c). */
+static FILE *tk_open_read(const char *path)
+{
+#if defined(_WIN32)
+    int n = MultiByteToWideChar(CP_UTF8, MB_ERR_INVALID_CHARS, path, -1, NULL, 0);
+    wchar_t *w = n > 0 ? (wchar_t *)malloc((size_t)n * sizeof(wchar_t)) : NULL;
+    FILE *f;
+    if (w && MultiByteToWideChar(CP_UTF8, MB_ERR_INVALID_CHARS, path, -1, w, n) != n) {
+        free(w);
+        w = NULL;
+    }
+    f = w ? _wfopen(w, L"rb") : fopen(path, "rb");
+    free(w);
+    return f;
+#else
+    return fopen(path, "rb");
+#endif
+}
+
 static unsigned char *tk_read_file(const char *path, size_t *len, gpt_error *err)
 {
     FILE *f;
@@ -1809,7 +1836,7 @@ static unsigned char *tk_read_file(const char *path, size_t *len, gpt_error *err
         tk_set_err(err, GPT_ERR_INVALID_ARG, "gpt_tokenizer_load: NULL path");
         return NULL;
     }
-    f = fopen(path, "rb");
+    f = tk_open_read(path);
     if (!f) {
         tk_set_err(err, GPT_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
         return NULL;

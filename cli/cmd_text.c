@@ -281,12 +281,12 @@ int cmd_score(int argc, char **argv)
         }
     }
     if (!(m = cli_load_model(model))) return 1;
+    binary_stdio(); /* the same bytes out on every platform: no CRLF on Windows */
     if (ids_text) {
         if (!(ids = parse_ids("score", ids_text, &n))) goto done;
     } else {
         size_t len;
         char *text;
-        binary_stdio();
         text = cli_read_stream(stdin, &len, &err);
         if (!text) {
             fprintf(stderr, "gpt score: stdin: %s\n", err.message);

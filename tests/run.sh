@@ -13,15 +13,15 @@ for t in "$@"; do
         *) $TEST_WRAPPER "$t" >"$out" 2>&1 ;;
     esac
     rc=$?
-    p=$(grep -c '^PASS ' "$out"); f=$(grep -c '^FAIL ' "$out"); s=$(grep -c '^SKIP ' "$out")
-    grep -E '^(PASS|FAIL|SKIP) ' "$out"
+    p=$(grep -a -c '^PASS ' "$out"); f=$(grep -a -c '^FAIL ' "$out"); s=$(grep -a -c '^SKIP ' "$out")
+    grep -a -E '^(PASS|FAIL|SKIP) ' "$out"
     if [ "$rc" -ne 0 ] && [ "$f" -eq 0 ]; then
         echo "FAIL $name: exited with status $rc; its last output:"
         tail -n 20 "$out" | sed 's/^/    /'
         f=1
     elif [ "$f" -ne 0 ]; then
         # keep context (sanitizer reports, diagnostics) visible in the log
-        grep -vE '^(PASS|SKIP) ' "$out" | grep -v '^FAIL ' | tail -n 30 | sed 's/^/    /'
+        grep -a -vE '^(PASS|SKIP) ' "$out" | grep -a -v '^FAIL ' | tail -n 30 | sed 's/^/    /'
     fi
     pass=$((pass + p)); fail=$((fail + f)); skip=$((skip + s))
     rm -f "$out"

@@ -10,7 +10,13 @@
 #include <math.h>
 #include <sys/stat.h>
 #include <sys/types.h>
+#if defined(_WIN32)
+#include <direct.h> /* _mkdir, _rmdir */
+#define mkdir(path, mode) _mkdir(path)
+#define rmdir _rmdir
+#else
 #include <unistd.h>
+#endif
 
 #include "convert.h"
 #include "json.h"

@@ -456,7 +456,7 @@ TEST(golden_scores)
         int *tok;
         float *got;
         snprintf(path, sizeof path, "tests/data/golden/%s", files[fi]);
-        f = fopen(path, "r");
+        f = fopen(path, "rb"); /* rb: ftell/fseek are exact on Windows too */
         if (!f) {
             CHECKF(strncmp(files[fi], "demo", 4) == 0, "%s is missing", path);
             continue;
@@ -543,7 +543,7 @@ TEST(golden_greedy_generation)
         gpt_generate_result res;
         const int *toks;
         snprintf(path, sizeof path, "tests/data/golden/%s", files[fi]);
-        f = fopen(path, "r");
+        f = fopen(path, "rb"); /* rb: ftell/fseek are exact on Windows too */
         if (!f) {
             CHECKF(strncmp(files[fi], "demo", 4) == 0, "%s is missing", path);
             continue;

@@ -1,0 +1,507 @@
+"""Tests of the Python binding bindings/python/gpt.py (unittest, standard
+library only). Run by tests/test_python.sh, which sets GPT_LIBRARY to the
+library of the build under test and prints one PASS/FAIL/SKIP line per test.
+Run from the repository root; environment: GPT (the gpt command, default
+build/gpt), BUILD (default build), GPT_LIBRARY."""
+
+import os
+import re
+import shlex
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import unittest
+import _thread
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path.insert(0, os.path.join(ROOT, "bindings", "python"))
+import gpt  # noqa: E402
+
+BUILD = os.environ.get("BUILD", "build")
+GPT_CMD = shlex.split(os.environ.get("GPT", os.path.join(BUILD, "gpt")))
+DEMO = os.path.join(ROOT, "models", "demo.bin")
+TMP = os.path.join(BUILD, "tmp_python.%d" % os.getpid())  # one folder per run: runs may overlap
+
+
+def run_gpt(*args, input=None):
+    return subprocess.run(GPT_CMD + list(args), input=input, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                          check=True).stdout
+
+
+def random_model(shape="2,2,32,64", vocab=512, seed=3):
+    path = os.path.join(TMP, "random-%s-%d-%d.bin" % (shape.replace(",", "x"), vocab, seed))
+    if not os.path.exists(path):
+        run_gpt("convert", "--random", shape, "--n-vocab", str(vocab), "--seed", str(seed), "-o", path, "--force")
+    return path
+
+
+def interrupt_cancel(timer):
+    """Makes sure a Ctrl-C timer can no longer fire into a later test: cancels
+    it, or if it already fired, absorbs a KeyboardInterrupt still pending."""
+    timer.cancel()
+    timer.join()
+    try:
+        for _ in range(3):
+            time.sleep(0.01)
+    except KeyboardInterrupt:
+        pass
+
+
+def gpt_threads_alive():
+    return [t for t in threading.enumerate() if t.name == "gpt-generate" and t.is_alive()]
+
+
+class Binding(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        os.makedirs(TMP, exist_ok=True)
+        cls.path = random_model()
+        # one thread per call: the machine running the tests may be busy
+        cls.model = gpt.Model(cls.path, threads=1)
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.model.close()
+
+    def tearDown(self):
+        # every test leaves no generation running behind it
+        deadline = time.time() + 10
+        while gpt_threads_alive() and time.time() < deadline:
+            time.sleep(0.01)
+        self.assertEqual(gpt_threads_alive(), [], "a generation thread outlived its test")
+
+    # -- library and structures ------------------------------------------------
+
+    def test_version(self):
+        with open(os.path.join(ROOT, "gpt.h")) as f:
+            want = re.search(r'#define GPT_VERSION_STRING "([^"]+)"', f.read()).group(1)
+        self.assertEqual(gpt.version(), want)
+        self.assertTrue(os.path.samefile(gpt.library_path, os.environ.get("GPT_LIBRARY", gpt.library_path)))
+
+    def test_struct_layout(self):
+        """The ctypes structures match gpt.h as a C compiler lays it out."""
+        cc = os.environ.get("CC") or shutil.which("cc") or shutil.which("gcc") or shutil.which("clang")
+        if not cc:
+            self.skipTest("no C compiler to compare the structure layouts with")
+        structs = {
+            "gpt_error": gpt._Error,
+            "gpt_config": gpt._Config,
+            "gpt_context_params": gpt._ContextParams,
+            "gpt_generate_params": gpt._GenerateParams,
+            "gpt_generate_result": gpt._GenerateResult,
+        }
+        lines = ['#include <stdio.h>', '#include <stddef.h>', '#include "gpt.h"', "int main(void) {"]
+        for cname, py in structs.items():
+            lines.append('printf("%s size %%zu\\n", sizeof(%s));' % (cname, cname))
+            for fname, _ in py._fields_:
+                lines.append('printf("%s.%s %%zu\\n", offsetof(%s, %s));' % (cname, fname, cname, fname))
+        lines.append("return 0; }")
+        d = tempfile.mkdtemp(dir=TMP)
+        try:
+            src, exe = os.path.join(d, "layout.c"), os.path.join(d, "layout")
+            with open(src, "w") as f:
+                f.write("\n".join(lines) + "\n")
+            subprocess.run([cc, "-std=c99", "-I", ROOT, src, "-o", exe], check=True, stderr=subprocess.PIPE)
+            out = subprocess.run([exe], check=True, stdout=subprocess.PIPE).stdout.decode()
+        finally:
+            shutil.rmtree(d, ignore_errors=True)
+        got = dict(line.rsplit(" ", 1) for line in out.splitlines())
+        for cname, py in structs.items():
+            # a C struct with more fields than the binding knows is the danger
+            self.assertEqual(int(got["%s size" % cname]), __import__("ctypes").sizeof(py), cname)
+            for fname, _ in py._fields_:
+                self.assertEqual(int(got["%s.%s" % (cname, fname)]), getattr(py, fname).offset,
+                                 "%s.%s" % (cname, fname))
+
+    def test_library_not_found_message(self):
+        env = dict(os.environ, GPT_LIBRARY=os.path.join(TMP, "no-such-libgpt.so"))
+        code = "import gpt\ntry:\n    gpt.version()\nexcept OSError as e:\n    print('OSError', e)\n"
+        out = subprocess.run([sys.executable, "-c", code], env=env, cwd=os.path.join(ROOT, "bindings", "python"),
+                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT).stdout.decode()
+        self.assertIn("OSError", out)
+        self.assertIn("no-such-libgpt.so", out)
+
+    # -- loading -------------------------------------------------------------------
+
+    def test_config(self):
+        c = self.model.config
+        self.assertEqual((c["n_layer"], c["n_head"], c["n_embd"], c["n_ctx"], c["n_vocab"]), (2, 2, 32, 64, 512))
+        self.assertEqual(c["dtype"], "f32")
+        self.assertAlmostEqual(c["ln_eps"], 1e-5, places=9)
+        self.assertGreater(c["n_params"], 0)
+        self.assertGreater(c["weight_bytes"], 0)
+        info = run_gpt("info", "-m", self.path).decode()
+        self.assertIn("params     %d " % c["n_params"], info)
+
+    def test_load_missing_file(self):
+        missing = os.path.join(TMP, "missing.bin")
+        with self.assertRaises(gpt.GPTError) as cm:
+            gpt.Model(missing)
+        e = cm.exception
+        self.assertEqual(e.status, gpt.GPT_ERR_IO)
+        self.assertEqual(e.status_name, "GPT_ERR_IO")
+        self.assertIn("missing.bin", e.message)
+        self.assertIn("missing.bin", str(e))
+
+    def test_load_truncated_file(self):
+        bad = os.path.join(TMP, "truncated.bin")
+        with open(self.path, "rb") as f, open(bad, "wb") as g:
+            g.write(f.read(1000))
+        with self.assertRaises(gpt.GPTError) as cm:
+            gpt.Model(bad)
+        self.assertEqual(cm.exception.status_name, "GPT_ERR_FORMAT")
+        self.assertIn("truncated", cm.exception.message)
+
+    def test_threads_parameter(self):
+        with gpt.Model(self.path, threads=2) as m2:
+            self.assertEqual(m2.threads, 2)
+            self.assertEqual(m2.generate("Hello", max_new_tokens=10, seed=4),
+                             self.model.generate("Hello", max_new_tokens=10, seed=4))
+
+    def test_bad_threads(self):
+        with self.assertRaises(gpt.GPTError):
+            gpt.Model(self.path, threads=-1)
+
+    def test_default_model(self):
+        if not os.path.exists(DEMO):
+            self.skipTest("models/demo.bin does not exist yet")
+        with gpt.Model() as m:
+            self.assertEqual(os.path.realpath(m.path), os.path.realpath(DEMO))
+            self.assertEqual(m.config["n_vocab"], 50257)
+            self.assertEqual(m.eot, 50256)
+
+    # -- tokenizer -----------------------------------------------------------------
+
+    def test_tokenize_round_trip(self):
+        m = self.model
+        for text in ["Hello world", "", "caf\u00e9 \u20ac \U0001F600 \u4f60\u597d", "a\nb\r\n\tc  d"]:
+            ids = m.tokenize(text)
+            self.assertIsInstance(ids, list)
+            self.assertTrue(all(isinstance(i, int) and 0 <= i < 512 for i in ids))
+            self.assertEqual(m.detokenize(ids), text)
+        self.assertEqual(m.tokenize(""), [])
+
+    def test_tokenize_matches_cli(self):
+        text = "The quick brown fox, 1234 times!"
+        want = [int(x) for x in run_gpt("tokenize", "-m", self.path, input=text.encode()).split()]
+        self.assertEqual(self.model.tokenize(text), want)
+
+    def test_bytes(self):
+        m = self.model
+        raw = b"ab\xff\xfe\x00cd\xe2\x82"  # invalid UTF-8 and a NUL byte
+        ids = m.tokenize(raw)
+        self.assertEqual(m.detokenize_bytes(ids), raw)
+        self.assertEqual(m.detokenize(ids), raw.decode("utf-8", "replace"))
+
+    def test_tokenize_special(self):
+        if not os.path.exists(DEMO):
+            self.skipTest("models/demo.bin does not exist yet (the random model has no <|endoftext|>)")
+        with gpt.Model(DEMO) as m:
+            self.assertEqual(m.tokenize("<|endoftext|>", special=True), [m.eot])
+            self.assertNotEqual(m.tokenize("<|endoftext|>"), [m.eot])
+
+    def test_detokenize_out_of_range(self):
+        for bad in ([512], [0, -1], [2 ** 40]):
+            with self.assertRaises(gpt.GPTError) as cm:
+                self.model.detokenize(bad)
+            self.assertEqual(cm.exception.status_name, "GPT_ERR_TOKEN_RANGE")
+        with self.assertRaises(gpt.GPTError):
+            self.model.detokenize(["x"])
+
+    # -- scoring ---------------------------------------------------------------------
+
+    def test_score(self):
+        m = self.model
+        ids = m.tokenize("Hello world, and more words here")
+        lp = m.score(ids)
+        self.assertEqual(len(lp), len(ids) - 1)
+        self.assertTrue(all(isinstance(x, float) and x <= 0 for x in lp))
+        out = run_gpt("score", "-m", self.path, "--ids", " ".join(map(str, ids))).decode().splitlines()
+        cli = [float(line.split("\t")[2]) for line in out if not line.startswith("ppl")]
+        self.assertEqual(len(cli), len(lp))
+        for a, b in zip(lp, cli):
+            self.assertAlmostEqual(a, b, delta=2e-6 + 1e-6 * abs(b))
+        self.assertEqual(m.score(ids[:1]), [])
+        self.assertEqual(m.score([]), [])
+
+    def test_score_longer_than_context(self):
+        ids = [(i * 7919) % 512 for i in range(150)]  # n_ctx is 64: sliding windows
+        lp = self.model.score(ids)
+        self.assertEqual(len(lp), 149)
+
+    def test_score_out_of_range(self):
+        with self.assertRaises(gpt.GPTError) as cm:
+            self.model.score([1, 2, 512])
+        self.assertEqual(cm.exception.status_name, "GPT_ERR_TOKEN_RANGE")
+        self.assertIn("512", cm.exception.message)
+
+    # -- generation --------------------------------------------------------------------
+
+    def test_generate_deterministic(self):
+        m = self.model
+        a = m.generate("Hello", max_new_tokens=20, seed=5)
+        b = m.generate("Hello", max_new_tokens=20, seed=5)
+        self.assertIsInstance(a, str)
+        self.assertEqual(a, b)
+        self.assertGreater(len(a), 0)
+        self.assertNotEqual(m.generate("Hello", max_new_tokens=20, seed=6), a)
+
+    def test_generate_matches_cli(self):
+        args = dict(max_new_tokens=25, temperature=0.9, top_k=30, top_p=0.9, min_p=0.02, repeat_penalty=1.3, seed=11)
+        got = self.model.generate_bytes("Once upon", **args)
+        want = run_gpt("generate", "-m", self.path, "-p", "Once upon", "-n", "25", "--temp", "0.9", "--top-k", "30",
+                       "--top-p", "0.9", "--min-p", "0.02", "--repeat-penalty", "1.3", "--seed", "11")
+        self.assertEqual(got, want)
+
+    def test_generate_greedy(self):
+        m = self.model
+        a = m.generate("abc", max_new_tokens=15, temperature=0, seed=1)
+        b = m.generate("abc", max_new_tokens=15, temperature=0, seed=2)
+        self.assertEqual(a, b)  # greedy ignores the seed
+
+    def test_generate_zero_tokens(self):
+        self.assertEqual(self.model.generate("Hello", max_new_tokens=0), "")
+
+    def test_generate_stop_string(self):
+        m = self.model
+        full = m.generate_bytes("Hello", max_new_tokens=30, seed=3)
+        stop = full[len(full) // 2:len(full) // 2 + 2]
+        if len(stop) < 2 or b"\x00" in stop:
+            self.skipTest("generated text too short for a stop string")
+        want = full[:full.index(stop)]
+        self.assertEqual(m.generate_bytes("Hello", max_new_tokens=30, seed=3, stop=[stop]), want)
+        self.assertEqual(b"".join(m.stream_bytes("Hello", max_new_tokens=30, seed=3, stop=stop)), want)
+
+    def test_generate_bad_params(self):
+        m = self.model
+        for kw, word in [({"temperature": -1}, "temperature"), ({"top_p": 0}, "top_p"), ({"top_k": -3}, "top_k"),
+                         ({"max_new_tokens": -1}, "max_new_tokens"), ({"min_p": 2}, "min_p")]:
+            with self.assertRaises(gpt.GPTError) as cm:
+                m.generate("x", **kw)
+            self.assertEqual(cm.exception.status_name, "GPT_ERR_INVALID_ARG")
+            self.assertIn(word, cm.exception.message)
+            with self.assertRaises(gpt.GPTError):
+                list(m.stream("x", **kw))
+
+    def test_generate_context_full(self):
+        # 64 positions: stops at the end of the window without an exception
+        text = self.model.generate("Hello", max_new_tokens=100, ignore_eos=True, seed=1)
+        self.assertGreater(len(text), 0)
+        slid = self.model.generate("Hello", max_new_tokens=100, ignore_eos=True, seed=1, slide=True)
+        self.assertGreater(len(slid), len(text))
+        self.assertTrue(slid.startswith(text))
+
+    def test_generate_prompt_too_long(self):
+        with self.assertRaises(gpt.GPTError) as cm:
+            self.model.generate("word " * 200, max_new_tokens=5)
+        self.assertEqual(cm.exception.status_name, "GPT_ERR_CONTEXT_FULL")
+
+    # -- streaming ------------------------------------------------------------------------
+
+    def test_stream(self):
+        m = self.model
+        pieces = list(m.stream("Hello", max_new_tokens=20, seed=5))
+        self.assertGreater(len(pieces), 1)
+        self.assertTrue(all(isinstance(p, str) and p for p in pieces))
+        self.assertEqual("".join(pieces), m.generate("Hello", max_new_tokens=20, seed=5))
+        raw = list(m.stream_bytes("Hello", max_new_tokens=20, seed=5))
+        self.assertEqual(b"".join(raw), m.generate_bytes("Hello", max_new_tokens=20, seed=5))
+
+    def test_stream_is_incremental(self):
+        """The first piece arrives long before a long generation ends."""
+        g = self.model.stream("Hello", max_new_tokens=100000, ignore_eos=True, slide=True)
+        t0 = time.time()
+        first = next(g)
+        self.assertTrue(first)
+        self.assertLess(time.time() - t0, 30)
+        g.close()
+        self.assertEqual(gpt_threads_alive(), [])
+
+    def test_stream_break_stops(self):
+        m = self.model
+        n = 0
+        for _ in m.stream("Hello", max_new_tokens=100000, ignore_eos=True, slide=True):
+            n += 1
+            if n == 3:
+                break
+        # the generator is dropped here; the worker must be gone
+        deadline = time.time() + 10
+        while gpt_threads_alive() and time.time() < deadline:
+            time.sleep(0.01)
+        self.assertEqual(gpt_threads_alive(), [])
+        self.assertEqual(m.generate("Hello", max_new_tokens=5, seed=1),
+                         m.generate("Hello", max_new_tokens=5, seed=1))
+
+    def test_stream_not_iterated_starts_nothing(self):
+        g = self.model.stream("Hello", max_new_tokens=100000)
+        self.assertEqual(gpt_threads_alive(), [])
+        del g
+
+    def test_stream_keyboard_interrupt(self):
+        """Ctrl-C while the consumer waits for a piece stops generation cleanly."""
+        m = self.model
+        timer = threading.Timer(0.3, _thread.interrupt_main)
+        t0 = time.time()
+        got = []
+        try:
+            with self.assertRaises(KeyboardInterrupt):
+                timer.start()
+                for piece in m.stream("Hello", max_new_tokens=10 ** 7, ignore_eos=True, slide=True):
+                    got.append(piece)
+                    time.sleep(0.001)
+        finally:
+            interrupt_cancel(timer)
+        self.assertLess(time.time() - t0, 20)
+        self.assertGreater(len(got), 0)
+        self.assertEqual(gpt_threads_alive(), [])
+        self.assertEqual(len(m.generate("Hello", max_new_tokens=5)) > 0, True)
+
+    def test_generate_keyboard_interrupt(self):
+        """Ctrl-C during generate() on the main thread stops it promptly."""
+        m = self.model
+        timer = threading.Timer(0.3, _thread.interrupt_main)
+        t0 = time.time()
+        try:
+            with self.assertRaises(KeyboardInterrupt):
+                timer.start()
+                m.generate("Hello", max_new_tokens=10 ** 7, ignore_eos=True, slide=True)
+        finally:
+            interrupt_cancel(timer)
+        self.assertLess(time.time() - t0, 20)
+        self.assertEqual(gpt_threads_alive(), [])
+
+    # -- threads and lifetime -------------------------------------------------------------
+
+    def test_four_threads(self):
+        """Four threads generating at once give what one thread gives."""
+        m = self.model
+        prompts = ["Hello", "The", "Once upon a time", "x y z"]
+        want = [m.generate(p, max_new_tokens=30, seed=i, ignore_eos=True) for i, p in enumerate(prompts)]
+        want_scores = m.score(m.tokenize("Hello world, and more"))
+        got, scores, errors = [None] * 4, [None] * 4, []
+
+        def work(i):
+            try:
+                for _ in range(3):
+                    got[i] = m.generate(prompts[i], max_new_tokens=30, seed=i, ignore_eos=True)
+                    if got[i] != want[i]:
+                        return
+                scores[i] = m.score(m.tokenize("Hello world, and more"))
+            except BaseException as e:  # reported below
+                errors.append(e)
+
+        threads = [threading.Thread(target=work, args=(i,)) for i in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        self.assertEqual(errors, [])
+        self.assertEqual(got, want)
+        self.assertEqual(scores, [want_scores] * 4)
+
+    def test_threads_release_the_gil(self):
+        """While one thread generates, another Python thread keeps running."""
+        m = self.model
+        ticks = [0]
+        done = threading.Event()
+
+        def ticker():
+            while not done.is_set():
+                ticks[0] += 1
+                time.sleep(0.001)
+
+        t = threading.Thread(target=ticker)
+        t.start()
+        try:
+            ctx_ids = m.tokenize("word " * 20)
+            t0 = time.time()
+            while time.time() - t0 < 0.3:
+                m.score(ctx_ids * 6)  # one long C call per iteration
+        finally:
+            done.set()
+            t.join()
+        self.assertGreater(ticks[0], 10)
+
+    def test_context_manager_and_close(self):
+        with gpt.Model(self.path, threads=1) as m:
+            self.assertTrue(m.generate("Hi", max_new_tokens=3))
+        for call in (lambda: m.generate("Hi"), lambda: m.tokenize("Hi"), lambda: m.score([1, 2]),
+                     lambda: list(m.stream("Hi"))):
+            with self.assertRaises(gpt.GPTError) as cm:
+                call()
+            self.assertIn("closed", cm.exception.message)
+        m.close()  # twice is fine
+
+    def test_close_while_streaming(self):
+        m = gpt.Model(self.path, threads=1)
+        g = m.stream("Hello", max_new_tokens=300, ignore_eos=True, slide=True, seed=2)
+        first = next(g)
+        m.close()  # the running generation keeps the model until it ends
+        rest = "".join(g)
+        with gpt.Model(self.path, threads=1) as m2:
+            self.assertEqual(first + rest, m2.generate("Hello", max_new_tokens=300, ignore_eos=True, slide=True,
+                                                       seed=2))
+
+    # -- the demo model ----------------------------------------------------------------------
+
+    def test_demo_model_generates_english(self):
+        if not os.path.exists(DEMO):
+            self.skipTest("models/demo.bin does not exist yet")
+        with gpt.Model() as m:
+            text = m.generate("And God said", max_new_tokens=30, seed=7)
+            self.assertGreater(len(text), 10)
+            letters = sum(c.isascii() and (c.isalpha() or c.isspace()) for c in text)
+            self.assertGreater(letters, 0.7 * len(text), text)
+            want = run_gpt("generate", "-p", "And God said", "-n", "30", "--seed", "7")
+            self.assertEqual(text.encode(), want)
+
+    def test_example_script(self):
+        if not os.path.exists(DEMO):
+            self.skipTest("models/demo.bin does not exist yet")
+        out = subprocess.run([sys.executable, os.path.join(ROOT, "examples", "python", "generate.py"), "-n", "10"],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, check=True).stdout
+        self.assertGreater(len(out.strip()), 0)
+
+
+def tearDownModule():
+    shutil.rmtree(TMP, ignore_errors=True)
+
+
+class Result(unittest.TextTestResult):
+    """Prints tests/run.sh's PASS/FAIL/SKIP lines."""
+
+    def _name(self, test):
+        return "python_" + test.id().rsplit(".", 1)[-1][len("test_"):]
+
+    @staticmethod
+    def _why(err):
+        etype, value, _ = err
+        return ("%s: %s" % (etype.__name__, value)).replace("\n", " | ")
+
+    def addSuccess(self, test):
+        super().addSuccess(test)
+        print("PASS %s" % self._name(test), flush=True)
+
+    def addFailure(self, test, err):
+        super().addFailure(test, err)
+        print("FAIL %s: %s" % (self._name(test), self._why(err)), flush=True)
+
+    def addError(self, test, err):
+        super().addError(test, err)
+        print("FAIL %s: %s" % (self._name(test), self._why(err)), flush=True)
+
+    def addSkip(self, test, reason):
+        super().addSkip(test, reason)
+        print("SKIP %s: %s" % (self._name(test), reason), flush=True)
+
+
+if __name__ == "__main__":
+    suite = unittest.defaultTestLoader.loadTestsFromTestCase(Binding)
+    if len(sys.argv) > 1:  # run only the named tests: test_binding.py stream four_threads
+        suite = unittest.TestSuite(t for t in suite if any(a in t.id() for a in sys.argv[1:]))
+    runner = unittest.TextTestRunner(stream=sys.stderr, resultclass=Result, verbosity=0)
+    result = runner.run(suite)
+    sys.exit(0 if result.wasSuccessful() else 1)

@@ -1,0 +1,53 @@
+#!/bin/sh
+# test_python.sh - the Python binding (bindings/python/gpt.py): runs
+# tests/python/test_binding.py against the shared library of the build
+# under test ($BUILD/libgpt.so), which prints one PASS/FAIL/SKIP line per
+# test. Run from the repository root; environment: GPT, BUILD, PYTHON,
+# TEST_WRAPPER (see tests/run.sh).
+BUILD=${BUILD:-build}
+PYTHON=${PYTHON:-python3}
+name=python_binding
+
+if [ -n "${TEST_WRAPPER:-}" ]; then
+    echo "SKIP $name: the library in $BUILD is built for another machine (runs under $TEST_WRAPPER); Python tests run on native builds"
+    exit 0
+fi
+case $(uname -s 2>/dev/null) in
+    MINGW*|MSYS*|CYGWIN*) lib=$BUILD/gpt.dll ;;
+    Darwin) lib=$BUILD/libgpt.dylib ;;
+    *) lib=$BUILD/libgpt.so ;;
+esac
+if [ ! -f "$lib" ]; then
+    echo "SKIP $name: no shared library $lib in this build"
+    exit 0
+fi
+if ! command -v "$PYTHON" >/dev/null 2>&1; then
+    echo "SKIP $name: no Python interpreter ($PYTHON)"
+    exit 0
+fi
+if ! "$PYTHON" -c 'import sys; sys.exit(sys.version_info < (3, 6))' 2>/dev/null; then
+    echo "SKIP $name: $PYTHON is older than Python 3.6"
+    exit 0
+fi
+
+GPT_LIBRARY=$lib
+export GPT_LIBRARY
+# A library built with AddressSanitizer (make test-sanitize) can only be
+# loaded into a process that starts with the sanitizer runtimes.
+if command -v readelf >/dev/null 2>&1 && readelf -d "$lib" 2>/dev/null | grep -q 'libasan'; then
+    cc=${CC:-cc}
+    pre=
+    for r in libasan.so libubsan.so; do
+        f=$($cc -print-file-name=$r 2>/dev/null)
+        case $f in /*) pre="$pre $f" ;; esac
+    done
+    if [ -z "$pre" ]; then
+        echo "SKIP $name: $lib needs the AddressSanitizer runtime, which $cc does not know"
+        exit 0
+    fi
+    LD_PRELOAD="$pre"
+    # Python itself leaks by design at exit; the library's leaks are found by the C tests
+    ASAN_OPTIONS=${ASAN_OPTIONS:-}${ASAN_OPTIONS:+:}detect_leaks=0
+    export LD_PRELOAD ASAN_OPTIONS
+fi
+exec "$PYTHON" tests/python/test_binding.py

@@ -96,18 +96,21 @@ test-sanitize:
 golden:
 	/usr/bin/python3 tests/reference/make_golden.py
 
-# The other kernel paths, each built in its own folder and run through the
-# whole suite: the portable scalar code, AVX2+FMA+F16C without AVX-512, and
-# NEON (aarch64, cross-compiled and run under qemu-user).
+# The other kernel paths, each built in its own folder and run through every
+# test program and the command's scripts: the portable scalar code,
+# AVX2+FMA+F16C without AVX-512, and NEON (aarch64, cross-compiled and run
+# under qemu-user). The scripts that test packaging, fuzzing and valgrind do
+# not depend on the kernels and run once, in make test.
+KERNEL_SCRIPTS := tests/test_cli.sh tests/test_convert.sh
 .PHONY: test-scalar test-avx2 test-arm
 test-scalar:
-	$(MAKE) BUILD=$(BUILD)/scalar SIMD=0 test
+	$(MAKE) BUILD=$(BUILD)/scalar SIMD=0 TEST_SCRIPTS="$(KERNEL_SCRIPTS)" test
 test-avx2:
-	$(MAKE) BUILD=$(BUILD)/avx2 NATIVE=0 ARCHFLAGS="-mavx2 -mfma -mf16c -mno-avx512f" test
+	$(MAKE) BUILD=$(BUILD)/avx2 NATIVE=0 ARCHFLAGS="-mavx2 -mfma -mf16c -mno-avx512f" TEST_SCRIPTS="$(KERNEL_SCRIPTS)" test
 ARM_SYSROOT ?= /usr/aarch64-linux-gnu
 test-arm:
 	$(MAKE) BUILD=$(BUILD)/arm CC=aarch64-linux-gnu-gcc AR=aarch64-linux-gnu-ar NATIVE=0 ARCHFLAGS= \
-		TEST_WRAPPER="qemu-aarch64 -L $(ARM_SYSROOT)" test
+		TEST_WRAPPER="qemu-aarch64 -L $(ARM_SYSROOT)" TEST_SCRIPTS="$(KERNEL_SCRIPTS)" test
 
 # Speed against the machine's limits on random 124M-shaped models, and the
 # tokenizer's speed (docs/PERFORMANCE.md).

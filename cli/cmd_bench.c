@@ -176,9 +176,13 @@ static void fma_job(job *j)
 {
     long i, n = j->iters;
 #if defined(BENCH_AVX512)
+    /* distinct starting values: equal chains would be merged into one by
+     * the compiler, and the loop would measure a twelfth of the work */
     __m512 x = _mm512_set1_ps(0.999999f), y = _mm512_set1_ps(1e-7f);
-    __m512 a0 = _mm512_set1_ps((float)j->ith), a1 = a0, a2 = a0, a3 = a0, a4 = a0, a5 = a0, a6 = a0, a7 = a0,
-           a8 = a0, a9 = a0, a10 = a0, a11 = a0;
+    __m512 a0 = _mm512_set1_ps(1.0f + j->ith), a1 = _mm512_set1_ps(1.1f), a2 = _mm512_set1_ps(1.2f),
+           a3 = _mm512_set1_ps(1.3f), a4 = _mm512_set1_ps(1.4f), a5 = _mm512_set1_ps(1.5f), a6 = _mm512_set1_ps(1.6f),
+           a7 = _mm512_set1_ps(1.7f), a8 = _mm512_set1_ps(1.8f), a9 = _mm512_set1_ps(1.9f), a10 = _mm512_set1_ps(2.0f),
+           a11 = _mm512_set1_ps(2.1f);
     for (i = 0; i < n; i++) {
         a0 = _mm512_fmadd_ps(a0, x, y); a1 = _mm512_fmadd_ps(a1, x, y); a2 = _mm512_fmadd_ps(a2, x, y);
         a3 = _mm512_fmadd_ps(a3, x, y); a4 = _mm512_fmadd_ps(a4, x, y); a5 = _mm512_fmadd_ps(a5, x, y);
@@ -191,8 +195,10 @@ static void fma_job(job *j)
     j->result = (double)_mm512_reduce_add_ps(a0);
 #elif defined(BENCH_AVX2)
     __m256 x = _mm256_set1_ps(0.999999f), y = _mm256_set1_ps(1e-7f);
-    __m256 a0 = _mm256_set1_ps((float)j->ith), a1 = a0, a2 = a0, a3 = a0, a4 = a0, a5 = a0, a6 = a0, a7 = a0,
-           a8 = a0, a9 = a0, a10 = a0, a11 = a0;
+    __m256 a0 = _mm256_set1_ps(1.0f + j->ith), a1 = _mm256_set1_ps(1.1f), a2 = _mm256_set1_ps(1.2f),
+           a3 = _mm256_set1_ps(1.3f), a4 = _mm256_set1_ps(1.4f), a5 = _mm256_set1_ps(1.5f), a6 = _mm256_set1_ps(1.6f),
+           a7 = _mm256_set1_ps(1.7f), a8 = _mm256_set1_ps(1.8f), a9 = _mm256_set1_ps(1.9f), a10 = _mm256_set1_ps(2.0f),
+           a11 = _mm256_set1_ps(2.1f);
     float out[8];
     for (i = 0; i < n; i++) {
         a0 = _mm256_fmadd_ps(a0, x, y); a1 = _mm256_fmadd_ps(a1, x, y); a2 = _mm256_fmadd_ps(a2, x, y);
@@ -209,7 +215,7 @@ static void fma_job(job *j)
     float32x4_t x = vdupq_n_f32(0.999999f), y = vdupq_n_f32(1e-7f);
     float32x4_t a[24];
     int k;
-    for (k = 0; k < 24; k++) a[k] = vdupq_n_f32((float)j->ith);
+    for (k = 0; k < 24; k++) a[k] = vdupq_n_f32(1.0f + 0.1f * k + (float)j->ith);
     for (i = 0; i < n; i++)
         for (k = 0; k < 24; k++) a[k] = vfmaq_f32(y, a[k], x);
     for (k = 1; k < 24; k++) a[0] = vaddq_f32(a[0], a[k]);
@@ -217,7 +223,7 @@ static void fma_job(job *j)
 #else
     float a[12];
     int k;
-    for (k = 0; k < 12; k++) a[k] = (float)j->ith;
+    for (k = 0; k < 12; k++) a[k] = 1.0f + 0.1f * k + (float)j->ith;
     for (i = 0; i < n; i++)
         for (k = 0; k < 12; k++) a[k] = a[k] * 0.999999f + 1e-7f;
     for (k = 1; k < 12; k++) a[0] += a[k];

@@ -192,6 +192,35 @@ static float f16_to_f32(uint16_t h)
     return f;
 }
 
+/* binary32 -> binary16, rounding to nearest even (for the f16 KV cache). */
+static uint16_t f32_to_f16(float f)
+{
+    uint32_t x, sign, man, h, rem;
+    int e;
+    memcpy(&x, &f, 4);
+    sign = (x >> 16) & 0x8000u;
+    man = x & 0x7fffffu;
+    e = (int)((x >> 23) & 0xffu);
+    if (e == 0xff) return (uint16_t)(sign | 0x7c00u | (man ? 0x200u : 0)); /* inf, NaN */
+    e = e - 127 + 15;
+    if (e >= 0x1f) return (uint16_t)(sign | 0x7c00u);
+    if (e <= 0) {
+        /* subnormal: (1.man) * 2^(e - 14) in units of 2^-24 */
+        uint32_t m = man | 0x800000u, half_ulp;
+        int shift = 14 - e;
+        if (shift > 24) return (uint16_t)sign;
+        h = m >> shift;
+        rem = m & ((1u << shift) - 1);
+        half_ulp = 1u << (shift - 1);
+        if (rem > half_ulp || (rem == half_ulp && (h & 1))) h++;
+        return (uint16_t)(sign | h);
+    }
+    h = sign | ((uint32_t)e << 10) | (man >> 13);
+    rem = man & 0x1fffu;
+    if (rem > 0x1000u || (rem == 0x1000u && (h & 1))) h++; /* may carry into the exponent, as it should */
+    return (uint16_t)h;
+}
+
 static float bf16_to_f32(uint16_t b)
 {
     uint32_t bits = (uint32_t)b << 16;
@@ -1189,9 +1218,15 @@ static size_t v_index(int pos, int d, int t_alloc)
     return (size_t)(d / KV_PANEL) * t_alloc * KV_PANEL + (size_t)pos * KV_PANEL + d % KV_PANEL;
 }
 
+/* Element i of a cache stored as f32 or (kv_f16) IEEE half. */
+static float kv_at(const void *base, size_t i, int kv_f16)
+{
+    return kv_f16 ? f16_to_f32(((const uint16_t *)base)[i]) : ((const float *)base)[i];
+}
+
 /* Causal attention of one query over n_keys cached positions of one head:
  * out = softmax(q . k_j * scale) . v_j. scores holds n_keys floats. */
-static void attend(const float *q, const float *keys, const float *values, int n_keys, int D, int t_alloc,
+static void attend(const float *q, const void *keys, const void *values, int kv_f16, int n_keys, int D, int t_alloc,
                    float scale, float *scores, float *out)
 {
     float mx = -INFINITY, inv;
@@ -1199,7 +1234,7 @@ static void attend(const float *q, const float *keys, const float *values, int n
     int j, d;
     for (j = 0; j < n_keys; j++) {
         float acc[8] = {0, 0, 0, 0, 0, 0, 0, 0}, s = 0.0f;
-        for (d = 0; d < D; d++) acc[d % 8] += q[d] * keys[k_index(j, d, D)];
+        for (d = 0; d < D; d++) acc[d % 8] += q[d] * kv_at(keys, k_index(j, d, D), kv_f16);
         for (d = 0; d < 8; d++) s += acc[d];
         scores[j] = s * scale;
         if (scores[j] > mx) mx = scores[j];
@@ -1211,7 +1246,7 @@ static void attend(const float *q, const float *keys, const float *values, int n
     for (d = 0; d < D; d++) out[d] = 0.0f;
     for (j = 0; j < n_keys; j++) {
         float p = scores[j];
-        for (d = 0; d < D; d++) out[d] += p * values[v_index(j, d, t_alloc)];
+        for (d = 0; d < D; d++) out[d] += p * kv_at(values, v_index(j, d, t_alloc), kv_f16);
     }
     inv = (float)(1.0 / sum);
     for (d = 0; d < D; d++) out[d] *= inv;
@@ -1540,14 +1575,41 @@ static void op_rows(const float *x, int ldx, int rows, const float *panel, int k
  * keys 0 .. first_keys + i - 1. Scores are q . K^T over key panels, then
  * softmax, then P . V over value panels; both are outer products with the
  * cached panels as they are. scores holds rows * t_alloc floats. */
-static void attend_block_simd(const float *q, int ldq, const float *keys, const float *values, int first_keys,
-                              int rows, int D, int t_alloc, float scale, float *scores, float *out, int ldo)
+/* n halves to floats. */
+static void f16_row_to_f32(const uint16_t *src, float *dst, size_t n)
+{
+    size_t i = 0;
+    for (; i + VL <= n; i += VL) VSTORE(dst + i, VLOAD_F16(src + i));
+    for (; i < n; i++) dst[i] = f16_to_f32(src[i]);
+}
+
+/* y[rows][0..nj) (+)= x[rows][0..kc) . panel[kc][64], where the panel is
+ * f32, or f16 (kv_f16) widened 64 rows at a time into conv (64 x 64). */
+static void op_rows_kv(const float *x, int ldx, int rows, const void *panel, int kv_f16, int kc, float *y, int ldy,
+                       int nj, int from_y, float *conv)
+{
+    int k0;
+    if (!kv_f16) {
+        op_rows(x, ldx, rows, (const float *)panel, kc, y, ldy, nj, from_y, NULL);
+        return;
+    }
+    for (k0 = 0; k0 < kc; k0 += KV_PANEL) {
+        int n = kc - k0 < KV_PANEL ? kc - k0 : KV_PANEL;
+        f16_row_to_f32((const uint16_t *)panel + (size_t)k0 * KV_PANEL, conv, (size_t)n * KV_PANEL);
+        op_rows(x + k0, ldx, rows, conv, n, y, ldy, nj, from_y || k0 > 0, NULL);
+    }
+}
+
+static void attend_block_simd(const float *q, int ldq, const void *keys, const void *values, int kv_f16,
+                              int first_keys, int rows, int D, int t_alloc, float scale, float *scores, float *out,
+                              int ldo, float *conv)
 {
     int n_keys = first_keys + rows - 1, i, j, kb, db;
+    size_t es = kv_f16 ? 2 : 4;
     for (kb = 0; kb * KV_PANEL < n_keys; kb++) {
         int nj = n_keys - kb * KV_PANEL < KV_PANEL ? n_keys - kb * KV_PANEL : KV_PANEL;
-        op_rows(q, ldq, rows, keys + (size_t)kb * D * KV_PANEL, D, scores + (size_t)kb * KV_PANEL, t_alloc, nj, 0,
-                NULL);
+        op_rows_kv(q, ldq, rows, (const char *)keys + es * (size_t)kb * D * KV_PANEL, kv_f16, D,
+                   scores + (size_t)kb * KV_PANEL, t_alloc, nj, 0, conv);
     }
     for (i = 0; i < rows; i++) {
         float *s = scores + (size_t)i * t_alloc, mx = -INFINITY, sum;
@@ -1571,8 +1633,8 @@ static void attend_block_simd(const float *q, int ldq, const float *keys, const 
     }
     for (db = 0; db * KV_PANEL < D; db++) {
         int nj = D - db * KV_PANEL < KV_PANEL ? D - db * KV_PANEL : KV_PANEL;
-        op_rows(scores, t_alloc, rows, values + (size_t)db * t_alloc * KV_PANEL, n_keys, out + (size_t)db * KV_PANEL,
-                ldo, nj, 0, NULL);
+        op_rows_kv(scores, t_alloc, rows, (const char *)values + es * (size_t)db * t_alloc * KV_PANEL, kv_f16, n_keys,
+                   out + (size_t)db * KV_PANEL, ldo, nj, 0, conv);
     }
 }
 
@@ -1767,8 +1829,9 @@ struct gpt_context {
     int logits_cap;     /* rows `logits` can hold */
     int *tokens;        /* n_ctx ids in the cache */
     int t_alloc, d_alloc; /* n_ctx and head_dim rounded up to multiples of KV_PANEL */
-    float *k_cache;     /* [n_layer][n_head] panels of keys, see k_index */
-    float *v_cache;     /* [n_layer][n_head] panels of values, see v_index */
+    int kv_f16;         /* the cache holds IEEE halves instead of floats */
+    void *k_cache;      /* [n_layer][n_head] panels of keys, see k_index */
+    void *v_cache;      /* [n_layer][n_head] panels of values, see v_index */
     float *x;           /* [n_batch][C] residual stream */
     float *xn;          /* [n_batch][C] layer-norm output */
     float *qkv;         /* [n_batch][3C] */
@@ -1776,7 +1839,7 @@ struct gpt_context {
     float *hid;         /* [n_batch][4C] MLP hidden */
     float *scratch;     /* [n_threads][scratch_stride] per thread: attention scores
                            (ATT_ROWS * t_alloc), a widened row (4C), a packed panel */
-    size_t scratch_stride, scratch_row, scratch_panel; /* stride and offsets, in floats */
+    size_t scratch_stride, scratch_row, scratch_conv, scratch_panel; /* stride and offsets, in floats */
     float *logits;      /* [logits_cap][n_vocab] */
     void *arena;
     size_t arena_bytes;
@@ -1812,7 +1875,7 @@ static int online_cpus(void)
 
 /* The parameters a context really uses, or an error in err. */
 typedef struct ctx_shape {
-    int n_ctx, n_batch, n_threads, all_logits, logits_cap, t_alloc, d_alloc;
+    int n_ctx, n_batch, n_threads, all_logits, logits_cap, t_alloc, d_alloc, kv_f16;
     size_t scratch_stride;
     size_t sizes[11]; /* bytes of each arena part, in struct order */
 } ctx_shape;
@@ -1848,11 +1911,13 @@ static gpt_status resolve_params(const gpt_model *m, const gpt_context_params *p
         return fail(err, GPT_ERR_OUT_OF_MEMORY, "a context of %d positions does not fit in this address space", s->n_ctx);
     s->t_alloc = (int)((T + KV_PANEL - 1) / KV_PANEL * KV_PANEL);
     s->d_alloc = (c->n_embd / c->n_head + KV_PANEL - 1) / KV_PANEL * KV_PANEL;
-    kv = L * (size_t)s->t_alloc * C * sizeof(float); /* keys; values use d_alloc per head */
-    s->scratch_stride = align_up((ATT_ROWS * (size_t)s->t_alloc + 4 * C + PK_SCRATCH) * sizeof(float)) / sizeof(float);
+    s->kv_f16 = p->kv_f16 != 0;
+    kv = L * (size_t)s->t_alloc * C * (s->kv_f16 ? 2 : 4); /* keys; values use d_alloc per head */
+    s->scratch_stride = align_up((ATT_ROWS * (size_t)s->t_alloc + 4 * C + KV_PANEL * KV_PANEL + PK_SCRATCH) *
+                                 sizeof(float)) / sizeof(float);
     s->sizes[0] = align_up(T * sizeof(int));
     s->sizes[1] = align_up(kv);
-    s->sizes[2] = align_up(L * (size_t)c->n_head * (size_t)s->d_alloc * (size_t)s->t_alloc * sizeof(float));
+    s->sizes[2] = align_up(L * (size_t)c->n_head * (size_t)s->d_alloc * (size_t)s->t_alloc * (s->kv_f16 ? 2 : 4));
     s->sizes[3] = align_up(B * C * sizeof(float));
     s->sizes[4] = align_up(B * C * sizeof(float));
     s->sizes[5] = align_up(B * 3 * C * sizeof(float));
@@ -1907,14 +1972,16 @@ gpt_context *gpt_context_new(const gpt_model *m, const gpt_context_params *p, gp
     c->t_alloc = s.t_alloc;
     c->d_alloc = s.d_alloc;
     c->scratch_row = (size_t)ATT_ROWS * (size_t)s.t_alloc;
-    c->scratch_panel = c->scratch_row + 4 * (size_t)m->cfg.n_embd;
+    c->scratch_conv = c->scratch_row + 4 * (size_t)m->cfg.n_embd;
+    c->scratch_panel = c->scratch_conv + KV_PANEL * KV_PANEL;
+    c->kv_f16 = s.kv_f16;
 #if defined(GPT_SIMD)
     c->simd = !(p && p->reference_kernels);
 #endif
     a = (unsigned char *)c->arena;
     c->tokens = (int *)(void *)a; a += s.sizes[0];
-    c->k_cache = (float *)(void *)a; a += s.sizes[1];
-    c->v_cache = (float *)(void *)a; a += s.sizes[2];
+    c->k_cache = a; a += s.sizes[1];
+    c->v_cache = a; a += s.sizes[2];
     c->x = (float *)(void *)a; a += s.sizes[3];
     c->xn = (float *)(void *)a; a += s.sizes[4];
     c->qkv = (float *)(void *)a; a += s.sizes[5];
@@ -2061,19 +2128,20 @@ static void att_task(void *arg, int ith, int nth)
     split_range(blocks * H, 1, ith, nth, &b, &e);
     for (item = b; item < e; item++) {
         int r = item / H * rows_per_item, h = item % H;
-        size_t k_base = ((size_t)j->layer * H + h) * c->t_alloc * D;
-        size_t v_base = ((size_t)j->layer * H + h) * c->t_alloc * c->d_alloc;
+        size_t es = c->kv_f16 ? 2 : 4;
+        const char *keys = (const char *)c->k_cache + es * ((size_t)j->layer * H + h) * c->t_alloc * D;
+        const char *values = (const char *)c->v_cache + es * ((size_t)j->layer * H + h) * c->t_alloc * c->d_alloc;
         const float *q = c->qkv + (size_t)r * 3 * C + (size_t)h * D;
         float *out = c->att + (size_t)r * C + (size_t)h * D;
 #if defined(GPT_SIMD)
         if (c->simd) {
             int rows = j->n - r < rows_per_item ? j->n - r : rows_per_item;
-            attend_block_simd(q, 3 * C, c->k_cache + k_base, c->v_cache + v_base, j->pos0 + r + 1, rows, D,
-                              c->t_alloc, scale, scores, out, C);
+            attend_block_simd(q, 3 * C, keys, values, c->kv_f16, j->pos0 + r + 1, rows, D, c->t_alloc, scale, scores,
+                              out, C, c->scratch + (size_t)ith * c->scratch_stride + c->scratch_conv);
             continue;
         }
 #endif
-        attend(q, c->k_cache + k_base, c->v_cache + v_base, j->pos0 + r + 1, D, c->t_alloc, scale, scores, out);
+        attend(q, keys, values, c->kv_f16, j->pos0 + r + 1, D, c->t_alloc, scale, scores, out);
     }
 }
 
@@ -2103,10 +2171,18 @@ static void forward_blocks(gpt_context *c, const int *ids, int n)
             const float *k = c->qkv + (size_t)r * 3 * C + C, *v = k + C;
             int pos = pos0 + r, d;
             for (h = 0; h < H; h++) {
-                float *kc = c->k_cache + ((size_t)l * H + h) * c->t_alloc * D;
-                float *vc = c->v_cache + ((size_t)l * H + h) * c->t_alloc * c->d_alloc;
-                for (d = 0; d < D; d++) kc[k_index(pos, d, D)] = k[(size_t)h * D + d];
-                for (d = 0; d < c->d_alloc; d++) vc[v_index(pos, d, c->t_alloc)] = d < D ? v[(size_t)h * D + d] : 0.0f;
+                size_t kb = ((size_t)l * H + h) * c->t_alloc * D, vb = ((size_t)l * H + h) * c->t_alloc * c->d_alloc;
+                for (d = 0; d < c->d_alloc; d++) {
+                    float kv = d < D ? k[(size_t)h * D + d] : 0.0f, vv = d < D ? v[(size_t)h * D + d] : 0.0f;
+                    size_t ki = kb + k_index(pos, d, D), vi = vb + v_index(pos, d, c->t_alloc);
+                    if (c->kv_f16) {
+                        if (d < D) ((uint16_t *)c->k_cache)[ki] = f32_to_f16(kv);
+                        ((uint16_t *)c->v_cache)[vi] = f32_to_f16(vv);
+                    } else {
+                        if (d < D) ((float *)c->k_cache)[ki] = kv;
+                        ((float *)c->v_cache)[vi] = vv;
+                    }
+                }
             }
         }
         aj.c = c;

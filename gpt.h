@@ -198,15 +198,17 @@ typedef struct gpt_context_params {
                        (costs n_ctx * n_vocab floats) */
     int reference_kernels; /* non-zero: the portable scalar kernels even where SIMD ones
                               are compiled in (for testing and comparison) */
+    int kv_f16;     /* non-zero: keep the KV cache in IEEE half precision (half the memory
+                       and the bandwidth of attention; logits move by about 1e-3) */
 } gpt_context_params;
 
 GPT_API gpt_context_params gpt_context_defaults(void);
 /* Bytes a context with these parameters allocates, or 0 when the parameters
  * are invalid for the model. With T = n_ctx and D = head_dim, both rounded up
  * to multiples of 64, in floats: the KV cache, n_layer * T * (n_embd +
- * n_head * D); activations, n_batch * 10 * n_embd; per thread, 48 * T +
- * 4 * n_embd (plus 8192 with AVX-512); logits, 8 * n_vocab, or
- * n_ctx * n_vocab with all_logits; and n_ctx token ids. */
+ * n_head * D) (halves with kv_f16); activations, n_batch * 10 * n_embd; per
+ * thread, 48 * T + 4 * n_embd + 4096 (plus 8192 with AVX-512); logits,
+ * 8 * n_vocab, or n_ctx * n_vocab with all_logits; and n_ctx token ids. */
 GPT_API size_t gpt_context_memory(const gpt_model *m, const gpt_context_params *p);
 
 GPT_API gpt_context *gpt_context_new(const gpt_model *m, const gpt_context_params *p, gpt_error *err);

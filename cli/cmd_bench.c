@@ -36,7 +36,7 @@
 #endif
 
 static const char *help =
-    "usage: gpt bench [-m MODEL] [-t THREADS] [-p PROMPT_TOKENS] [-n GEN_TOKENS] [-r REPEATS] [--json]\n"
+    "usage: gpt bench [-m MODEL] [-t THREADS] [-p PROMPT_TOKENS] [-n GEN_TOKENS] [-r REPEATS] [--kv-f16] [--json]\n"
     "\n"
     "Measures, in one run and with the same threads: the machine's memory read\n"
     "bandwidth (a streaming read of a buffer much larger than the caches) and FMA\n"
@@ -53,6 +53,7 @@ static const char *help =
     "  -p, --prompt N      prompt tokens (default 512, at most the context)\n"
     "  -n, --gen N         decoded tokens (default 128)\n"
     "  -r, --repeats R     repeats of each measurement (default 5)\n"
+    "      --kv-f16        keep the KV cache in half precision\n"
     "      --json          print one JSON object instead of the table\n";
 
 /* ------------------------------------------------------------------------ */
@@ -335,6 +336,8 @@ int cmd_bench(int argc, char **argv)
             if (opt_int(argc, argv, &i, 1, 1000, &R)) return 2;
         } else if (!strcmp(a, "--json")) {
             json = 1;
+        } else if (!strcmp(a, "--kv-f16")) {
+            cp.kv_f16 = 1;
         } else {
             return usage_error("bench", "unknown option \"%s\"", a);
         }
@@ -401,10 +404,10 @@ int cmd_bench(int argc, char **argv)
                "\"prefill_tokens\": %d, \"prefill_tok_s\": %.2f, \"prefill_tok_s_min\": %.2f, \"prefill_tok_s_max\": %.2f, "
                "\"decode_tokens\": %d, \"decode_tok_s\": %.2f, \"decode_tok_s_min\": %.2f, \"decode_tok_s_max\": %.2f, "
                "\"bytes_per_token\": %.0f, \"flops_per_token\": %.0f, \"decode_roofline\": %.3f, "
-               "\"prefill_roofline\": %.3f, \"repeats\": %d}\n",
+               "\"prefill_roofline\": %.3f, \"repeats\": %d, \"kv_cache\": \"%s\"}\n",
                model, gpt_dtype_name(cfg.dtype), threads, bw, peak, P, sp.median, sp.min, sp.max, N, sd.median,
                sd.min, sd.max, bytes_tok, flops_tok, sd.median / (bw * 1e9 / bytes_tok),
-               sp.median / (peak * 1e9 / flops_tok), R);
+               sp.median / (peak * 1e9 / flops_tok), R, cp.kv_f16 ? "f16" : "f32");
     } else {
         printf("model     %s (%s, %.1fM parameters, %d layers, n_embd %d)\n", model, gpt_dtype_name(cfg.dtype),
                (double)cfg.n_params / 1e6, cfg.n_layer, cfg.n_embd);

@@ -91,6 +91,9 @@ check generate_ctx_too_large sh -c "test $rc = 1 && grep -q 'n_ctx' '$T/err'"
 $GPT generate -m "$T/missing.bin" -p x >/dev/null 2>"$T/err"; rc=$?
 check generate_missing_model sh -c "test $rc = 1 && grep -q 'missing.bin' '$T/err'"
 
+$GPT generate -m "$M" -p "Hello" -n 12 --temp 0 --kv-f16 >"$T/g7" 2>"$T/err"; rc=$?
+check generate_kv_f16 sh -c "test $rc = 0 && test -s '$T/g7'"
+
 # --- score ------------------------------------------------------------------------
 $GPT score -m "$M" --ids "1 2 3 4 5" >"$T/score" 2>"$T/err"; rc=$?
 check score_format sh -c "test $rc = 0 && test \$(wc -l <'$T/score') = 5 && head -1 '$T/score' | grep -qE '^1	2	-[0-9]+\.[0-9]+$' && tail -1 '$T/score' | grep -qE '^ppl	[0-9.]+$'"

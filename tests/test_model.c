@@ -119,11 +119,12 @@ TEST(golden_logits)
 }
 
 /* Logits of ids evaluated in chunks of `step` tokens (all positions kept). */
-static int use_reference_kernels;
+static int use_reference_kernels, use_kv_f16;
 static float *eval_logits(gpt_model *m, const int *ids, int n, int step, int n_threads)
 {
     gpt_context_params cp = gpt_context_defaults();
     cp.reference_kernels = use_reference_kernels;
+    cp.kv_f16 = use_kv_f16;
     gpt_context *c;
     int V = gpt_model_config(m).n_vocab, done = 0, i;
     float *out = (float *)malloc(sizeof(float) * (size_t)n * V);
@@ -340,13 +341,14 @@ TEST(context_memory_is_as_stated)
     /* As gpt.h states it, with T = n_ctx and D = head_dim rounded up to
      * multiples of 64: keys n_layer * T * n_embd floats, values n_layer *
      * n_head * D * T floats; activations for n_batch rows of 10 * n_embd
-     * floats; per thread 48 * T + 4 * n_embd floats (attention scores, a
-     * widened row) plus at most 32 KB for packed weights; the logits of 8
+     * floats; per thread 48 * T + 4 * n_embd + 4096 floats (attention
+     * scores, a widened row, a widened cache panel) plus at most 32 KB for
+     * packed weights; the logits of 8
      * rows, or of n_ctx rows with all_logits; n_ctx token ids. Shape here:
      * 2 layers, 5 heads of 16 (D = 64), n_embd 80, n_ctx 128. */
     gpt_model *m = random_model(2, 5, 80, 128, 1000, 7, GPT_DTYPE_F32, NULL);
     gpt_context_params cp = gpt_context_defaults();
-    size_t base, want, got, fixed = 32 * 1024 + 16 * 64 + 1024, per_thread = 4 * (48 * 128 + 4 * 80);
+    size_t base, want, got, fixed = 32 * 1024 + 16 * 64 + 1024, per_thread = 4 * (48 * 128 + 4 * 80 + 4096);
     CHECK(m != NULL);
     cp.n_threads = 1;
     cp.n_batch = 16;
@@ -373,6 +375,11 @@ TEST(context_memory_is_as_stated)
     got = gpt_context_memory(m, &cp);
     want = 4 * (2 * 64 * 80 + 2 * 5 * 64 * 64 + 64 + 48 * 64);
     CHECKF(base - got >= want && base - got <= want + 256, "halving n_ctx saves %zu, expected %zu", base - got, want);
+    cp.n_ctx = 0;
+    cp.kv_f16 = 1;
+    got = gpt_context_memory(m, &cp);
+    want = 2 * (2 * 128 * 80 + 2 * 5 * 64 * 128);
+    CHECKF(base - got >= want && base - got <= want + 128, "kv_f16 saves %zu, expected %zu", base - got, want);
     gpt_model_free(m);
 }
 
@@ -612,6 +619,39 @@ TEST(simd_and_scalar_kernels_agree)
     }
 }
 
+TEST(kv_cache_in_f16)
+{
+    /* head_dim 15: cache panels padded; 40 tokens: two key panels */
+    gpt_model *m = random_model(2, 6, 90, 96, 1000, 21, GPT_DTYPE_F32, NULL);
+    float *f32, *half_batch, *half_steps, *half_ref;
+    double d;
+    CHECK(m != NULL);
+    f32 = eval_logits(m, test_ids, 40, 40, 2);
+    use_kv_f16 = 1;
+    half_batch = eval_logits(m, test_ids, 40, 40, 2);
+    half_steps = eval_logits(m, test_ids, 40, 1, 1);
+    use_reference_kernels = 1;
+    half_ref = eval_logits(m, test_ids, 40, 7, 1);
+    use_reference_kernels = 0;
+    use_kv_f16 = 0;
+    CHECK(f32 && half_batch && half_steps && half_ref);
+    d = max_rel_diff(f32, half_batch, (size_t)40 * 1000);
+    printf("# f16 KV cache moves logits by up to %.1e (relative)\n", d);
+    EXPECTF(d > 0 && d < 1e-2, "f16 cache vs f32 cache: %g", d);
+    /* A last-bit difference between two ways of computing a key can round
+     * its cached half the other way (a step of 2^-11), so the paths agree
+     * less closely than with the f32 cache. */
+    d = max_rel_diff(half_batch, half_steps, (size_t)40 * 1000);
+    EXPECTF(d <= 1e-4, "f16 cache, token by token vs one batch: %g", d);
+    d = max_rel_diff(half_ref, half_batch, (size_t)40 * 1000);
+    EXPECTF(d <= 1e-4, "f16 cache, scalar vs SIMD kernels: %g", d);
+    free(f32);
+    free(half_batch);
+    free(half_steps);
+    free(half_ref);
+    gpt_model_free(m);
+}
+
 int main(void)
 {
     RUN(golden_logits);
@@ -620,6 +660,7 @@ int main(void)
     RUN(kv_cache_matches_batch);
     RUN(threads_are_bitwise_identical);
     RUN(simd_and_scalar_kernels_agree);
+    RUN(kv_cache_in_f16);
     RUN(rewind_then_eval_matches_fresh);
     RUN(score_matches_logits_and_windows);
     RUN(eval_rejects_bad_input_without_changing_state);

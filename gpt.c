@@ -495,6 +495,15 @@ static gpt_model *parse_checkpoint(const unsigned char *base, uint64_t len, cons
     tok_size = rd_u64(base + 56);
     file_size = rd_u64(base + 64);
     n_tensors = rd_u32(base + 72);
+    {
+        int i;
+        for (i = 76; i < HEADER_SIZE; i++)
+            if (base[i] != 0) {
+                fail(err, GPT_ERR_FORMAT, "%s: reserved header byte at offset %d is 0x%02x, expected 0", what, i,
+                     base[i]);
+                return NULL;
+            }
+    }
     if (file_size != len) {
         fail(err, GPT_ERR_FORMAT, "%s: the header's file_size (offset 64) is %llu bytes but %s %llu bytes%s", what,
              (unsigned long long)file_size, is_file ? "the file has" : "the buffer has", (unsigned long long)len,
@@ -652,13 +661,27 @@ static gpt_model *load_copy(const void *buf, size_t len, const char *what, gpt_e
 
 gpt_model *gpt_model_load_memory(const void *buf, size_t len, gpt_error *err)
 {
-    gpt_model *m;
     clear_error(err);
     if (!buf) {
         fail(err, GPT_ERR_INVALID_ARG, "gpt_model_load_memory: buf is NULL");
         return NULL;
     }
-    if ((size_t)(uintptr_t)buf % GPT_ALIGN != 0) return load_copy(buf, len, "buffer", err);
+    return load_copy(buf, len, "buffer", err);
+}
+
+gpt_model *gpt_model_load_memory_inplace(const void *buf, size_t len, gpt_error *err)
+{
+    gpt_model *m;
+    clear_error(err);
+    if (!buf) {
+        fail(err, GPT_ERR_INVALID_ARG, "gpt_model_load_memory_inplace: buf is NULL");
+        return NULL;
+    }
+    if ((size_t)(uintptr_t)buf % GPT_ALIGN != 0) {
+        fail(err, GPT_ERR_INVALID_ARG, "gpt_model_load_memory_inplace: buf is not aligned to %d bytes "
+             "(gpt_model_load_memory copies it instead)", GPT_ALIGN);
+        return NULL;
+    }
     m = parse_checkpoint((const unsigned char *)buf, len, "buffer", 0, err);
     if (m) m->storage = STORAGE_USER;
     return m;
@@ -884,7 +907,9 @@ typedef void (*task_fn)(void *arg, int ith, int nth);
 #else
 #define CPU_RELAX() ((void)0)
 #endif
-#define SPIN_LIMIT 20000
+/* About 0.1 ms of spinning before a worker sleeps: long enough to catch the
+ * next job of the same token, short enough not to steal a busy machine. */
+#define SPIN_LIMIT 2000
 #endif
 
 typedef struct pool pool;
@@ -1255,13 +1280,17 @@ static void attend(const float *q, const void *keys, const void *values, int kv_
 /* ------------------------------------------------------------------------ */
 /* SIMD kernels                                                             */
 /*
- * Every matrix product here is a set of dot products between rows of X
- * (activations, f32) and rows of W (weights in any type, or the KV cache),
- * both contiguous along K. A tile of MR rows of X times NR rows of W keeps
- * MR*NR vector accumulators in registers; each weight vector is loaded (and
- * widened to f32) once per k step and used MR times. The accumulators are
- * summed across lanes at the end of the tile. The same engine computes the
- * attention scores (queries times cached keys).
+ * Two kinds of products, both with f32 activations and f32 accumulators:
+ * - dot products (gemm_*): rows of X against rows of W (weights in any type),
+ *   both contiguous along K; a tile of MR rows of X times NR rows of W keeps
+ *   MR*NR vector accumulators in registers, each weight vector is widened
+ *   once per k step and used MR times, and the accumulators are summed
+ *   across lanes at the end. This streams the weights once, which is what
+ *   decoding (one row) needs.
+ * - outer products (op_row, and pk_kernel on AVX-512): rows of X times a
+ *   panel of 64 outputs stored k-major, broadcasting X[r][k]; no lane sums.
+ *   Prompts pack the weights into such panels, and the KV cache is kept in
+ *   that layout, so attention needs no packing.
  */
 #if defined(GPT_AVX512) || defined(GPT_AVX2) || defined(GPT_NEON)
 #define GPT_SIMD 1

@@ -176,9 +176,12 @@ typedef struct gpt_config {
 /* Loads a checkpoint (docs/FORMAT.md). The file is mapped and used in place
  * where the platform allows it, otherwise read into memory. */
 GPT_API gpt_model *gpt_model_load(const char *path, gpt_error *err);
-/* Loads from a caller's buffer. A buffer aligned to 64 bytes is used in place
- * and must outlive the model; any other buffer is copied. */
+/* Loads from a copy of len bytes at buf; buf may be freed right away. */
 GPT_API gpt_model *gpt_model_load_memory(const void *buf, size_t len, gpt_error *err);
+/* Loads from buf without copying: buf must be aligned to 64 bytes
+ * (GPT_ERR_INVALID_ARG otherwise), must not change, and must outlive the
+ * model. The library only reads it. */
+GPT_API gpt_model *gpt_model_load_memory_inplace(const void *buf, size_t len, gpt_error *err);
 GPT_API void gpt_model_free(gpt_model *m);
 
 GPT_API gpt_config gpt_model_config(const gpt_model *m);

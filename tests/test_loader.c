@@ -78,11 +78,28 @@ TEST(good_checkpoint_loads_from_memory_and_file)
     CHECK(c.n_params == (uint64_t)(256 * 32 + 16 * 32 + 12 * 32 * 32 + 13 * 32 + 2 * 32));
     CHECK(gpt_tokenizer_n_vocab(gpt_model_tokenizer(m)) == 256);
     gpt_model_free(m);
-    /* unaligned buffers are copied */
+    /* in place: the aligned buffer is used as it is, and stays unchanged */
+    m = gpt_model_load_memory_inplace(buf, good_len, &err);
+    CHECKF(m != NULL, "%s", err.message);
+    CHECK(memcmp(buf, good, good_len) == 0);
+    gpt_model_free(m);
+    /* any buffer is copied by gpt_model_load_memory; in place needs alignment */
     memmove(buf + 1, buf, good_len);
     m = gpt_model_load_memory(buf + 1, good_len, &err);
     CHECKF(m != NULL, "%s", err.message);
+    memset(buf, 0xAA, good_len + 1); /* the copy does not depend on the caller's bytes */
+    CHECK(gpt_logits(NULL) == NULL);
+    {
+        gpt_context *c = gpt_context_new(m, NULL, &err);
+        int id = 3;
+        CHECKF(c != NULL, "%s", err.message);
+        CHECK(gpt_eval(c, &id, 1) == GPT_OK);
+        gpt_context_free(c);
+    }
     gpt_model_free(m);
+    m = gpt_model_load_memory_inplace(buf + 1, good_len, &err);
+    CHECK(m == NULL && err.status == GPT_ERR_INVALID_ARG && strstr(err.message, "aligned"));
+    CHECK(gpt_model_load_memory_inplace(NULL, good_len, &err) == NULL && err.status == GPT_ERR_INVALID_ARG);
     free(raw);
 
     snprintf(path, sizeof path, "%s/tmp_loader.bin", build ? build : "build");
@@ -195,6 +212,8 @@ TEST(damaged_header_fields_are_refused)
         {64, 8, huge64, GPT_ERR_FORMAT, "file_size", "file_size huge"},
         {72, 4, 15, GPT_ERR_FORMAT, "n_tensors", "n_tensors"},
         {72, 4, 0xFFFFFFFF, GPT_ERR_FORMAT, "n_tensors", "n_tensors -1"},
+        {80, 4, 1, GPT_ERR_FORMAT, "reserved header byte", "reserved header bytes"},
+        {124, 4, 0x01000000, GPT_ERR_FORMAT, "offset 127", "last reserved header byte"},
         {DIR_AT(0), 4, 7, GPT_ERR_UNSUPPORTED, "unknown type", "tensor dtype 7"},
         {DIR_AT(3), 4, 1, GPT_ERR_FORMAT, "vectors must be f32", "vector in f16"},
         {DIR_AT(0) + 4, 4, 257, GPT_ERR_FORMAT, "shape", "wte rows"},

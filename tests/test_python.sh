@@ -32,22 +32,12 @@ fi
 
 GPT_LIBRARY=$lib
 export GPT_LIBRARY
-# A library built with AddressSanitizer (make test-sanitize) can only be
-# loaded into a process that starts with the sanitizer runtimes.
-if command -v readelf >/dev/null 2>&1 && readelf -d "$lib" 2>/dev/null | grep -q 'libasan'; then
-    cc=${CC:-cc}
-    pre=
-    for r in libasan.so libubsan.so; do
-        f=$($cc -print-file-name=$r 2>/dev/null)
-        case $f in /*) pre="$pre $f" ;; esac
-    done
-    if [ -z "$pre" ]; then
-        echo "SKIP $name: $lib needs the AddressSanitizer runtime, which $cc does not know"
-        exit 0
-    fi
-    LD_PRELOAD="$pre"
-    # Python itself leaks by design at exit; the library's leaks are found by the C tests
-    ASAN_OPTIONS=${ASAN_OPTIONS:-}${ASAN_OPTIONS:+:}detect_leaks=0
-    export LD_PRELOAD ASAN_OPTIONS
+# A library built with a sanitizer (make test-sanitize, test-tsan) can only
+# be loaded into an interpreter started with the sanitizer runtime, where
+# Python's own signal handling and threads trip it (Ctrl-C tests stall); the
+# binding is tested against the normal build in make test.
+if command -v readelf >/dev/null 2>&1 && readelf -d "$lib" 2>/dev/null | grep -q 'libasan\|libtsan'; then
+    echo "SKIP $name: $lib is built with a sanitizer; the binding is tested against the plain build (make test)"
+    exit 0
 fi
 exec "$PYTHON" tests/python/test_binding.py

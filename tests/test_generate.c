@@ -7,45 +7,13 @@
 
 #include "model_util.h"
 #include "test.h"
+#include "util.h"
 
 typedef struct capture {
     char buf[1 << 16];
     size_t len;
     int pieces, bad_utf8, stop_after;
 } capture;
-
-/* 1 if s[0..n) is valid UTF-8 (shortest forms, no surrogates). */
-static int valid_utf8(const unsigned char *s, size_t n)
-{
-    size_t i = 0;
-    while (i < n) {
-        unsigned c = s[i];
-        int len, k;
-        unsigned lo = 0x80, hi = 0xBF;
-        if (c < 0x80) {
-            i++;
-            continue;
-        }
-        if (c >= 0xC2 && c <= 0xDF) len = 2;
-        else if (c >= 0xE0 && c <= 0xEF) {
-            len = 3;
-            if (c == 0xE0) lo = 0xA0;
-            if (c == 0xED) hi = 0x9F;
-        } else if (c >= 0xF0 && c <= 0xF4) {
-            len = 4;
-            if (c == 0xF0) lo = 0x90;
-            if (c == 0xF4) hi = 0x8F;
-        } else return 0;
-        if (i + (size_t)len > n) return 0;
-        for (k = 1; k < len; k++) {
-            if (s[i + k] < lo || s[i + k] > hi) return 0;
-            lo = 0x80;
-            hi = 0xBF;
-        }
-        i += (size_t)len;
-    }
-    return 1;
-}
 
 static int on_text(const char *text, size_t len, void *user)
 {

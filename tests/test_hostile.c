@@ -31,27 +31,8 @@
 
 #include "model_util.h"
 #include "test.h"
+#include "util.h"
 
-/* ------------------------------------------------------------------------ */
-/* Little-endian fields                                                     */
-
-static uint32_t get32(const unsigned char *p)
-{
-    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
-}
-static uint64_t get64(const unsigned char *p) { return (uint64_t)get32(p) | (uint64_t)get32(p + 4) << 32; }
-static void put32(unsigned char *p, uint32_t v)
-{
-    p[0] = (unsigned char)v;
-    p[1] = (unsigned char)(v >> 8);
-    p[2] = (unsigned char)(v >> 16);
-    p[3] = (unsigned char)(v >> 24);
-}
-static void put64(unsigned char *p, uint64_t v)
-{
-    put32(p, (uint32_t)v);
-    put32(p + 4, (uint32_t)(v >> 32));
-}
 static void put_width(unsigned char *p, int width, uint64_t v)
 {
     if (width == 4) put32(p, (uint32_t)v);
@@ -86,27 +67,6 @@ static base bases[N_BASES];
 
 /* A vocabulary of the 256 bytes, a few merged tokens (two of them multi-byte
  * UTF-8 characters) and <|endoftext|>, as encoder.json + vocab.bpe text. */
-static unsigned byte_char(unsigned b)
-{
-    unsigned k = 0, x;
-    if ((b >= 0x21 && b <= 0x7E) || (b >= 0xA1 && b <= 0xAC) || (b >= 0xAE && b <= 0xFF)) return b;
-    for (x = 0; x < b; x++)
-        if (!((x >= 0x21 && x <= 0x7E) || (x >= 0xA1 && x <= 0xAC) || (x >= 0xAE && x <= 0xFF))) k++;
-    return 256 + k;
-}
-
-static size_t spell(char *out, const char *p, size_t n)
-{
-    size_t o = 0, i;
-    for (i = 0; i < n; i++) {
-        unsigned c = byte_char((unsigned char)p[i]);
-        if (c == '"' || c == '\\') out[o++] = '\\', out[o++] = (char)c;
-        else if (c < 0x80) out[o++] = (char)c;
-        else out[o++] = (char)(0xC0 | c >> 6), out[o++] = (char)(0x80 | (c & 0x3F));
-    }
-    return o;
-}
-
 static gpt_tokenizer *small_eot_tokenizer(gpt_error *err)
 {
     /* extra tokens 256.. and the merges that make them (raw bytes) */

@@ -26,6 +26,7 @@
 #if defined(__GLIBC__)
 #include <malloc.h>
 #endif
+#include "util.h"
 
 #if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
 #define UNDER_SANITIZER 1
@@ -41,27 +42,6 @@ static int V;                  /* g_model's n_vocab */
 
 /* ------------------------------------------------------------------------ */
 /* A small vocabulary with <|endoftext|> (GPT-2's JSON spelling of bytes)   */
-
-static unsigned byte_char(unsigned b)
-{
-    unsigned k = 0, x;
-    if ((b >= 0x21 && b <= 0x7E) || (b >= 0xA1 && b <= 0xAC) || (b >= 0xAE && b <= 0xFF)) return b;
-    for (x = 0; x < b; x++)
-        if (!((x >= 0x21 && x <= 0x7E) || (x >= 0xA1 && x <= 0xAC) || (x >= 0xAE && x <= 0xFF))) k++;
-    return 256 + k;
-}
-
-static size_t spell(char *out, const char *p, size_t n)
-{
-    size_t o = 0, i;
-    for (i = 0; i < n; i++) {
-        unsigned c = byte_char((unsigned char)p[i]);
-        if (c == '"' || c == '\\') out[o++] = '\\', out[o++] = (char)c;
-        else if (c < 0x80) out[o++] = (char)c;
-        else out[o++] = (char)(0xC0 | c >> 6), out[o++] = (char)(0x80 | (c & 0x3F));
-    }
-    return o;
-}
 
 static const char small_merges[] = "#version: 0.2\na b\nab c\n";
 

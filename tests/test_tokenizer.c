@@ -17,6 +17,7 @@
 #include <pthread.h>
 #define HAVE_PTHREAD 1
 #endif
+#include "util.h"
 
 #define VOCAB_PATH "models/tokenizer/encoder.json"
 #define MERGES_PATH "models/tokenizer/vocab.bpe"
@@ -203,35 +204,6 @@ static int write_file(const char *path, const void *data, size_t n)
         return 0;
     }
     return fclose(f) == 0;
-}
-
-/* GPT-2's bytes_to_unicode, written out here independently of tokenizer.c */
-static unsigned byte_char(unsigned b)
-{
-    unsigned k = 0, x;
-    if ((b >= 0x21 && b <= 0x7E) || (b >= 0xA1 && b <= 0xAC) || (b >= 0xAE && b <= 0xFF)) return b;
-    for (x = 0; x < b; x++)
-        if (!((x >= 0x21 && x <= 0x7E) || (x >= 0xA1 && x <= 0xAC) || (x >= 0xAE && x <= 0xFF))) k++;
-    return 256 + k;
-}
-
-/* Appends the byte-level spelling of bytes p[0..n) (UTF-8) to out. */
-static size_t spell(char *out, const char *p, size_t n)
-{
-    size_t o = 0, i;
-    for (i = 0; i < n; i++) {
-        unsigned c = byte_char((unsigned char)p[i]);
-        if (c == '"' || c == '\\') {
-            out[o++] = '\\';
-            out[o++] = (char)c;
-        } else if (c < 0x80) {
-            out[o++] = (char)c;
-        } else {
-            out[o++] = (char)(0xC0 | c >> 6);
-            out[o++] = (char)(0x80 | (c & 0x3F));
-        }
-    }
-    return o;
 }
 
 /* A small vocabulary: the 256 bytes (ids 0..255 in byte order), then
@@ -580,30 +552,6 @@ TEST(invalid_utf8_pieces)
     }
 }
 
-/* Valid UTF-8 check for the decoder test. */
-static int valid_utf8(const unsigned char *s, size_t n)
-{
-    size_t i = 0;
-    while (i < n) {
-        unsigned c = s[i], need, lo = 0x80, hi = 0xBF, k;
-        if (c < 0x80) {
-            i++;
-            continue;
-        }
-        if (c >= 0xC2 && c <= 0xDF) need = 1;
-        else if (c >= 0xE0 && c <= 0xEF) need = 2, lo = c == 0xE0 ? 0xA0 : 0x80, hi = c == 0xED ? 0x9F : 0xBF;
-        else if (c >= 0xF0 && c <= 0xF4) need = 3, lo = c == 0xF0 ? 0x90 : 0x80, hi = c == 0xF4 ? 0x8F : 0xBF;
-        else return 0;
-        if (i + need >= n) return 0;
-        for (k = 1; k <= need; k++) {
-            unsigned b = s[i + k];
-            if (k == 1 ? (b < lo || b > hi) : (b & 0xC0) != 0x80) return 0;
-        }
-        i += need + 1;
-    }
-    return 1;
-}
-
 TEST(streaming_decoder)
 {
     /* characters whose bytes are split across tokens */
@@ -762,19 +710,6 @@ TEST(serialize_round_trip)
     gpt_tokenizer_free(t2);
     free(buf);
     free(buf2);
-}
-
-static void put32(unsigned char *p, uint32_t v)
-{
-    p[0] = (unsigned char)v;
-    p[1] = (unsigned char)(v >> 8);
-    p[2] = (unsigned char)(v >> 16);
-    p[3] = (unsigned char)(v >> 24);
-}
-
-static uint32_t get32(const unsigned char *p)
-{
-    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
 }
 
 /* Applies edit to a copy of the serialized small tokenizer and checks that

@@ -41,6 +41,7 @@
 
 #include "ckpt.h"
 #include "gpt.h"
+#include "../util.h"
 
 static gpt_model *g_models[2];
 
@@ -52,27 +53,6 @@ static void die(const char *what, const char *detail)
 
 /* ------------------------------------------------------------------------ */
 /* Models                                                                   */
-
-static unsigned byte_char(unsigned b)
-{
-    unsigned k = 0, x;
-    if ((b >= 0x21 && b <= 0x7E) || (b >= 0xA1 && b <= 0xAC) || (b >= 0xAE && b <= 0xFF)) return b;
-    for (x = 0; x < b; x++)
-        if (!((x >= 0x21 && x <= 0x7E) || (x >= 0xA1 && x <= 0xAC) || (x >= 0xAE && x <= 0xFF))) k++;
-    return 256 + k;
-}
-
-static size_t spell(char *out, const char *p, size_t n)
-{
-    size_t o = 0, i;
-    for (i = 0; i < n; i++) {
-        unsigned c = byte_char((unsigned char)p[i]);
-        if (c == '"' || c == '\\') out[o++] = '\\', out[o++] = (char)c;
-        else if (c < 0x80) out[o++] = (char)c;
-        else out[o++] = (char)(0xC0 | c >> 6), out[o++] = (char)(0x80 | (c & 0x3F));
-    }
-    return o;
-}
 
 /* 256 bytes, then tokens made by the merges below, then <|endoftext|>. */
 static gpt_tokenizer *small_tokenizer(void)
@@ -231,37 +211,6 @@ static void read_texts(const fz *f, const uint8_t *p, texts *t, gpt_generate_par
 
 /* ------------------------------------------------------------------------ */
 /* Checks                                                                   */
-
-static int valid_utf8(const unsigned char *s, size_t n)
-{
-    size_t i = 0;
-    while (i < n) {
-        unsigned c = s[i], lo = 0x80, hi = 0xBF;
-        int len, k;
-        if (c < 0x80) {
-            i++;
-            continue;
-        }
-        if (c >= 0xC2 && c <= 0xDF) len = 2;
-        else if (c >= 0xE0 && c <= 0xEF) {
-            len = 3;
-            if (c == 0xE0) lo = 0xA0;
-            if (c == 0xED) hi = 0x9F;
-        } else if (c >= 0xF0 && c <= 0xF4) {
-            len = 4;
-            if (c == 0xF0) lo = 0x90;
-            if (c == 0xF4) hi = 0x8F;
-        } else return 0;
-        if (i + (size_t)len > n) return 0;
-        for (k = 1; k < len; k++) {
-            if (s[i + k] < lo || s[i + k] > hi) return 0;
-            lo = 0x80;
-            hi = 0xBF;
-        }
-        i += (size_t)len;
-    }
-    return 1;
-}
 
 typedef struct out {
     char buf[8192];

@@ -26,6 +26,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include "../util.h"
 
 static gpt_tokenizer *g_tok;
 static unsigned char *g_sec; /* section of the small tokenizer below */
@@ -34,28 +35,6 @@ static char g_vocab[8192];   /* small vocabulary: 256 bytes + 6 tokens */
 static size_t g_vocab_len;
 static const char g_merges[] = "#version: 0.2\na b\nab c\nc d\n\xC4\xA0 x\n\xC4\xA0x y\n";
 #define G_MERGES_LEN (sizeof g_merges - 1)
-
-/* GPT-2's bytes_to_unicode */
-static unsigned byte_char(unsigned b)
-{
-    unsigned k = 0, x;
-    if ((b >= 0x21 && b <= 0x7E) || (b >= 0xA1 && b <= 0xAC) || (b >= 0xAE && b <= 0xFF)) return b;
-    for (x = 0; x < b; x++)
-        if (!((x >= 0x21 && x <= 0x7E) || (x >= 0xA1 && x <= 0xAC) || (x >= 0xAE && x <= 0xFF))) k++;
-    return 256 + k;
-}
-
-static size_t spell(char *out, const char *p, size_t n)
-{
-    size_t o = 0, i;
-    for (i = 0; i < n; i++) {
-        unsigned c = byte_char((unsigned char)p[i]);
-        if (c == '"' || c == '\\') out[o++] = '\\', out[o++] = (char)c;
-        else if (c < 0x80) out[o++] = (char)c;
-        else out[o++] = (char)(0xC0 | c >> 6), out[o++] = (char)(0x80 | (c & 0x3F));
-    }
-    return o;
-}
 
 static void make_small_vocab(void)
 {

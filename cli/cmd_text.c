@@ -98,6 +98,33 @@ static void close_tokenizer(tok_source *s)
     gpt_model_free(s->m);
 }
 
+/* Options of tokenize and detokenize: -m, --vocab, --merges, and --special
+ * where `special` is not NULL. Returns -1 to go on, else an exit status. */
+static int tokenizer_options(const char *cmd, const char *help, int argc, char **argv, const char **model,
+                             const char **vocab, const char **merges, int *special)
+{
+    int i;
+    *model = *vocab = *merges = NULL;
+    for (i = 1; i < argc; i++) {
+        if (is_help(argv[i])) {
+            fputs(help, stdout);
+            return 0;
+        }
+        if (!strcmp(argv[i], "-m") || !strcmp(argv[i], "--model")) {
+            if (opt_value(argc, argv, &i, model)) return 2;
+        } else if (!strcmp(argv[i], "--vocab")) {
+            if (opt_value(argc, argv, &i, vocab)) return 2;
+        } else if (!strcmp(argv[i], "--merges")) {
+            if (opt_value(argc, argv, &i, merges)) return 2;
+        } else if (special && !strcmp(argv[i], "--special")) {
+            *special = 1;
+        } else {
+            return usage_error(cmd, "unknown option \"%s\"", argv[i]);
+        }
+    }
+    return -1;
+}
+
 int cmd_tokenize(int argc, char **argv)
 {
     static const char *help =
@@ -108,30 +135,14 @@ int cmd_tokenize(int argc, char **argv)
         "demo model) or from encoder.json/vocab.json + vocab.bpe/merges.txt.\n"
         "\n"
         "  --special    read the text \"<|endoftext|>\" as the special token\n";
-    const char *model = NULL, *vocab = NULL, *merges = NULL;
+    const char *model, *vocab, *merges;
     int special = 0, i, rc, n;
     tok_source s;
     char *text;
     size_t len;
     int *ids;
     gpt_error err;
-    for (i = 1; i < argc; i++) {
-        if (is_help(argv[i])) {
-            fputs(help, stdout);
-            return 0;
-        }
-        if (!strcmp(argv[i], "-m") || !strcmp(argv[i], "--model")) {
-            if (opt_value(argc, argv, &i, &model)) return 2;
-        } else if (!strcmp(argv[i], "--vocab")) {
-            if (opt_value(argc, argv, &i, &vocab)) return 2;
-        } else if (!strcmp(argv[i], "--merges")) {
-            if (opt_value(argc, argv, &i, &merges)) return 2;
-        } else if (!strcmp(argv[i], "--special")) {
-            special = 1;
-        } else {
-            return usage_error("tokenize", "unknown option \"%s\"", argv[i]);
-        }
-    }
+    if ((rc = tokenizer_options("tokenize", help, argc, argv, &model, &vocab, &merges, &special)) >= 0) return rc;
     if ((rc = open_tokenizer("tokenize", &s, model, vocab, merges)) != 0) return rc;
     binary_stdio();
     text = cli_read_stream(stdin, &len, &err);
@@ -164,28 +175,14 @@ int cmd_detokenize(int argc, char **argv)
         "\n"
         "Reads token ids (decimal, separated by spaces or newlines) on stdin and writes\n"
         "the exact bytes they stand for to stdout.\n";
-    const char *model = NULL, *vocab = NULL, *merges = NULL;
+    const char *model, *vocab, *merges;
     int i, rc, n, need;
     tok_source s;
     char *text, *out;
     size_t len;
     int *ids;
     gpt_error err;
-    for (i = 1; i < argc; i++) {
-        if (is_help(argv[i])) {
-            fputs(help, stdout);
-            return 0;
-        }
-        if (!strcmp(argv[i], "-m") || !strcmp(argv[i], "--model")) {
-            if (opt_value(argc, argv, &i, &model)) return 2;
-        } else if (!strcmp(argv[i], "--vocab")) {
-            if (opt_value(argc, argv, &i, &vocab)) return 2;
-        } else if (!strcmp(argv[i], "--merges")) {
-            if (opt_value(argc, argv, &i, &merges)) return 2;
-        } else {
-            return usage_error("detokenize", "unknown option \"%s\"", argv[i]);
-        }
-    }
+    if ((rc = tokenizer_options("detokenize", help, argc, argv, &model, &vocab, &merges, NULL)) >= 0) return rc;
     if ((rc = open_tokenizer("detokenize", &s, model, vocab, merges)) != 0) return rc;
     binary_stdio();
     text = cli_read_stream(stdin, &len, &err);

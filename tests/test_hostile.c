@@ -28,6 +28,9 @@
 #else
 #define PROCESS_ID() 0L
 #endif
+#if defined(_WIN32)
+#include <malloc.h> /* _aligned_malloc */
+#endif
 
 #include "model_util.h"
 #include "test.h"
@@ -176,15 +179,25 @@ static unsigned char *exact_copy(const unsigned char *src, size_t len)
 {
     void *p = NULL;
     size_t n = len ? len : 1;
-#if defined(__unix__) || defined(__APPLE__)
-    if (posix_memalign(&p, 64, n) != 0) return NULL;
+#if defined(_WIN32)
+    p = _aligned_malloc(n, 64);
+#elif defined(__unix__) || defined(__APPLE__)
+    if (posix_memalign(&p, 64, n) != 0) p = NULL;
 #else
-    /* no aligned allocation in C99: the loader then copies */
-    p = malloc(n);
-    if (!p) return NULL;
+#error "exact_copy needs an aligned allocator on this platform"
 #endif
+    if (!p) return NULL;
     if (len) memcpy(p, src, len);
     return (unsigned char *)p;
+}
+
+static void exact_free(unsigned char *p)
+{
+#if defined(_WIN32)
+    _aligned_free(p);
+#else
+    free(p);
+#endif
 }
 
 static void put_token(char *text, int *n, int id) { text[(*n)++] = (char)('a' + id % 26); }
@@ -298,7 +311,7 @@ static int check_case(const unsigned char *img, size_t len, expect ex)
             ok = 0;
         }
     }
-    free(buf);
+    exact_free(buf);
     /* the copying path (an unaligned buffer) must agree */
     if (ok && case_no % 8 == 3) {
         unsigned char *raw = (unsigned char *)malloc(len + 1);

@@ -34,10 +34,9 @@ CKPT = os.path.join(REPO, "tests", "data", "ckpt")
 HF = os.path.join(REPO, "tests", "data", "hf")
 LLMC = os.path.join(REPO, "tests", "data", "llmc")
 
-# The demo model (used once it exists). The held-out text is searched in
-# this order; the first file that exists is scored.
+# The demo model and the start of its held-out text (models/README.md).
 DEMO_MODEL = "models/demo.bin"
-DEMO_HELDOUT = ["tests/data/demo_heldout.txt", "models/demo-heldout.txt"]
+DEMO_HELDOUT = "tests/data/demo_heldout.txt"
 DEMO_PROMPT = "And God said"
 GREEDY_TOKENS = 50
 
@@ -404,17 +403,11 @@ def make_demo():
     dt = R.DTYPE_NAMES[info["dtype"]]
     model = R.Model(cfg, w)
     line = "model file %s" % DEMO_MODEL
-    heldout = next((p for p in DEMO_HELDOUT if os.path.exists(os.path.join(REPO, p))), None)
-    text = None
-    if heldout:
-        with open(os.path.join(REPO, heldout), encoding="utf-8") as f:
-            text = f.read()
-    ids = tok.encode(text if text else DEMO_PROMPT)[:min(cfg.n_ctx, 64)]
+    with open(os.path.join(REPO, DEMO_HELDOUT), encoding="utf-8") as f:
+        text = f.read()
+    ids = tok.encode(text)[:min(cfg.n_ctx, 64)]
     golden(os.path.join(GOLDEN, "demo.txt"), line, dt, model, ids)
-    if text:
-        write_score_and_greedy(os.path.join(GOLDEN, "demo"), line, dt, model, tok, text, heldout, DEMO_PROMPT)
-    else:
-        print("no held-out text (%s): demo.score and demo.greedy skipped" % ", ".join(DEMO_HELDOUT))
+    write_score_and_greedy(os.path.join(GOLDEN, "demo"), line, dt, model, tok, text, DEMO_HELDOUT, DEMO_PROMPT)
 
 
 def main():

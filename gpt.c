@@ -1491,7 +1491,7 @@ static void tile_store(float *y, int ldy, int r, int j, int nrow, int ncol, cons
     }
 #define SUM_ROW(r) vsum4(a##r##0, a##r##1, a##r##2, a##r##3, sums + (r)*NR);
 
-#define DEFINE_GEMM(NAME, ELEM_T, ROW_PTR, LOADW)                                                          \
+#define DEFINE_GEMM(NAME, ELEM_T, ROW_PTR, LOADW, ROWDOT)                                                        \
     static void NAME(const tensor *W, const float *X, int ldx, int n, int j0, int j1, float *y, int ldy,   \
                      const float *bias, int accumulate)                                                    \
     {                                                                                                      \
@@ -1528,28 +1528,38 @@ static void tile_store(float *y, int ldy, int r, int j, int nrow, int ncol, cons
                         tile_store(y, ldy, r + a, j, 1, 1, sums, bias, accumulate);                        \
                     }                                                                                      \
             }                                                                                              \
-            /* Rows of X left over (decoding: the only one) take the rows of W one                         \
-             * at a time, front to back: one sequential stream, which the hardware                         \
-             * prefetchers follow at full speed (four rows read side by side get                           \
-             * about half the bandwidth from one core). */                                                 \
-            for (; r < n; r++) {                                                                           \
-                const float *x = X + (size_t)r * ldx;                                                      \
+            /* rows of X left over (decoding: the only one): ROWDOT, one row of W at a time */             \
+            for (; r < n; r++)                                                                             \
                 for (j = jb; j < je; j++) {                                                                \
-                    const ELEM_T *p0 = ROW_PTR(j);                                                         \
-                    vf c0 = VZERO(), c1 = VZERO(), c2 = VZERO(), c3 = VZERO();                             \
-                    for (k = 0; k + 4 * VL <= Kv; k += 4 * VL) {                                           \
-                        c0 = VFMA(VLOAD(x + k), LOADW(p0, j, k), c0);                                      \
-                        c1 = VFMA(VLOAD(x + k + VL), LOADW(p0, j, k + VL), c1);                            \
-                        c2 = VFMA(VLOAD(x + k + 2 * VL), LOADW(p0, j, k + 2 * VL), c2);                    \
-                        c3 = VFMA(VLOAD(x + k + 3 * VL), LOADW(p0, j, k + 3 * VL), c3);                    \
-                    }                                                                                      \
-                    for (; k < Kv; k += VL) c0 = VFMA(VLOAD(x + k), LOADW(p0, j, k), c0);                  \
-                    sums[0] = vsum(VADD(VADD(c0, c1), VADD(c2, c3)));                                      \
-                    for (k = Kv; k < K; k++) sums[0] += x[k] * w_at(W, j, k);                              \
+                    sums[0] = ROWDOT(W, X + (size_t)r * ldx, j);                                           \
                     tile_store(y, ldy, r, j, 1, 1, sums, bias, accumulate);                                \
                 }                                                                                          \
-            }                                                                                              \
         }                                                                                                  \
+    }
+
+/*
+ * rowdot_<type>: dot(x, W[j]), reading the row front to back: one sequential
+ * stream, which the hardware prefetchers follow at full speed (the four rows
+ * of a tile read side by side get about half the bandwidth from one core).
+ * Four accumulators along k hide the FMA latency.
+ */
+#define DEFINE_ROWDOT(NAME, ELEM_T, ROW_PTR, LOADW)                                                        \
+    static float NAME(const tensor *W, const float *x, int j)                                              \
+    {                                                                                                      \
+        int K = W->cols, Kv = K / VL * VL, k;                                                              \
+        const ELEM_T *p0 = ROW_PTR(j);                                                                     \
+        vf c0 = VZERO(), c1 = VZERO(), c2 = VZERO(), c3 = VZERO();                                         \
+        float sum;                                                                                         \
+        for (k = 0; k + 4 * VL <= Kv; k += 4 * VL) {                                                       \
+            c0 = VFMA(VLOAD(x + k), LOADW(p0, j, k), c0);                                                  \
+            c1 = VFMA(VLOAD(x + k + VL), LOADW(p0, j, k + VL), c1);                                        \
+            c2 = VFMA(VLOAD(x + k + 2 * VL), LOADW(p0, j, k + 2 * VL), c2);                                \
+            c3 = VFMA(VLOAD(x + k + 3 * VL), LOADW(p0, j, k + 3 * VL), c3);                                \
+        }                                                                                                  \
+        for (; k < Kv; k += VL) c0 = VFMA(VLOAD(x + k), LOADW(p0, j, k), c0);                              \
+        sum = vsum(VADD(VADD(c0, c1), VADD(c2, c3)));                                                      \
+        for (k = Kv; k < K; k++) sum += x[k] * w_at(W, j, k);                                              \
+        return sum;                                                                                        \
     }
 
 #define ROW_F32(j) ((const float *)(const void *)W->data + (size_t)(j) * K)
@@ -1560,10 +1570,44 @@ static void tile_store(float *y, int ldy, int r, int j, int nrow, int ncol, cons
 #define LOAD_BF16(p, j, k) VLOAD_BF16((p) + (k))
 #define LOAD_Q8(p, j, k) VMUL(VLOAD_Q8((p) + (k)), VSET1(SCALE_F16(W->scales[(size_t)(j) * W->nb + (k) / 32])))
 
-DEFINE_GEMM(gemm_f32, float, ROW_F32, LOAD_F32)
-DEFINE_GEMM(gemm_f16, uint16_t, ROW_U16, LOAD_F16)
-DEFINE_GEMM(gemm_bf16, uint16_t, ROW_U16, LOAD_BF16)
-DEFINE_GEMM(gemm_q8, signed char, ROW_Q8, LOAD_Q8)
+DEFINE_ROWDOT(rowdot_f32, float, ROW_F32, LOAD_F32)
+DEFINE_ROWDOT(rowdot_f16, uint16_t, ROW_U16, LOAD_F16)
+DEFINE_ROWDOT(rowdot_bf16, uint16_t, ROW_U16, LOAD_BF16)
+
+/* q8_0: the products of a block of 32 are summed before its scale is
+ * applied (one multiply per block instead of one per weight), and the scales
+ * are widened 16 at a time. */
+static float rowdot_q8(const tensor *W, const float *x, int j)
+{
+    int K = W->cols, full = K / 32, b, c, i, k;
+    const signed char *q = ROW_Q8(j);
+    const uint16_t *sc = W->scales + (size_t)j * W->nb;
+    float scale[16], sum;
+    vf acc0 = VZERO(), acc1 = VZERO();
+    for (c = 0; c < full; c += 16) {
+        int nc = full - c < 16 ? full - c : 16;
+        if (nc == 16)
+            for (i = 0; i < 16; i += VL) VSTORE(scale + i, VLOAD_F16(sc + c + i));
+        else
+            for (i = 0; i < nc; i++) scale[i] = f16_to_f32(sc[c + i]);
+        for (b = 0; b < nc; b++) {
+            const float *xb = x + (size_t)(c + b) * 32;
+            const signed char *qb = q + (size_t)(c + b) * 32;
+            vf s = VMUL(VLOAD(xb), VLOAD_Q8(qb));
+            for (i = VL; i < 32; i += VL) s = VFMA(VLOAD(xb + i), VLOAD_Q8(qb + i), s);
+            if (b & 1) acc1 = VFMA(s, VSET1(scale[b]), acc1);
+            else acc0 = VFMA(s, VSET1(scale[b]), acc0);
+        }
+    }
+    sum = vsum(VADD(acc0, acc1));
+    for (k = full * 32; k < K; k++) sum += x[k] * w_at(W, j, k);
+    return sum;
+}
+
+DEFINE_GEMM(gemm_f32, float, ROW_F32, LOAD_F32, rowdot_f32)
+DEFINE_GEMM(gemm_f16, uint16_t, ROW_U16, LOAD_F16, rowdot_f16)
+DEFINE_GEMM(gemm_bf16, uint16_t, ROW_U16, LOAD_BF16, rowdot_bf16)
+DEFINE_GEMM(gemm_q8, signed char, ROW_Q8, LOAD_Q8, rowdot_q8)
 
 static void gemm_simd(const tensor *W, const float *X, int ldx, int n, int j0, int j1, float *y, int ldy,
                       const float *bias, int accumulate)

@@ -30,10 +30,10 @@ import json
 import math
 import os
 import shutil
-import struct
 import subprocess
 import sys
 import time
+import types
 
 # OpenMP threads sleep instead of spinning while they wait: with other
 # processes on the same cores, spinning threads slow training down severalfold.
@@ -47,6 +47,7 @@ import torch.nn.functional as F
 EOT = 50256
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(REPO, "tests", "reference"))
+import gpt2_ref  # noqa: E402  the PyTorch reference: Hugging Face writers
 from gpt2_ref import BYTE_DECODER  # noqa: E402  GPT-2's byte <-> character table
 
 
@@ -317,88 +318,27 @@ def hf_state(model):
     return {k: v.detach().to(torch.float32).contiguous().numpy() for k, v in sd.items()}
 
 
-def write_safetensors(path, tensors):
-    """safetensors: u64 LE header length, JSON header (dtype, shape,
-    data_offsets relative to the data start), raw little-endian data"""
-    header, offset, blobs = {"__metadata__": {"format": "pt"}}, 0, []
-    for name in sorted(tensors):
-        a = np.ascontiguousarray(tensors[name], dtype="<f4")
-        raw = a.tobytes()
-        header[name] = {"dtype": "F32", "shape": list(a.shape), "data_offsets": [offset, offset + len(raw)]}
-        offset += len(raw)
-        blobs.append(raw)
-    h = json.dumps(header, separators=(",", ":")).encode("utf-8")
-    h += b" " * (-len(h) % 8)
-    tmp = path + ".tmp"
-    with open(tmp, "wb") as f:
-        f.write(struct.pack("<Q", len(h)))
-        f.write(h)
-        for raw in blobs:
-            f.write(raw)
-    os.replace(tmp, path)
-
-
-def read_safetensors(path):
-    with open(path, "rb") as f:
-        n = struct.unpack("<Q", f.read(8))[0]
-        header = json.loads(f.read(n))
-        data = f.read()
-    out = {}
-    for name, info in header.items():
-        if name == "__metadata__":
-            continue
-        assert info["dtype"] == "F32"
-        a, b = info["data_offsets"]
-        out[name] = np.frombuffer(data[a:b], dtype="<f4").reshape(info["shape"])
-    return out
-
-
 def export_hf(model, out_dir):
+    """config.json, model.safetensors (F32), vocab.json and merges.txt, written
+    with the PyTorch reference's Hugging Face writers, then read back"""
     cfg = model.cfg
     os.makedirs(out_dir, exist_ok=True)
-    config = {
-        "activation_function": "gelu_new",
-        "architectures": ["GPT2LMHeadModel"],
-        "attn_pdrop": 0.0,
-        "bos_token_id": EOT,
-        "embd_pdrop": 0.0,
-        "eos_token_id": EOT,
-        "initializer_range": 0.02,
-        "layer_norm_epsilon": cfg["layer_norm_epsilon"],
-        "model_type": "gpt2",
-        "n_ctx": cfg["n_ctx"],
-        "n_embd": cfg["n_embd"],
-        "n_head": cfg["n_head"],
-        "n_inner": None,
-        "n_layer": cfg["n_layer"],
-        "n_positions": cfg["n_ctx"],
-        "reorder_and_upcast_attn": False,
-        "resid_pdrop": 0.0,
-        "scale_attn_by_inverse_layer_idx": False,
-        "scale_attn_weights": True,
-        "summary_activation": None,
-        "summary_first_dropout": 0.1,
-        "summary_proj_to_labels": True,
-        "summary_type": "cls_index",
-        "summary_use_proj": True,
-        "tie_word_embeddings": True,
-        "torch_dtype": "float32",
-        "use_cache": True,
-        "vocab_size": cfg["vocab_size"],
-    }
+    shape = types.SimpleNamespace(n_embd=cfg["n_embd"], n_head=cfg["n_head"], n_layer=cfg["n_layer"],
+                                  n_ctx=cfg["n_ctx"], n_vocab=cfg["vocab_size"])
     with open(os.path.join(out_dir, "config.json"), "w") as f:
-        json.dump(config, f, indent=2, sort_keys=True)
-        f.write("\n")
+        f.write(gpt2_ref.hf_config(shape, with_n_ctx=True))
     tensors = hf_state(model)
     st_path = os.path.join(out_dir, "model.safetensors")
-    write_safetensors(st_path, tensors)
+    tmp = st_path + ".tmp"
+    with open(tmp, "wb") as f:
+        f.write(gpt2_ref.safetensors_bytes({k: ("F32", v.shape, gpt2_ref.st_bytes(v, "F32")) for k, v in tensors.items()}))
+    os.replace(tmp, st_path)
     shutil.copyfile(os.path.join(REPO, "models", "tokenizer", "encoder.json"), os.path.join(out_dir, "vocab.json"))
     shutil.copyfile(os.path.join(REPO, "models", "tokenizer", "vocab.bpe"), os.path.join(out_dir, "merges.txt"))
-    # read it back and compare with the model
-    back = read_safetensors(st_path)
+    back = gpt2_ref.read_safetensors(st_path)
     assert sorted(back) == sorted(tensors), "tensor names differ"
     for k, v in tensors.items():
-        assert back[k].shape == v.shape and np.array_equal(back[k], v), k
+        assert np.array_equal(back[k][2], v), k
     print("exported %s (%d tensors, %d bytes, read back and verified)" % (
         out_dir, len(tensors), os.path.getsize(st_path)), flush=True)
 

@@ -1557,7 +1557,7 @@ static void tile_store(float *y, int ldy, int r, int j, int nrow, int ncol, cons
             __builtin_prefetch((const void *)((uintptr_t)(p) + PREFETCH_AHEAD + pf_off), 0, 2);            \
     }
 #else
-#define PREFETCH_L2(p, bytes) ((void)0)
+#define PREFETCH_L2(p, bytes) {} /* used without a semicolon, like the block above */
 #endif
 #define DEFINE_ROWDOT(NAME, ELEM_T, ROW_PTR, LOADW)                                                        \
     static float NAME(const tensor *W, const float *x, int j)                                              \

@@ -1658,6 +1658,22 @@ static void op_row(const float *x, const float *panel, int kc, float *y, int nj,
 static void op_rows(const float *x, int ldx, int rows, const float *panel, int kc, float *y, int ldy, int nj,
                     int from_y, const float *bias);
 
+/* op_row over a panel of f16 values (the KV cache with kv_f16), without bias. */
+static void op_row_f16(const float *x, const uint16_t *panel, int kc, float *y, int nj, int from_y)
+{
+    vf acc[64 / VL];
+    float tmp[64];
+    int k, v, jj;
+    for (v = 0; v < 64 / VL; v++) acc[v] = VZERO();
+    for (k = 0; k < kc; k++) {
+        vf b = VSET1(x[k]);
+        const uint16_t *p = panel + (size_t)k * 64;
+        for (v = 0; v < 64 / VL; v++) acc[v] = VFMA(b, VLOAD_F16(p + v * VL), acc[v]);
+    }
+    for (v = 0; v < 64 / VL; v++) VSTORE(tmp + v * VL, acc[v]);
+    for (jj = 0; jj < nj; jj++) y[jj] = (from_y ? y[jj] : 0.0f) + tmp[jj];
+}
+
 /* Causal attention for `rows` consecutive queries of one head: query i sees
  * keys 0 .. first_keys + i - 1. Scores are q . K^T over key panels, then
  * softmax, then P . V over value panels; both are outer products with the
@@ -1678,6 +1694,10 @@ static void op_rows_kv(const float *x, int ldx, int rows, const void *panel, int
     int k0;
     if (!kv_f16) {
         op_rows(x, ldx, rows, (const float *)panel, kc, y, ldy, nj, from_y, NULL);
+        return;
+    }
+    if (rows == 1) { /* decoding: widen in registers, nothing to share a conversion with */
+        op_row_f16(x, (const uint16_t *)panel, kc, y, nj, from_y);
         return;
     }
     for (k0 = 0; k0 < kc; k0 += KV_PANEL) {

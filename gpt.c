@@ -1639,40 +1639,29 @@ static void gemm_simd(const tensor *W, const float *X, int ldx, int n, int j0, i
 }
 
 /* One row of an outer product: y[0..nj) = (from_y ? y : 0) + sum_k x[k] *
- * panel[k][0..nj) (+ bias), panel rows being 64 floats. */
-static void op_row(const float *x, const float *panel, int kc, float *y, int nj, int from_y, const float *bias)
-{
-    vf acc[64 / VL];
-    float tmp[64];
-    int k, v, jj;
-    for (v = 0; v < 64 / VL; v++) acc[v] = VZERO();
-    for (k = 0; k < kc; k++) {
-        vf b = VSET1(x[k]);
-        const float *p = panel + (size_t)k * 64;
-        for (v = 0; v < 64 / VL; v++) acc[v] = VFMA(b, VLOAD(p + v * VL), acc[v]);
+ * panel[k][0..nj) (+ bias), panel rows being 64 values: op_row over floats,
+ * op_row_f16 over halves (the KV cache with kv_f16), widened in registers. */
+#define DEFINE_OP_ROW(NAME, ELEM_T, LOAD)                                                                  \
+    static void NAME(const float *x, const ELEM_T *panel, int kc, float *y, int nj, int from_y,              \
+                     const float *bias)                                                                    \
+    {                                                                                                      \
+        vf acc[64 / VL];                                                                                   \
+        float tmp[64];                                                                                     \
+        int k, v, jj;                                                                                      \
+        for (v = 0; v < 64 / VL; v++) acc[v] = VZERO();                                                    \
+        for (k = 0; k < kc; k++) {                                                                         \
+            vf b = VSET1(x[k]);                                                                            \
+            const ELEM_T *p = panel + (size_t)k * 64;                                                      \
+            for (v = 0; v < 64 / VL; v++) acc[v] = VFMA(b, LOAD(p + v * VL), acc[v]);                      \
+        }                                                                                                  \
+        for (v = 0; v < 64 / VL; v++) VSTORE(tmp + v * VL, acc[v]);                                        \
+        for (jj = 0; jj < nj; jj++) y[jj] = (from_y ? y[jj] : 0.0f) + tmp[jj] + (bias ? bias[jj] : 0.0f);  \
     }
-    for (v = 0; v < 64 / VL; v++) VSTORE(tmp + v * VL, acc[v]);
-    for (jj = 0; jj < nj; jj++) y[jj] = (from_y ? y[jj] : 0.0f) + tmp[jj] + (bias ? bias[jj] : 0.0f);
-}
+DEFINE_OP_ROW(op_row, float, VLOAD)
+DEFINE_OP_ROW(op_row_f16, uint16_t, VLOAD_F16)
 
 static void op_rows(const float *x, int ldx, int rows, const float *panel, int kc, float *y, int ldy, int nj,
                     int from_y, const float *bias);
-
-/* op_row over a panel of f16 values (the KV cache with kv_f16), without bias. */
-static void op_row_f16(const float *x, const uint16_t *panel, int kc, float *y, int nj, int from_y)
-{
-    vf acc[64 / VL];
-    float tmp[64];
-    int k, v, jj;
-    for (v = 0; v < 64 / VL; v++) acc[v] = VZERO();
-    for (k = 0; k < kc; k++) {
-        vf b = VSET1(x[k]);
-        const uint16_t *p = panel + (size_t)k * 64;
-        for (v = 0; v < 64 / VL; v++) acc[v] = VFMA(b, VLOAD_F16(p + v * VL), acc[v]);
-    }
-    for (v = 0; v < 64 / VL; v++) VSTORE(tmp + v * VL, acc[v]);
-    for (jj = 0; jj < nj; jj++) y[jj] = (from_y ? y[jj] : 0.0f) + tmp[jj];
-}
 
 /* Causal attention for `rows` consecutive queries of one head: query i sees
  * keys 0 .. first_keys + i - 1. Scores are q . K^T over key panels, then
@@ -1697,7 +1686,7 @@ static void op_rows_kv(const float *x, int ldx, int rows, const void *panel, int
         return;
     }
     if (rows == 1) { /* decoding: widen in registers, nothing to share a conversion with */
-        op_row_f16(x, (const uint16_t *)panel, kc, y, nj, from_y);
+        op_row_f16(x, (const uint16_t *)panel, kc, y, nj, from_y, NULL);
         return;
     }
     for (k0 = 0; k0 < kc; k0 += KV_PANEL) {

@@ -72,42 +72,12 @@ static base bases[N_BASES];
  * UTF-8 characters) and <|endoftext|>, as encoder.json + vocab.bpe text. */
 static gpt_tokenizer *small_eot_tokenizer(gpt_error *err)
 {
-    /* extra tokens 256.. and the merges that make them (raw bytes) */
-    static const char *extra[] = {"ab", "abc", "\xC3\xA9", " \xC3\xA9", "\xE6\x97", "\xE6\x97\xA5", "<|endoftext|>"};
-    static const char *merge[][2] = {{"a", "b"}, {"ab", "c"}, {"\xC3", "\xA9"}, {" ", "\xC3\xA9"},
-                                     {"\xE6", "\x97"}, {"\xE6\x97", "\xA5"}};
-    char *v = (char *)malloc(16384), *mg = (char *)malloc(1024);
-    size_t o = 0, mo = 0, k;
-    unsigned b;
-    gpt_tokenizer *t = NULL;
-    if (!v || !mg) {
-        free(v);
-        free(mg);
-        return NULL;
-    }
-    v[o++] = '{';
-    for (b = 0; b < 256; b++) {
-        char c = (char)b;
-        v[o++] = '"';
-        o += spell(v + o, &c, 1);
-        o += (size_t)sprintf(v + o, "\": %u, ", b);
-    }
-    for (k = 0; k < sizeof extra / sizeof extra[0]; k++) {
-        v[o++] = '"';
-        o += spell(v + o, extra[k], strlen(extra[k]));
-        o += (size_t)sprintf(v + o, "\": %u%s", 256 + (unsigned)k, k + 1 < sizeof extra / sizeof extra[0] ? ", " : "}");
-    }
-    mo += (size_t)sprintf(mg, "#version: 0.2\n");
-    for (k = 0; k < sizeof merge / sizeof merge[0]; k++) {
-        mo += spell(mg + mo, merge[k][0], strlen(merge[k][0]));
-        mg[mo++] = ' ';
-        mo += spell(mg + mo, merge[k][1], strlen(merge[k][1]));
-        mg[mo++] = '\n';
-    }
-    t = gpt_tokenizer_load_memory(v, o, mg, mo, err);
-    free(v);
-    free(mg);
-    return t;
+    static const char *const merge[][2] = {{"a", "b"}, {"ab", "c"}, {"\xC3", "\xA9"}, {" ", "\xC3\xA9"},
+                                           {"\xE6", "\x97"}, {"\xE6\x97", "\xA5"}};
+    static char v[16384], mg[1024];
+    size_t o, mo;
+    byte_vocab_text(merge, sizeof merge / sizeof merge[0], v, &o, mg, &mo);
+    return gpt_tokenizer_load_memory(v, o, mg, mo, err);
 }
 
 static unsigned char *small_eot_checkpoint(size_t *len, gpt_error *err)

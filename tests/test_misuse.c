@@ -45,25 +45,15 @@ static int V;                  /* g_model's n_vocab */
 
 static const char small_merges[] = "#version: 0.2\na b\nab c\n";
 
-/* encoder.json text: the 256 bytes, "ab", "abc", "<|endoftext|>" */
+/* encoder.json text: the 256 bytes, "ab", "abc", "<|endoftext|>" (the merges
+ * are small_merges) */
 static size_t small_vocab_json(char *v)
 {
-    static const char *extra[] = {"ab", "abc", "<|endoftext|>"};
-    size_t o = 0, k;
-    unsigned b;
-    v[o++] = '{';
-    for (b = 0; b < 256; b++) {
-        char c = (char)b;
-        v[o++] = '"';
-        o += spell(v + o, &c, 1);
-        o += (size_t)sprintf(v + o, "\": %u, ", b);
-    }
-    for (k = 0; k < 3; k++) {
-        v[o++] = '"';
-        o += spell(v + o, extra[k], strlen(extra[k]));
-        o += (size_t)sprintf(v + o, "\": %u%s", 256 + (unsigned)k, k < 2 ? ", " : "}");
-    }
-    return o;
+    static const char *const merge[][2] = {{"a", "b"}, {"ab", "c"}};
+    char mg[256];
+    size_t vl, ml;
+    byte_vocab_text(merge, 2, v, &vl, mg, &ml);
+    return vl;
 }
 
 static gpt_model *eot_model(gpt_error *err)

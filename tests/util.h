@@ -8,6 +8,8 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
+#include <string.h>
 
 #if defined(__GNUC__)
 #define UTIL_UNUSED __attribute__((unused))
@@ -65,6 +67,41 @@ UTIL_UNUSED static size_t spell(char *out, const char *p, size_t n)
         }
     }
     return o;
+}
+
+/* encoder.json and vocab.bpe text of a small byte-level vocabulary: the 256
+ * bytes (ids 0..255), then one token per merge, made of its two parts (ids
+ * 256..), then <|endoftext|>. Merge parts of at most 8 bytes; vocab needs
+ * 4096 + 64 bytes per merge, merges 16 + 64 per merge. */
+UTIL_UNUSED static void byte_vocab_text(const char *const merge[][2], size_t n_merges, char *vocab, size_t *vocab_len,
+                                        char *merges, size_t *merges_len)
+{
+    size_t o = 0, mo = 0, k;
+    unsigned b;
+    vocab[o++] = '{';
+    for (b = 0; b < 256; b++) {
+        char c = (char)b;
+        vocab[o++] = '"';
+        o += spell(vocab + o, &c, 1);
+        o += (size_t)sprintf(vocab + o, "\": %u, ", b);
+    }
+    mo += (size_t)sprintf(merges, "#version: 0.2\n");
+    for (k = 0; k < n_merges; k++) {
+        char both[16];
+        size_t l0 = strlen(merge[k][0]), l1 = strlen(merge[k][1]);
+        memcpy(both, merge[k][0], l0);
+        memcpy(both + l0, merge[k][1], l1);
+        vocab[o++] = '"';
+        o += spell(vocab + o, both, l0 + l1);
+        o += (size_t)sprintf(vocab + o, "\": %u, ", 256 + (unsigned)k);
+        mo += spell(merges + mo, merge[k][0], l0);
+        merges[mo++] = ' ';
+        mo += spell(merges + mo, merge[k][1], l1);
+        merges[mo++] = '\n';
+    }
+    o += (size_t)sprintf(vocab + o, "\"<|endoftext|>\": %u}", 256 + (unsigned)n_merges);
+    *vocab_len = o;
+    *merges_len = mo;
 }
 
 /* 1 if s[0..n) is valid UTF-8 (shortest forms, no surrogates, <= U+10FFFF). */

@@ -63,32 +63,10 @@ static gpt_tokenizer *small_tokenizer(void)
         {"e", "\n"}, {"\n", "\n"},
     };
     static char v[16384], mg[1024];
-    size_t o = 0, mo = 0, k;
-    unsigned b;
+    size_t o, mo;
     gpt_error err;
     gpt_tokenizer *t;
-    v[o++] = '{';
-    for (b = 0; b < 256; b++) {
-        char c = (char)b;
-        v[o++] = '"';
-        o += spell(v + o, &c, 1);
-        o += (size_t)sprintf(v + o, "\": %u, ", b);
-    }
-    mo += (size_t)sprintf(mg, "#version: 0.2\n");
-    for (k = 0; k < sizeof merge / sizeof merge[0]; k++) {
-        char both[16];
-        size_t l0 = strlen(merge[k][0]), l1 = strlen(merge[k][1]);
-        memcpy(both, merge[k][0], l0);
-        memcpy(both + l0, merge[k][1], l1);
-        v[o++] = '"';
-        o += spell(v + o, both, l0 + l1);
-        o += (size_t)sprintf(v + o, "\": %u, ", 256 + (unsigned)k);
-        mo += spell(mg + mo, merge[k][0], l0);
-        mg[mo++] = ' ';
-        mo += spell(mg + mo, merge[k][1], l1);
-        mg[mo++] = '\n';
-    }
-    o += (size_t)sprintf(v + o, "\"<|endoftext|>\": %u}", 256 + (unsigned)k);
+    byte_vocab_text(merge, sizeof merge / sizeof merge[0], v, &o, mg, &mo);
     t = gpt_tokenizer_load_memory(v, o, mg, mo, &err);
     if (!t) die("small vocabulary", err.message);
     return t;

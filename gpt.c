@@ -1603,10 +1603,8 @@ static float rowdot_q8(const tensor *W, const float *x, int j)
     vf acc0 = VZERO(), acc1 = VZERO();
     for (c = 0; c < full; c += 16) {
         int nc = full - c < 16 ? full - c : 16;
-        if (nc == 16)
-            for (i = 0; i < 16; i += VL) VSTORE(scale + i, VLOAD_F16(sc + c + i));
-        else
-            for (i = 0; i < nc; i++) scale[i] = f16_to_f32(sc[c + i]);
+        for (i = 0; i + VL <= nc; i += VL) VSTORE(scale + i, VLOAD_F16(sc + c + i));
+        for (; i < nc; i++) scale[i] = SCALE_F16(sc[c + i]);
         for (b = 0; b < nc; b++) {
             const float *xb = x + (size_t)(c + b) * 32;
             const signed char *qb = q + (size_t)(c + b) * 32;

@@ -2005,7 +2005,9 @@ static gpt_status resolve_params(const gpt_model *m, const gpt_context_params *p
         return fail(err, GPT_ERR_OUT_OF_MEMORY, "a context of %d positions does not fit in this address space", s->n_ctx);
     s->t_alloc = (int)((T + KV_PANEL - 1) / KV_PANEL * KV_PANEL);
     s->d_alloc = (c->n_embd / c->n_head + KV_PANEL - 1) / KV_PANEL * KV_PANEL;
-    s->kv_f16 = p->kv_f16 != 0;
+    if (p->kv_type < GPT_KV_AUTO || p->kv_type > GPT_KV_F32)
+        return fail(err, GPT_ERR_INVALID_ARG, "kv_type %d is not a gpt_kv_type (0 .. 2)", p->kv_type);
+    s->kv_f16 = p->kv_type == GPT_KV_F16 || (p->kv_type == GPT_KV_AUTO && c->dtype != GPT_DTYPE_F32);
     kv = L * (size_t)s->t_alloc * C * (s->kv_f16 ? 2 : 4); /* keys; values use d_alloc per head */
     s->scratch_stride = align_up((ATT_ROWS * (size_t)s->t_alloc + 4 * C + KV_PANEL * KV_PANEL + PK_SCRATCH) *
                                  sizeof(float)) / sizeof(float);
@@ -2113,6 +2115,7 @@ static gpt_status ctx_fail(gpt_context *c, gpt_status status, const char *fmt, .
 const char *gpt_context_error(const gpt_context *c) { return c ? c->err : "context is NULL"; }
 int gpt_context_n_ctx(const gpt_context *c) { return c ? c->n_ctx : 0; }
 int gpt_context_n_threads(const gpt_context *c) { return c ? c->n_threads : 0; }
+int gpt_context_kv_type(const gpt_context *c) { return c ? (c->kv_f16 ? GPT_KV_F16 : GPT_KV_F32) : 0; }
 int gpt_context_n_past(const gpt_context *c) { return c ? c->n_past : 0; }
 const int *gpt_context_tokens(const gpt_context *c) { return c ? c->tokens : NULL; }
 

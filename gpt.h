@@ -21,9 +21,9 @@
 #include <stdint.h>
 
 #define GPT_VERSION_MAJOR 0
-#define GPT_VERSION_MINOR 1
+#define GPT_VERSION_MINOR 2
 #define GPT_VERSION_PATCH 0
-#define GPT_VERSION_STRING "0.1.0"
+#define GPT_VERSION_STRING "0.2.0"
 /* Single number for #if comparisons: major*10000 + minor*100 + patch. */
 #define GPT_VERSION_NUMBER (GPT_VERSION_MAJOR * 10000 + GPT_VERSION_MINOR * 100 + GPT_VERSION_PATCH)
 
@@ -192,6 +192,17 @@ GPT_API const gpt_tokenizer *gpt_model_tokenizer(const gpt_model *m);
 
 typedef struct gpt_context gpt_context;
 
+/* Storage of the KV cache. Attention reads the whole cache for every new
+ * token: in f32 that is 42 MB a token for GPT-2 124M at position 576, a third
+ * of the bytes of its q8_0 weights. */
+typedef enum gpt_kv_type {
+    GPT_KV_AUTO = 0, /* f32 with f32 weights (exact); f16 with f16, bf16 and q8_0
+                        weights, whose rounding is already ten times larger */
+    GPT_KV_F16 = 1,  /* IEEE half: half the memory and the bandwidth of attention;
+                        logits move by about 1e-3 */
+    GPT_KV_F32 = 2   /* single precision */
+} gpt_kv_type;
+
 typedef struct gpt_context_params {
     int n_ctx;      /* positions the context holds; 0 = the model's n_ctx; more is refused */
     int n_batch;    /* most tokens one forward step processes (longer gpt_eval calls are
@@ -201,15 +212,14 @@ typedef struct gpt_context_params {
                        (costs n_ctx * n_vocab floats) */
     int reference_kernels; /* non-zero: the portable scalar kernels even where SIMD ones
                               are compiled in (for testing and comparison) */
-    int kv_f16;     /* non-zero: keep the KV cache in IEEE half precision (half the memory
-                       and the bandwidth of attention; logits move by about 1e-3) */
+    int kv_type;    /* how the KV cache is stored: a gpt_kv_type; 0 = GPT_KV_AUTO */
 } gpt_context_params;
 
 GPT_API gpt_context_params gpt_context_defaults(void);
 /* Bytes a context with these parameters allocates, or 0 when the parameters
  * are invalid for the model. With T = n_ctx and D = head_dim, both rounded up
  * to multiples of 64, in floats: the KV cache, n_layer * T * (n_embd +
- * n_head * D) (halves with kv_f16); activations, n_batch * 10 * n_embd; per
+ * n_head * D) (halves with an f16 cache); activations, n_batch * 10 * n_embd; per
  * thread, 48 * T + 4 * n_embd + 4096 (plus 8192 with AVX-512); logits,
  * 8 * n_vocab, or n_ctx * n_vocab with all_logits; and n_ctx token ids. */
 GPT_API size_t gpt_context_memory(const gpt_model *m, const gpt_context_params *p);
@@ -222,6 +232,8 @@ GPT_API const char *gpt_context_error(const gpt_context *c);
 GPT_API int gpt_context_n_ctx(const gpt_context *c);
 /* Threads the context computes with. */
 GPT_API int gpt_context_n_threads(const gpt_context *c);
+/* How its KV cache is stored: GPT_KV_F16 or GPT_KV_F32 (never AUTO; 0 for NULL). */
+GPT_API int gpt_context_kv_type(const gpt_context *c);
 /* Number of positions in the cache. */
 GPT_API int gpt_context_n_past(const gpt_context *c);
 /* The ids in the cache (gpt_context_n_past of them). */

@@ -36,7 +36,7 @@
 #endif
 
 static const char *help =
-    "usage: gpt bench [-m MODEL] [-t THREADS] [-p PROMPT_TOKENS] [-n GEN_TOKENS] [-r REPEATS] [--kv-f16] [--json]\n"
+    "usage: gpt bench [-m MODEL] [-t THREADS] [-p PROMPT_TOKENS] [-n GEN_TOKENS] [-r REPEATS] [--kv TYPE] [--json]\n"
     "\n"
     "Measures, in one run and with the same threads: the machine's memory read\n"
     "bandwidth (a streaming read of a buffer much larger than the caches) and FMA\n"
@@ -54,7 +54,7 @@ static const char *help =
     "  -p, --prompt N      prompt tokens (default 512, at most the context)\n"
     "  -n, --gen N         decoded tokens (default 128)\n"
     "  -r, --repeats R     repeats of each measurement (default 5)\n"
-    "      --kv-f16        keep the KV cache in half precision\n"
+    "      --kv TYPE       KV cache: auto (f16 unless the weights are f32), f16, f32\n"
     "      --json          print one JSON object instead of the table\n";
 
 /* ------------------------------------------------------------------------ */
@@ -334,7 +334,7 @@ static double measure_peak(int threads, int repeats)
 
 int cmd_bench(int argc, char **argv)
 {
-    const char *model = NULL;
+    const char *model = NULL, *kv_name = "f32";
     char found[CLI_PATH_MAX];
     int threads = 0, P = 512, N = 128, R = 5, json = 0, i, r, rc = 1;
     gpt_model *m = NULL;
@@ -365,8 +365,8 @@ int cmd_bench(int argc, char **argv)
             if (opt_int(argc, argv, &i, 1, 1000, &R)) return 2;
         } else if (!strcmp(a, "--json")) {
             json = 1;
-        } else if (!strcmp(a, "--kv-f16")) {
-            cp.kv_f16 = 1;
+        } else if (!strcmp(a, "--kv") || !strcmp(a, "--kv-f16")) {
+            if (opt_kv(argc, argv, &i, &cp.kv_type)) return 2;
         } else {
             return usage_error("bench", "unknown option \"%s\"", a);
         }
@@ -384,6 +384,7 @@ int cmd_bench(int argc, char **argv)
         goto done;
     }
     threads = gpt_context_n_threads(c); /* the default when -t was not given */
+    kv_name = gpt_context_kv_type(c) == GPT_KV_F16 ? "f16" : "f32";
     ids = (int *)malloc(sizeof(int) * (size_t)(P + N));
     pre = (double *)malloc(sizeof(double) * (size_t)R);
     dec = (double *)malloc(sizeof(double) * (size_t)R);
@@ -444,10 +445,10 @@ int cmd_bench(int argc, char **argv)
                "\"prefill_roofline\": %.3f, \"repeats\": %d, \"kv_cache\": \"%s\"}\n",
                model, gpt_dtype_name(cfg.dtype), threads, bw, peak, P, sp.median, sp.min, sp.max, N, sd.median,
                sd.min, sd.max, bytes_tok, flops_tok, sd.median / (bw * 1e9 / bytes_tok),
-               sp.median / (peak * 1e9 / flops_tok), R, cp.kv_f16 ? "f16" : "f32");
+               sp.median / (peak * 1e9 / flops_tok), R, kv_name);
     } else {
-        printf("model     %s (%s, %.1fM parameters, %d layers, n_embd %d)\n", model, gpt_dtype_name(cfg.dtype),
-               (double)cfg.n_params / 1e6, cfg.n_layer, cfg.n_embd);
+        printf("model     %s (%s, %.1fM parameters, %d layers, n_embd %d; KV cache %s)\n", model,
+               gpt_dtype_name(cfg.dtype), (double)cfg.n_params / 1e6, cfg.n_layer, cfg.n_embd, kv_name);
         printf("machine   %d threads: read bandwidth %.1f GB/s (best of %d), FMA peak %.1f GFLOP/s (best of %d)\n",
                threads, bw, 3 * R, peak, R);
         printf("prefill   %4d tokens  %8.1f tok/s (median of %d, %.1f .. %.1f)  %.3f GFLOP/token  roofline %.2f\n", P,

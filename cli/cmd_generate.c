@@ -36,7 +36,8 @@ static const char *help =
     "      --special           read \"<|endoftext|>\" in the prompt as the special token\n"
     "      --slide             when the context is full, drop its older half and go on\n"
     "  -c, --ctx-size N        context positions (default: the model's)\n"
-    "      --kv-f16            keep the KV cache in half precision (half its memory)\n"
+    "      --kv TYPE           KV cache storage: auto (f16 unless the weights are f32),\n"
+    "                          f16 or f32 (--kv-f16 = --kv f16)\n"
     "  -b, --batch-size N      tokens per forward step for the prompt (default 512)\n"
     "  -t, --threads N         threads (default: one per CPU)\n"
     "  -v, --verbose           print timings on stderr\n";
@@ -116,8 +117,8 @@ int cmd_generate(int argc, char **argv)
             gp.special = 1;
         } else if (!strcmp(a, "--slide")) {
             gp.context_policy = GPT_CONTEXT_SLIDE;
-        } else if (!strcmp(a, "--kv-f16")) {
-            cp.kv_f16 = 1;
+        } else if (!strcmp(a, "--kv") || !strcmp(a, "--kv-f16")) {
+            if (opt_kv(argc, argv, &i, &cp.kv_type)) goto usage;
         } else if (!strcmp(a, "-c") || !strcmp(a, "--ctx-size")) {
             if (opt_int(argc, argv, &i, 0, INT_MAX, &cp.n_ctx)) goto usage;
         } else if (!strcmp(a, "-b") || !strcmp(a, "--batch-size")) {

@@ -247,7 +247,7 @@ int cmd_score(int argc, char **argv)
         "  -m, --model PATH     checkpoint (default: models/demo.bin)\n"
         "      --ids \"...\"      token ids instead of text on stdin\n"
         "  -c, --ctx-size N     window size (default: the model's context)\n"
-        "      --kv-f16         keep the KV cache in half precision\n"
+        "      --kv TYPE        KV cache: auto (f16 unless the weights are f32), f16, f32\n"
         "  -b, --batch-size N   tokens per forward step (default 512)\n"
         "  -t, --threads N      threads (default: one per CPU)\n";
     const char *model = NULL, *ids_text = NULL;
@@ -268,8 +268,8 @@ int cmd_score(int argc, char **argv)
             if (opt_value(argc, argv, &i, &model)) return 2;
         } else if (!strcmp(argv[i], "--ids")) {
             if (opt_value(argc, argv, &i, &ids_text)) return 2;
-        } else if (!strcmp(argv[i], "--kv-f16")) {
-            cp.kv_f16 = 1;
+        } else if (!strcmp(argv[i], "--kv") || !strcmp(argv[i], "--kv-f16")) {
+            if (opt_kv(argc, argv, &i, &cp.kv_type)) return 2;
         } else if (!strcmp(argv[i], "-c") || !strcmp(argv[i], "--ctx-size")) {
             if (opt_int(argc, argv, &i, 0, INT_MAX, &cp.n_ctx)) return 2;
         } else if (!strcmp(argv[i], "-b") || !strcmp(argv[i], "--batch-size")) {

@@ -19,6 +19,7 @@ int opt_value(int argc, char **argv, int *i, const char **out);
 int opt_int(int argc, char **argv, int *i, int lo, int hi, int *out);
 int opt_float(int argc, char **argv, int *i, double lo, double hi, float *out);
 int opt_u64(int argc, char **argv, int *i, uint64_t *out);
+int opt_kv(int argc, char **argv, int *i, int *out);
 int is_help(const char *arg);
 int usage_error(const char *cmd, const char *fmt, ...);
 

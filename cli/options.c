@@ -80,6 +80,25 @@ int opt_u64(int argc, char **argv, int *i, uint64_t *out)
     return 0;
 }
 
+/* --kv TYPE; --kv-f16 stays as a synonym of --kv f16. */
+int opt_kv(int argc, char **argv, int *i, int *out)
+{
+    const char *v;
+    if (!strcmp(argv[*i], "--kv-f16")) {
+        *out = GPT_KV_F16;
+        return 0;
+    }
+    if (opt_value(argc, argv, i, &v)) return 1;
+    if (!strcmp(v, "auto")) *out = GPT_KV_AUTO;
+    else if (!strcmp(v, "f16")) *out = GPT_KV_F16;
+    else if (!strcmp(v, "f32")) *out = GPT_KV_F32;
+    else {
+        fprintf(stderr, "gpt %s: --kv expects auto, f16 or f32, not \"%s\"\n", argv[0], v);
+        return 1;
+    }
+    return 0;
+}
+
 gpt_model *cli_load_model(const char *path)
 {
     gpt_error err;

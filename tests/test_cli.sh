@@ -15,7 +15,7 @@ check() { name=$1; shift; if "$@"; then pass "$name"; else fail "$name" "$*"; fi
 check version sh -c "$GPT --version | grep -q '^gpt [0-9]'"
 check help sh -c "$GPT --help | grep -q 'usage: gpt COMMAND'"
 ok=1
-for c in generate score tokenize detokenize info convert; do
+for c in generate score tokenize detokenize info convert bench; do
     $GPT $c --help >"$T/help" 2>&1 || ok=0
     grep -q "usage: gpt $c" "$T/help" || ok=0
 done
@@ -93,6 +93,29 @@ check generate_missing_model sh -c "test $rc = 1 && grep -q 'missing.bin' '$T/er
 
 $GPT generate -m "$M" -p "Hello" -n 12 --temp 0 --kv-f16 >"$T/g7" 2>"$T/err"; rc=$?
 check generate_kv_f16 sh -c "test $rc = 0 && test -s '$T/g7'"
+$GPT generate -m "$M" -p "Hello" -n 12 --temp 0 --kv f16 >"$T/g8" 2>"$T/err"; rc=$?
+check generate_kv_f16_is_kv_f16 sh -c "test $rc = 0 && cmp -s '$T/g7' '$T/g8'"
+$GPT generate -m "$M" -p "Hello" -n 12 --temp 0 --kv f32 >"$T/g9" 2>"$T/err"; rc=$?
+check generate_kv_f32 sh -c "test $rc = 0 && test -s '$T/g9'"
+$GPT generate -m "$M" -p "Hello" --kv f8 >/dev/null 2>"$T/err"; rc=$?
+check generate_kv_bad_type sh -c "test $rc = 2 && grep -q 'auto, f16 or f32' '$T/err'"
+
+# --- bench: one tiny run; the figures are not checked, the report is -------------
+$GPT bench -m "$M" -p 8 -n 4 -r 1 --json >"$T/bench" 2>"$T/err"; rc=$?
+ok=1
+for k in model dtype threads bandwidth_gbs peak_gflops prefill_tokens prefill_tok_s decode_tokens decode_tok_s \
+    bytes_per_token flops_per_token decode_roofline prefill_roofline; do
+    grep -q "\"$k\": " "$T/bench" || ok=0
+done
+check bench_json_keys sh -c "test $rc = 0 && test $ok = 1 && test \$(wc -l <'$T/bench') = 1"
+check bench_f32_weights_keep_an_f32_cache grep -q '"kv_cache": "f32"' "$T/bench"
+$GPT convert --random 2,2,32,64 --n-vocab 512 --seed 3 --dtype q8_0 -o "$T/tiny-q8.bin" 2>/dev/null
+$GPT bench -m "$T/tiny-q8.bin" -p 8 -n 4 -r 1 --json >"$T/bench" 2>"$T/err"; rc=$?
+check bench_q8_0_weights_get_an_f16_cache sh -c "test $rc = 0 && grep -q '\"dtype\": \"q8_0\"' '$T/bench' && grep -q '\"kv_cache\": \"f16\"' '$T/bench'"
+$GPT bench -m "$T/tiny-q8.bin" -p 8 -n 4 -r 1 --kv f32 >"$T/bench" 2>"$T/err"; rc=$?
+check bench_table_kv_f32 sh -c "test $rc = 0 && grep -q 'KV cache f32' '$T/bench' && grep -q '^decode .*roofline' '$T/bench'"
+$GPT bench -m "$M" -p 600 -n 4 -r 1 >/dev/null 2>"$T/err"; rc=$?
+check bench_too_long_for_context sh -c "test $rc = 1 && grep -q 'exceed the context' '$T/err'"
 
 # --- score ------------------------------------------------------------------------
 $GPT score -m "$M" --ids "1 2 3 4 5" >"$T/score" 2>"$T/err"; rc=$?

@@ -119,6 +119,7 @@ static float *all_logits(const gpt_model *m, const int *ids, int n, char *why, s
     float *out = (float *)malloc(sizeof(float) * (size_t)n * (size_t)V);
     cp.all_logits = 1;
     cp.n_threads = 1;
+    cp.kv_type = GPT_KV_F32; /* what moves is the weights' rounding alone */
     c = gpt_context_new(m, &cp, &err);
     if (!c || !out) {
         snprintf(why, cap, "context: %s", c ? "out of memory" : err.message);

@@ -44,6 +44,7 @@ static double golden_compare(const golden *g, gpt_model *m, int n_threads, int n
     cp.all_logits = 1;
     cp.n_threads = n_threads;
     cp.n_batch = n_batch;
+    cp.kv_type = GPT_KV_F32; /* the reference keeps its cache in f32 */
     c = gpt_context_new(m, &cp, &err);
     if (!c) {
         snprintf(why, cap, "context: %s", err.message);
@@ -119,12 +120,12 @@ TEST(golden_logits)
 }
 
 /* Logits of ids evaluated in chunks of `step` tokens (all positions kept). */
-static int use_reference_kernels, use_kv_f16;
+static int use_reference_kernels, use_kv_type;
 static float *eval_logits(gpt_model *m, const int *ids, int n, int step, int n_threads)
 {
     gpt_context_params cp = gpt_context_defaults();
     cp.reference_kernels = use_reference_kernels;
-    cp.kv_f16 = use_kv_f16;
+    cp.kv_type = use_kv_type;
     gpt_context *c;
     int V = gpt_model_config(m).n_vocab, done = 0, i;
     float *out = (float *)malloc(sizeof(float) * (size_t)n * V);
@@ -376,7 +377,7 @@ TEST(context_memory_is_as_stated)
     want = 4 * (2 * 64 * 80 + 2 * 5 * 64 * 64 + 64 + 48 * 64);
     CHECKF(base - got >= want && base - got <= want + 256, "halving n_ctx saves %zu, expected %zu", base - got, want);
     cp.n_ctx = 0;
-    cp.kv_f16 = 1;
+    cp.kv_type = GPT_KV_F16;
     got = gpt_context_memory(m, &cp);
     want = 2 * (2 * 128 * 80 + 2 * 5 * 64 * 128);
     CHECKF(base - got >= want && base - got <= want + 128, "kv_f16 saves %zu, expected %zu", base - got, want);
@@ -478,6 +479,7 @@ TEST(golden_scores)
         m = gpt_model_load(model, NULL);
         CHECKF(m != NULL, "cannot load %s", model);
         cp.n_ctx = window;
+        cp.kv_type = GPT_KV_F32; /* as the reference computes */
         c = gpt_context_new(m, &cp, NULL);
         tok = (int *)malloc(sizeof(int) * (size_t)n);
         got = (float *)malloc(sizeof(float) * (size_t)n);
@@ -494,6 +496,19 @@ TEST(golden_scores)
                 exp(-sum / (n - 1)), ppl);
         printf("# %-45s %d tokens, ppl %.4f (reference %.4f), max log-prob error %.1e\n", files[fi], n,
                exp(-sum / (n - 1)), ppl, worst);
+        gpt_context_free(c);
+        /* The default cache of reduced-precision weights is f16: the
+         * perplexity still holds within 0.1% of the reference. */
+        cp.kv_type = GPT_KV_AUTO;
+        c = gpt_context_new(m, &cp, NULL);
+        CHECK(c != NULL);
+        if (gpt_context_kv_type(c) == GPT_KV_F16) {
+            CHECK(gpt_score(c, tok, n, got) == GPT_OK);
+            for (sum = 0, i = 0; i < n - 1; i++) sum += got[i];
+            EXPECTF(fabs(exp(-sum / (n - 1)) / ppl - 1) < 1e-3, "%s, f16 cache: perplexity %.6f, reference %.6f",
+                    files[fi], exp(-sum / (n - 1)), ppl);
+            printf("# %-45s f16 cache: ppl %.4f\n", files[fi], exp(-sum / (n - 1)));
+        }
         checked++;
         free(ids);
         free(lp);
@@ -594,29 +609,64 @@ TEST(golden_greedy_generation)
 TEST(simd_and_scalar_kernels_agree)
 {
     static const gpt_dtype types[4] = {GPT_DTYPE_F32, GPT_DTYPE_F16, GPT_DTYPE_BF16, GPT_DTYPE_Q8_0};
-    int t, step;
+    /* With the f16 cache, a last-bit difference between the kernels' keys
+     * can round a cached half the other way, a step of 2^-11 (4.9e-4) */
+    static const int kv_types[2] = {GPT_KV_F32, GPT_KV_F16};
+    static const double limits[2] = {1e-5, 1e-3};
+    int t, step, kv;
     for (t = 0; t < 4; t++) {
         /* n_embd 90 with 6 heads: rows that do not fill vectors, odd head size */
         gpt_model *m = random_model(2, 6, 90, 96, 1000, 21, types[t], NULL);
         CHECK(m != NULL);
-        for (step = 1; step <= 40; step += 39) { /* decoding and one prompt batch */
-            float *simd, *ref;
-            double d;
-            use_reference_kernels = 0;
-            simd = eval_logits(m, test_ids, 40, step, 2);
-            use_reference_kernels = 1;
-            ref = eval_logits(m, test_ids, 40, step, 1);
-            use_reference_kernels = 0;
-            CHECK(simd && ref);
-            d = max_rel_diff(ref, simd, (size_t)40 * 1000);
-            printf("# %-5s %2d tokens per eval: SIMD vs scalar max relative difference %.1e\n", gpt_dtype_name(types[t]), step, d);
-            EXPECTF(d <= 1e-5, "%s, %d tokens per eval: SIMD and scalar kernels differ by %g",
-                    gpt_dtype_name(types[t]), step, d);
-            free(simd);
-            free(ref);
-        }
+        for (kv = 0; kv < 2; kv++)
+            for (step = 1; step <= 40; step += 39) { /* decoding and one prompt batch */
+                float *simd, *ref;
+                double d;
+                use_kv_type = kv_types[kv];
+                use_reference_kernels = 0;
+                simd = eval_logits(m, test_ids, 40, step, 2);
+                use_reference_kernels = 1;
+                ref = eval_logits(m, test_ids, 40, step, 1);
+                use_reference_kernels = 0;
+                use_kv_type = GPT_KV_AUTO;
+                CHECK(simd && ref);
+                d = max_rel_diff(ref, simd, (size_t)40 * 1000);
+                printf("# %-5s %s cache, %2d tokens per eval: SIMD vs scalar max relative difference %.1e\n",
+                       gpt_dtype_name(types[t]), kv ? "f16" : "f32", step, d);
+                EXPECTF(d <= limits[kv], "%s, %s cache, %d tokens per eval: SIMD and scalar kernels differ by %g",
+                        gpt_dtype_name(types[t]), kv ? "f16" : "f32", step, d);
+                free(simd);
+                free(ref);
+            }
         gpt_model_free(m);
     }
+}
+
+TEST(kv_type_resolves_from_the_weights)
+{
+    static const gpt_dtype types[4] = {GPT_DTYPE_F32, GPT_DTYPE_F16, GPT_DTYPE_BF16, GPT_DTYPE_Q8_0};
+    int t;
+    for (t = 0; t < 4; t++) {
+        gpt_model *m = random_model(1, 2, 32, 16, 300, 5, types[t], NULL);
+        gpt_context_params cp = gpt_context_defaults();
+        gpt_context *c;
+        gpt_error err;
+        CHECK(m != NULL);
+        c = gpt_context_new(m, &cp, NULL);
+        CHECKF(c && gpt_context_kv_type(c) == (t == 0 ? GPT_KV_F32 : GPT_KV_F16), "%s weights: automatic cache %d",
+               gpt_dtype_name(types[t]), c ? gpt_context_kv_type(c) : -1);
+        gpt_context_free(c);
+        cp.kv_type = t == 0 ? GPT_KV_F16 : GPT_KV_F32; /* an explicit choice wins */
+        c = gpt_context_new(m, &cp, NULL);
+        CHECK(c && gpt_context_kv_type(c) == cp.kv_type);
+        gpt_context_free(c);
+        cp.kv_type = t == 0 ? -1 : 3;
+        CHECK(gpt_context_new(m, &cp, &err) == NULL && err.status == GPT_ERR_INVALID_ARG &&
+              strstr(err.message, "kv_type") != NULL);
+        CHECK(gpt_context_memory(m, &cp) == 0);
+        gpt_model_free(m);
+    }
+    CHECK(gpt_context_kv_type(NULL) == 0);
 }
 
 TEST(kv_cache_in_f16)
@@ -627,13 +677,13 @@ TEST(kv_cache_in_f16)
     double d;
     CHECK(m != NULL);
     f32 = eval_logits(m, test_ids, 40, 40, 2);
-    use_kv_f16 = 1;
+    use_kv_type = GPT_KV_F16;
     half_batch = eval_logits(m, test_ids, 40, 40, 2);
     half_steps = eval_logits(m, test_ids, 40, 1, 1);
     use_reference_kernels = 1;
     half_ref = eval_logits(m, test_ids, 40, 7, 1);
     use_reference_kernels = 0;
-    use_kv_f16 = 0;
+    use_kv_type = GPT_KV_AUTO;
     CHECK(f32 && half_batch && half_steps && half_ref);
     d = max_rel_diff(f32, half_batch, (size_t)40 * 1000);
     printf("# f16 KV cache moves logits by up to %.1e (relative)\n", d);
@@ -658,6 +708,7 @@ int main(void)
     RUN(golden_scores);
     RUN(golden_greedy_generation);
     RUN(kv_cache_matches_batch);
+    RUN(kv_type_resolves_from_the_weights);
     RUN(threads_are_bitwise_identical);
     RUN(simd_and_scalar_kernels_agree);
     RUN(kv_cache_in_f16);

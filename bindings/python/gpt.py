@@ -95,7 +95,7 @@ class _ContextParams(ctypes.Structure):
         ("n_threads", ctypes.c_int),
         ("all_logits", ctypes.c_int),
         ("reference_kernels", ctypes.c_int),
-        ("kv_f16", ctypes.c_int),
+        ("kv_type", ctypes.c_int),
     ]
 
 

@@ -45,6 +45,8 @@ static const char *help =
     "the prompt), each the median of R repeats. It reports tokens/s and the ratios\n"
     "  decode_roofline  = decode tok/s / (bandwidth / bytes of weights per token)\n"
     "  prefill_roofline = prompt tok/s / (FMA peak / FLOPs per prompt token)\n"
+    "and decode_roofline_kv, which also counts the bytes attention reads from the\n"
+    "KV cache (on average over the decoded positions): what decoding must read.\n"
     "The FMA peak is the best of R measurements, the bandwidth the best of\n"
     "measurements before and between the repeats: the ratios are not flattered\n"
     "by a moment when other jobs took part of the machine.\n"
@@ -343,7 +345,7 @@ int cmd_bench(int argc, char **argv)
     gpt_config cfg;
     gpt_error err;
     int *ids = NULL;
-    double *pre = NULL, *dec = NULL, bw, peak, bytes_tok, flops_tok, block_params;
+    double *pre = NULL, *dec = NULL, bw, peak, bytes_tok, kv_bytes_tok, flops_tok, block_params;
     stats sp, sd;
     read_buffer rb = {NULL, NULL, 0};
 
@@ -435,6 +437,8 @@ int cmd_bench(int argc, char **argv)
         double wpe_bytes = T * C * 4; /* gpt convert keeps wpe in f32 */
         block_params = L * 12 * C * C;
         bytes_tok = (double)cfg.weight_bytes - wpe_bytes + C * 4;
+        /* keys and values of every layer, one n_embd row each per position */
+        kv_bytes_tok = L * 2 * C * (gpt_context_kv_type(c) == GPT_KV_F16 ? 2 : 4) * (P + (N + 1) / 2.0);
         flops_tok = 2 * block_params + 4 * L * C * (P + 1) / 2.0 + 2 * V * C / P;
     }
     if (json) {
@@ -442,10 +446,12 @@ int cmd_bench(int argc, char **argv)
                "\"prefill_tokens\": %d, \"prefill_tok_s\": %.2f, \"prefill_tok_s_min\": %.2f, \"prefill_tok_s_max\": %.2f, "
                "\"decode_tokens\": %d, \"decode_tok_s\": %.2f, \"decode_tok_s_min\": %.2f, \"decode_tok_s_max\": %.2f, "
                "\"bytes_per_token\": %.0f, \"flops_per_token\": %.0f, \"decode_roofline\": %.3f, "
-               "\"prefill_roofline\": %.3f, \"repeats\": %d, \"kv_cache\": \"%s\"}\n",
+               "\"prefill_roofline\": %.3f, \"repeats\": %d, \"kv_cache\": \"%s\", \"kv_bytes_per_token\": %.0f, "
+               "\"decode_roofline_kv\": %.3f}\n",
                model, gpt_dtype_name(cfg.dtype), threads, bw, peak, P, sp.median, sp.min, sp.max, N, sd.median,
                sd.min, sd.max, bytes_tok, flops_tok, sd.median / (bw * 1e9 / bytes_tok),
-               sp.median / (peak * 1e9 / flops_tok), R, kv_name);
+               sp.median / (peak * 1e9 / flops_tok), R, kv_name, kv_bytes_tok,
+               sd.median / (bw * 1e9 / (bytes_tok + kv_bytes_tok)));
     } else {
         printf("model     %s (%s, %.1fM parameters, %d layers, n_embd %d; KV cache %s)\n", model,
                gpt_dtype_name(cfg.dtype), (double)cfg.n_params / 1e6, cfg.n_layer, cfg.n_embd, kv_name);
@@ -455,6 +461,8 @@ int cmd_bench(int argc, char **argv)
                sp.median, R, sp.min, sp.max, flops_tok / 1e9, sp.median / (peak * 1e9 / flops_tok));
         printf("decode    %4d tokens  %8.1f tok/s (median of %d, %.1f .. %.1f)  %.1f MB/token      roofline %.2f\n", N,
                sd.median, R, sd.min, sd.max, bytes_tok / 1e6, sd.median / (bw * 1e9 / bytes_tok));
+        printf("          with the KV cache's %.1f MB/token: roofline %.2f\n", kv_bytes_tok / 1e6,
+               sd.median / (bw * 1e9 / (bytes_tok + kv_bytes_tok)));
     }
     rc = 0;
 done:

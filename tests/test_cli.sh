@@ -104,7 +104,7 @@ check generate_kv_bad_type sh -c "test $rc = 2 && grep -q 'auto, f16 or f32' '$T
 $GPT bench -m "$M" -p 8 -n 4 -r 1 --json >"$T/bench" 2>"$T/err"; rc=$?
 ok=1
 for k in model dtype threads bandwidth_gbs peak_gflops prefill_tokens prefill_tok_s decode_tokens decode_tok_s \
-    bytes_per_token flops_per_token decode_roofline prefill_roofline; do
+    bytes_per_token flops_per_token decode_roofline prefill_roofline kv_cache kv_bytes_per_token decode_roofline_kv; do
     grep -q "\"$k\": " "$T/bench" || ok=0
 done
 check bench_json_keys sh -c "test $rc = 0 && test $ok = 1 && test \$(wc -l <'$T/bench') = 1"

@@ -117,6 +117,14 @@ check bench_table_kv_f32 sh -c "test $rc = 0 && grep -q 'KV cache f32' '$T/bench
 $GPT bench -m "$M" -p 600 -n 4 -r 1 >/dev/null 2>"$T/err"; rc=$?
 check bench_too_long_for_context sh -c "test $rc = 1 && grep -q 'exceed the context' '$T/err'"
 
+# --- the README's first command prints the README's text, with 1 and 2 threads ---
+awk '/on any machine and with any thread count/{f=1;next} f==1&&/^```$/{f=2;next} f==2&&/^```$/{exit} f==2{print}' \
+    README.md >"$T/readme_text"
+for t in 1 2; do
+    { $GPT generate -p "And God said" -t $t; echo; } >"$T/demo_text_$t" 2>"$T/err"
+    check readme_demo_text_threads_$t sh -c "test -s '$T/readme_text' && cmp -s '$T/readme_text' '$T/demo_text_$t'"
+done
+
 # --- score ------------------------------------------------------------------------
 $GPT score -m "$M" --ids "1 2 3 4 5" >"$T/score" 2>"$T/err"; rc=$?
 check score_format sh -c "test $rc = 0 && test \$(wc -l <'$T/score') = 5 && head -1 '$T/score' | grep -qE '^1	2	-[0-9]+\.[0-9]+$' && tail -1 '$T/score' | grep -qE '^ppl	[0-9.]+$'"

@@ -192,6 +192,7 @@ static float f16_to_f32(uint16_t h)
     return f;
 }
 
+#if !(defined(GPT_AVX512) || defined(GPT_AVX2)) /* F16C does it there (CACHE_HALF) */
 /* binary32 -> binary16, rounding to nearest even (for the f16 KV cache). */
 static uint16_t f32_to_f16(float f)
 {
@@ -220,6 +221,7 @@ static uint16_t f32_to_f16(float f)
     if (rem > 0x1000u || (rem == 0x1000u && (h & 1))) h++; /* may carry into the exponent, as it should */
     return (uint16_t)h;
 }
+#endif
 
 static float bf16_to_f32(uint16_t b)
 {
@@ -2242,14 +2244,41 @@ static void att_task(void *arg, int ith, int nth)
     }
 }
 
+/* f32 -> f16 for the cache: one F16C instruction where there is one (it
+ * rounds to nearest even like f32_to_f16, identical for every non-NaN float). */
+#if defined(GPT_AVX512) || defined(GPT_AVX2)
+#define CACHE_HALF(x) _cvtss_sh((x), 0)
+#else
+#define CACHE_HALF(x) f32_to_f16(x)
+#endif
+
+/* Stores the key and value rows (n_embd each) of layer l at position pos;
+ * the padding of each head's value panel (d_alloc > head_dim) is zeroed. */
+static void cache_kv(gpt_context *c, int l, int pos, const float *k, const float *v)
+{
+    int H = c->m->cfg.n_head, D = c->m->cfg.n_embd / H, h, d;
+    for (h = 0; h < H; h++) {
+        size_t kb = ((size_t)l * H + h) * c->t_alloc * D, vb = ((size_t)l * H + h) * c->t_alloc * c->d_alloc;
+        const float *kh = k + (size_t)h * D, *vh = v + (size_t)h * D;
+        if (c->kv_f16) {
+            uint16_t *kc = (uint16_t *)c->k_cache + kb, *vc = (uint16_t *)c->v_cache + vb;
+            for (d = 0; d < D; d++) kc[k_index(pos, d, D)] = CACHE_HALF(kh[d]);
+            for (d = 0; d < c->d_alloc; d++) vc[v_index(pos, d, c->t_alloc)] = d < D ? CACHE_HALF(vh[d]) : 0;
+        } else {
+            float *kc = (float *)c->k_cache + kb, *vc = (float *)c->v_cache + vb;
+            for (d = 0; d < D; d++) kc[k_index(pos, d, D)] = kh[d];
+            for (d = 0; d < c->d_alloc; d++) vc[v_index(pos, d, c->t_alloc)] = d < D ? vh[d] : 0.0f;
+        }
+    }
+}
+
 /* Runs n (<= n_batch) ids at positions n_past .. n_past+n-1 through every
  * block, filling the KV cache; leaves the residual stream in c->x. */
 static void forward_blocks(gpt_context *c, const int *ids, int n)
 {
     const gpt_model *m = c->m;
     const gpt_config *cfg = &m->cfg;
-    int C = cfg->n_embd, H = cfg->n_head, D = C / H;
-    int pos0 = c->n_past, r, l, h;
+    int C = cfg->n_embd, pos0 = c->n_past, r, l;
     float *tmp = c->scratch; /* thread 0's scratch, free between jobs */
 
     for (r = 0; r < n; r++) {
@@ -2265,22 +2294,8 @@ static void forward_blocks(gpt_context *c, const int *ids, int n)
         layernorm_rows(c, c->xn, c->x, n, &L->ln1_w, &L->ln1_b);
         matmul(c, &L->qkv_w, &L->qkv_b, c->xn, C, n, c->qkv, 3 * C, MM_STORE);
         for (r = 0; r < n; r++) {
-            const float *k = c->qkv + (size_t)r * 3 * C + C, *v = k + C;
-            int pos = pos0 + r, d;
-            for (h = 0; h < H; h++) {
-                size_t kb = ((size_t)l * H + h) * c->t_alloc * D, vb = ((size_t)l * H + h) * c->t_alloc * c->d_alloc;
-                for (d = 0; d < c->d_alloc; d++) {
-                    float kv = d < D ? k[(size_t)h * D + d] : 0.0f, vv = d < D ? v[(size_t)h * D + d] : 0.0f;
-                    size_t ki = kb + k_index(pos, d, D), vi = vb + v_index(pos, d, c->t_alloc);
-                    if (c->kv_f16) {
-                        if (d < D) ((uint16_t *)c->k_cache)[ki] = f32_to_f16(kv);
-                        ((uint16_t *)c->v_cache)[vi] = f32_to_f16(vv);
-                    } else {
-                        if (d < D) ((float *)c->k_cache)[ki] = kv;
-                        ((float *)c->v_cache)[vi] = vv;
-                    }
-                }
-            }
+            const float *k = c->qkv + (size_t)r * 3 * C + C;
+            cache_kv(c, l, pos0 + r, k, k + C);
         }
         aj.c = c;
         aj.layer = l;

@@ -53,7 +53,8 @@
 #include <windows.h>
 #endif
 
-#if !defined(GPT_NO_SIMD) && defined(__AVX512F__) && defined(__AVX512BW__) && defined(__AVX512VL__)
+#if !defined(GPT_NO_SIMD) && defined(__AVX512F__) && defined(__AVX512BW__) && defined(__AVX512VL__) && \
+    defined(__F16C__)
 #define GPT_AVX512 1
 #include <immintrin.h>
 #elif !defined(GPT_NO_SIMD) && defined(__AVX2__) && defined(__FMA__) && defined(__F16C__)
@@ -1969,6 +1970,21 @@ static int online_cpus(void)
     return (int)n;
 }
 
+/* Whether wte and every block matrix are f32 (the header's dtype only
+ * describes the file; each tensor carries its own type). */
+static int all_matrices_f32(const gpt_model *m)
+{
+    int l;
+    if (m->wte.type != GPT_DTYPE_F32) return 0;
+    for (l = 0; l < m->cfg.n_layer; l++) {
+        const layer *L = &m->layers[l];
+        if (L->qkv_w.type != GPT_DTYPE_F32 || L->proj_w.type != GPT_DTYPE_F32 || L->fc_w.type != GPT_DTYPE_F32 ||
+            L->fcproj_w.type != GPT_DTYPE_F32)
+            return 0;
+    }
+    return 1;
+}
+
 /* The parameters a context really uses, or an error in err. */
 typedef struct ctx_shape {
     int n_ctx, n_batch, n_threads, all_logits, logits_cap, t_alloc, d_alloc, kv_f16;
@@ -2009,7 +2025,7 @@ static gpt_status resolve_params(const gpt_model *m, const gpt_context_params *p
     s->d_alloc = (c->n_embd / c->n_head + KV_PANEL - 1) / KV_PANEL * KV_PANEL;
     if (p->kv_type < GPT_KV_AUTO || p->kv_type > GPT_KV_F32)
         return fail(err, GPT_ERR_INVALID_ARG, "kv_type %d is not a gpt_kv_type (0 .. 2)", p->kv_type);
-    s->kv_f16 = p->kv_type == GPT_KV_F16 || (p->kv_type == GPT_KV_AUTO && c->dtype != GPT_DTYPE_F32);
+    s->kv_f16 = p->kv_type == GPT_KV_F16 || (p->kv_type == GPT_KV_AUTO && !all_matrices_f32(m));
     kv = L * (size_t)s->t_alloc * C * (s->kv_f16 ? 2 : 4); /* keys; values use d_alloc per head */
     s->scratch_stride = align_up((ATT_ROWS * (size_t)s->t_alloc + 4 * C + KV_PANEL * KV_PANEL + PK_SCRATCH) *
                                  sizeof(float)) / sizeof(float);

@@ -196,8 +196,9 @@ typedef struct gpt_context gpt_context;
  * token: in f32 that is 42 MB a token for GPT-2 124M at position 576, a third
  * of the bytes of its q8_0 weights. */
 typedef enum gpt_kv_type {
-    GPT_KV_AUTO = 0, /* f32 with f32 weights (exact); f16 with f16, bf16 and q8_0
-                        weights, whose rounding is already ten times larger */
+    GPT_KV_AUTO = 0, /* f32 when wte and every block matrix are f32 (exact); f16
+                        otherwise: the f16 cache moves the logits about as much as
+                        f16 weights do, and much less than bf16 or q8_0 weights */
     GPT_KV_F16 = 1,  /* IEEE half: half the memory and the bandwidth of attention;
                         logits move by about 1e-3 */
     GPT_KV_F32 = 2   /* single precision */
@@ -232,7 +233,8 @@ GPT_API const char *gpt_context_error(const gpt_context *c);
 GPT_API int gpt_context_n_ctx(const gpt_context *c);
 /* Threads the context computes with. */
 GPT_API int gpt_context_n_threads(const gpt_context *c);
-/* How its KV cache is stored: GPT_KV_F16 or GPT_KV_F32 (never AUTO; 0 for NULL). */
+/* How its KV cache is stored: GPT_KV_F16 or GPT_KV_F32 (what GPT_KV_AUTO
+ * chose); 0 only for a NULL context. */
 GPT_API int gpt_context_kv_type(const gpt_context *c);
 /* Number of positions in the cache. */
 GPT_API int gpt_context_n_past(const gpt_context *c);

@@ -321,16 +321,19 @@ TEST(context_creation_misuse)
         {"n_ctx -1", 0, -1}, {"n_ctx INT_MIN", 0, INT_MIN}, {"n_ctx model + 1", 0, 0}, {"n_ctx INT_MAX", 0, INT_MAX},
         {"n_batch -1", 1, -1}, {"n_batch INT_MIN", 1, INT_MIN}, {"n_threads -1", 2, -1},
         {"n_threads 257", 2, 257}, {"n_threads INT_MAX", 2, INT_MAX}, {"n_threads INT_MIN", 2, INT_MIN},
+        {"kv_type -1", 3, -1}, {"kv_type 3", 3, 3}, {"kv_type INT_MAX", 3, INT_MAX}, {"kv_type INT_MIN", 3, INT_MIN},
     };
     size_t i;
     gpt_context *ctx;
-    CHECK(cp.n_ctx == 0 && cp.n_batch == 0 && cp.n_threads == 0 && cp.all_logits == 0 && cp.reference_kernels == 0);
+    CHECK(cp.n_ctx == 0 && cp.n_batch == 0 && cp.n_threads == 0 && cp.all_logits == 0 && cp.reference_kernels == 0 &&
+          cp.kv_type == GPT_KV_AUTO);
     cases[2].value = c.n_ctx + 1;
     for (i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         bad = cp;
         if (cases[i].field == 0) bad.n_ctx = cases[i].value;
         else if (cases[i].field == 1) bad.n_batch = cases[i].value;
-        else bad.n_threads = cases[i].value;
+        else if (cases[i].field == 2) bad.n_threads = cases[i].value;
+        else bad.kv_type = cases[i].value;
         dirty(&err);
         ctx = gpt_context_new(g_model, &bad, &err);
         EXPECTF(ctx == NULL && err_is(&err, GPT_ERR_INVALID_ARG), "%s: %s", cases[i].what, err.message);
@@ -357,7 +360,8 @@ TEST(context_creation_misuse)
     gpt_context_free(NULL);
     gpt_context_free(NULL);
     CHECK(gpt_context_error(NULL) != NULL);
-    CHECK(gpt_context_n_ctx(NULL) == 0 && gpt_context_n_threads(NULL) == 0 && gpt_context_n_past(NULL) == 0);
+    CHECK(gpt_context_n_ctx(NULL) == 0 && gpt_context_n_threads(NULL) == 0 && gpt_context_n_past(NULL) == 0 &&
+          gpt_context_kv_type(NULL) == 0);
     CHECK(gpt_context_tokens(NULL) == NULL);
 }
 

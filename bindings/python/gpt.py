@@ -354,12 +354,15 @@ class _Run:
 class Model:
     """A loaded checkpoint.
 
-    Model(path=None, threads=None): path defaults to the demo model
-    (default_model_path()); threads is the number of threads each call
-    computes with (None: one per CPU).
+    Model(path=None, threads=None, kv="auto"): path defaults to the demo
+    model (default_model_path()); threads is the number of threads each call
+    computes with (None: one per CPU); kv is how each call's KV cache is
+    stored: "auto" (f32 for f32 weights, f16 otherwise), "f16" or "f32".
     """
 
-    def __init__(self, path=None, threads=None):
+    _KV_TYPES = {"auto": 0, "f16": 1, "f32": 2}
+
+    def __init__(self, path=None, threads=None, kv="auto"):
         lib = _load()
         if path is None:
             path = default_model_path()
@@ -367,8 +370,11 @@ class Model:
                 raise GPTError(GPT_ERR_IO, "no model path given and the demo model (models/demo.bin) was not found")
         if threads is not None and (not isinstance(threads, int) or threads < 0):
             raise GPTError(GPT_ERR_INVALID_ARG, "threads must be a non-negative int (0 or None: one per CPU)")
+        if kv not in self._KV_TYPES:
+            raise GPTError(GPT_ERR_INVALID_ARG, "kv must be \"auto\", \"f16\" or \"f32\", not %r" % (kv,))
         self.path = os.fspath(path)
         self.threads = threads or 0
+        self.kv = kv
         self._lock = threading.Lock()
         self._active = 0
         self._closed = False
@@ -447,6 +453,7 @@ class Model:
         """A context of its own for one call; the caller frees it."""
         p = _lib.gpt_context_defaults()
         p.n_threads = self.threads
+        p.kv_type = self._KV_TYPES[self.kv]
         err = _Error()
         ctx = _lib.gpt_context_new(self._ptr, ctypes.byref(p), ctypes.byref(err))
         if not ctx:

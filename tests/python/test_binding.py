@@ -161,6 +161,24 @@ class Binding(unittest.TestCase):
             self.assertEqual(m2.generate("Hello", max_new_tokens=10, seed=4),
                              self.model.generate("Hello", max_new_tokens=10, seed=4))
 
+    def test_kv_parameter(self):
+        # the test model is f32: "auto" is the f32 cache, "f16" moves the
+        # log-probs a little, as the command line's --kv does
+        ids = self.model.tokenize("Hello world, and more words here")
+        exact = self.model.score(ids)
+        with gpt.Model(self.path, threads=1, kv="f32") as m32, gpt.Model(self.path, threads=1, kv="f16") as m16:
+            self.assertEqual(m32.score(ids), exact)
+            half = m16.score(ids)
+            self.assertNotEqual(half, exact)
+            for a, b in zip(half, exact):
+                self.assertAlmostEqual(a, b, delta=1e-2)
+            out = run_gpt("score", "-m", self.path, "--kv", "f16", "--ids", " ".join(map(str, ids))).decode()
+            cli = [float(line.split("\t")[2]) for line in out.splitlines() if not line.startswith("ppl")]
+            for a, b in zip(half, cli):
+                self.assertAlmostEqual(a, b, delta=2e-6 + 1e-6 * abs(b))
+        with self.assertRaises(gpt.GPTError):
+            gpt.Model(self.path, kv="f8")
+
     def test_bad_threads(self):
         with self.assertRaises(gpt.GPTError):
             gpt.Model(self.path, threads=-1)

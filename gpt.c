@@ -1738,14 +1738,15 @@ static void attend_block_simd(const float *q, int ldq, const void *keys, const v
 #if defined(GPT_AVX512)
 /*
  * Prompt-sized products on AVX-512: W is packed, KC columns at a time, into
- * panels of 64 outputs stored k-major (a panel fits in L1 and is widened to
- * f32 once, whatever W's type), and a 6 x 64 tile of Y accumulates
- * broadcast(X[r][k]) * panel[k] in 24 registers. No horizontal sums, and each
- * panel is reused by every block of 6 rows.
+ * panels of 64 outputs stored k-major (widened to f32 once, whatever W's
+ * type), and a 6 x 64 tile of Y accumulates broadcast(X[r][k]) * panel[k] in
+ * 24 registers. No horizontal sums, and each panel is reused by every block
+ * of 6 rows. A panel of 256 columns (64 KB) lives in L2 rather than L1, but
+ * Y makes half the passes of 128 columns: 512-token prompts ran 2-4% faster.
  */
 #define PK_NR 64
 #define PK_MR 6
-#define PK_KC 128
+#define PK_KC 256
 #define PK_MIN_ROWS 12 /* fewer rows than this: the dot-product kernels */
 #define PK_SCRATCH (PK_NR * PK_KC)
 

@@ -221,7 +221,7 @@ GPT_API gpt_context_params gpt_context_defaults(void);
  * are invalid for the model. With T = n_ctx and D = head_dim, both rounded up
  * to multiples of 64, in floats: the KV cache, n_layer * T * (n_embd +
  * n_head * D) (halves with an f16 cache); activations, n_batch * 10 * n_embd; per
- * thread, 48 * T + 4 * n_embd + 4096 (plus 8192 with AVX-512); logits,
+ * thread, 48 * T + 4 * n_embd + 4096 (plus 16384 with AVX-512); logits,
  * 8 * n_vocab, or n_ctx * n_vocab with all_logits; and n_ctx token ids. */
 GPT_API size_t gpt_context_memory(const gpt_model *m, const gpt_context_params *p);
 

@@ -343,13 +343,13 @@ TEST(context_memory_is_as_stated)
      * multiples of 64: keys n_layer * T * n_embd floats, values n_layer *
      * n_head * D * T floats; activations for n_batch rows of 10 * n_embd
      * floats; per thread 48 * T + 4 * n_embd + 4096 floats (attention
-     * scores, a widened row, a widened cache panel) plus at most 32 KB for
+     * scores, a widened row, a widened cache panel) plus at most 64 KB for
      * packed weights; the logits of 8
      * rows, or of n_ctx rows with all_logits; n_ctx token ids. Shape here:
      * 2 layers, 5 heads of 16 (D = 64), n_embd 80, n_ctx 128. */
     gpt_model *m = random_model(2, 5, 80, 128, 1000, 7, GPT_DTYPE_F32, NULL);
     gpt_context_params cp = gpt_context_defaults();
-    size_t base, want, got, fixed = 32 * 1024 + 16 * 64 + 1024, per_thread = 4 * (48 * 128 + 4 * 80 + 4096);
+    size_t base, want, got, fixed = 64 * 1024 + 16 * 64 + 1024, per_thread = 4 * (48 * 128 + 4 * 80 + 4096);
     CHECK(m != NULL);
     cp.n_threads = 1;
     cp.n_batch = 16;

@@ -1742,7 +1742,7 @@ static void attend_block_simd(const float *q, int ldq, const void *keys, const v
  * type), and a 6 x 64 tile of Y accumulates broadcast(X[r][k]) * panel[k] in
  * 24 registers. No horizontal sums, and each panel is reused by every block
  * of 6 rows. A panel of 256 columns (64 KB) lives in L2 rather than L1, but
- * Y makes half the passes of 128 columns: 512-token prompts ran 2-4% faster.
+ * Y makes half the passes of 128 columns: 512-token prompts ran 1-4% faster.
  */
 #define PK_NR 64
 #define PK_MR 6

@@ -31,29 +31,15 @@
 static gpt_tokenizer *g_tok;
 static unsigned char *g_sec; /* section of the small tokenizer below */
 static size_t g_sec_len;
-static char g_vocab[8192];   /* small vocabulary: 256 bytes + 6 tokens */
+static char g_vocab[8192];   /* small vocabulary: 256 bytes + 5 merges + <|endoftext|> */
 static size_t g_vocab_len;
-static const char g_merges[] = "#version: 0.2\na b\nab c\nc d\n\xC4\xA0 x\n\xC4\xA0x y\n";
-#define G_MERGES_LEN (sizeof g_merges - 1)
+static char g_merges[512];
+static size_t g_merges_len;
 
 static void make_small_vocab(void)
 {
-    static const char *extra[] = {"ab", "abc", "cd", " x", " xy", "<|endoftext|>"};
-    size_t o = 0;
-    unsigned b, k;
-    g_vocab[o++] = '{';
-    for (b = 0; b < 256; b++) {
-        char c = (char)b;
-        g_vocab[o++] = '"';
-        o += spell(g_vocab + o, &c, 1);
-        o += (size_t)sprintf(g_vocab + o, "\": %u, ", b);
-    }
-    for (k = 0; k < 6; k++) {
-        g_vocab[o++] = '"';
-        o += spell(g_vocab + o, extra[k], strlen(extra[k]));
-        o += (size_t)sprintf(g_vocab + o, "\": %u%s", 256 + k, k < 5 ? ", " : "}");
-    }
-    g_vocab_len = o;
+    static const char *const merge[][2] = {{"a", "b"}, {"ab", "c"}, {"c", "d"}, {" ", "x"}, {" x", "y"}};
+    byte_vocab_text(merge, sizeof merge / sizeof merge[0], g_vocab, &g_vocab_len, g_merges, &g_merges_len);
 }
 
 static char *slurp(const char *path, size_t *len)
@@ -93,7 +79,7 @@ static void setup(void)
     free(v);
     free(m);
     make_small_vocab();
-    small = gpt_tokenizer_load_memory(g_vocab, g_vocab_len, g_merges, G_MERGES_LEN, &err);
+    small = gpt_tokenizer_load_memory(g_vocab, g_vocab_len, g_merges, g_merges_len, &err);
     if (!small) {
         fprintf(stderr, "fuzz_tokenizer: small vocabulary: %s\n", err.message);
         abort();
@@ -293,7 +279,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         break;
     }
     case 7:
-        t = gpt_tokenizer_load_memory(data, size, g_merges, G_MERGES_LEN, &err);
+        t = gpt_tokenizer_load_memory(data, size, g_merges, g_merges_len, &err);
         if (t) {
             exercise(t, data, size < 256 ? size : 256);
             gpt_tokenizer_free(t);

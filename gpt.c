@@ -2225,6 +2225,33 @@ static void layernorm_rows(gpt_context *c, float *out, const float *x, int n, co
     else pool_run(c->pool, ln_task, &j);
 }
 
+/* f32 -> f16 for the cache: one F16C instruction where there is one (it
+ * rounds to nearest even like f32_to_f16, identical for every non-NaN float). */
+#if defined(GPT_AVX512) || defined(GPT_AVX2)
+#define CACHE_HALF(x) _cvtss_sh((x), 0)
+#else
+#define CACHE_HALF(x) f32_to_f16(x)
+#endif
+
+/* Stores head h's key and value (head_dim each, from the rows k and v of
+ * n_embd) of layer l at position pos; the padding of the head's value panel
+ * (d_alloc > head_dim) is zeroed. */
+static void cache_kv_head(gpt_context *c, int l, int pos, int h, const float *k, const float *v)
+{
+    int H = c->m->cfg.n_head, D = c->m->cfg.n_embd / H, d;
+    size_t kb = ((size_t)l * H + h) * c->t_alloc * D, vb = ((size_t)l * H + h) * c->t_alloc * c->d_alloc;
+    const float *kh = k + (size_t)h * D, *vh = v + (size_t)h * D;
+    if (c->kv_f16) {
+        uint16_t *kc = (uint16_t *)c->k_cache + kb, *vc = (uint16_t *)c->v_cache + vb;
+        for (d = 0; d < D; d++) kc[k_index(pos, d, D)] = CACHE_HALF(kh[d]);
+        for (d = 0; d < c->d_alloc; d++) vc[v_index(pos, d, c->t_alloc)] = d < D ? CACHE_HALF(vh[d]) : 0;
+    } else {
+        float *kc = (float *)c->k_cache + kb, *vc = (float *)c->v_cache + vb;
+        for (d = 0; d < D; d++) kc[k_index(pos, d, D)] = kh[d];
+        for (d = 0; d < c->d_alloc; d++) vc[v_index(pos, d, c->t_alloc)] = d < D ? vh[d] : 0.0f;
+    }
+}
+
 typedef struct att_job {
     gpt_context *c;
     int layer, n, pos0;
@@ -2249,6 +2276,10 @@ static void att_task(void *arg, int ith, int nth)
         const char *values = (const char *)c->v_cache + es * ((size_t)j->layer * H + h) * c->t_alloc * c->d_alloc;
         const float *q = c->qkv + (size_t)r * 3 * C + (size_t)h * D;
         float *out = c->att + (size_t)r * C + (size_t)h * D;
+        /* Decoding: the thread that attends with head h stores its key and
+         * value first. Its D key dims lie on D different cache lines, which
+         * are then hot for the scores, and the two threads share the work. */
+        if (j->n == 1) cache_kv_head(c, j->layer, j->pos0, h, c->qkv + C, c->qkv + 2 * C);
 #if defined(GPT_SIMD)
         if (c->simd) {
             int rows = j->n - r < rows_per_item ? j->n - r : rows_per_item;
@@ -2258,34 +2289,6 @@ static void att_task(void *arg, int ith, int nth)
         }
 #endif
         attend(q, keys, values, c->kv_f16, j->pos0 + r + 1, D, c->t_alloc, scale, scores, out);
-    }
-}
-
-/* f32 -> f16 for the cache: one F16C instruction where there is one (it
- * rounds to nearest even like f32_to_f16, identical for every non-NaN float). */
-#if defined(GPT_AVX512) || defined(GPT_AVX2)
-#define CACHE_HALF(x) _cvtss_sh((x), 0)
-#else
-#define CACHE_HALF(x) f32_to_f16(x)
-#endif
-
-/* Stores the key and value rows (n_embd each) of layer l at position pos;
- * the padding of each head's value panel (d_alloc > head_dim) is zeroed. */
-static void cache_kv(gpt_context *c, int l, int pos, const float *k, const float *v)
-{
-    int H = c->m->cfg.n_head, D = c->m->cfg.n_embd / H, h, d;
-    for (h = 0; h < H; h++) {
-        size_t kb = ((size_t)l * H + h) * c->t_alloc * D, vb = ((size_t)l * H + h) * c->t_alloc * c->d_alloc;
-        const float *kh = k + (size_t)h * D, *vh = v + (size_t)h * D;
-        if (c->kv_f16) {
-            uint16_t *kc = (uint16_t *)c->k_cache + kb, *vc = (uint16_t *)c->v_cache + vb;
-            for (d = 0; d < D; d++) kc[k_index(pos, d, D)] = CACHE_HALF(kh[d]);
-            for (d = 0; d < c->d_alloc; d++) vc[v_index(pos, d, c->t_alloc)] = d < D ? CACHE_HALF(vh[d]) : 0;
-        } else {
-            float *kc = (float *)c->k_cache + kb, *vc = (float *)c->v_cache + vb;
-            for (d = 0; d < D; d++) kc[k_index(pos, d, D)] = kh[d];
-            for (d = 0; d < c->d_alloc; d++) vc[v_index(pos, d, c->t_alloc)] = d < D ? vh[d] : 0.0f;
-        }
     }
 }
 
@@ -2310,10 +2313,12 @@ static void forward_blocks(gpt_context *c, const int *ids, int n)
         att_job aj;
         layernorm_rows(c, c->xn, c->x, n, &L->ln1_w, &L->ln1_b);
         matmul(c, &L->qkv_w, &L->qkv_b, c->xn, C, n, c->qkv, 3 * C, MM_STORE);
-        for (r = 0; r < n; r++) {
-            const float *k = c->qkv + (size_t)r * 3 * C + C;
-            cache_kv(c, l, pos0 + r, k, k + C);
-        }
+        if (n > 1) /* (one row: att_task stores it, head by head) */
+            for (r = 0; r < n; r++) {
+                const float *k = c->qkv + (size_t)r * 3 * C + C;
+                int h;
+                for (h = 0; h < cfg->n_head; h++) cache_kv_head(c, l, pos0 + r, h, k, k + C);
+            }
         aj.c = c;
         aj.layer = l;
         aj.n = n;

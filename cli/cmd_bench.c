@@ -36,13 +36,15 @@
 #endif
 
 static const char *help =
-    "usage: gpt bench [-m MODEL] [-t THREADS] [-p PROMPT_TOKENS] [-n GEN_TOKENS] [-r REPEATS] [--kv TYPE] [--json]\n"
+    "usage: gpt bench [-m MODEL] [-t THREADS] [-p PROMPT_TOKENS] [-n GEN_TOKENS] [-d DEPTH] [-r REPEATS] [--kv TYPE]\n"
+    "                 [--json]\n"
     "\n"
     "Measures, in one run and with the same threads: the machine's memory read\n"
     "bandwidth (a streaming read of a buffer much larger than the caches) and FMA\n"
     "peak (independent fused multiply-adds in registers), then the model's prompt\n"
     "processing (P tokens in one gpt_eval) and decoding (N tokens one at a time after\n"
-    "the prompt), each the median of R repeats. It reports tokens/s and the ratios\n"
+    "D tokens of context, by default the prompt), each the median of R repeats.\n"
+    "It reports tokens/s and the ratios\n"
     "  decode_roofline  = decode tok/s / (bandwidth / bytes of weights per token)\n"
     "  prefill_roofline = prompt tok/s / (FMA peak / FLOPs per prompt token)\n"
     "and decode_roofline_kv, which also counts the bytes attention reads from the\n"
@@ -55,6 +57,8 @@ static const char *help =
     "  -t, --threads N     threads (default: one per CPU)\n"
     "  -p, --prompt N      prompt tokens (default 512, at most the context)\n"
     "  -n, --gen N         decoded tokens (default 128)\n"
+    "  -d, --depth D       decode at positions D .. D+N-1 (default: P, right after\n"
+    "                      the prompt; 0 decodes from an empty context, as llama-bench's tg)\n"
     "  -r, --repeats R     repeats of each measurement (default 5)\n"
     "      --kv TYPE       KV cache: auto (f16 unless the weights are f32), f16, f32\n"
     "      --json          print one JSON object instead of the table\n";
@@ -338,7 +342,7 @@ int cmd_bench(int argc, char **argv)
 {
     const char *model = NULL, *kv_name = "f32";
     char found[CLI_PATH_MAX];
-    int threads = 0, P = 512, N = 128, R = 5, json = 0, i, r, rc = 1;
+    int threads = 0, P = 512, N = 128, D = -1, R = 5, json = 0, i, r, rc = 1, n_ids;
     gpt_model *m = NULL;
     gpt_context *c = NULL;
     gpt_context_params cp = gpt_context_defaults();
@@ -363,6 +367,8 @@ int cmd_bench(int argc, char **argv)
             if (opt_int(argc, argv, &i, 1, INT_MAX, &P)) return 2;
         } else if (!strcmp(a, "-n") || !strcmp(a, "--gen")) {
             if (opt_int(argc, argv, &i, 0, INT_MAX, &N)) return 2;
+        } else if (!strcmp(a, "-d") || !strcmp(a, "--depth")) {
+            if (opt_int(argc, argv, &i, 0, INT_MAX, &D)) return 2;
         } else if (!strcmp(a, "-r") || !strcmp(a, "--repeats")) {
             if (opt_int(argc, argv, &i, 1, 1000, &R)) return 2;
         } else if (!strcmp(a, "--json")) {
@@ -376,10 +382,16 @@ int cmd_bench(int argc, char **argv)
     if (!model) model = cli_data_path("models/demo.bin", found, sizeof found);
     if (!(m = cli_load_model(model))) return 1;
     cfg = gpt_model_config(m);
-    if (P + N > cfg.n_ctx) {
-        fprintf(stderr, "gpt bench: %d prompt + %d generated tokens exceed the context of %d\n", P, N, cfg.n_ctx);
+    if (D < 0) D = P;
+    if (P > cfg.n_ctx || (long long)D + N > cfg.n_ctx) {
+        if (P > cfg.n_ctx)
+            fprintf(stderr, "gpt bench: a prompt of %d tokens exceeds the context of %d\n", P, cfg.n_ctx);
+        else
+            fprintf(stderr, "gpt bench: decoding %d tokens after %d of context exceeds the context of %d\n", N, D,
+                    cfg.n_ctx);
         goto done;
     }
+    n_ids = (P > D ? P : D) + N;
     cp.n_threads = threads;
     if (!(c = gpt_context_new(m, &cp, &err))) {
         fprintf(stderr, "gpt bench: %s\n", err.message);
@@ -387,11 +399,11 @@ int cmd_bench(int argc, char **argv)
     }
     threads = gpt_context_n_threads(c); /* the default when -t was not given */
     kv_name = gpt_context_kv_type(c) == GPT_KV_F16 ? "f16" : "f32";
-    ids = (int *)malloc(sizeof(int) * (size_t)(P + N));
+    ids = (int *)malloc(sizeof(int) * (size_t)n_ids);
     pre = (double *)malloc(sizeof(double) * (size_t)R);
     dec = (double *)malloc(sizeof(double) * (size_t)R);
     if (!ids || !pre || !dec) goto done;
-    for (i = 0; i < P + N; i++) ids[i] = (int)((uint64_t)(i + 1) * 2654435761u % (uint64_t)cfg.n_vocab);
+    for (i = 0; i < n_ids; i++) ids[i] = (int)((uint64_t)(i + 1) * 2654435761u % (uint64_t)cfg.n_vocab);
 
     if (!read_buffer_init(&rb)) {
         fprintf(stderr, "gpt bench: out of memory for the 512 MiB bandwidth buffer\n");
@@ -413,9 +425,14 @@ int cmd_bench(int argc, char **argv)
         }
         t1 = cli_now();
         pre[r] = P / (t1 - t0);
+        /* the context decoding starts from: part of the prompt, or more */
+        if (gpt_rewind(c, D < P ? D : P) != GPT_OK || (D > P && gpt_eval(c, ids + P, D - P) != GPT_OK)) {
+            fprintf(stderr, "gpt bench: %s\n", gpt_context_error(c));
+            goto done;
+        }
         t0 = cli_now();
         for (i = 0; i < N; i++)
-            if (gpt_eval(c, ids + P + i, 1) != GPT_OK) {
+            if (gpt_eval(c, ids + D + i, 1) != GPT_OK) {
                 fprintf(stderr, "gpt bench: %s\n", gpt_context_error(c));
                 goto done;
             }
@@ -438,17 +455,17 @@ int cmd_bench(int argc, char **argv)
         block_params = L * 12 * C * C;
         bytes_tok = (double)cfg.weight_bytes - wpe_bytes + C * 4;
         /* keys and values of every layer, one n_embd row each per position */
-        kv_bytes_tok = L * 2 * C * (gpt_context_kv_type(c) == GPT_KV_F16 ? 2 : 4) * (P + (N + 1) / 2.0);
+        kv_bytes_tok = L * 2 * C * (gpt_context_kv_type(c) == GPT_KV_F16 ? 2 : 4) * (D + (N + 1) / 2.0);
         flops_tok = 2 * block_params + 4 * L * C * (P + 1) / 2.0 + 2 * V * C / P;
     }
     if (json) {
         printf("{\"model\": \"%s\", \"dtype\": \"%s\", \"threads\": %d, \"bandwidth_gbs\": %.2f, \"peak_gflops\": %.1f, "
                "\"prefill_tokens\": %d, \"prefill_tok_s\": %.2f, \"prefill_tok_s_min\": %.2f, \"prefill_tok_s_max\": %.2f, "
-               "\"decode_tokens\": %d, \"decode_tok_s\": %.2f, \"decode_tok_s_min\": %.2f, \"decode_tok_s_max\": %.2f, "
+               "\"decode_tokens\": %d, \"decode_depth\": %d, \"decode_tok_s\": %.2f, \"decode_tok_s_min\": %.2f, \"decode_tok_s_max\": %.2f, "
                "\"bytes_per_token\": %.0f, \"flops_per_token\": %.0f, \"decode_roofline\": %.3f, "
                "\"prefill_roofline\": %.3f, \"repeats\": %d, \"kv_cache\": \"%s\", \"kv_bytes_per_token\": %.0f, "
                "\"decode_roofline_kv\": %.3f}\n",
-               model, gpt_dtype_name(cfg.dtype), threads, bw, peak, P, sp.median, sp.min, sp.max, N, sd.median,
+               model, gpt_dtype_name(cfg.dtype), threads, bw, peak, P, sp.median, sp.min, sp.max, N, D, sd.median,
                sd.min, sd.max, bytes_tok, flops_tok, sd.median / (bw * 1e9 / bytes_tok),
                sp.median / (peak * 1e9 / flops_tok), R, kv_name, kv_bytes_tok,
                sd.median / (bw * 1e9 / (bytes_tok + kv_bytes_tok)));
@@ -461,8 +478,8 @@ int cmd_bench(int argc, char **argv)
                sp.median, R, sp.min, sp.max, flops_tok / 1e9, sp.median / (peak * 1e9 / flops_tok));
         printf("decode    %4d tokens  %8.1f tok/s (median of %d, %.1f .. %.1f)  %.1f MB/token      roofline %.2f\n", N,
                sd.median, R, sd.min, sd.max, bytes_tok / 1e6, sd.median / (bw * 1e9 / bytes_tok));
-        printf("          with the KV cache's %.1f MB/token: roofline %.2f\n", kv_bytes_tok / 1e6,
-               sd.median / (bw * 1e9 / (bytes_tok + kv_bytes_tok)));
+        printf("          at positions %d .. %d, with the KV cache's %.1f MB/token: roofline %.2f\n", D, D + N - 1,
+               kv_bytes_tok / 1e6, sd.median / (bw * 1e9 / (bytes_tok + kv_bytes_tok)));
     }
     rc = 0;
 done:

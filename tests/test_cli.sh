@@ -111,18 +111,28 @@ check kv_default_is_auto_and_kv_f16_is_f16 sh -c "cmp -s '$T/sq8_default' '$T/sq
 
 # --- bench: two tiny runs (each streams a 512 MiB buffer); the report is checked,
 # not the figures -------------------------------------------------------------------
-$GPT bench -m "$T/tiny-q8.bin" -p 8 -n 4 -r 1 --kv f32 --json >"$T/bench" 2>"$T/err"; rc=$?
+# (the first decodes after 20 positions, past its 8-token prompt; the second from
+# an empty context)
+$GPT bench -m "$T/tiny-q8.bin" -p 8 -n 4 -d 20 -r 1 --kv f32 --json >"$T/bench" 2>"$T/err"; rc=$?
 ok=1
 for k in model dtype threads bandwidth_gbs peak_gflops prefill_tokens prefill_tok_s decode_tokens decode_tok_s \
-    bytes_per_token flops_per_token decode_roofline prefill_roofline kv_cache kv_bytes_per_token decode_roofline_kv; do
+    bytes_per_token flops_per_token decode_roofline prefill_roofline kv_cache kv_bytes_per_token decode_roofline_kv \
+    decode_depth; do
     grep -q "\"$k\": " "$T/bench" || ok=0
 done
 check bench_json_keys sh -c "test $rc = 0 && test $ok = 1 && test \$(wc -l <'$T/bench') = 1"
 check bench_json_kv_f32 sh -c "grep -q '\"dtype\": \"q8_0\"' '$T/bench' && grep -q '\"kv_cache\": \"f32\"' '$T/bench'"
-$GPT bench -m "$T/tiny-q8.bin" -p 8 -n 4 -r 1 >"$T/bench" 2>"$T/err"; rc=$?
+check bench_json_depth sh -c "grep -q '\"decode_depth\": 20,' '$T/bench'"
+$GPT bench -m "$T/tiny-q8.bin" -p 8 -n 4 -d 0 -r 1 >"$T/bench" 2>"$T/err"; rc=$?
 check bench_table_default_cache_of_q8_0_is_f16 sh -c "test $rc = 0 && grep -q 'KV cache f16' '$T/bench' && grep -q '^decode .*roofline' '$T/bench'"
+check bench_table_depth_0 grep -q 'at positions 0 \.\. 3,' "$T/bench"
 $GPT bench -m "$M" -p 600 -n 4 -r 1 >/dev/null 2>"$T/err"; rc=$?
-check bench_too_long_for_context sh -c "test $rc = 1 && grep -q 'exceed the context' '$T/err'"
+check bench_prompt_too_long_for_context sh -c "test $rc = 1 && grep -q 'a prompt of 600 tokens exceeds the context' '$T/err'"
+# the tiny model's context is 64: by default decoding starts after the prompt
+$GPT bench -m "$T/tiny-q8.bin" -p 62 -n 4 -r 1 >/dev/null 2>"$T/err"; rc=$?
+check bench_decode_after_prompt_too_long sh -c "test $rc = 1 && grep -q 'decoding 4 tokens after 62 of context exceeds the context of 64' '$T/err'"
+$GPT bench -m "$T/tiny-q8.bin" -p 8 -n 4 -d 61 -r 1 >/dev/null 2>"$T/err"; rc=$?
+check bench_depth_too_long sh -c "test $rc = 1 && grep -q 'after 61 of context exceeds' '$T/err'"
 
 # --- the README's first command prints the README's text, with 1 and 2 threads ---
 awk '/on any machine and with any thread count/{f=1;next} f==1&&/^```$/{f=2;next} f==2&&/^```$/{exit} f==2{print}' \

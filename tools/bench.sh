@@ -1,7 +1,7 @@
 #!/bin/sh
 # make bench: gpt bench on random GPT-2 124M-shaped checkpoints in f32, bf16
 # and q8_0 (written once with `gpt convert --random`), then the tokenizer
-# benchmark; prints one table. Environment: BUILD (default build), THREADS
+# benchmark; prints one table (the JSON of each run is kept in build/bench/). Environment: BUILD (default build), THREADS
 # (default: all CPUs), REPEATS (default 5), PROMPT (default 512), GEN (128),
 # DTYPES (default "f32 bf16 q8_0"), KV (the --kv of gpt bench; default auto).
 set -eu
@@ -16,19 +16,29 @@ mkdir -p "$DIR"
 T=
 if [ -n "${THREADS:-}" ]; then T="-t $THREADS"; fi
 
-printf '%-6s %8s %9s %9s %18s %9s %18s %9s %9s %6s\n' dtype threads "GB/s" "GFLOP/s" "prefill tok/s" roofline "decode tok/s" roofline "+KV" "cache"
+# Two runs per model: the prompt and decoding right after it (positions P ..
+# P+GEN-1, where attention also reads P positions of cache), and decoding from
+# an empty context (positions 0 .. GEN-1), as llama-bench's tg test does.
+printf '%-6s %7s %6s %7s %18s %6s %18s %6s %18s %6s %6s %5s\n' dtype threads "GB/s" "GFLOP/s" "prefill tok/s" roof \
+    "decode@0 tok/s" roof "decode@$PROMPT tok/s" roof "+KV" cache
 for d in $DTYPES; do
     m=$DIR/random-124M-$d.bin
     [ -f "$m" ] || "$GPT" convert --random 124M --dtype "$d" --seed 1 -o "$m" >/dev/null 2>&1
     j=$("$GPT" bench -m "$m" $T -p "$PROMPT" -n "$GEN" -r "$REPEATS" --kv "${KV:-auto}" --json 2>/dev/null)
+    z=$("$GPT" bench -m "$m" $T -p 1 -n "$GEN" -d 0 -r "$REPEATS" --kv "${KV:-auto}" --json 2>/dev/null)
     echo "$j" >"$DIR/bench-$d.json"
-    # pull the numbers out of the one-line JSON object
-    get() { echo "$j" | sed -n "s/.*\"$1\": \([0-9.]*\).*/\1/p"; }
+    echo "$z" >"$DIR/bench-$d-depth0.json"
+    # pull the numbers out of a one-line JSON object
+    get() { echo "$1" | sed -n "s/.*\"$2\": \([0-9.]*\).*/\1/p"; }
     kv=$(echo "$j" | sed -n 's/.*"kv_cache": "\([a-z0-9]*\)".*/\1/p')
-    printf '%-6s %8s %9s %9s %7s (%s..%s) %9s %7s (%s..%s) %9s %9s %6s\n' "$d" "$(get threads)" "$(get bandwidth_gbs)" \
-        "$(get peak_gflops)" "$(get prefill_tok_s)" "$(get prefill_tok_s_min)" "$(get prefill_tok_s_max)" \
-        "$(get prefill_roofline)" "$(get decode_tok_s)" "$(get decode_tok_s_min)" "$(get decode_tok_s_max)" \
-        "$(get decode_roofline)" "$(get decode_roofline_kv)" "$kv"
+    printf '%-6s %7s %6s %7s %7s (%s..%s) %6s %7s (%s..%s) %6s %7s (%s..%s) %6s %6s %5s\n' "$d" "$(get "$j" threads)" \
+        "$(get "$j" bandwidth_gbs)" "$(get "$j" peak_gflops)" \
+        "$(get "$j" prefill_tok_s)" "$(get "$j" prefill_tok_s_min)" "$(get "$j" prefill_tok_s_max)" \
+        "$(get "$j" prefill_roofline)" \
+        "$(get "$z" decode_tok_s)" "$(get "$z" decode_tok_s_min)" "$(get "$z" decode_tok_s_max)" \
+        "$(get "$z" decode_roofline)" \
+        "$(get "$j" decode_tok_s)" "$(get "$j" decode_tok_s_min)" "$(get "$j" decode_tok_s_max)" \
+        "$(get "$j" decode_roofline)" "$(get "$j" decode_roofline_kv)" "$kv"
 done
 echo
 if [ -x "$BUILD/tests/bench_tokenizer" ]; then "$BUILD/tests/bench_tokenizer"; fi

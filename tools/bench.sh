@@ -19,8 +19,8 @@ if [ -n "${THREADS:-}" ]; then T="-t $THREADS"; fi
 # Two runs per model: the prompt and decoding right after it (positions P ..
 # P+GEN-1, where attention also reads P positions of cache), and decoding from
 # an empty context (positions 0 .. GEN-1), as llama-bench's tg test does.
-printf '%-6s %7s %6s %7s %18s %6s %18s %6s %18s %6s %6s %5s\n' dtype threads "GB/s" "GFLOP/s" "prefill tok/s" roof \
-    "decode@0 tok/s" roof "decode@$PROMPT tok/s" roof "+KV" cache
+printf '%-6s %7s %7s %18s %6s %6s %18s %6s %6s %18s %6s %6s %5s\n' dtype threads "GFLOP/s" "prefill tok/s" roof \
+    "GB/s" "decode@0 tok/s" roof "GB/s" "decode@$PROMPT tok/s" roof "+KV" cache
 for d in $DTYPES; do
     m=$DIR/random-124M-$d.bin
     [ -f "$m" ] || "$GPT" convert --random 124M --dtype "$d" --seed 1 -o "$m" >/dev/null 2>&1
@@ -31,12 +31,12 @@ for d in $DTYPES; do
     # pull the numbers out of a one-line JSON object
     get() { echo "$1" | sed -n "s/.*\"$2\": \([0-9.]*\).*/\1/p"; }
     kv=$(echo "$j" | sed -n 's/.*"kv_cache": "\([a-z0-9]*\)".*/\1/p')
-    printf '%-6s %7s %6s %7s %7s (%s..%s) %6s %7s (%s..%s) %6s %7s (%s..%s) %6s %6s %5s\n' "$d" "$(get "$j" threads)" \
-        "$(get "$j" bandwidth_gbs)" "$(get "$j" peak_gflops)" \
+    printf '%-6s %7s %7s %7s (%s..%s) %6s %6s %7s (%s..%s) %6s %6s %7s (%s..%s) %6s %6s %5s\n' "$d" \
+        "$(get "$j" threads)" "$(get "$j" peak_gflops)" \
         "$(get "$j" prefill_tok_s)" "$(get "$j" prefill_tok_s_min)" "$(get "$j" prefill_tok_s_max)" \
-        "$(get "$j" prefill_roofline)" \
+        "$(get "$j" prefill_roofline)" "$(get "$z" bandwidth_gbs)" \
         "$(get "$z" decode_tok_s)" "$(get "$z" decode_tok_s_min)" "$(get "$z" decode_tok_s_max)" \
-        "$(get "$z" decode_roofline)" \
+        "$(get "$z" decode_roofline)" "$(get "$j" bandwidth_gbs)" \
         "$(get "$j" decode_tok_s)" "$(get "$j" decode_tok_s_min)" "$(get "$j" decode_tok_s_max)" \
         "$(get "$j" decode_roofline)" "$(get "$j" decode_roofline_kv)" "$kv"
 done

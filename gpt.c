@@ -2331,40 +2331,56 @@ static void cache_kv_head(gpt_context *c, int l, int pos, int h, const float *k,
 typedef struct att_job {
     gpt_context *c;
     int layer, n, pos0;
+    int items_taken; /* atomic: items handed out so far */
 } att_job;
 
-static void att_task(void *arg, int ith, int nth)
+/* Attention of item `item`: one head of one block of query rows. */
+static void att_item(const att_job *j, int ith, int item)
 {
-    const att_job *j = (const att_job *)arg;
     gpt_context *c = j->c;
     const gpt_config *cfg = &c->m->cfg;
     int H = cfg->n_head, C = cfg->n_embd, D = C / H;
+    int rows_per_item = c->simd ? ATT_ROWS : 1;
+    int r = item / H * rows_per_item, h = item % H;
     float scale = 1.0f / sqrtf((float)D);
     float *scores = c->scratch + (size_t)ith * c->scratch_stride;
-    int rows_per_item = c->simd ? ATT_ROWS : 1;
-    int blocks = (j->n + rows_per_item - 1) / rows_per_item;
-    int item, b, e;
-    split_range(blocks * H, 1, ith, nth, &b, &e);
-    for (item = b; item < e; item++) {
-        int r = item / H * rows_per_item, h = item % H;
-        size_t es = c->kv_f16 ? 2 : 4;
-        const char *keys = (const char *)c->k_cache + es * ((size_t)j->layer * H + h) * c->t_alloc * D;
-        const char *values = (const char *)c->v_cache + es * ((size_t)j->layer * H + h) * c->t_alloc * c->d_alloc;
-        const float *q = c->qkv + (size_t)r * 3 * C + (size_t)h * D;
-        float *out = c->att + (size_t)r * C + (size_t)h * D;
-        /* Decoding: the thread that attends with head h stores its key and
-         * value first. Its D key dims lie on D different cache lines, which
-         * are then hot for the scores, and the two threads share the work. */
-        if (j->n == 1) cache_kv_head(c, j->layer, j->pos0, h, c->qkv + C, c->qkv + 2 * C);
+    size_t es = c->kv_f16 ? 2 : 4;
+    const char *keys = (const char *)c->k_cache + es * ((size_t)j->layer * H + h) * c->t_alloc * D;
+    const char *values = (const char *)c->v_cache + es * ((size_t)j->layer * H + h) * c->t_alloc * c->d_alloc;
+    const float *q = c->qkv + (size_t)r * 3 * C + (size_t)h * D;
+    float *out = c->att + (size_t)r * C + (size_t)h * D;
+    /* Decoding: the thread that attends with head h stores its key and
+     * value first. Its D key dims lie on D different cache lines, which
+     * are then hot for the scores, and the two threads share the work. */
+    if (j->n == 1) cache_kv_head(c, j->layer, j->pos0, h, c->qkv + C, c->qkv + 2 * C);
 #if defined(GPT_SIMD)
-        if (c->simd) {
-            int rows = j->n - r < rows_per_item ? j->n - r : rows_per_item;
-            attend_block_simd(q, 3 * C, keys, values, c->kv_f16, j->pos0 + r + 1, rows, D, c->t_alloc, scale, scores,
-                              out, C, c->scratch + (size_t)ith * c->scratch_stride + c->scratch_conv);
-            continue;
-        }
+    if (c->simd) {
+        int rows = j->n - r < rows_per_item ? j->n - r : rows_per_item;
+        attend_block_simd(q, 3 * C, keys, values, c->kv_f16, j->pos0 + r + 1, rows, D, c->t_alloc, scale, scores, out,
+                          C, c->scratch + (size_t)ith * c->scratch_stride + c->scratch_conv);
+        return;
+    }
 #endif
-        attend(q, keys, values, c->kv_f16, j->pos0 + r + 1, D, c->t_alloc, scale, scores, out);
+    attend(q, keys, values, c->kv_f16, j->pos0 + r + 1, D, c->t_alloc, scale, scores, out);
+}
+
+/* The threads take items one at a time as they finish the last, the last
+ * block of rows (the most keys) first, so that neither waits long for the
+ * other at the end. */
+static void att_task(void *arg, int ith, int nth)
+{
+    att_job *j = (att_job *)arg;
+    int rows_per_item = j->c->simd ? ATT_ROWS : 1;
+    int n_items = (j->n + rows_per_item - 1) / rows_per_item * j->c->m->cfg.n_head;
+    (void)nth;
+    for (;;) {
+#if defined(GPT_HAVE_THREADS)
+        int taken = ATOMIC_ADD(&j->items_taken, 1) - 1;
+#else
+        int taken = j->items_taken++;
+#endif
+        if (taken >= n_items) break;
+        att_item(j, ith, n_items - 1 - taken);
     }
 }
 
@@ -2389,7 +2405,7 @@ static void forward_blocks(gpt_context *c, const int *ids, int n)
         att_job aj;
         layernorm_rows(c, c->xn, c->x, n, &L->ln1_w, &L->ln1_b);
         matmul(c, &L->qkv_w, &L->qkv_b, c->xn, C, n, c->qkv, 3 * C, MM_STORE);
-        if (n > 1) /* (one row: att_task stores it, head by head) */
+        if (n > 1) /* (one row: att_item stores it, head by head) */
             for (r = 0; r < n; r++) {
                 const float *k = c->qkv + (size_t)r * 3 * C + C;
                 int h;
@@ -2399,6 +2415,7 @@ static void forward_blocks(gpt_context *c, const int *ids, int n)
         aj.layer = l;
         aj.n = n;
         aj.pos0 = pos0;
+        aj.items_taken = 0;
         pool_run(c->pool, att_task, &aj);
         matmul(c, &L->proj_w, &L->proj_b, c->att, C, n, c->x, C, MM_ADD);
         layernorm_rows(c, c->xn, c->x, n, &L->ln2_w, &L->ln2_b);

@@ -3,10 +3,10 @@
 
 Reads a checkpoint with tests/reference/gpt2_ref.py, rounds wte and the block
 matrices through q8_0 (as `gpt convert` writes it) and through q4_0 (as
-llama.cpp defines it: blocks of 32, an f16 scale d = m / -8 where m is the
-block's value of largest magnitude, codes q = clamp(round(x / d) + 8, 0, 15)
-standing for d * (q - 8)), and writes each result as an f32 checkpoint, which
-`gpt score` can then score. wpe and the vectors stay as they are, as in
+llama.cpp's reference quantizer makes it: blocks of 32, d = m / -8 where m
+is the block's value of largest magnitude, codes q = min(15, trunc(x * (1/d)
++ 8.5)) standing for f16(d) * (q - 8)), and writes each result as an f32
+checkpoint, which `gpt score` can then score. wpe and the vectors stay as they are, as in
 `gpt convert`. docs/PERFORMANCE.md ("What is not done") has the figures.
 
 usage: /usr/bin/python3 tools/quant_quality.py MODEL.bin OUT_DIR
@@ -29,11 +29,14 @@ def q4_0_round_trip(w):
     x[:, :cols] = w
     x = x.reshape(rows, nb, 32)
     largest = np.take_along_axis(x, np.abs(x).argmax(axis=2)[:, :, None], axis=2)[:, :, 0]
-    d = R.f16_bits_to_f32(R.f32_to_f16_bits(largest / np.float32(-8.0)))[:, :, None]
-    with np.errstate(divide="ignore", invalid="ignore"):
-        r = np.where(d != 0, x / d, 0.0)
-    q = np.clip(np.floor(r + 8.5), 0, 15)
-    return (d * (q - 8)).reshape(rows, nb * 32)[:, :cols].astype(np.float32)
+    d = (largest / np.float32(-8.0))[:, :, None]                      # binary32
+    with np.errstate(divide="ignore"):
+        inv = np.where(d != 0, np.float32(1.0) / d, np.float32(0.0)).astype(np.float32)
+    # codes from the binary32 d, rounded by truncating x/d + 8.5; only d's
+    # f16 rounding is stored and used to decode
+    q = np.minimum(np.float32(15), np.trunc(x * inv + np.float32(8.5)))
+    d16 = R.f16_bits_to_f32(R.f32_to_f16_bits(d))
+    return (d16 * (q - 8)).reshape(rows, nb * 32)[:, :cols].astype(np.float32)
 
 
 def q8_0_round_trip(w):

@@ -1134,8 +1134,8 @@ static void pool_run(pool *p, task_fn fn, void *arg)
 /*
  * Rows of a matrix product handed out while it runs. Each thread starts on
  * its own share of the rows, front to back in pieces (a sequential stream);
- * a thread that runs out takes pieces of ROWS_STOLEN rows from the back of
- * another's share. The two threads of a decoded token otherwise finish each
+ * a thread that runs out takes pieces of ROWS_STOLEN rows (whole 64-row
+ * panels for the packed prompt kernel) from the back of another's share. The two threads of a decoded token otherwise finish each
  * phase up to tens of microseconds apart (memory serves the two cores
  * unevenly), about 13% of q8_0 decoding time lost to waiting.
  * Results do not depend on who computes a row.
@@ -1145,11 +1145,12 @@ static void pool_run(pool *p, task_fn fn, void *arg)
 #define ROWS_PACK(front, back) (((uint64_t)(uint32_t)(front) << 32) | (uint32_t)(back))
 
 /* Takes rows from *left into [*b, *e); 0 when none are left. From the front,
- * `piece` rows (a multiple of ROWS_STOLEN); from the back, the rows after the
- * last multiple of ROWS_STOLEN. Every bound stays a multiple of ROWS_STOLEN
- * (or the matrix's end), as with the static split: the kernels group rows in
- * fours from the start of their range, and the grouping decides the order
- * of the sums, so results stay bitwise the same for any thread count. */
+ * `piece` rows; from the back, the rows after the last multiple of `piece`;
+ * `piece` is a multiple of ROWS_STOLEN. Every bound stays a multiple of
+ * ROWS_STOLEN (or the matrix's end), as with the static split: the kernels
+ * group rows in fours from the start of their range, and the grouping
+ * decides the order of the sums, so results stay bitwise the same for any
+ * thread count. */
 static int claim_rows(uint64_t *left, int piece, int from_back, int *b, int *e)
 {
     uint64_t cur = __atomic_load_n(left, __ATOMIC_ACQUIRE), next;
@@ -1159,7 +1160,7 @@ static int claim_rows(uint64_t *left, int piece, int from_back, int *b, int *e)
         back = (int)(uint32_t)cur;
         if (front >= back) return 0;
         if (from_back) {
-            cut = (back - 1) / ROWS_STOLEN * ROWS_STOLEN;
+            cut = (back - 1) / piece * piece;
             if (cut < front) cut = front;
             next = ROWS_PACK(front, cut);
         } else {
@@ -2227,15 +2228,19 @@ static void mm_task(void *arg, int ith, int nth)
 #if defined(GPT_HAVE_THREADS)
     if (nth > 1) {
         worker *w = j->c->pool->workers;
-        int b, e, share, piece, t;
+        int b, e, share, piece, unit = ROWS_STOLEN, t;
+#if defined(GPT_SIMD) && defined(GPT_AVX512)
+        if (j->c->simd && j->n >= PK_MIN_ROWS) unit = PK_NR; /* whole packed panels */
+#endif
         split_range(j->W->rows, ROWS_STOLEN, ith, nth, &b, &e);
         /* pieces of 1/32 of the share (64 rows at least): few claims, and
          * a tail small enough to balance */
         share = e - b;
-        piece = share / 32 < 64 ? 64 : (share / 32 + ROWS_STOLEN - 1) / ROWS_STOLEN * ROWS_STOLEN;
+        piece = share / 32 < 64 ? 64 : share / 32;
+        piece = (piece + unit - 1) / unit * unit;
         while (claim_rows(&w[ith].rows_left, piece, 0, &b, &e)) mm_rows(j, ith, b, e);
         for (t = 1; t < nth; t++)
-            while (claim_rows(&w[(ith + t) % nth].rows_left, 0, 1, &b, &e)) mm_rows(j, ith, b, e);
+            while (claim_rows(&w[(ith + t) % nth].rows_left, unit, 1, &b, &e)) mm_rows(j, ith, b, e);
         return;
     }
 #endif

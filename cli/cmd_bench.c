@@ -36,15 +36,15 @@
 #endif
 
 static const char *help =
-    "usage: gpt bench [-m MODEL] [-t THREADS] [-p PROMPT_TOKENS] [-n GEN_TOKENS] [-d DEPTH] [-r REPEATS] [--kv TYPE]\n"
-    "                 [--json]\n"
+    "usage: gpt bench [-m MODEL] [-t THREADS] [-p PROMPT_TOKENS] [-n GEN_TOKENS] [-d DEPTH]\n"
+    "                 [-r REPEATS] [--kv TYPE] [--json]\n"
     "\n"
     "Measures, in one run and with the same threads: the machine's memory read\n"
     "bandwidth (a streaming read of a buffer much larger than the caches) and FMA\n"
     "peak (independent fused multiply-adds in registers), then the model's prompt\n"
-    "processing (P tokens in one gpt_eval) and decoding (N tokens one at a time after\n"
-    "D tokens of context, by default the prompt), each the median of R repeats.\n"
-    "It reports tokens/s and the ratios\n"
+    "processing (P tokens in one gpt_eval) and decoding (N tokens one at a time\n"
+    "after D tokens of context, by default the prompt), each the median of R\n"
+    "repeats. It reports tokens/s and the ratios\n"
     "  decode_roofline  = decode tok/s / (bandwidth / bytes of weights per token)\n"
     "  prefill_roofline = prompt tok/s / (FMA peak / FLOPs per prompt token)\n"
     "and decode_roofline_kv, which also counts the bytes attention reads from the\n"
@@ -58,7 +58,7 @@ static const char *help =
     "  -p, --prompt N      prompt tokens (default 512, at most the context)\n"
     "  -n, --gen N         decoded tokens (default 128)\n"
     "  -d, --depth D       decode at positions D .. D+N-1 (default: P, right after\n"
-    "                      the prompt; 0 decodes from an empty context, as llama-bench's tg)\n"
+    "                      the prompt; 0: from an empty context, as llama-bench's tg)\n"
     "  -r, --repeats R     repeats of each measurement (default 5)\n"
     "      --kv TYPE       KV cache: auto (f16 unless the weights are f32), f16, f32\n"
     "      --json          print one JSON object instead of the table\n";
@@ -437,6 +437,10 @@ int cmd_bench(int argc, char **argv)
                 goto done;
             }
         t1 = cli_now();
+        if (gpt_context_n_past(c) != D + N) { /* the figure would be for other positions */
+            fprintf(stderr, "gpt bench: decoding ended at position %d, not %d\n", gpt_context_n_past(c), D + N);
+            goto done;
+        }
         dec[r] = N > 0 ? N / (t1 - t0) : 0;
         /* Other jobs on a shared machine take a varying share of its
          * bandwidth: the limit is the best seen at any point of the run. */
@@ -478,8 +482,9 @@ int cmd_bench(int argc, char **argv)
                sp.median, R, sp.min, sp.max, flops_tok / 1e9, sp.median / (peak * 1e9 / flops_tok));
         printf("decode    %4d tokens  %8.1f tok/s (median of %d, %.1f .. %.1f)  %.1f MB/token      roofline %.2f\n", N,
                sd.median, R, sd.min, sd.max, bytes_tok / 1e6, sd.median / (bw * 1e9 / bytes_tok));
-        printf("          at positions %d .. %d, with the KV cache's %.1f MB/token: roofline %.2f\n", D, D + N - 1,
-               kv_bytes_tok / 1e6, sd.median / (bw * 1e9 / (bytes_tok + kv_bytes_tok)));
+        if (N > 0)
+            printf("          at positions %d .. %d, with the KV cache's %.1f MB/token: roofline %.2f\n", D, D + N - 1,
+                   kv_bytes_tok / 1e6, sd.median / (bw * 1e9 / (bytes_tok + kv_bytes_tok)));
     }
     rc = 0;
 done:

@@ -133,6 +133,9 @@ $GPT bench -m "$T/tiny-q8.bin" -p 62 -n 4 -r 1 >/dev/null 2>"$T/err"; rc=$?
 check bench_decode_after_prompt_too_long sh -c "test $rc = 1 && grep -q 'decoding 4 tokens after 62 of context exceeds the context of 64' '$T/err'"
 $GPT bench -m "$T/tiny-q8.bin" -p 8 -n 4 -d 61 -r 1 >/dev/null 2>"$T/err"; rc=$?
 check bench_depth_too_long sh -c "test $rc = 1 && grep -q 'after 61 of context exceeds' '$T/err'"
+# decoding that fills the context exactly is allowed
+$GPT bench -m "$T/tiny-q8.bin" -p 8 -n 4 -d 60 -r 1 >"$T/bench" 2>"$T/err"; rc=$?
+check bench_depth_fills_context sh -c "test $rc = 0 && grep -q 'at positions 60 \.\. 63,' '$T/bench'"
 
 # --- the README's first command prints the README's text, with 1 and 2 threads ---
 awk '/on any machine and with any thread count/{f=1;next} f==1&&/^```$/{f=2;next} f==2&&/^```$/{exit} f==2{print}' \

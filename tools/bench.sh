@@ -24,8 +24,10 @@ printf '%-6s %7s %7s %18s %6s %6s %18s %6s %6s %18s %6s %6s %5s\n' dtype threads
 for d in $DTYPES; do
     m=$DIR/random-124M-$d.bin
     [ -f "$m" ] || "$GPT" convert --random 124M --dtype "$d" --seed 1 -o "$m" >/dev/null 2>&1
-    j=$("$GPT" bench -m "$m" $T -p "$PROMPT" -n "$GEN" -r "$REPEATS" --kv "${KV:-auto}" --json 2>/dev/null)
-    z=$("$GPT" bench -m "$m" $T -p 1 -n "$GEN" -d 0 -r "$REPEATS" --kv "${KV:-auto}" --json 2>/dev/null)
+    j=$("$GPT" bench -m "$m" $T -p "$PROMPT" -n "$GEN" -r "$REPEATS" --kv "${KV:-auto}" --json 2>"$DIR/err") ||
+        { echo "gpt bench failed on $m: $(cat "$DIR/err")" >&2; exit 1; }
+    z=$("$GPT" bench -m "$m" $T -p 1 -n "$GEN" -d 0 -r "$REPEATS" --kv "${KV:-auto}" --json 2>"$DIR/err") ||
+        { echo "gpt bench -d 0 failed on $m: $(cat "$DIR/err")" >&2; exit 1; }
     echo "$j" >"$DIR/bench-$d.json"
     echo "$z" >"$DIR/bench-$d-depth0.json"
     # pull the numbers out of a one-line JSON object

@@ -1135,10 +1135,11 @@ static void pool_run(pool *p, task_fn fn, void *arg)
  * Rows of a matrix product handed out while it runs. Each thread starts on
  * its own share of the rows, front to back in pieces (a sequential stream);
  * a thread that runs out takes pieces of ROWS_STOLEN rows (whole 64-row
- * panels for the packed prompt kernel) from the back of another's share. The two threads of a decoded token otherwise finish each
- * phase up to tens of microseconds apart (memory serves the two cores
- * unevenly), about 13% of q8_0 decoding time lost to waiting.
- * Results do not depend on who computes a row.
+ * panels for the packed prompt kernel) from the back of another's share.
+ * With fixed shares, the two threads of a decoded token finished each phase
+ * up to tens of microseconds apart (memory serves the two cores unevenly):
+ * about 13% of q8_0 decoding time went to waiting. Results do not depend on
+ * who computes a row.
  */
 #define ROWS_STOLEN 16
 #if defined(GPT_HAVE_THREADS)

@@ -1,9 +1,10 @@
 #!/bin/sh
 # make bench: gpt bench on random GPT-2 124M-shaped checkpoints in f32, bf16
 # and q8_0 (written once with `gpt convert --random`), then the tokenizer
-# benchmark; prints one table (the JSON of each run is kept in build/bench/). Environment: BUILD (default build), THREADS
-# (default: all CPUs), REPEATS (default 5), PROMPT (default 512), GEN (128),
-# DTYPES (default "f32 bf16 q8_0"), KV (the --kv of gpt bench; default auto).
+# benchmark; prints one table (the JSON of each run is kept in build/bench/).
+# Environment: BUILD (default build), THREADS (default: all CPUs), REPEATS
+# (default 5), PROMPT (default 512), GEN (128), DTYPES (default "f32 bf16
+# q8_0"), KV (the --kv of gpt bench; default auto).
 set -eu
 BUILD=${BUILD:-build}
 GPT=${GPT:-$BUILD/gpt}

@@ -87,6 +87,7 @@ const char *gpt_status_name(gpt_status s)
     case GPT_ERR_BUFFER_TOO_SMALL: return "GPT_ERR_BUFFER_TOO_SMALL";
     case GPT_ERR_EXISTS: return "GPT_ERR_EXISTS";
     case GPT_ERR_CANCELLED: return "GPT_ERR_CANCELLED";
+    case GPT_ERR_NUMERIC: return "GPT_ERR_NUMERIC";
     }
     return "GPT_ERR_UNKNOWN";
 }
@@ -756,13 +757,16 @@ static gpt_model *load_read(const char *path, gpt_error *err)
     return m;
 }
 
-gpt_model *gpt_model_load(const char *path, gpt_error *err)
+gpt_model *gpt_model_load(const char *path, gpt_error *err) { return gpt_model_load_ex(path, NULL, err); }
+
+gpt_model *gpt_model_load_ex(const char *path, const gpt_load_params *p, gpt_error *err)
 {
     clear_error(err);
     if (!path) {
         fail(err, GPT_ERR_INVALID_ARG, "gpt_model_load: path is NULL");
         return NULL;
     }
+    if (p && p->no_mmap) return load_read(path, err);
 #if defined(GPT_MMAP_POSIX)
     {
         struct stat st;
@@ -2500,11 +2504,22 @@ gpt_status gpt_rewind(gpt_context *c, int n_keep)
     return GPT_OK;
 }
 
-/* log p(target) from one row of logits, in double precision. */
+/* Whether all n logits are finite numbers. */
+static int logits_finite(const float *logits, int n)
+{
+    int i;
+    for (i = 0; i < n; i++)
+        if (!(logits[i] - logits[i] == 0.0f)) return 0; /* NaN and +-inf give NaN */
+    return 1;
+}
+
+/* log p(target) from one row of logits, in double precision; NaN when a
+ * logit is not finite. */
 static float log_softmax_at(const float *logits, int V, int target)
 {
     double mx = -INFINITY, sum = 0.0;
     int i;
+    if (!logits_finite(logits, V)) return NAN;
     for (i = 0; i < V; i++)
         if (logits[i] > mx) mx = logits[i];
     for (i = 0; i < V; i++) sum += exp((double)logits[i] - mx);
@@ -2549,7 +2564,7 @@ gpt_status gpt_score_ex(gpt_context *c, const int *ids, int n, float *logprobs,
                         int (*on_progress)(int scored, int total, void *user), void *user)
 {
     gpt_status st;
-    int W, S, start, scored_to;
+    int W, S, start, scored_to, i;
     if (!c) return GPT_ERR_INVALID_ARG;
     if ((st = check_ids(c, ids, n)) != GPT_OK) return st;
     if (n > 1 && !logprobs) return ctx_fail(c, GPT_ERR_INVALID_ARG, "logprobs is NULL");
@@ -2565,6 +2580,10 @@ gpt_status gpt_score_ex(gpt_context *c, const int *ids, int n, float *logprobs,
         c->n_past = 0;
         /* row r of the window predicts id start + r + 1 */
         eval_scoring(c, ids + start, end - start, scored_to - 1 - start, logprobs + (scored_to - 1));
+        for (i = scored_to - 1; i < end - 1; i++)
+            if (logprobs[i] != logprobs[i])
+                return ctx_fail(c, GPT_ERR_NUMERIC, "the logits predicting id %d (index %d) are not finite: the model "
+                                "has NaN or infinite weights, or its activations overflow", ids[i + 1], i + 1);
         scored_to = end;
         if (on_progress && on_progress(scored_to - 1, n - 1, user))
             return ctx_fail(c, GPT_ERR_CANCELLED, "scoring cancelled after %d of %d ids", scored_to - 1, n - 1);
@@ -3087,7 +3106,13 @@ gpt_status gpt_generate_ex(gpt_context *c, const char *prompt, const gpt_generat
     }
     gpt_decoder_init(&dec);
     for (i = 0; i < p->max_new_tokens && why == GPT_STOP_NONE; i++) {
-        int id = gpt_sampler_sample(sampler, gpt_logits(c), c->tokens, c->n_past), n_piece;
+        int id, n_piece;
+        if (!logits_finite(gpt_logits(c), c->m->cfg.n_vocab)) {
+            st = ctx_fail(c, GPT_ERR_NUMERIC, "the logits after position %d are not finite: the model has NaN or "
+                          "infinite weights, or its activations overflow", c->n_past - 1);
+            goto done;
+        }
+        id = gpt_sampler_sample(sampler, gpt_logits(c), c->tokens, c->n_past);
         if (id < 0) {
             st = ctx_fail(c, (gpt_status)id, "sampling failed: %s", gpt_status_name((gpt_status)id));
             goto done;

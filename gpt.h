@@ -58,7 +58,9 @@ typedef enum gpt_status {
     GPT_ERR_CONTEXT_FULL = -7,     /* the context window has no room for the tokens */
     GPT_ERR_BUFFER_TOO_SMALL = -8, /* a caller's buffer cannot hold the result */
     GPT_ERR_EXISTS = -9,           /* an output file exists and overwriting was not asked for */
-    GPT_ERR_CANCELLED = -10        /* a progress callback asked to stop */
+    GPT_ERR_CANCELLED = -10,       /* a progress callback asked to stop */
+    GPT_ERR_NUMERIC = -11          /* the model computed logits that are not finite (NaN or
+                                      infinite weights or activations) */
 } gpt_status;
 
 typedef struct gpt_error {
@@ -176,6 +178,16 @@ typedef struct gpt_config {
 /* Loads a checkpoint (docs/FORMAT.md). The file is mapped and used in place
  * where the platform allows it, otherwise read into memory. */
 GPT_API gpt_model *gpt_model_load(const char *path, gpt_error *err);
+/* How gpt_model_load_ex reads the file. */
+typedef struct gpt_load_params {
+    int no_mmap; /* non-zero: read the file into memory instead of mapping it. A mapped
+                    file that another process truncates makes the next access to the
+                    lost pages raise SIGBUS (docs/SAFETY.md); a copy costs the file's
+                    size in memory and the time to read it */
+} gpt_load_params;
+
+/* gpt_model_load with parameters (NULL: the defaults, as gpt_model_load). */
+GPT_API gpt_model *gpt_model_load_ex(const char *path, const gpt_load_params *p, gpt_error *err);
 /* Loads from a copy of len bytes at buf; buf may be freed right away. */
 GPT_API gpt_model *gpt_model_load_memory(const void *buf, size_t len, gpt_error *err);
 /* Loads from buf without copying: buf must be aligned to 64 bytes

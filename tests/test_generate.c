@@ -307,6 +307,40 @@ TEST(generation_continues_a_context)
     gpt_model_free(m);
 }
 
+/* A NaN in ln_f.bias (the last tensor) makes every logit NaN: generation
+ * and scoring stop with GPT_ERR_NUMERIC instead of printing "!!!!" (the
+ * argmax of NaNs) or a perplexity of nan. */
+TEST(non_finite_logits_stop_generation_and_scoring)
+{
+    size_t len;
+    unsigned char *buf = random_checkpoint(2, 2, 32, 32, 300, 4, GPT_DTYPE_F32, &len, NULL);
+    gpt_model *m;
+    gpt_context *c;
+    gpt_generate_params gp = gpt_generate_defaults();
+    gpt_generate_result res;
+    const float nan_value = NAN;
+    unsigned char *entry;
+    unsigned long long off = 0;
+    float lp[9];
+    int ids[10] = {1, 2, 3, 4, 5, 6, 7, 8, 9, 10}, i;
+    CHECK(buf != NULL);
+    entry = buf + 128 + (size_t)(12 * 2 + 3) * 32; /* directory entry of tensor 12L + 3 */
+    for (i = 0; i < 8; i++) off |= (unsigned long long)entry[16 + i] << (8 * i);
+    memcpy(buf + off, &nan_value, 4);
+    m = gpt_model_load_memory(buf, len, NULL);
+    free(buf);
+    CHECK(m != NULL);
+    c = gpt_context_new(m, NULL, NULL);
+    CHECK(c != NULL);
+    gp.max_new_tokens = 5;
+    EXPECTF(gpt_generate_ex(c, "abc", &gp, NULL, NULL, &res) == GPT_ERR_NUMERIC && res.n_generated == 0,
+            "generate: %s", gpt_context_error(c));
+    EXPECTF(strstr(gpt_context_error(c), "not finite") != NULL, "message: %s", gpt_context_error(c));
+    EXPECTF(gpt_score(c, ids, 10, lp) == GPT_ERR_NUMERIC, "score: %s", gpt_context_error(c));
+    gpt_context_free(c);
+    gpt_model_free(m);
+}
+
 int main(void)
 {
     RUN(streamed_pieces_are_whole_utf8);
@@ -316,5 +350,6 @@ int main(void)
     RUN(full_context_stops_or_slides);
     RUN(same_seed_same_text_any_thread_count);
     RUN(generation_continues_a_context);
+    RUN(non_finite_logits_stop_generation_and_scoring);
     return test_summary();
 }

@@ -253,6 +253,36 @@ TEST(damaged_tokenizer_section_is_refused)
     free(raw);
 }
 
+/* gpt_model_load_ex with no_mmap reads the file into memory: same model,
+ * same logits, and the same messages for a bad path. */
+TEST(no_mmap_reads_the_same_model)
+{
+    gpt_load_params lp;
+    gpt_error err;
+    gpt_model *a, *b;
+    gpt_context *ca, *cb;
+    int ids[3] = {1870, 1793, 531};
+    memset(&lp, 0, sizeof lp);
+    lp.no_mmap = 1;
+    a = gpt_model_load("models/demo.bin", &err);
+    b = gpt_model_load_ex("models/demo.bin", &lp, &err);
+    CHECK(a && b);
+    ca = gpt_context_new(a, NULL, NULL);
+    cb = gpt_context_new(b, NULL, NULL);
+    CHECK(ca && cb);
+    CHECK(gpt_eval(ca, ids, 3) == GPT_OK && gpt_eval(cb, ids, 3) == GPT_OK);
+    CHECK(memcmp(gpt_logits(ca), gpt_logits(cb), sizeof(float) * (size_t)gpt_model_config(a).n_vocab) == 0);
+    gpt_context_free(ca);
+    gpt_context_free(cb);
+    gpt_model_free(a);
+    gpt_model_free(b);
+    CHECK(gpt_model_load_ex("tests/data/no-such-file.bin", &lp, &err) == NULL && err.status == GPT_ERR_IO);
+    CHECK(strstr(err.message, "no-such-file.bin") != NULL);
+    a = gpt_model_load_ex("models/demo.bin", NULL, &err); /* NULL params: mapped, as gpt_model_load */
+    CHECK(a != NULL);
+    gpt_model_free(a);
+}
+
 int main(void)
 {
     gpt_error err;
@@ -266,6 +296,7 @@ int main(void)
     RUN(damaged_header_fields_are_refused);
     RUN(overlapping_regions_are_refused);
     RUN(damaged_tokenizer_section_is_refused);
+    RUN(no_mmap_reads_the_same_model);
     free(good);
     return test_summary();
 }

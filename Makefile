@@ -29,7 +29,10 @@ ARCHFLAGS ?= $(if $(filter 1,$(NATIVE)),-march=native,)
 WARN     := -std=c99 -pedantic -Wall -Wextra
 CFLAGS   ?= $(OPT) -g
 ALL_CFLAGS = $(WARN) $(CFLAGS) $(ARCHFLAGS) $(if $(filter 0,$(SIMD)),-DGPT_NO_SIMD,) $(EXTRA_CFLAGS)
-LIB_CFLAGS = $(ALL_CFLAGS) -fPIC -fvisibility=hidden
+# The shared library exports only the GPT_API functions: hidden visibility
+# on ELF, and dllexport (GPT_BUILD_DLL) for gpt.dll, which otherwise exports
+# every global function, the gpt__ helpers the library files share included.
+LIB_CFLAGS = $(ALL_CFLAGS) -fPIC -fvisibility=hidden $(if $(WINDOWS),-DGPT_BUILD_DLL,)
 LDLIBS   ?= -lm $(if $(WINDOWS),-static-libgcc,-pthread)
 
 LIB_SRC  := gpt.c tokenizer.c
@@ -40,7 +43,7 @@ TEST_SRC := $(wildcard tests/test_*.c)
 TEST_BIN := $(TEST_SRC:tests/%.c=$(BUILD)/tests/%$(EXE))
 TEST_SCRIPTS := $(wildcard tests/test_*.sh)
 
-.PHONY: all test clean check-tests
+.PHONY: all test clean
 
 all: $(BUILD)/gpt$(EXE) $(BUILD)/libgpt.a $(SHARED_LIB)
 

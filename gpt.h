@@ -12,6 +12,26 @@
  *     cache and scratch memory) is used by one thread at a time.
  *   - Freeing NULL is always allowed.
  *
+ * Build options (define them when compiling gpt.c and tokenizer.c; no build
+ * system is needed: `cc -O2 -march=native -c gpt.c tokenizer.c`)
+ *   GPT_NO_SIMD      the portable scalar kernels only, even where the target
+ *                    has AVX-512, AVX2 + FMA + F16C or NEON (the SIMD kernels
+ *                    are chosen by the compiler's target flags, e.g.
+ *                    -march=native); results agree within 1e-5 relative
+ *   GPT_NO_THREADS   no thread pool: every context computes on the calling
+ *                    thread (threads are POSIX or Win32, with GCC-style atomics)
+ *   GPT_NO_MMAP      checkpoints are read into memory instead of mapped
+ *                    (mmap on POSIX, file mapping on Windows)
+ *   GPT_MALLOC(n), GPT_REALLOC(p, n), GPT_FREE(p)
+ *                    the allocator: every allocation of the library goes
+ *                    through these three (default malloc, realloc, free);
+ *                    define all three, e.g. -DGPT_MALLOC=my_malloc ..., to
+ *                    route the library's memory to your own allocator. They
+ *                    must behave like malloc/realloc/free; a NULL result is
+ *                    reported as GPT_ERR_OUT_OF_MEMORY.
+ *   GPT_BUILD_DLL, GPT_DLL
+ *                    Windows: building, or using, gpt.dll (see GPT_API)
+ *
  * MIT licence; see LICENSE.
  */
 #ifndef GPT_H
@@ -19,6 +39,10 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#if defined(GPT_INTERNAL)
+#include <stdio.h>
+#include <stdlib.h>
+#endif
 
 #define GPT_VERSION_MAJOR 0
 #define GPT_VERSION_MINOR 2
@@ -357,6 +381,56 @@ GPT_API gpt_status gpt_generate(gpt_context *c, const char *prompt, const gpt_ge
 /* The same, reporting why it stopped and how many ids it used. */
 GPT_API gpt_status gpt_generate_ex(gpt_context *c, const char *prompt, const gpt_generate_params *p,
                                    gpt_on_text on_text, void *user, gpt_generate_result *result);
+
+/* ------------------------------------------------------------------------ */
+/* Internal: shared by gpt.c, tokenizer.c and the gpt command, which define  */
+/* GPT_INTERNAL before including this header. Not part of the API and not    */
+/* exported from the shared library.                                         */
+
+#if defined(GPT_INTERNAL)
+#if !defined(GPT_MALLOC) && !defined(GPT_REALLOC) && !defined(GPT_FREE)
+#define GPT_MALLOC(n) malloc(n)
+#define GPT_REALLOC(p, n) realloc((p), (n))
+#define GPT_FREE(p) free(p)
+#elif !defined(GPT_MALLOC) || !defined(GPT_REALLOC) || !defined(GPT_FREE)
+#error "define all three of GPT_MALLOC, GPT_REALLOC and GPT_FREE, or none"
+#endif
+
+/* Allocations through the hooks above; gpt__calloc zeroes, and checks
+ * count * size for overflow. */
+void *gpt__alloc(size_t n);
+void *gpt__calloc(size_t count, size_t size);
+void *gpt__realloc(void *p, size_t n);
+void gpt__free(void *p);
+/* Fills err (may be NULL) with status and a printf-style message; returns
+ * status. */
+gpt_status gpt__set_error(gpt_error *err, gpt_status status, const char *fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 3, 4)))
+#endif
+    ;
+void gpt__clear_error(gpt_error *err);
+/* fopen with a UTF-8 file name on every platform (Windows included). */
+FILE *gpt__fopen(const char *path, const char *mode);
+/* Length of the well-formed UTF-8 character at s[0 .. avail) (Unicode's
+ * Table 3-7) and its code point, or 0 when none starts there. */
+size_t gpt__utf8_decode(const unsigned char *s, size_t avail, uint32_t *cp);
+/* Length of the UTF-8 sequence lead byte c starts (0 if none) and the range
+ * its second byte must be in. */
+size_t gpt__utf8_seq_len(unsigned c, unsigned *lo, unsigned *hi);
+/* IEEE half and bfloat16 conversions (rounding to nearest even). */
+float gpt__f16_to_f32(uint16_t h);
+uint16_t gpt__f32_to_f16(float f);
+float gpt__bf16_to_f32(uint16_t b);
+uint16_t gpt__f32_to_bf16(float f);
+/* The checkpoint's canonical tensors (docs/FORMAT.md): Hugging Face style
+ * name of tensor k ("wte.weight", "h.3.mlp.c_fc.weight"), its shape for a
+ * configuration, and the bytes of a tensor of a type and shape (0 on
+ * overflow). */
+void gpt__tensor_name(uint32_t k, uint32_t n_layer, char *buf, size_t cap);
+void gpt__tensor_shape(uint32_t k, const gpt_config *c, uint32_t *rows, uint32_t *cols);
+uint64_t gpt__tensor_nbytes(gpt_dtype t, uint64_t rows, uint64_t cols);
+#endif /* GPT_INTERNAL */
 
 #ifdef __cplusplus
 }

@@ -11,6 +11,7 @@
  *
  * C99 and its standard library only. MIT licence; see LICENSE.
  */
+#define GPT_INTERNAL 1
 #include "gpt.h"
 
 #include <errno.h>
@@ -20,13 +21,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-#if defined(_WIN32)
-#ifndef WIN32_LEAN_AND_MEAN
-#define WIN32_LEAN_AND_MEAN
-#endif
-#include <windows.h>
-#endif
 
 /* ------------------------------------------------------------------------ */
 /* Unicode classes of the pre-tokenizer                                     */
@@ -494,7 +488,7 @@ static int tk_ucls_of(uint32_t cp)
  * forms, no surrogates, nothing above U+10FFFF) at s[0 .. avail). Returns its
  * length and the code point, or 0 when s[0] does not start one: such a byte
  * is one "other" character of its own for the pre-tokenizer. */
-static size_t tk_utf8_decode(const unsigned char *s, size_t avail, uint32_t *cp)
+size_t gpt__utf8_decode(const unsigned char *s, size_t avail, uint32_t *cp)
 {
     unsigned c = s[0], lo = 0x80, hi = 0xBF;
     if (c < 0x80) {
@@ -528,7 +522,7 @@ static size_t tk_utf8_decode(const unsigned char *s, size_t avail, uint32_t *cp)
 
 /* Number of bytes a UTF-8 sequence starting with lead byte c has (0 when c
  * cannot start one), and the range its second byte must be in. */
-static size_t tk_utf8_seq_len(unsigned c, unsigned *lo, unsigned *hi)
+size_t gpt__utf8_seq_len(unsigned c, unsigned *lo, unsigned *hi)
 {
     *lo = 0x80;
     *hi = 0xBF;
@@ -551,7 +545,7 @@ static size_t tk_utf8_seq_len(unsigned c, unsigned *lo, unsigned *hi)
 static int tk_cls_multi(const unsigned char *s, size_t i, size_t n, size_t *len)
 {
     uint32_t cp = 0;
-    size_t l = tk_utf8_decode(s + i, n - i, &cp);
+    size_t l = gpt__utf8_decode(s + i, n - i, &cp);
     if (l == 0) {
         *len = 1;
         return TK_CLS_OTHER;
@@ -679,23 +673,6 @@ struct gpt_tokenizer {
     unsigned tok_shift, pair_shift;
 };
 
-static void tk_set_err(gpt_error *err, gpt_status st, const char *fmt, ...)
-{
-    va_list ap;
-    if (!err) return;
-    err->status = st;
-    va_start(ap, fmt);
-    vsnprintf(err->message, sizeof err->message, fmt, ap);
-    va_end(ap);
-}
-
-static void tk_set_ok(gpt_error *err)
-{
-    if (!err) return;
-    err->status = GPT_OK;
-    err->message[0] = 0;
-}
-
 /* Writes bytes as a readable C-like string (\xHH for non-printables),
  * shortened with "..." to fit cap. */
 static const char *tk_show_bytes(char *dst, size_t cap, const unsigned char *p, size_t n)
@@ -784,20 +761,20 @@ static unsigned tk_table_bits(uint32_t n)
 void gpt_tokenizer_free(gpt_tokenizer *t)
 {
     if (!t) return;
-    free(t->offs);
-    free(t->blob);
-    free(t->merges);
-    free(t->byte_pair);
-    free(t->merge_result);
-    free(t->tok_tab);
-    free(t->pair_tab);
-    free(t);
+    gpt__free(t->offs);
+    gpt__free(t->blob);
+    gpt__free(t->merges);
+    gpt__free(t->byte_pair);
+    gpt__free(t->merge_result);
+    gpt__free(t->tok_tab);
+    gpt__free(t->pair_tab);
+    gpt__free(t);
 }
 
 static gpt_tokenizer *tk_tok_alloc(gpt_error *err)
 {
-    gpt_tokenizer *t = (gpt_tokenizer *)calloc(1, sizeof *t);
-    if (!t) tk_set_err(err, GPT_ERR_OUT_OF_MEMORY, "tokenizer: out of memory");
+    gpt_tokenizer *t = (gpt_tokenizer *)gpt__calloc(1, sizeof *t);
+    if (!t) gpt__set_error(err, GPT_ERR_OUT_OF_MEMORY, "tokenizer: out of memory");
     return t;
 }
 
@@ -811,9 +788,9 @@ static int tk_tok_index_vocab(gpt_tokenizer *t, const char *what, gpt_error *err
     char buf[80];
     t->tok_shift = 64 - bits;
     t->tok_mask = ((uint32_t)1 << bits) - 1;
-    t->tok_tab = (tk_tok_slot *)malloc(((size_t)t->tok_mask + 1) * sizeof *t->tok_tab);
+    t->tok_tab = (tk_tok_slot *)gpt__alloc(((size_t)t->tok_mask + 1) * sizeof *t->tok_tab);
     if (!t->tok_tab) {
-        tk_set_err(err, GPT_ERR_OUT_OF_MEMORY, "%s: out of memory for the token table", what);
+        gpt__set_error(err, GPT_ERR_OUT_OF_MEMORY, "%s: out of memory for the token table", what);
         return 0;
     }
     for (i = 0; i <= t->tok_mask; i++) t->tok_tab[i].id = TK_SLOT_EMPTY, t->tok_tab[i].hash = 0;
@@ -825,7 +802,7 @@ static int tk_tok_index_vocab(gpt_tokenizer *t, const char *what, gpt_error *err
         size_t len = b - a;
         uint64_t h;
         if (b <= a) {
-            tk_set_err(err, GPT_ERR_FORMAT, "%s: token %u is empty", what, (unsigned)i);
+            gpt__set_error(err, GPT_ERR_FORMAT, "%s: token %u is empty", what, (unsigned)i);
             return 0;
         }
         if (len > t->max_token_bytes) t->max_token_bytes = len;
@@ -840,7 +817,7 @@ static int tk_tok_index_vocab(gpt_tokenizer *t, const char *what, gpt_error *err
             }
             if (s->hash == (uint32_t)h && t->offs[s->id + 1] - t->offs[s->id] == len &&
                 memcmp(t->blob + t->offs[s->id], p, len) == 0) {
-                tk_set_err(err, GPT_ERR_FORMAT, "%s: tokens %u and %u have the same bytes \"%s\"", what,
+                gpt__set_error(err, GPT_ERR_FORMAT, "%s: tokens %u and %u have the same bytes \"%s\"", what,
                         (unsigned)s->id, (unsigned)i, tk_show_bytes(buf, sizeof buf, p, len));
                 return 0;
             }
@@ -850,7 +827,7 @@ static int tk_tok_index_vocab(gpt_tokenizer *t, const char *what, gpt_error *err
     }
     for (i = 0; i < 256; i++) {
         if (t->byte_id[i] == TK_SLOT_EMPTY) {
-            tk_set_err(err, GPT_ERR_FORMAT,
+            gpt__set_error(err, GPT_ERR_FORMAT,
                     "%s: byte 0x%02X has no token of its own (all 256 single bytes must be tokens)",
                     what, (unsigned)i);
             return 0;
@@ -858,12 +835,12 @@ static int tk_tok_index_vocab(gpt_tokenizer *t, const char *what, gpt_error *err
     }
     if (t->eot >= 0) {
         if ((uint32_t)t->eot >= n) {
-            tk_set_err(err, GPT_ERR_FORMAT, "%s: eot_id %d is out of range (n_vocab %u)", what, t->eot,
+            gpt__set_error(err, GPT_ERR_FORMAT, "%s: eot_id %d is out of range (n_vocab %u)", what, t->eot,
                     (unsigned)n);
             return 0;
         }
         if (t->offs[t->eot + 1] - t->offs[t->eot] == 1) {
-            tk_set_err(err, GPT_ERR_FORMAT,
+            gpt__set_error(err, GPT_ERR_FORMAT,
                     "%s: the end-of-text token %d is a single byte, which text needs", what, t->eot);
             return 0;
         }
@@ -877,12 +854,12 @@ static int tk_pair_table_init(gpt_tokenizer *t, uint32_t n_merges, const char *w
     unsigned bits = tk_table_bits(n_merges);
     t->pair_shift = 64 - bits;
     t->pair_mask = ((uint32_t)1 << bits) - 1;
-    t->pair_tab = (tk_pair_slot *)malloc(((size_t)t->pair_mask + 1) * sizeof *t->pair_tab);
-    t->merges = (uint32_t *)malloc(((size_t)n_merges + 1) * 2 * sizeof *t->merges);
-    t->merge_result = (uint32_t *)malloc(((size_t)n_merges + 1) * sizeof *t->merge_result);
-    t->byte_pair = (uint32_t *)malloc(65536 * sizeof *t->byte_pair);
+    t->pair_tab = (tk_pair_slot *)gpt__alloc(((size_t)t->pair_mask + 1) * sizeof *t->pair_tab);
+    t->merges = (uint32_t *)gpt__alloc(((size_t)n_merges + 1) * 2 * sizeof *t->merges);
+    t->merge_result = (uint32_t *)gpt__alloc(((size_t)n_merges + 1) * sizeof *t->merge_result);
+    t->byte_pair = (uint32_t *)gpt__alloc(65536 * sizeof *t->byte_pair);
     if (!t->pair_tab || !t->merges || !t->merge_result || !t->byte_pair) {
-        tk_set_err(err, GPT_ERR_OUT_OF_MEMORY, "%s: out of memory for %u merges", what, (unsigned)n_merges);
+        gpt__set_error(err, GPT_ERR_OUT_OF_MEMORY, "%s: out of memory for %u merges", what, (unsigned)n_merges);
         return 0;
     }
     for (i = 0; i <= t->pair_mask; i++) t->pair_tab[i].left = TK_SLOT_EMPTY;
@@ -1080,14 +1057,14 @@ static int tk_bpe_heap(tk_enc *e, const unsigned char *p, size_t n)
     if (n > e->cap) {
         size_t cap = e->cap ? e->cap : 256;
         while (cap < n) cap *= 2;
-        free(e->id);
-        free(e->nxt);
-        free(e->prv);
-        free(e->heap);
-        e->id = (uint32_t *)malloc(cap * sizeof *e->id);
-        e->nxt = (uint32_t *)malloc(cap * sizeof *e->nxt);
-        e->prv = (uint32_t *)malloc(cap * sizeof *e->prv);
-        e->heap = cap <= SIZE_MAX / (3 * sizeof *e->heap) ? (uint64_t *)malloc(3 * cap * sizeof *e->heap)
+        gpt__free(e->id);
+        gpt__free(e->nxt);
+        gpt__free(e->prv);
+        gpt__free(e->heap);
+        e->id = (uint32_t *)gpt__alloc(cap * sizeof *e->id);
+        e->nxt = (uint32_t *)gpt__alloc(cap * sizeof *e->nxt);
+        e->prv = (uint32_t *)gpt__alloc(cap * sizeof *e->prv);
+        e->heap = cap <= SIZE_MAX / (3 * sizeof *e->heap) ? (uint64_t *)gpt__alloc(3 * cap * sizeof *e->heap)
                                                           : NULL;
         e->cap = cap;
         if (!e->id || !e->nxt || !e->prv || !e->heap) {
@@ -1205,7 +1182,7 @@ int gpt_tokenize_ex(const gpt_tokenizer *t, const char *text, size_t len, int *i
     if (len >= TK_CACHE_MIN_TEXT) { /* without memory for it, go on without */
         size_t slots = 64;
         while (slots < TK_CACHE_MAX_SLOTS && slots < len / 64) slots *= 2;
-        e.cache = (tk_cache_slot *)calloc(slots, sizeof *e.cache);
+        e.cache = (tk_cache_slot *)gpt__calloc(slots, sizeof *e.cache);
         e.cache_mask = slots - 1;
     }
     if (len == 0) {
@@ -1230,11 +1207,11 @@ int gpt_tokenize_ex(const gpt_tokenizer *t, const char *text, size_t len, int *i
     } else {
         ok = tk_encode_ordinary(&e, s, len);
     }
-    free(e.id);
-    free(e.nxt);
-    free(e.prv);
-    free(e.heap);
-    free(e.cache);
+    gpt__free(e.id);
+    gpt__free(e.nxt);
+    gpt__free(e.prv);
+    gpt__free(e.heap);
+    gpt__free(e.cache);
     if (!ok) return GPT_ERR_OUT_OF_MEMORY;
     if (e.count > INT_MAX) return GPT_ERR_INVALID_ARG;
     return (int)e.count;
@@ -1327,7 +1304,7 @@ int gpt_decoder_push(gpt_decoder *d, const gpt_tokenizer *t, int id, char *out, 
         unsigned c = TK_DEC_AT(k), lo, hi;
         size_t need, have = total - k, m;
         if (c >= 0x80 && c < 0xC0) continue; /* continuation byte: look further back */
-        need = tk_utf8_seq_len(c, &lo, &hi);
+        need = gpt__utf8_seq_len(c, &lo, &hi);
         if (need > have) {
             int ok = 1;
             for (m = 1; m < have; m++) {
@@ -1409,7 +1386,7 @@ static int tk_perr_at(tk_parser *p, size_t off, gpt_status st, const char *fmt, 
     vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
     tk_line_col(p->s, off, &line, &col);
-    tk_set_err(p->err, st, "%s:%lu:%lu: %s", p->what, line, col, msg);
+    gpt__set_error(p->err, st, "%s:%lu:%lu: %s", p->what, line, col, msg);
     return 0;
 }
 
@@ -1491,7 +1468,7 @@ static int tk_parse_token_string(tk_parser *p, unsigned char *out, size_t *len)
             return tk_perr_at(p, at, GPT_ERR_FORMAT, "control character 0x%02X in a string (must be escaped)",
                            s[p->i]);
         } else {
-            size_t l = tk_utf8_decode(s + p->i, p->n - p->i, &cp);
+            size_t l = gpt__utf8_decode(s + p->i, p->n - p->i, &cp);
             if (!l) return tk_perr_at(p, at, GPT_ERR_FORMAT, "invalid UTF-8 (byte 0x%02X)", s[p->i]);
             p->i += l;
         }
@@ -1510,97 +1487,77 @@ typedef struct tk_vrec {
     size_t at; /* offset of the key in the JSON text, for messages */
 } tk_vrec;
 
-/* Parses the vocabulary JSON object into t->n_vocab, t->offs, t->blob. */
-static int tk_parse_vocab(gpt_tokenizer *t, tk_parser *p)
+/* The vocabulary's entries as read, before they are ordered by id. */
+typedef struct tk_vocab_read {
+    unsigned char *tmp; /* the token bytes, one after another */
+    size_t used;        /* bytes of tmp in use */
+    tk_vrec *rec;
+    size_t nrec, caprec;
+} tk_vocab_read;
+
+/* One `"token": id` entry at p->i. */
+static int tk_parse_vocab_entry(tk_parser *p, tk_vocab_read *v)
 {
     const unsigned char *s = p->s;
-    unsigned char *tmp = NULL;
-    tk_vrec *rec = NULL;
-    uint32_t *pos = NULL;
-    size_t nrec = 0, caprec, used = 0, i;
-    int ok = 0;
+    size_t at, len = 0, numat;
+    uint64_t id = 0;
     char f[32];
-    if (p->n > 0xFFFFFFF0u) {
-        tk_set_err(p->err, GPT_ERR_FORMAT, "%s: %lu bytes is too large for a vocabulary", p->what,
-                (unsigned long)p->n);
-        return 0;
+    tk_skip_ws(p);
+    at = p->i;
+    if (p->i >= p->n || s[p->i] != '"')
+        return tk_perr_at(p, p->i, GPT_ERR_FORMAT, "expected a token string, found %s",
+                          tk_found_at(f, sizeof f, s, p->n, p->i));
+    if (!tk_parse_token_string(p, v->tmp + v->used, &len)) return 0;
+    if (len == 0) return tk_perr_at(p, at, GPT_ERR_FORMAT, "empty token string");
+    tk_skip_ws(p);
+    if (p->i >= p->n || s[p->i] != ':')
+        return tk_perr_at(p, p->i, GPT_ERR_FORMAT, "expected ':' after the token string, found %s",
+                          tk_found_at(f, sizeof f, s, p->n, p->i));
+    p->i++;
+    tk_skip_ws(p);
+    numat = p->i;
+    if (p->i >= p->n || s[p->i] < '0' || s[p->i] > '9')
+        return tk_perr_at(p, p->i, GPT_ERR_FORMAT, "expected a token id (an integer >= 0), found %s",
+                          tk_found_at(f, sizeof f, s, p->n, p->i));
+    while (p->i < p->n && s[p->i] >= '0' && s[p->i] <= '9') {
+        id = id * 10 + (uint64_t)(s[p->i] - '0');
+        if (id >= TK_MAX_VOCAB)
+            return tk_perr_at(p, numat, GPT_ERR_FORMAT, "token id too large (ids must be below %u)",
+                              (unsigned)TK_MAX_VOCAB);
+        p->i++;
     }
-    caprec = p->n / 6 + 1; /* each entry takes at least "x":0, */
-    tmp = (unsigned char *)malloc(p->n + 1);
-    rec = (tk_vrec *)malloc(caprec * sizeof *rec);
-    if (!tmp || !rec) {
-        tk_set_err(p->err, GPT_ERR_OUT_OF_MEMORY, "%s: out of memory", p->what);
-        goto done;
-    }
+    if (p->i - numat > 1 && s[numat] == '0') return tk_perr_at(p, numat, GPT_ERR_FORMAT, "token id with a leading zero");
+    if (p->i < p->n && (s[p->i] == '.' || s[p->i] == 'e' || s[p->i] == 'E'))
+        return tk_perr_at(p, numat, GPT_ERR_FORMAT, "token id is not an integer");
+    if (v->nrec == v->caprec) /* cannot happen with valid sizes; be safe */
+        return tk_perr_at(p, at, GPT_ERR_FORMAT, "too many entries");
+    v->rec[v->nrec].id = (uint32_t)id;
+    v->rec[v->nrec].start = (uint32_t)v->used;
+    v->rec[v->nrec].len = (uint32_t)len;
+    v->rec[v->nrec].at = at;
+    v->nrec++;
+    v->used += len;
+    return 1;
+}
+
+/* The JSON object { "token": id, ... } that makes the whole text. */
+static int tk_parse_vocab_object(tk_parser *p, tk_vocab_read *v)
+{
+    const unsigned char *s = p->s;
+    char f[32];
     p->i = 0;
     if (p->n >= 3 && s[0] == 0xEF && s[1] == 0xBB && s[2] == 0xBF) p->i = 3; /* UTF-8 BOM */
     tk_skip_ws(p);
-    if (p->i >= p->n || s[p->i] != '{') {
-        tk_perr_at(p, p->i, GPT_ERR_FORMAT, "expected '{' (a JSON object of token -> id), found %s",
-                tk_found_at(f, sizeof f, s, p->n, p->i));
-        goto done;
-    }
+    if (p->i >= p->n || s[p->i] != '{')
+        return tk_perr_at(p, p->i, GPT_ERR_FORMAT, "expected '{' (a JSON object of token -> id), found %s",
+                          tk_found_at(f, sizeof f, s, p->n, p->i));
     p->i++;
     tk_skip_ws(p);
     if (p->i < p->n && s[p->i] == '}') {
         p->i++;
     } else {
         for (;;) {
-            size_t at, len = 0, numat;
-            uint64_t v = 0;
-            tk_skip_ws(p);
-            at = p->i;
-            if (p->i >= p->n || s[p->i] != '"') {
-                tk_perr_at(p, p->i, GPT_ERR_FORMAT, "expected a token string, found %s",
-                        tk_found_at(f, sizeof f, s, p->n, p->i));
-                goto done;
-            }
-            if (!tk_parse_token_string(p, tmp + used, &len)) goto done;
-            if (len == 0) {
-                tk_perr_at(p, at, GPT_ERR_FORMAT, "empty token string");
-                goto done;
-            }
-            tk_skip_ws(p);
-            if (p->i >= p->n || s[p->i] != ':') {
-                tk_perr_at(p, p->i, GPT_ERR_FORMAT, "expected ':' after the token string, found %s",
-                        tk_found_at(f, sizeof f, s, p->n, p->i));
-                goto done;
-            }
-            p->i++;
-            tk_skip_ws(p);
-            numat = p->i;
-            if (p->i >= p->n || s[p->i] < '0' || s[p->i] > '9') {
-                tk_perr_at(p, p->i, GPT_ERR_FORMAT, "expected a token id (an integer >= 0), found %s",
-                        tk_found_at(f, sizeof f, s, p->n, p->i));
-                goto done;
-            }
-            while (p->i < p->n && s[p->i] >= '0' && s[p->i] <= '9') {
-                v = v * 10 + (uint64_t)(s[p->i] - '0');
-                if (v >= TK_MAX_VOCAB) {
-                    tk_perr_at(p, numat, GPT_ERR_FORMAT, "token id too large (ids must be below %u)",
-                            (unsigned)TK_MAX_VOCAB);
-                    goto done;
-                }
-                p->i++;
-            }
-            if (p->i - numat > 1 && s[numat] == '0') {
-                tk_perr_at(p, numat, GPT_ERR_FORMAT, "token id with a leading zero");
-                goto done;
-            }
-            if (p->i < p->n && (s[p->i] == '.' || s[p->i] == 'e' || s[p->i] == 'E')) {
-                tk_perr_at(p, numat, GPT_ERR_FORMAT, "token id is not an integer");
-                goto done;
-            }
-            if (nrec == caprec) { /* cannot happen with valid sizes; be safe */
-                tk_perr_at(p, at, GPT_ERR_FORMAT, "too many entries");
-                goto done;
-            }
-            rec[nrec].id = (uint32_t)v;
-            rec[nrec].start = (uint32_t)used;
-            rec[nrec].len = (uint32_t)len;
-            rec[nrec].at = at;
-            nrec++;
-            used += len;
+            if (!tk_parse_vocab_entry(p, v)) return 0;
             tk_skip_ws(p);
             if (p->i < p->n && s[p->i] == ',') {
                 p->i++;
@@ -1610,60 +1567,86 @@ static int tk_parse_vocab(gpt_tokenizer *t, tk_parser *p)
                 p->i++;
                 break;
             }
-            tk_perr_at(p, p->i, GPT_ERR_FORMAT, "expected ',' or '}' after a token id, found %s",
-                    tk_found_at(f, sizeof f, s, p->n, p->i));
-            goto done;
+            return tk_perr_at(p, p->i, GPT_ERR_FORMAT, "expected ',' or '}' after a token id, found %s",
+                              tk_found_at(f, sizeof f, s, p->n, p->i));
         }
     }
     tk_skip_ws(p);
-    if (p->i < p->n) {
-        tk_perr_at(p, p->i, GPT_ERR_FORMAT, "unexpected %s after the JSON object",
-                tk_found_at(f, sizeof f, s, p->n, p->i));
-        goto done;
-    }
-    if (nrec < 256) {
-        tk_set_err(p->err, GPT_ERR_FORMAT,
-                "%s: %lu tokens; a byte-level vocabulary needs at least the 256 single bytes", p->what,
-                (unsigned long)nrec);
-        goto done;
-    }
-    /* ids must be 0 .. nrec-1, each once */
-    pos = (uint32_t *)malloc(nrec * sizeof *pos);
-    t->offs = (uint32_t *)malloc((nrec + 1) * sizeof *t->offs);
-    t->blob = (unsigned char *)calloc(used + TK_BLOB_PAD, 1);
+    if (p->i < p->n)
+        return tk_perr_at(p, p->i, GPT_ERR_FORMAT, "unexpected %s after the JSON object",
+                          tk_found_at(f, sizeof f, s, p->n, p->i));
+    return 1;
+}
+
+/* Orders the entries by id into t->offs and t->blob: the ids must be 0 ..
+ * nrec-1, each once. */
+static int tk_vocab_by_id(gpt_tokenizer *t, tk_parser *p, const tk_vocab_read *v)
+{
+    uint32_t *pos;
+    size_t i, used = 0;
+    int ok = 0;
+    pos = (uint32_t *)gpt__alloc(v->nrec * sizeof *pos);
+    t->offs = (uint32_t *)gpt__alloc((v->nrec + 1) * sizeof *t->offs);
+    t->blob = (unsigned char *)gpt__calloc(v->used + TK_BLOB_PAD, 1);
     if (!pos || !t->offs || !t->blob) {
-        tk_set_err(p->err, GPT_ERR_OUT_OF_MEMORY, "%s: out of memory", p->what);
+        gpt__set_error(p->err, GPT_ERR_OUT_OF_MEMORY, "%s: out of memory", p->what);
         goto done;
     }
-    for (i = 0; i < nrec; i++) pos[i] = TK_SLOT_EMPTY;
-    for (i = 0; i < nrec; i++) {
-        uint32_t id = rec[i].id;
-        if (id >= nrec) {
-            tk_perr_at(p, rec[i].at, GPT_ERR_FORMAT,
-                    "token id %u is out of range: %lu tokens must have the ids 0 .. %lu", (unsigned)id,
-                    (unsigned long)nrec, (unsigned long)nrec - 1);
+    for (i = 0; i < v->nrec; i++) pos[i] = TK_SLOT_EMPTY;
+    for (i = 0; i < v->nrec; i++) {
+        uint32_t id = v->rec[i].id;
+        if (id >= v->nrec) {
+            tk_perr_at(p, v->rec[i].at, GPT_ERR_FORMAT,
+                       "token id %u is out of range: %lu tokens must have the ids 0 .. %lu", (unsigned)id,
+                       (unsigned long)v->nrec, (unsigned long)v->nrec - 1);
             goto done;
         }
         if (pos[id] != TK_SLOT_EMPTY) {
-            tk_perr_at(p, rec[i].at, GPT_ERR_FORMAT, "token id %u is given twice", (unsigned)id);
+            tk_perr_at(p, v->rec[i].at, GPT_ERR_FORMAT, "token id %u is given twice", (unsigned)id);
             goto done;
         }
         pos[id] = (uint32_t)i;
     }
-    used = 0;
-    for (i = 0; i < nrec; i++) {
-        const tk_vrec *r = &rec[pos[i]];
+    for (i = 0; i < v->nrec; i++) {
+        const tk_vrec *r = &v->rec[pos[i]];
         t->offs[i] = (uint32_t)used;
-        memcpy(t->blob + used, tmp + r->start, r->len);
+        memcpy(t->blob + used, v->tmp + r->start, r->len);
         used += r->len;
     }
-    t->offs[nrec] = (uint32_t)used;
-    t->n_vocab = (uint32_t)nrec;
+    t->offs[v->nrec] = (uint32_t)used;
+    t->n_vocab = (uint32_t)v->nrec;
     ok = 1;
 done:
-    free(tmp);
-    free(rec);
-    free(pos);
+    gpt__free(pos);
+    return ok;
+}
+
+/* Parses the vocabulary JSON object into t->n_vocab, t->offs, t->blob. */
+static int tk_parse_vocab(gpt_tokenizer *t, tk_parser *p)
+{
+    tk_vocab_read v;
+    int ok = 0;
+    if (p->n > 0xFFFFFFF0u) {
+        gpt__set_error(p->err, GPT_ERR_FORMAT, "%s: %lu bytes is too large for a vocabulary", p->what,
+                       (unsigned long)p->n);
+        return 0;
+    }
+    memset(&v, 0, sizeof v);
+    v.caprec = p->n / 6 + 1; /* each entry takes at least "x":0, */
+    v.tmp = (unsigned char *)gpt__alloc(p->n + 1);
+    v.rec = (tk_vrec *)gpt__alloc(v.caprec * sizeof *v.rec);
+    if (!v.tmp || !v.rec) {
+        gpt__set_error(p->err, GPT_ERR_OUT_OF_MEMORY, "%s: out of memory", p->what);
+    } else if (tk_parse_vocab_object(p, &v)) {
+        if (v.nrec < 256)
+            gpt__set_error(p->err, GPT_ERR_FORMAT,
+                           "%s: %lu tokens; a byte-level vocabulary needs at least the 256 single bytes", p->what,
+                           (unsigned long)v.nrec);
+        else
+            ok = tk_vocab_by_id(t, p, &v);
+    }
+    gpt__free(v.tmp);
+    gpt__free(v.rec);
     return ok;
 }
 
@@ -1675,7 +1658,7 @@ static long tk_decode_part(tk_parser *p, size_t a, size_t b, unsigned char *out,
     char f[32];
     while (i < b) {
         uint32_t cp;
-        size_t l = tk_utf8_decode(p->s + i, b - i, &cp);
+        size_t l = gpt__utf8_decode(p->s + i, b - i, &cp);
         int byte;
         if (!l) {
             tk_perr_at(p, i, GPT_ERR_FORMAT, "invalid UTF-8 (byte 0x%02X) in merge line %lu", p->s[i], line);
@@ -1706,9 +1689,9 @@ static int tk_parse_merges(gpt_tokenizer *t, tk_parser *p)
     for (i = 0; i < n; i++) lines += s[i] == '\n';
     if (lines > TK_MAX_MERGES) lines = TK_MAX_MERGES;
     if (!tk_pair_table_init(t, (uint32_t)lines, p->what, p->err)) return 0;
-    buf = (unsigned char *)malloc(4 * cap + 8);
+    buf = (unsigned char *)gpt__alloc(4 * cap + 8);
     if (!buf) {
-        tk_set_err(p->err, GPT_ERR_OUT_OF_MEMORY, "%s: out of memory", p->what);
+        gpt__set_error(p->err, GPT_ERR_OUT_OF_MEMORY, "%s: out of memory", p->what);
         return 0;
     }
     i = 0;
@@ -1765,7 +1748,7 @@ static int tk_parse_merges(gpt_tokenizer *t, tk_parser *p)
     }
     ok = 1;
 done:
-    free(buf);
+    gpt__free(buf);
     return ok;
 }
 
@@ -1777,7 +1760,7 @@ static gpt_tokenizer *tk_load_json(const void *vocab, size_t vocab_len, const ch
     gpt_tokenizer *t;
     tk_parser p;
     if ((!vocab && vocab_len) || (!merges && merges_len)) {
-        tk_set_err(err, GPT_ERR_INVALID_ARG, "gpt_tokenizer_load_memory: NULL buffer with a non-zero length");
+        gpt__set_error(err, GPT_ERR_INVALID_ARG, "gpt_tokenizer_load_memory: NULL buffer with a non-zero length");
         return NULL;
     }
     if (!(t = tk_tok_alloc(err))) return NULL;
@@ -1794,7 +1777,7 @@ static gpt_tokenizer *tk_load_json(const void *vocab, size_t vocab_len, const ch
     p.i = 0;
     p.what = mname;
     if (!tk_parse_merges(t, &p)) goto fail;
-    tk_set_ok(err);
+    gpt__clear_error(err);
     return t;
 fail:
     gpt_tokenizer_free(t);
@@ -1807,49 +1790,29 @@ gpt_tokenizer *gpt_tokenizer_load_memory(const void *vocab_json, size_t vocab_le
     return tk_load_json(vocab_json, vocab_len, "vocab JSON", merges, merges_len, "merges", err);
 }
 
-/* File names are UTF-8 on every platform; on Windows they are opened
- * through UTF-16 (see open_read in gpt.c). */
-static FILE *tk_open_read(const char *path)
-{
-#if defined(_WIN32)
-    int n = MultiByteToWideChar(CP_UTF8, MB_ERR_INVALID_CHARS, path, -1, NULL, 0);
-    wchar_t *w = n > 0 ? (wchar_t *)malloc((size_t)n * sizeof(wchar_t)) : NULL;
-    FILE *f;
-    if (w && MultiByteToWideChar(CP_UTF8, MB_ERR_INVALID_CHARS, path, -1, w, n) != n) {
-        free(w);
-        w = NULL;
-    }
-    f = w ? _wfopen(w, L"rb") : fopen(path, "rb");
-    free(w);
-    return f;
-#else
-    return fopen(path, "rb");
-#endif
-}
-
 static unsigned char *tk_read_file(const char *path, size_t *len, gpt_error *err)
 {
     FILE *f;
     unsigned char *buf = NULL;
     size_t cap = 0, n = 0;
     if (!path) {
-        tk_set_err(err, GPT_ERR_INVALID_ARG, "gpt_tokenizer_load: NULL path");
+        gpt__set_error(err, GPT_ERR_INVALID_ARG, "gpt_tokenizer_load: NULL path");
         return NULL;
     }
-    f = tk_open_read(path);
+    f = gpt__fopen(path, "rb");
     if (!f) {
-        tk_set_err(err, GPT_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
+        gpt__set_error(err, GPT_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
         return NULL;
     }
     for (;;) {
         size_t got;
         if (n == cap) {
             size_t ncap = cap ? cap * 2 : (size_t)1 << 20;
-            unsigned char *nb = ncap > cap ? (unsigned char *)realloc(buf, ncap) : NULL;
+            unsigned char *nb = ncap > cap ? (unsigned char *)gpt__realloc(buf, ncap) : NULL;
             if (!nb) {
-                free(buf);
+                gpt__free(buf);
                 fclose(f);
-                tk_set_err(err, GPT_ERR_OUT_OF_MEMORY, "%s: out of memory reading the file", path);
+                gpt__set_error(err, GPT_ERR_OUT_OF_MEMORY, "%s: out of memory reading the file", path);
                 return NULL;
             }
             buf = nb;
@@ -1860,9 +1823,9 @@ static unsigned char *tk_read_file(const char *path, size_t *len, gpt_error *err
         if (got == 0) break;
     }
     if (ferror(f)) {
-        free(buf);
+        gpt__free(buf);
         fclose(f);
-        tk_set_err(err, GPT_ERR_IO, "%s: read error", path);
+        gpt__set_error(err, GPT_ERR_IO, "%s: read error", path);
         return NULL;
     }
     fclose(f);
@@ -1876,17 +1839,17 @@ gpt_tokenizer *gpt_tokenizer_load(const char *vocab_json_path, const char *merge
     size_t vl = 0, ml = 0;
     gpt_tokenizer *t;
     if (!vocab_json_path || !merges_path) {
-        tk_set_err(err, GPT_ERR_INVALID_ARG, "gpt_tokenizer_load: NULL path");
+        gpt__set_error(err, GPT_ERR_INVALID_ARG, "gpt_tokenizer_load: NULL path");
         return NULL;
     }
     if (!(v = tk_read_file(vocab_json_path, &vl, err))) return NULL;
     if (!(m = tk_read_file(merges_path, &ml, err))) {
-        free(v);
+        gpt__free(v);
         return NULL;
     }
     t = tk_load_json(v, vl, vocab_json_path, m, ml, merges_path, err);
-    free(v);
-    free(m);
+    gpt__free(v);
+    gpt__free(m);
     return t;
 }
 
@@ -1936,133 +1899,139 @@ size_t gpt_tokenizer_serialize(const gpt_tokenizer *t, void *out, size_t cap)
     return size;
 }
 
+/* The section's layout, once its header and offsets are checked. */
+typedef struct tk_section {
+    uint32_t n_vocab, n_merges;
+    int32_t eot;
+    size_t offs_at, blob_at, blob_len, merges_at;
+} tk_section;
+
+/* The 24-byte header: magic, version, counts, eot_id, reserved. */
+static gpt_status tk_section_header(const unsigned char *d, size_t len, const char *what, tk_section *s, gpt_error *err)
+{
+    uint32_t version, reserved;
+    if (len < TK_SEC_HEADER)
+        return gpt__set_error(err, GPT_ERR_FORMAT, "%s: %lu bytes, expected at least the %d-byte header", what,
+                              (unsigned long)len, TK_SEC_HEADER);
+    if (memcmp(d, "GTOK", 4) != 0)
+        return gpt__set_error(err, GPT_ERR_FORMAT, "%s: bad magic %02X %02X %02X %02X at offset 0, expected \"GTOK\"",
+                              what, d[0], d[1], d[2], d[3]);
+    version = tk_get_u32(d + 4);
+    s->n_vocab = tk_get_u32(d + 8);
+    s->n_merges = tk_get_u32(d + 12);
+    /* i32, two's complement, read portably */
+    s->eot = tk_get_u32(d + 16) <= 0x7FFFFFFFu ? (int32_t)tk_get_u32(d + 16) : -(int32_t)~tk_get_u32(d + 16) - 1;
+    reserved = tk_get_u32(d + 20);
+    if (version != TK_SEC_VERSION)
+        return gpt__set_error(err, version > TK_SEC_VERSION ? GPT_ERR_UNSUPPORTED : GPT_ERR_FORMAT,
+                              "%s: version %u at offset 4, this reader knows version %d", what, (unsigned)version,
+                              TK_SEC_VERSION);
+    if (s->n_vocab < 256 || s->n_vocab > TK_MAX_VOCAB)
+        return gpt__set_error(err, GPT_ERR_FORMAT, "%s: n_vocab %u at offset 8, expected 256 .. %u", what,
+                              (unsigned)s->n_vocab, (unsigned)TK_MAX_VOCAB);
+    if (s->n_merges > TK_MAX_MERGES)
+        return gpt__set_error(err, GPT_ERR_FORMAT, "%s: n_merges %u at offset 12, expected at most %u", what,
+                              (unsigned)s->n_merges, (unsigned)TK_MAX_MERGES);
+    if (s->eot < -1 || s->eot >= (int32_t)s->n_vocab)
+        return gpt__set_error(err, GPT_ERR_FORMAT, "%s: eot_id %ld at offset 16, expected -1 or 0 .. %u", what,
+                              (long)s->eot, (unsigned)s->n_vocab - 1);
+    if (reserved != 0)
+        return gpt__set_error(err, GPT_ERR_FORMAT, "%s: reserved field at offset 20 is %u, expected 0", what,
+                              (unsigned)reserved);
+    return GPT_OK;
+}
+
+/* The token offsets (strictly increasing from 0), the token bytes, the zero
+ * padding to 4 bytes, and the merges, which must end the section. */
+static gpt_status tk_section_layout(const unsigned char *d, size_t len, const char *what, tk_section *s, gpt_error *err)
+{
+    size_t at;
+    uint32_t i;
+    s->offs_at = TK_SEC_HEADER;
+    s->blob_at = s->offs_at + 4 * ((size_t)s->n_vocab + 1);
+    if (len < s->blob_at)
+        return gpt__set_error(err, GPT_ERR_FORMAT, "%s: %lu bytes, too short for %u token offsets (need %lu)", what,
+                              (unsigned long)len, (unsigned)s->n_vocab + 1, (unsigned long)s->blob_at);
+    if (tk_get_u32(d + s->offs_at) != 0)
+        return gpt__set_error(err, GPT_ERR_FORMAT, "%s: offset of token 0 (at offset %lu) is %u, expected 0", what,
+                              (unsigned long)s->offs_at, (unsigned)tk_get_u32(d + s->offs_at));
+    for (i = 0; i < s->n_vocab; i++) {
+        uint32_t a = tk_get_u32(d + s->offs_at + 4 * (size_t)i), b = tk_get_u32(d + s->offs_at + 4 * ((size_t)i + 1));
+        if (b <= a)
+            return gpt__set_error(err, GPT_ERR_FORMAT, "%s: token offsets must strictly increase: off[%u] = %u, "
+                                  "off[%u] = %u (at offset %lu)", what, (unsigned)i, (unsigned)a, (unsigned)i + 1,
+                                  (unsigned)b, (unsigned long)(s->offs_at + 4 * ((size_t)i + 1)));
+    }
+    s->blob_len = tk_get_u32(d + s->offs_at + 4 * (size_t)s->n_vocab);
+    if (s->blob_len > len - s->blob_at)
+        return gpt__set_error(err, GPT_ERR_FORMAT, "%s: the token bytes (%lu) run past its end (%lu bytes)", what,
+                              (unsigned long)s->blob_len, (unsigned long)len);
+    s->merges_at = tk_align4(s->blob_at + s->blob_len);
+    if (s->merges_at > len || (len - s->merges_at) / 8 < s->n_merges || len - s->merges_at != 8 * (size_t)s->n_merges)
+        return gpt__set_error(err, GPT_ERR_FORMAT, "%s: is %lu bytes; its header and offsets say %lu (merges at "
+                              "offset %lu)", what, (unsigned long)len,
+                              (unsigned long)(s->merges_at + 8 * (size_t)s->n_merges), (unsigned long)s->merges_at);
+    for (at = s->blob_at + s->blob_len; at < s->merges_at; at++)
+        if (d[at] != 0)
+            return gpt__set_error(err, GPT_ERR_FORMAT, "%s: padding byte at offset %lu is 0x%02X, expected 0", what,
+                                  (unsigned long)at, d[at]);
+    return GPT_OK;
+}
+
+/* Builds the tokenizer of a checked section: its tokens, then its merges. */
+static gpt_tokenizer *tk_section_build(const unsigned char *d, const tk_section *s, const char *what, gpt_error *err)
+{
+    gpt_tokenizer *t;
+    unsigned char *scratch = NULL;
+    char why[200];
+    uint32_t i;
+    if (!(t = tk_tok_alloc(err))) return NULL;
+    t->n_vocab = s->n_vocab;
+    t->eot = s->eot;
+    t->offs = (uint32_t *)gpt__alloc(((size_t)s->n_vocab + 1) * sizeof *t->offs);
+    t->blob = (unsigned char *)gpt__calloc(s->blob_len + TK_BLOB_PAD, 1);
+    if (!t->offs || !t->blob) {
+        gpt__set_error(err, GPT_ERR_OUT_OF_MEMORY, "%s: out of memory", what);
+        goto fail;
+    }
+    for (i = 0; i <= s->n_vocab; i++) t->offs[i] = tk_get_u32(d + s->offs_at + 4 * (size_t)i);
+    memcpy(t->blob, d + s->blob_at, s->blob_len);
+    if (!tk_tok_index_vocab(t, what, err) || !tk_pair_table_init(t, s->n_merges, what, err)) goto fail;
+    scratch = (unsigned char *)gpt__alloc(2 * t->max_token_bytes);
+    if (!scratch) {
+        gpt__set_error(err, GPT_ERR_OUT_OF_MEMORY, "%s: out of memory", what);
+        goto fail;
+    }
+    for (i = 0; i < s->n_merges; i++) {
+        size_t at = s->merges_at + 8 * (size_t)i;
+        if (!tk_merge_add(t, tk_get_u32(d + at), tk_get_u32(d + at + 4), scratch, why, sizeof why)) {
+            gpt__set_error(err, GPT_ERR_FORMAT, "%s: merge %u (at offset %lu): %s", what, (unsigned)i,
+                           (unsigned long)at, why);
+            goto fail;
+        }
+    }
+    gpt__free(scratch);
+    return t;
+fail:
+    gpt__free(scratch);
+    gpt_tokenizer_free(t);
+    return NULL;
+}
+
 gpt_tokenizer *gpt_tokenizer_deserialize(const void *data, size_t len, gpt_error *err)
 {
     const unsigned char *d = (const unsigned char *)data;
     const char *what = "tokenizer section";
-    uint32_t version, n_vocab, n_merges, reserved, i;
-    int32_t eot;
-    size_t offs_at, blob_at, blob_len, merges_at, at;
-    gpt_tokenizer *t = NULL;
-    unsigned char *scratch = NULL;
-    char why[200];
+    tk_section s;
+    gpt_tokenizer *t;
     if (!data && len) {
-        tk_set_err(err, GPT_ERR_INVALID_ARG, "gpt_tokenizer_deserialize: NULL data");
+        gpt__set_error(err, GPT_ERR_INVALID_ARG, "gpt_tokenizer_deserialize: NULL data");
         return NULL;
     }
-    if (len < TK_SEC_HEADER) {
-        tk_set_err(err, GPT_ERR_FORMAT, "%s: %lu bytes, expected at least the %d-byte header", what,
-                (unsigned long)len, TK_SEC_HEADER);
+    memset(&s, 0, sizeof s);
+    if (tk_section_header(d, len, what, &s, err) != GPT_OK || tk_section_layout(d, len, what, &s, err) != GPT_OK)
         return NULL;
-    }
-    if (memcmp(d, "GTOK", 4) != 0) {
-        tk_set_err(err, GPT_ERR_FORMAT, "%s: bad magic %02X %02X %02X %02X at offset 0, expected \"GTOK\"", what,
-                d[0], d[1], d[2], d[3]);
-        return NULL;
-    }
-    version = tk_get_u32(d + 4);
-    n_vocab = tk_get_u32(d + 8);
-    n_merges = tk_get_u32(d + 12);
-    /* i32, two's complement, read portably */
-    eot = tk_get_u32(d + 16) <= 0x7FFFFFFFu ? (int32_t)tk_get_u32(d + 16) : -(int32_t)~tk_get_u32(d + 16) - 1;
-    reserved = tk_get_u32(d + 20);
-    if (version != TK_SEC_VERSION) {
-        tk_set_err(err, version > TK_SEC_VERSION ? GPT_ERR_UNSUPPORTED : GPT_ERR_FORMAT,
-                "%s: version %u at offset 4, this reader knows version %d", what, (unsigned)version,
-                TK_SEC_VERSION);
-        return NULL;
-    }
-    if (n_vocab < 256 || n_vocab > TK_MAX_VOCAB) {
-        tk_set_err(err, GPT_ERR_FORMAT, "%s: n_vocab %u at offset 8, expected 256 .. %u", what, (unsigned)n_vocab,
-                (unsigned)TK_MAX_VOCAB);
-        return NULL;
-    }
-    if (n_merges > TK_MAX_MERGES) {
-        tk_set_err(err, GPT_ERR_FORMAT, "%s: n_merges %u at offset 12, expected at most %u", what,
-                (unsigned)n_merges, (unsigned)TK_MAX_MERGES);
-        return NULL;
-    }
-    if (eot < -1 || eot >= (int32_t)n_vocab) {
-        tk_set_err(err, GPT_ERR_FORMAT, "%s: eot_id %ld at offset 16, expected -1 or 0 .. %u", what,
-                (long)eot, (unsigned)n_vocab - 1);
-        return NULL;
-    }
-    if (reserved != 0) {
-        tk_set_err(err, GPT_ERR_FORMAT, "%s: reserved field at offset 20 is %u, expected 0", what, (unsigned)reserved);
-        return NULL;
-    }
-    offs_at = TK_SEC_HEADER;
-    blob_at = offs_at + 4 * ((size_t)n_vocab + 1);
-    if (len < blob_at) {
-        tk_set_err(err, GPT_ERR_FORMAT, "%s: %lu bytes, too short for %u token offsets (need %lu)", what,
-                (unsigned long)len, (unsigned)n_vocab + 1, (unsigned long)blob_at);
-        return NULL;
-    }
-    if (tk_get_u32(d + offs_at) != 0) {
-        tk_set_err(err, GPT_ERR_FORMAT, "%s: offset of token 0 (at offset %lu) is %u, expected 0", what,
-                (unsigned long)offs_at, (unsigned)tk_get_u32(d + offs_at));
-        return NULL;
-    }
-    for (i = 0; i < n_vocab; i++) {
-        uint32_t a = tk_get_u32(d + offs_at + 4 * (size_t)i), b = tk_get_u32(d + offs_at + 4 * ((size_t)i + 1));
-        if (b <= a) {
-            tk_set_err(err, GPT_ERR_FORMAT,
-                    "%s: token offsets must strictly increase: off[%u] = %u, off[%u] = %u (at offset %lu)", what,
-                    (unsigned)i, (unsigned)a, (unsigned)i + 1, (unsigned)b,
-                    (unsigned long)(offs_at + 4 * ((size_t)i + 1)));
-            return NULL;
-        }
-    }
-    blob_len = tk_get_u32(d + offs_at + 4 * (size_t)n_vocab);
-    if (blob_len > len - blob_at) {
-        tk_set_err(err, GPT_ERR_FORMAT, "%s: the token bytes (%lu) run past its end (%lu bytes)", what,
-                (unsigned long)blob_len, (unsigned long)len);
-        return NULL;
-    }
-    merges_at = tk_align4(blob_at + blob_len);
-    if (merges_at > len || (len - merges_at) / 8 < n_merges || len - merges_at != 8 * (size_t)n_merges) {
-        tk_set_err(err, GPT_ERR_FORMAT, "%s: is %lu bytes; its header and offsets say %lu (merges at offset %lu)",
-                what, (unsigned long)len, (unsigned long)(merges_at + 8 * (size_t)n_merges),
-                (unsigned long)merges_at);
-        return NULL;
-    }
-    for (at = blob_at + blob_len; at < merges_at; at++) {
-        if (d[at] != 0) {
-            tk_set_err(err, GPT_ERR_FORMAT, "%s: padding byte at offset %lu is 0x%02X, expected 0", what,
-                    (unsigned long)at, d[at]);
-            return NULL;
-        }
-    }
-    if (!(t = tk_tok_alloc(err))) return NULL;
-    t->n_vocab = n_vocab;
-    t->eot = eot;
-    t->offs = (uint32_t *)malloc(((size_t)n_vocab + 1) * sizeof *t->offs);
-    t->blob = (unsigned char *)calloc(blob_len + TK_BLOB_PAD, 1);
-    if (!t->offs || !t->blob) {
-        tk_set_err(err, GPT_ERR_OUT_OF_MEMORY, "%s: out of memory", what);
-        goto fail;
-    }
-    for (i = 0; i <= n_vocab; i++) t->offs[i] = tk_get_u32(d + offs_at + 4 * (size_t)i);
-    memcpy(t->blob, d + blob_at, blob_len);
-    if (!tk_tok_index_vocab(t, what, err) || !tk_pair_table_init(t, n_merges, what, err)) goto fail;
-    scratch = (unsigned char *)malloc(2 * t->max_token_bytes);
-    if (!scratch) {
-        tk_set_err(err, GPT_ERR_OUT_OF_MEMORY, "%s: out of memory", what);
-        goto fail;
-    }
-    for (i = 0; i < n_merges; i++) {
-        at = merges_at + 8 * (size_t)i;
-        if (!tk_merge_add(t, tk_get_u32(d + at), tk_get_u32(d + at + 4), scratch, why, sizeof why)) {
-            tk_set_err(err, GPT_ERR_FORMAT, "%s: merge %u (at offset %lu): %s", what, (unsigned)i,
-                    (unsigned long)at, why);
-            goto fail;
-        }
-    }
-    free(scratch);
-    tk_set_ok(err);
+    t = tk_section_build(d, &s, what, err);
+    if (t) gpt__clear_error(err);
     return t;
-fail:
-    free(scratch);
-    gpt_tokenizer_free(t);
-    return NULL;
 }

@@ -44,6 +44,8 @@ if [ -f "$BUILD/gpt.dll" ]; then
         fail dll_exports "gpt.dll exports names outside gpt_: $(tr '\n' ' ' <"$T/extra")"
     elif comm -23 "$T/api" "$T/exported" >"$T/missing" && [ -s "$T/missing" ]; then
         fail dll_exports "gpt.dll does not export: $(tr '\n' ' ' <"$T/missing")"
+    elif comm -13 "$T/api" "$T/exported" >"$T/undeclared" && [ -s "$T/undeclared" ]; then
+        fail dll_exports "gpt.dll exports functions gpt.h does not declare: $(tr '\n' ' ' <"$T/undeclared")"
     else
         pass dll_exports
     fi

@@ -8,11 +8,10 @@
 # `cc -O2 -c gpt.c`. The repository's gpt.h, gpt.c and tokenizer.c stay the
 # files people read and edit; this script only concatenates them.
 #
-# Both sources keep their internal names `static` (the tokenizer's carry a
-# `tk_` prefix), so they cannot clash at file scope; a clash would be a
-# compile error, which tests/test_dist.sh would report. Macros are the one
-# silent hazard, so every macro that gpt.c defines is #undef'd before the
-# tokenizer's text begins.
+# Every internal name of the two files carries its file's prefix (gp_ and
+# GP_ in gpt.c, tk_ and TK_ in tokenizer.c; gpt__ for the few helpers they
+# share), so they join without renaming: a clash would be a compile error or
+# a macro-redefinition warning, which tests/test_dist.sh (-Werror) reports.
 #
 # Usage: tools/amalgamate.sh [OUT]    (default build/dist; POSIX sh and sed)
 set -eu
@@ -35,7 +34,8 @@ trap 'rm -f "$tmp"' EXIT INT TERM
  * Vendoring: copy this file and gpt.h into your tree and compile this file
  * with any C99 compiler, e.g. \`cc -O2 -c gpt.c\` (add -march=native for the
  * SIMD kernels; link with -lm, and -pthread where threads are POSIX).
- * Options: -DGPT_NO_SIMD, -DGPT_NO_THREADS, -DGPT_NO_MMAP.
+ * Build options (-DGPT_NO_SIMD, -DGPT_NO_THREADS, -DGPT_NO_MMAP, the
+ * allocator hooks GPT_MALLOC / GPT_REALLOC / GPT_FREE): see gpt.h.
  *
  * MIT licence; see LICENSE (reproduced at the end of this comment).
  *
@@ -45,12 +45,6 @@ EOF
     echo
     echo '/* ==== gpt.c ==== */'
     cat gpt.c
-    echo
-    echo '/* ---- end of gpt.c: forget its macros before tokenizer.c begins ---- */'
-    # every name that gpt.c #defines (object- or function-like)
-    sed -n 's/^[[:space:]]*#[[:space:]]*define[[:space:]]\{1,\}\([A-Za-z_][A-Za-z0-9_]*\).*/\1/p' gpt.c |
-        grep -v '^_POSIX_C_SOURCE$' | grep -v '^WIN32_LEAN_AND_MEAN$' | sort -u |
-        sed 's/^/#undef /'
     echo
     echo '/* ==== tokenizer.c ==== */'
     cat tokenizer.c

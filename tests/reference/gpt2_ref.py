@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Independent reference implementation of GPT-2 for testing gpt.c.
 
-Written from the equations (docs/../shared/DESIGN.md section 5) and from
+Written from GPT-2's equations (as docs/FORMAT.md states them) and from
 docs/FORMAT.md only, never from the C sources. It provides:
 
   * the counter-based random weight generator of FORMAT.md ("Random weights"),

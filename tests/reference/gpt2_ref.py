@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
 """Independent reference implementation of GPT-2 for testing gpt.c.
 
-Written from GPT-2's equations (as docs/FORMAT.md states them) and from
-docs/FORMAT.md only, never from the C sources. It provides:
+Written from docs/FORMAT.md (the format and GPT-2's equations)
+only, never from the C sources. It provides:
 
   * the counter-based random weight generator of FORMAT.md ("Random weights"),
   * a reader and a writer of our checkpoint format (f32, f16, bf16, q8_0 and

@@ -234,6 +234,7 @@ static size_t gp_linear_scratch_floats(void);
 /* 11. the thread pool: runs fn(arg, ith, nth) on every thread and waits */
 typedef void (*gp_task_fn)(void *arg, int ith, int nth);
 static gp_pool *gp_pool_create(int n_threads, gpt_error *err);
+static size_t gp_pool_bytes(int n_threads);
 static void gp_pool_destroy(gp_pool *p);
 static void gp_pool_run(gp_pool *p, gp_task_fn fn, void *arg);
 static void gp_split_range(int n, int grain, int ith, int nth, int *b, int *e);
@@ -261,13 +262,16 @@ void *gpt__calloc(size_t count, size_t size)
     if (p) memset(p, 0, count * size);
     return p;
 }
+/* Bytes gp_alloc_aligned(n) takes from the allocator. */
+static size_t gp_aligned_alloc_bytes(size_t n) { return n + GP_ALIGN + sizeof(void *); }
+
 /* C99 has no aligned allocation: over-allocate and keep the original
  * pointer just below the aligned block. */
 static void *gp_alloc_aligned(size_t n)
 {
     unsigned char *raw, *p;
     if (n > SIZE_MAX - GP_ALIGN - sizeof(void *)) return NULL;
-    raw = (unsigned char *)gpt__alloc(n + GP_ALIGN + sizeof(void *));
+    raw = (unsigned char *)gpt__alloc(gp_aligned_alloc_bytes(n));
     if (!raw) return NULL;
     p = raw + sizeof(void *);
     p += (GP_ALIGN - ((size_t)(uintptr_t)p % GP_ALIGN)) % GP_ALIGN;
@@ -964,11 +968,13 @@ static size_t gp_arena_bytes(const gp_ctx_shape *s)
     return total;
 }
 
+/* Exactly what gpt_context_new allocates: the context, its arena (with the
+ * room gp_alloc_aligned takes to align it) and its thread pool. */
 size_t gpt_context_memory(const gpt_model *m, const gpt_context_params *p)
 {
     gp_ctx_shape s;
     if (gp_resolve_params(m, p, &s, NULL) != GPT_OK) return 0;
-    return gp_arena_bytes(&s) + sizeof(gpt_context) + GP_ALIGN;
+    return sizeof(gpt_context) + gp_aligned_alloc_bytes(gp_arena_bytes(&s)) + gp_pool_bytes(s.n_threads);
 }
 
 gpt_context *gpt_context_new(const gpt_model *m, const gpt_context_params *p, gpt_error *err)
@@ -3204,6 +3210,17 @@ static void gp_pool_destroy(gp_pool *p)
     }
 #endif
     gpt__free(p);
+}
+
+/* Bytes gp_pool_create(n) allocates (the threads' stacks come from the
+ * system, not from GPT_MALLOC). */
+static size_t gp_pool_bytes(int n)
+{
+#if defined(GP_HAVE_THREADS)
+    if (n > 1) return sizeof(gp_pool) + (size_t)n * (sizeof(gp_worker) + sizeof(gp_thread));
+#endif
+    (void)n;
+    return sizeof(gp_pool);
 }
 
 /* A pool of n threads (the caller plus n - 1 workers). Without thread support

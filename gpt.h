@@ -253,12 +253,16 @@ typedef struct gpt_context_params {
 } gpt_context_params;
 
 GPT_API gpt_context_params gpt_context_defaults(void);
-/* Bytes a context with these parameters allocates, or 0 when the parameters
- * are invalid for the model. With T = n_ctx and D = head_dim, both rounded up
- * to multiples of 64, in floats: the KV cache, n_layer * T * (n_embd +
- * n_head * D) (halves with an f16 cache); activations, n_batch * 10 * n_embd; per
- * thread, 48 * T + 4 * n_embd + 4096 (plus 16384 with AVX-512); logits,
- * 8 * n_vocab, or n_ctx * n_vocab with all_logits; and n_ctx token ids. */
+/* Bytes a context with these parameters allocates (exactly what
+ * gpt_context_new takes through GPT_MALLOC, all at creation; evaluating
+ * allocates nothing more), or 0 when the parameters are invalid for the
+ * model. With T = n_ctx and D = head_dim, both rounded up to multiples of
+ * 64, in floats: the KV cache, n_layer * T * (n_embd + n_head * D) (halves
+ * with an f16 cache); activations, n_batch * 10 * n_embd; per thread,
+ * 48 * T + 4 * n_embd + 4096 (plus 16384 with AVX-512); logits,
+ * 8 * n_vocab, or n_ctx * n_vocab with all_logits; n_ctx token ids; and a
+ * few hundred bytes per thread for the pool. The threads' stacks come from
+ * the system and are not counted. */
 GPT_API size_t gpt_context_memory(const gpt_model *m, const gpt_context_params *p);
 
 GPT_API gpt_context *gpt_context_new(const gpt_model *m, const gpt_context_params *p, gpt_error *err);

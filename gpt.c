@@ -150,20 +150,23 @@ struct gpt_model {
 #endif
 };
 
-/* The keys and values of one head and one layer are stored in panels of 64
- * positions (section 4), read by attention as they are. */
-#define GP_KV_PANEL 64
+/* The KV cache is a pool of pages of 64 positions (section 4); attention
+ * reads a sequence's keys and values page by page, as they are stored. */
+#define GP_PAGE 64
 
-/* What one attention call computes: `rows` consecutive queries of one head,
- * query i at position first_keys - 1 + i, attending to keys 0 .. first_keys
- * - 1 + i of the cache. */
+/* What one attention call computes: `rows` consecutive queries of one head
+ * of one sequence, query i at position first_keys - 1 + i, attending to
+ * positions 0 .. first_keys - 1 + i. */
 typedef struct gp_attention_args {
     const float *q;          /* [rows][ldq], the head's D values first */
     int ldq;
-    const void *keys;        /* the head's key panels, see gp_k_index */
-    const void *values;      /* the head's value panels, see gp_v_index */
+    const unsigned char *k_base; /* page 0's keys of this layer and head: [D][64] */
+    const unsigned char *v_base; /* page 0's values of this layer and head: [d_alloc/64][64][64] */
+    size_t page_bytes;       /* from one page to the next */
+    const int *pages;        /* the sequence's pages: positions 64 p .. 64 p + 63 are in pages[p] */
     int kv_f16;              /* the cache holds IEEE halves instead of floats */
-    int first_keys, rows, D, t_alloc;
+    int first_keys, rows, D;
+    int lds;                 /* floats from one row of scores to the next in the scratch */
     float scale;             /* 1 / sqrt(D) */
     float *out;              /* [rows][ldo] */
     int ldo;
@@ -181,39 +184,55 @@ typedef struct gp_kernels {
     /* x[i] = gelu(x[i]) for i < n */
     void (*gelu)(float *x, size_t n);
     /* causal attention, see gp_attention_args; scratch: the calling thread's
-     * scores (rows * t_alloc floats) and then GP_KV_PANEL^2 floats */
+     * scores (GP_ATT_ROWS rows of lds floats) and then GP_PAGE^2 floats */
     void (*attention)(const gp_attention_args *a, float *scratch);
     int attention_rows; /* queries one call takes at most */
-    /* from this many rows of x on, linear packs W in panels of this many
-     * rows (threads then share out whole panels); INT_MAX: never */
-    int packed_min_rows, packed_rows;
 } gp_kernels;
 
 typedef struct gp_pool gp_pool;
 
+/* One sequence of a context. */
+typedef struct gp_seq {
+    int n_past;           /* positions in use */
+    int *tokens;          /* [T] its ids */
+    int *pages;           /* [T / 64 rounded up] the page holding each 64 positions */
+    int has_logits;       /* seq_logits holds its logits after its last id */
+} gp_seq;
+
 struct gpt_context {
     const gpt_model *m;
     const gp_kernels *kern;
-    int n_ctx, n_batch, n_threads, all_logits;
-    int n_past;
-    int logits_rows;      /* rows of `logits` that are valid (from the last gpt_eval) */
-    int logits_cap;       /* rows `logits` can hold */
-    int *tokens;          /* [T] ids in the cache */
-    int t_alloc, d_alloc; /* T and D rounded up to multiples of GP_KV_PANEL */
-    int kv_f16;           /* the cache holds IEEE halves instead of floats */
-    void *k_cache;        /* [L][H] key panels, see gp_k_index */
-    void *v_cache;        /* [L][H] value panels, see gp_v_index */
-    /* activations of one forward step of n <= n_batch rows */
+    int n_ctx, n_batch, n_threads, all_logits, n_seq;
+    gp_seq *seqs;         /* [n_seq] */
+    /* the KV cache: n_pages pages of 64 positions, each [L][H] heads of keys
+     * [D][64] followed by values [d_alloc / 64][64][64], in floats or halves */
+    int kv_f16;
+    int d_alloc;          /* D rounded up to a multiple of 64 */
+    int t_alloc;          /* T rounded up to a multiple of 64: a row of attention scores */
+    int n_pages;
+    unsigned char *kv;
+    size_t page_bytes, head_bytes, key_bytes; /* a page, one head's keys and values, its keys */
+    int *page_refs;       /* [n_pages] sequences holding each page */
+    int *free_pages;      /* [n_pages] a stack of the pages no sequence holds */
+    int n_free;
+    /* one forward step of n <= n_batch rows */
+    int *row_seq, *row_pos; /* [n_batch] the sequence and position of each row */
+    int *seq_count;       /* [n_seq] scratch for checking a batch */
+    int batch_seq;        /* the sequence of a batch's entries when it has no seq array */
     float *x;             /* [n][C]  the residual stream */
     float *xn;            /* [n][C]  layer-norm output */
     float *qkv;           /* [n][3C] queries, keys, values */
     float *att;           /* [n][C]  attention output */
     float *hid;           /* [n][4C] MLP hidden */
     float *scratch;       /* [n_threads][scratch_stride] per thread: attention scores
-                             (GP_ATT_ROWS * t_alloc), a widened row (4C), a KV panel
-                             (GP_KV_PANEL^2), a packed weight panel */
-    size_t scratch_stride, scratch_row, scratch_conv, scratch_panel; /* in floats */
-    float *logits;        /* [logits_cap][V] */
+                             (GP_ATT_ROWS * T), a widened row (4C), a KV panel
+                             (GP_PAGE^2), the linear kernels' scratch */
+    size_t scratch_stride, scratch_row; /* in floats */
+    /* logits */
+    float *seq_logits;    /* [n_seq][V] after each sequence's last kept id */
+    float *logits;        /* [logits_cap][V] the rows the last batch kept */
+    int *logits_entry;    /* [logits_cap] the batch entry of each kept row */
+    int logits_cap, logits_rows;
     void *arena;          /* everything above, in one allocation */
     size_t arena_bytes;
     gp_pool *pool;
@@ -227,7 +246,7 @@ static void gp_row_to_f32(const gp_tensor *t, int r, float *out);
 
 /* 10. kernels */
 static void gp_layernorm_row(float *out, const float *x, const float *w, const float *b, int n, float eps);
-static void gp_cache_kv_head(gpt_context *c, int layer, int pos, int h, const float *k, const float *v);
+static void gp_cache_kv_head(gpt_context *c, unsigned char *head, int slot, const float *kh, const float *vh);
 static const gp_kernels *gp_pick_kernels(int reference);
 static size_t gp_linear_scratch_floats(void);
 
@@ -849,7 +868,7 @@ gpt_config gpt_model_config(const gpt_model *m)
 const gpt_tokenizer *gpt_model_tokenizer(const gpt_model *m) { return m ? m->tok : NULL; }
 
 /* ======================================================================== */
-/* 4. Contexts: parameters, memory, the KV cache                            */
+/* 4. Contexts: parameters, memory, sequences and the KV cache              */
 /* ======================================================================== */
 
 #define GP_DEFAULT_BATCH 512
@@ -857,21 +876,21 @@ const gpt_tokenizer *gpt_model_tokenizer(const gpt_model *m) { return m ? m->tok
 #define GP_ATT_ROWS 48  /* queries of one head the SIMD attention takes together (a multiple of 6) */
 
 /*
- * The KV cache of one head of one layer is stored in panels of 64 positions
- * so that both attention products are outer products over the panels as
- * they are (docs/PERFORMANCE.md):
- *   keys:   [position / 64][d][position % 64]   (D x 64 per 64 positions)
- *   values: [d / 64][position][d % 64]          (t_alloc x 64 per 64 dims)
- * t_alloc and d_alloc are T and D rounded up to multiples of 64; the value
- * dims from D to d_alloc are zero.
+ * The KV cache is one pool of pages shared by the context's sequences. A
+ * page holds 64 positions of one sequence for every layer and head:
+ *   keys:   [L][H] of [d][position % 64]                (D x 64)
+ *   values: [L][H] of [d / 64][position % 64][d % 64]   (d_alloc x 64)
+ * so that both attention products are outer products over a page as it is
+ * stored (docs/PERFORMANCE.md); the value dims from D to d_alloc are zero.
+ * Position p of a sequence is in its page pages[p / 64]. Pages are
+ * reference-counted: gpt_seq_fork shares its source's pages, and a sequence
+ * about to write into a page it shares first gets a copy (copy on write).
  */
-static size_t gp_k_index(int pos, int d, int D)
+
+/* Where a head's keys and values start in a page. */
+static unsigned char *gp_page_keys(const gpt_context *c, int page, int layer, int head)
 {
-    return (size_t)(pos / GP_KV_PANEL) * D * GP_KV_PANEL + (size_t)d * GP_KV_PANEL + pos % GP_KV_PANEL;
-}
-static size_t gp_v_index(int pos, int d, int t_alloc)
-{
-    return (size_t)(d / GP_KV_PANEL) * t_alloc * GP_KV_PANEL + (size_t)pos * GP_KV_PANEL + d % GP_KV_PANEL;
+    return c->kv + (size_t)page * c->page_bytes + ((size_t)layer * c->m->cfg.n_head + head) * c->head_bytes;
 }
 
 gpt_context_params gpt_context_defaults(void)
@@ -897,24 +916,22 @@ static int gp_all_matrices_f32(const gpt_model *m)
 }
 
 /* The parts of a context's one allocation, in order. */
-enum { GP_PART_TOKENS, GP_PART_KEYS, GP_PART_VALUES, GP_PART_X, GP_PART_XN, GP_PART_QKV, GP_PART_ATT, GP_PART_HID,
-       GP_PART_SCRATCH, GP_PART_LOGITS, GP_N_PARTS };
+enum { GP_PART_SEQS, GP_PART_TOKENS, GP_PART_PAGE_TABLES, GP_PART_PAGE_REFS, GP_PART_FREE_PAGES, GP_PART_KV,
+       GP_PART_ROWS, GP_PART_X, GP_PART_XN, GP_PART_QKV, GP_PART_ATT, GP_PART_HID, GP_PART_SCRATCH,
+       GP_PART_SEQ_LOGITS, GP_PART_LOGITS, GP_PART_LOGITS_ENTRY, GP_N_PARTS };
 
 /* The parameters a context really uses, and its memory. */
 typedef struct gp_ctx_shape {
-    int n_ctx, n_batch, n_threads, all_logits, logits_cap, t_alloc, d_alloc, kv_f16;
-    size_t scratch_stride;
+    int n_ctx, n_batch, n_threads, all_logits, n_seq, n_pages, logits_cap, t_alloc, d_alloc, kv_f16;
+    int pages_per_seq;
+    size_t page_bytes, head_bytes, key_bytes, scratch_stride;
     size_t sizes[GP_N_PARTS]; /* bytes of each part of the arena */
 } gp_ctx_shape;
 
-static gpt_status gp_resolve_params(const gpt_model *m, const gpt_context_params *p, gp_ctx_shape *s, gpt_error *err)
+/* Checks the parameters against the model and the format's limits. */
+static gpt_status gp_check_params(const gpt_model *m, const gpt_context_params *p, gpt_error *err)
 {
-    gpt_context_params d = gpt_context_defaults();
-    const gpt_config *c;
-    size_t C, L, V, T, B, kv;
-    if (!m) return gpt__set_error(err, GPT_ERR_INVALID_ARG, "model is NULL");
-    c = &m->cfg;
-    if (!p) p = &d;
+    const gpt_config *c = &m->cfg;
     if (p->n_ctx < 0 || p->n_ctx > c->n_ctx)
         return gpt__set_error(err, GPT_ERR_INVALID_ARG, "n_ctx %d is outside 0 .. %d (the model's context; 0 = all of "
                               "it)", p->n_ctx, c->n_ctx);
@@ -922,41 +939,74 @@ static gpt_status gp_resolve_params(const gpt_model *m, const gpt_context_params
     if (p->n_threads < 0 || p->n_threads > GP_MAX_THREADS)
         return gpt__set_error(err, GPT_ERR_INVALID_ARG, "n_threads %d is outside 0 .. %d", p->n_threads,
                               GP_MAX_THREADS);
+    if (p->kv_type < GPT_KV_AUTO || p->kv_type > GPT_KV_F32)
+        return gpt__set_error(err, GPT_ERR_INVALID_ARG, "kv_type %d is not a gpt_kv_type (0 .. 2)", p->kv_type);
+    if (p->n_seq < 0 || p->n_seq > GPT_MAX_SEQ)
+        return gpt__set_error(err, GPT_ERR_INVALID_ARG, "n_seq %d is outside 0 .. %d", p->n_seq, GPT_MAX_SEQ);
+    if (p->kv_size < 0) return gpt__set_error(err, GPT_ERR_INVALID_ARG, "kv_size %d is negative", p->kv_size);
+    return GPT_OK;
+}
+
+static gpt_status gp_resolve_params(const gpt_model *m, const gpt_context_params *p, gp_ctx_shape *s, gpt_error *err)
+{
+    gpt_context_params d = gpt_context_defaults();
+    const gpt_config *c;
+    size_t C, L, H, V, T, B, S, es;
+    gpt_status st;
+    if (!m) return gpt__set_error(err, GPT_ERR_INVALID_ARG, "model is NULL");
+    c = &m->cfg;
+    if (!p) p = &d;
+    if ((st = gp_check_params(m, p, err)) != GPT_OK) return st;
     s->n_ctx = p->n_ctx ? p->n_ctx : c->n_ctx;
     s->n_batch = p->n_batch ? p->n_batch : GP_DEFAULT_BATCH;
-    if (s->n_batch > s->n_ctx) s->n_batch = s->n_ctx;
     s->n_threads = p->n_threads ? p->n_threads : gp_online_cpus();
     s->all_logits = p->all_logits != 0;
-    s->logits_cap = s->all_logits ? s->n_ctx : GP_SCORE_ROWS;
+    s->n_seq = p->n_seq ? p->n_seq : 1;
+    s->pages_per_seq = (s->n_ctx + GP_PAGE - 1) / GP_PAGE;
+    s->n_pages = p->kv_size ? (int)(((size_t)p->kv_size + GP_PAGE - 1) / GP_PAGE)
+                            : s->n_seq * s->pages_per_seq;
+    if (s->n_batch > s->n_ctx * s->n_seq) s->n_batch = s->n_ctx * s->n_seq;
+    s->logits_cap = s->all_logits ? (s->n_ctx > s->n_seq ? s->n_ctx : s->n_seq)
+                                  : (s->n_seq > GP_SCORE_ROWS ? s->n_seq : GP_SCORE_ROWS);
     C = (size_t)c->n_embd;
     L = (size_t)c->n_layer;
+    H = (size_t)c->n_head;
     V = (size_t)c->n_vocab;
     T = (size_t)s->n_ctx;
     B = (size_t)s->n_batch;
-    /* every factor is bounded by the format's limits, so none of these
-     * products overflows a 64-bit size_t; check the 32-bit case */
-    if (sizeof(size_t) < 8 && (double)L * T * C * 8 + (double)s->logits_cap * V * 4 > (double)SIZE_MAX / 2)
-        return gpt__set_error(err, GPT_ERR_OUT_OF_MEMORY, "a context of %d positions does not fit in this address "
-                              "space", s->n_ctx);
-    s->t_alloc = (int)((T + GP_KV_PANEL - 1) / GP_KV_PANEL * GP_KV_PANEL);
-    s->d_alloc = (c->n_embd / c->n_head + GP_KV_PANEL - 1) / GP_KV_PANEL * GP_KV_PANEL;
-    if (p->kv_type < GPT_KV_AUTO || p->kv_type > GPT_KV_F32)
-        return gpt__set_error(err, GPT_ERR_INVALID_ARG, "kv_type %d is not a gpt_kv_type (0 .. 2)", p->kv_type);
+    S = (size_t)s->n_seq;
+    /* every factor is bounded by the format's and GPT_MAX_SEQ's limits, so
+     * none of these products overflows a 64-bit size_t; check the 32-bit
+     * case */
+    if (sizeof(size_t) < 8 && (double)L * s->n_pages * GP_PAGE * C * 8 + ((double)s->logits_cap + S) * V * 4 >
+                                  (double)SIZE_MAX / 2)
+        return gpt__set_error(err, GPT_ERR_OUT_OF_MEMORY, "a context of %d sequences of %d positions does not fit in "
+                              "this address space", s->n_seq, s->n_ctx);
+    s->t_alloc = (int)((T + GP_PAGE - 1) / GP_PAGE * GP_PAGE);
+    s->d_alloc = (c->n_embd / c->n_head + GP_PAGE - 1) / GP_PAGE * GP_PAGE;
     s->kv_f16 = p->kv_type == GPT_KV_F16 || (p->kv_type == GPT_KV_AUTO && !gp_all_matrices_f32(m));
-    kv = L * (size_t)s->t_alloc * C * (s->kv_f16 ? 2 : 4); /* keys; values use d_alloc per head */
-    s->scratch_stride = gp_align_up((GP_ATT_ROWS * (size_t)s->t_alloc + 4 * C + GP_KV_PANEL * GP_KV_PANEL +
+    es = s->kv_f16 ? 2 : 4;
+    s->key_bytes = (C / H) * GP_PAGE * es;
+    s->head_bytes = s->key_bytes + (size_t)s->d_alloc * GP_PAGE * es;
+    s->page_bytes = gp_align_up(L * H * s->head_bytes);
+    s->scratch_stride = gp_align_up((GP_ATT_ROWS * (size_t)s->t_alloc + 4 * C + GP_PAGE * GP_PAGE +
                                      gp_linear_scratch_floats()) * sizeof(float)) / sizeof(float);
-    s->sizes[GP_PART_TOKENS] = gp_align_up(T * sizeof(int));
-    s->sizes[GP_PART_KEYS] = gp_align_up(kv);
-    s->sizes[GP_PART_VALUES] = gp_align_up(L * (size_t)c->n_head * (size_t)s->d_alloc * (size_t)s->t_alloc *
-                                           (s->kv_f16 ? 2 : 4));
+    s->sizes[GP_PART_SEQS] = gp_align_up(S * sizeof(gp_seq));
+    s->sizes[GP_PART_TOKENS] = gp_align_up(S * T * sizeof(int));
+    s->sizes[GP_PART_PAGE_TABLES] = gp_align_up(S * (size_t)s->pages_per_seq * sizeof(int));
+    s->sizes[GP_PART_PAGE_REFS] = gp_align_up((size_t)s->n_pages * sizeof(int));
+    s->sizes[GP_PART_FREE_PAGES] = gp_align_up((size_t)s->n_pages * sizeof(int));
+    s->sizes[GP_PART_KV] = (size_t)s->n_pages * s->page_bytes;
+    s->sizes[GP_PART_ROWS] = gp_align_up((2 * B + S) * sizeof(int));
     s->sizes[GP_PART_X] = gp_align_up(B * C * sizeof(float));
     s->sizes[GP_PART_XN] = gp_align_up(B * C * sizeof(float));
     s->sizes[GP_PART_QKV] = gp_align_up(B * 3 * C * sizeof(float));
     s->sizes[GP_PART_ATT] = gp_align_up(B * C * sizeof(float));
     s->sizes[GP_PART_HID] = gp_align_up(B * 4 * C * sizeof(float));
     s->sizes[GP_PART_SCRATCH] = (size_t)s->n_threads * s->scratch_stride * sizeof(float);
+    s->sizes[GP_PART_SEQ_LOGITS] = gp_align_up(S * V * sizeof(float));
     s->sizes[GP_PART_LOGITS] = gp_align_up((size_t)s->logits_cap * V * sizeof(float));
+    s->sizes[GP_PART_LOGITS_ENTRY] = gp_align_up((size_t)s->logits_cap * sizeof(int));
     return GPT_OK;
 }
 
@@ -977,11 +1027,48 @@ size_t gpt_context_memory(const gpt_model *m, const gpt_context_params *p)
     return sizeof(gpt_context) + gp_aligned_alloc_bytes(gp_arena_bytes(&s)) + gp_pool_bytes(s.n_threads);
 }
 
+/* Points the context's buffers into its arena. */
+static void gp_carve_arena(gpt_context *c, const gp_ctx_shape *s)
+{
+    unsigned char *a = (unsigned char *)c->arena, *part[GP_N_PARTS];
+    int i;
+    for (i = 0; i < GP_N_PARTS; i++) {
+        part[i] = a;
+        a += s->sizes[i];
+    }
+    c->seqs = (gp_seq *)(void *)part[GP_PART_SEQS];
+    for (i = 0; i < c->n_seq; i++) {
+        c->seqs[i].n_past = 0;
+        c->seqs[i].has_logits = 0;
+        c->seqs[i].tokens = (int *)(void *)part[GP_PART_TOKENS] + (size_t)i * c->n_ctx;
+        c->seqs[i].pages = (int *)(void *)part[GP_PART_PAGE_TABLES] + (size_t)i * s->pages_per_seq;
+    }
+    c->page_refs = (int *)(void *)part[GP_PART_PAGE_REFS];
+    c->free_pages = (int *)(void *)part[GP_PART_FREE_PAGES];
+    for (i = 0; i < c->n_pages; i++) {
+        c->page_refs[i] = 0;
+        c->free_pages[i] = c->n_pages - 1 - i; /* page 0 is taken first */
+    }
+    c->n_free = c->n_pages;
+    c->kv = part[GP_PART_KV];
+    c->row_seq = (int *)(void *)part[GP_PART_ROWS];
+    c->row_pos = c->row_seq + c->n_batch;
+    c->seq_count = c->row_pos + c->n_batch;
+    c->x = (float *)(void *)part[GP_PART_X];
+    c->xn = (float *)(void *)part[GP_PART_XN];
+    c->qkv = (float *)(void *)part[GP_PART_QKV];
+    c->att = (float *)(void *)part[GP_PART_ATT];
+    c->hid = (float *)(void *)part[GP_PART_HID];
+    c->scratch = (float *)(void *)part[GP_PART_SCRATCH];
+    c->seq_logits = (float *)(void *)part[GP_PART_SEQ_LOGITS];
+    c->logits = (float *)(void *)part[GP_PART_LOGITS];
+    c->logits_entry = (int *)(void *)part[GP_PART_LOGITS_ENTRY];
+}
+
 gpt_context *gpt_context_new(const gpt_model *m, const gpt_context_params *p, gpt_error *err)
 {
     gp_ctx_shape s;
     gpt_context *c;
-    unsigned char *a;
     size_t total;
     gpt__clear_error(err);
     if (gp_resolve_params(m, p, &s, err) != GPT_OK) return NULL;
@@ -994,8 +1081,8 @@ gpt_context *gpt_context_new(const gpt_model *m, const gpt_context_params *p, gp
     c->arena = gp_alloc_aligned(total);
     if (!c->arena) {
         gpt__free(c);
-        gpt__set_error(err, GPT_ERR_OUT_OF_MEMORY, "out of memory: a context of %d positions needs %.1f MB", s.n_ctx,
-                       (double)total / 1e6);
+        gpt__set_error(err, GPT_ERR_OUT_OF_MEMORY, "out of memory: a context of %d sequences of %d positions needs "
+                       "%.1f MB", s.n_seq, s.n_ctx, (double)total / 1e6);
         return NULL;
     }
     c->arena_bytes = total;
@@ -1005,25 +1092,18 @@ gpt_context *gpt_context_new(const gpt_model *m, const gpt_context_params *p, gp
     c->n_batch = s.n_batch;
     c->n_threads = s.n_threads;
     c->all_logits = s.all_logits;
+    c->n_seq = s.n_seq;
+    c->n_pages = s.n_pages;
     c->logits_cap = s.logits_cap;
     c->scratch_stride = s.scratch_stride;
+    c->scratch_row = (size_t)GP_ATT_ROWS * (size_t)s.t_alloc + GP_PAGE * GP_PAGE;
     c->t_alloc = s.t_alloc;
     c->d_alloc = s.d_alloc;
-    c->scratch_row = (size_t)GP_ATT_ROWS * (size_t)s.t_alloc;
-    c->scratch_conv = c->scratch_row + 4 * (size_t)m->cfg.n_embd;
-    c->scratch_panel = c->scratch_conv + GP_KV_PANEL * GP_KV_PANEL;
     c->kv_f16 = s.kv_f16;
-    a = (unsigned char *)c->arena;
-    c->tokens = (int *)(void *)a; a += s.sizes[GP_PART_TOKENS];
-    c->k_cache = a; a += s.sizes[GP_PART_KEYS];
-    c->v_cache = a; a += s.sizes[GP_PART_VALUES];
-    c->x = (float *)(void *)a; a += s.sizes[GP_PART_X];
-    c->xn = (float *)(void *)a; a += s.sizes[GP_PART_XN];
-    c->qkv = (float *)(void *)a; a += s.sizes[GP_PART_QKV];
-    c->att = (float *)(void *)a; a += s.sizes[GP_PART_ATT];
-    c->hid = (float *)(void *)a; a += s.sizes[GP_PART_HID];
-    c->scratch = (float *)(void *)a; a += s.sizes[GP_PART_SCRATCH];
-    c->logits = (float *)(void *)a;
+    c->page_bytes = s.page_bytes;
+    c->head_bytes = s.head_bytes;
+    c->key_bytes = s.key_bytes;
+    gp_carve_arena(c, &s);
     c->pool = gp_pool_create(c->n_threads, err);
     if (!c->pool) {
         gp_free_aligned(c->arena);
@@ -1045,15 +1125,142 @@ const char *gpt_context_error(const gpt_context *c) { return c ? c->err : "conte
 int gpt_context_n_ctx(const gpt_context *c) { return c ? c->n_ctx : 0; }
 int gpt_context_n_threads(const gpt_context *c) { return c ? c->n_threads : 0; }
 int gpt_context_kv_type(const gpt_context *c) { return c ? (c->kv_f16 ? GPT_KV_F16 : GPT_KV_F32) : 0; }
-int gpt_context_n_past(const gpt_context *c) { return c ? c->n_past : 0; }
-const int *gpt_context_tokens(const gpt_context *c) { return c ? c->tokens : NULL; }
+int gpt_context_n_seq(const gpt_context *c) { return c ? c->n_seq : 0; }
+int gpt_context_kv_free(const gpt_context *c) { return c ? c->n_free * GP_PAGE : 0; }
+int gpt_context_max_logits(const gpt_context *c) { return c ? c->logits_cap : 0; }
+int gpt_context_n_past(const gpt_context *c) { return c ? c->seqs[0].n_past : 0; }
+const int *gpt_context_tokens(const gpt_context *c) { return c ? c->seqs[0].tokens : NULL; }
+int gpt_seq_n_past(const gpt_context *c, int seq) { return c && seq >= 0 && seq < c->n_seq ? c->seqs[seq].n_past : 0; }
+const int *gpt_seq_tokens(const gpt_context *c, int seq)
+{
+    return c && seq >= 0 && seq < c->n_seq ? c->seqs[seq].tokens : NULL;
+}
+
+/* ---- pages ---- */
+
+static int gp_pages_for(int positions) { return (positions + GP_PAGE - 1) / GP_PAGE; }
+
+static void gp_page_release(gpt_context *c, int page)
+{
+    if (--c->page_refs[page] == 0) c->free_pages[c->n_free++] = page;
+}
+
+static int gp_page_take(gpt_context *c)
+{
+    int page = c->free_pages[--c->n_free];
+    c->page_refs[page] = 1;
+    return page;
+}
+
+/* Pages sequence s needs from the pool to grow by n positions: new pages,
+ * and a copy of the page it would write into while sharing it. */
+static int gp_pages_needed(const gpt_context *c, int s, int n)
+{
+    const gp_seq *q = &c->seqs[s];
+    int need;
+    if (n <= 0) return 0;
+    need = gp_pages_for(q->n_past + n) - gp_pages_for(q->n_past);
+    if (q->n_past % GP_PAGE != 0 && c->page_refs[q->pages[q->n_past / GP_PAGE]] > 1) need++;
+    return need;
+}
+
+/* Makes position pos of sequence s writable: a fresh page at the start of a
+ * page, a private copy of a shared one. The pool has room (checked first). */
+static void gp_page_prepare(gpt_context *c, int s, int pos)
+{
+    gp_seq *q = &c->seqs[s];
+    int slot = pos / GP_PAGE, page;
+    if (pos % GP_PAGE == 0) {
+        q->pages[slot] = gp_page_take(c);
+    } else if (c->page_refs[q->pages[slot]] > 1) {
+        page = gp_page_take(c);
+        memcpy(c->kv + (size_t)page * c->page_bytes, c->kv + (size_t)q->pages[slot] * c->page_bytes, c->page_bytes);
+        gp_page_release(c, q->pages[slot]);
+        q->pages[slot] = page;
+    }
+}
+
+/* Drops positions n_keep .. n_past-1 of sequence s. */
+static void gp_seq_truncate(gpt_context *c, int s, int n_keep)
+{
+    gp_seq *q = &c->seqs[s];
+    int p;
+    for (p = gp_pages_for(n_keep); p < gp_pages_for(q->n_past); p++) gp_page_release(c, q->pages[p]);
+    q->n_past = n_keep;
+    q->has_logits = 0;
+}
+
+static gpt_status gp_check_seq(gpt_context *c, int seq, const char *what)
+{
+    if (seq < 0 || seq >= c->n_seq)
+        return gp_ctx_fail(c, GPT_ERR_INVALID_ARG, "%s: sequence %d is outside 0 .. %d", what, seq, c->n_seq - 1);
+    return GPT_OK;
+}
+
+gpt_status gpt_seq_rewind(gpt_context *c, int seq, int n_keep)
+{
+    gpt_status st;
+    if (!c) return GPT_ERR_INVALID_ARG;
+    if ((st = gp_check_seq(c, seq, "gpt_seq_rewind")) != GPT_OK) return st;
+    if (n_keep < 0 || n_keep > c->seqs[seq].n_past)
+        return gp_ctx_fail(c, GPT_ERR_INVALID_ARG, "n_keep %d is outside 0 .. %d (positions sequence %d holds)",
+                           n_keep, c->seqs[seq].n_past, seq);
+    gp_seq_truncate(c, seq, n_keep);
+    return GPT_OK;
+}
+
+gpt_status gpt_seq_clear(gpt_context *c, int seq)
+{
+    gpt_status st;
+    if (!c) return GPT_ERR_INVALID_ARG;
+    if ((st = gp_check_seq(c, seq, "gpt_seq_clear")) != GPT_OK) return st;
+    gp_seq_truncate(c, seq, 0);
+    return GPT_OK;
+}
+
+gpt_status gpt_rewind(gpt_context *c, int n_keep)
+{
+    if (!c) return GPT_ERR_INVALID_ARG;
+    if (n_keep < 0 || n_keep > c->seqs[0].n_past)
+        return gp_ctx_fail(c, GPT_ERR_INVALID_ARG, "n_keep %d is outside 0 .. %d (positions in use)", n_keep,
+                           c->seqs[0].n_past);
+    gp_seq_truncate(c, 0, n_keep);
+    c->logits_rows = 0;
+    return GPT_OK;
+}
+
+gpt_status gpt_seq_fork(gpt_context *c, int src, int dst)
+{
+    gpt_status st;
+    gp_seq *a, *b;
+    int p;
+    if (!c) return GPT_ERR_INVALID_ARG;
+    if ((st = gp_check_seq(c, src, "gpt_seq_fork")) != GPT_OK || (st = gp_check_seq(c, dst, "gpt_seq_fork")) != GPT_OK)
+        return st;
+    if (src == dst) return gp_ctx_fail(c, GPT_ERR_INVALID_ARG, "gpt_seq_fork: sequence %d onto itself", src);
+    a = &c->seqs[src];
+    b = &c->seqs[dst];
+    gp_seq_truncate(c, dst, 0);
+    for (p = 0; p < gp_pages_for(a->n_past); p++) {
+        b->pages[p] = a->pages[p];
+        c->page_refs[a->pages[p]]++;
+    }
+    memcpy(b->tokens, a->tokens, sizeof(int) * (size_t)a->n_past);
+    b->n_past = a->n_past;
+    b->has_logits = a->has_logits;
+    if (a->has_logits) {
+        size_t V = (size_t)c->m->cfg.n_vocab;
+        memcpy(c->seq_logits + (size_t)dst * V, c->seq_logits + (size_t)src * V, sizeof(float) * V);
+    }
+    return GPT_OK;
+}
 
 /* ======================================================================== */
 /* 5. The model                                                             */
 /* ======================================================================== */
 /*
- * One forward step takes n tokens at positions pos0 .. pos0 + n - 1 of the
- * context and leaves their residual stream in x [n][C]:
+ * One forward step takes n rows, row r a token of sequence row_seq[r] at
+ * position row_pos[r], and leaves their residual stream in x [n][C]:
  *
  *   x = wte[id] + wpe[pos]                                      embeddings
  *   for each block:
@@ -1067,12 +1274,15 @@ const int *gpt_context_tokens(const gpt_context *c) { return c ? c->tokens : NUL
  *     x  += hid mlp_c_proj^T + b                                residual
  *   logits = ln_f(x) wte^T                                      the head, [rows][V]
  *
- * Each step below runs on the context's threads; the results do not depend
- * on their number (every output element is computed whole by one thread).
+ * Each step below runs on the context's threads. Every number a row gets is
+ * computed from that row alone, in the same order whatever the other rows
+ * are, and whole by one thread: so a sequence's logits do not depend on the
+ * number of threads, on what else is in its batch, or on how its tokens are
+ * split into steps (batch invariance).
  */
 
-/* x[r] = wte[ids[r]] + wpe[pos0 + r]                    x: [n][C] */
-static void gp_embed(gpt_context *c, const int *ids, int n, int pos0)
+/* x[r] = wte[ids[r]] + wpe[row_pos[r]]                  x: [n][C] */
+static void gp_embed(gpt_context *c, const int *ids, int n)
 {
     const gpt_model *m = c->m;
     int C = m->cfg.n_embd, r, i;
@@ -1080,7 +1290,7 @@ static void gp_embed(gpt_context *c, const int *ids, int n, int pos0)
     for (r = 0; r < n; r++) {
         float *x = c->x + (size_t)r * C;
         gp_row_to_f32(&m->wte, ids[r], x);
-        gp_row_to_f32(&m->wpe, pos0 + r, pos_row);
+        gp_row_to_f32(&m->wpe, c->row_pos[r], pos_row);
         for (i = 0; i < C; i++) x[i] += pos_row[i];
     }
 }
@@ -1088,6 +1298,7 @@ static void gp_embed(gpt_context *c, const int *ids, int n, int pos0)
 typedef struct gp_layernorm_job {
     float *out;
     const float *x;
+    const int *rows; /* rows of x to normalize (NULL: 0 .. n-1) into out 0 .. n-1 */
     const gp_tensor *w, *b;
     int n, C;
     float eps;
@@ -1099,16 +1310,20 @@ static void gp_layernorm_task(void *arg, int ith, int nth)
     int r, b, e;
     gp_split_range(j->n, 1, ith, nth, &b, &e);
     for (r = b; r < e; r++)
-        gp_layernorm_row(j->out + (size_t)r * j->C, j->x + (size_t)r * j->C, (const float *)(const void *)j->w->data,
-                         (const float *)(const void *)j->b->data, j->C, j->eps);
+        gp_layernorm_row(j->out + (size_t)r * j->C, j->x + (size_t)(j->rows ? j->rows[r] : r) * j->C,
+                         (const float *)(const void *)j->w->data, (const float *)(const void *)j->b->data, j->C,
+                         j->eps);
 }
 
-/* out[r] = (x[r] - mean) / sqrt(var + eps) * w + b     out, x: [n][C] */
-static void gp_layernorm(gpt_context *c, float *out, const float *x, int n, const gp_tensor *w, const gp_tensor *b)
+/* out[i] = (x[rows[i]] - mean) / sqrt(var + eps) * w + b for i < n (rows
+ * NULL: row i)                                       out: [n][C], x: [..][C] */
+static void gp_layernorm_rows(gpt_context *c, float *out, const float *x, const int *rows, int n, const gp_tensor *w,
+                              const gp_tensor *b)
 {
     gp_layernorm_job j;
     j.out = out;
     j.x = x;
+    j.rows = rows;
     j.w = w;
     j.b = b;
     j.n = n;
@@ -1116,6 +1331,12 @@ static void gp_layernorm(gpt_context *c, float *out, const float *x, int n, cons
     j.eps = c->m->cfg.ln_eps;
     if (n < 4) gp_layernorm_task(&j, 0, 1); /* not worth waking the workers */
     else gp_pool_run(c->pool, gp_layernorm_task, &j);
+}
+
+/* out = layer_norm(x)                                    out, x: [n][C] */
+static void gp_layernorm(gpt_context *c, float *out, const float *x, int n, const gp_tensor *w, const gp_tensor *b)
+{
+    gp_layernorm_rows(c, out, x, NULL, n, w, b);
 }
 
 /* y = x W^T + b                           x: [n][K], W: [J][K], y: [n][J] */
@@ -1159,101 +1380,136 @@ static void gp_gelu(gpt_context *c, float *x, int n, int width)
 
 typedef struct gp_kv_job {
     gpt_context *c;
-    int layer, n, pos0;
+    int layer, n;
 } gp_kv_job;
 
 static void gp_kv_store_task(void *arg, int ith, int nth)
 {
     const gp_kv_job *j = (const gp_kv_job *)arg;
-    int C = j->c->m->cfg.n_embd, H = j->c->m->cfg.n_head, h, r, b, e;
+    gpt_context *c = j->c;
+    int C = c->m->cfg.n_embd, H = c->m->cfg.n_head, h, r, b, e;
     gp_split_range(H, 1, ith, nth, &b, &e);
     for (h = b; h < e; h++)
         for (r = 0; r < j->n; r++) {
-            const float *k = j->c->qkv + (size_t)r * 3 * C + C;
-            gp_cache_kv_head(j->c, j->layer, j->pos0 + r, h, k, k + C);
+            const float *k = c->qkv + (size_t)r * 3 * C + C;
+            int pos = c->row_pos[r], page = c->seqs[c->row_seq[r]].pages[pos / GP_PAGE];
+            gp_cache_kv_head(c, gp_page_keys(c, page, j->layer, h), pos % GP_PAGE, k + (size_t)h * (C / H),
+                             k + C + (size_t)h * (C / H));
         }
 }
 
-/* The KV store: the keys and values of rows 0 .. n-1 (the middle and last
- * thirds of qkv) into the cache of `layer` at positions pos0 .. pos0+n-1,
- * head by head, each head by one thread. */
-static void gp_kv_store(gpt_context *c, int layer, int n, int pos0)
+/* The KV store: the keys and values of every row (the middle and last
+ * thirds of qkv) into its sequence's page of `layer`, head by head, each
+ * head by one thread. */
+static void gp_kv_store(gpt_context *c, int layer, int n)
 {
     gp_kv_job j;
     j.c = c;
     j.layer = layer;
     j.n = n;
-    j.pos0 = pos0;
     gp_pool_run(c->pool, gp_kv_store_task, &j);
 }
 
+/* A run of up to GP_ATT_ROWS consecutive rows of one sequence (so at
+ * consecutive positions): what one attention call takes. */
+typedef struct gp_att_run {
+    int row, rows;
+} gp_att_run;
+
 typedef struct gp_attention_job {
     gpt_context *c;
-    int layer, n, pos0;
+    int layer;
+    const gp_att_run *runs;
+    int n_runs;
     int items_taken; /* atomic: items handed out so far */
 } gp_attention_job;
 
-/* Item `item`: one head of one block of up to attention_rows queries. */
+/* Item `item`: one head of one run. */
 static void gp_attention_item(const gp_attention_job *j, int ith, int item)
 {
     gpt_context *c = j->c;
-    int H = c->m->cfg.n_head, C = c->m->cfg.n_embd, D = C / H, per = c->kern->attention_rows;
-    int r = item / H * per, h = item % H;
-    size_t es = c->kv_f16 ? 2 : 4, head = (size_t)j->layer * H + h;
+    int H = c->m->cfg.n_head, C = c->m->cfg.n_embd, D = C / H;
+    const gp_att_run *run = &j->runs[item / H];
+    int h = item % H, r = run->row;
+    const gp_seq *q = &c->seqs[c->row_seq[r]];
     gp_attention_args a;
     a.q = c->qkv + (size_t)r * 3 * C + (size_t)h * D;
     a.ldq = 3 * C;
-    a.keys = (const char *)c->k_cache + es * head * c->t_alloc * D;
-    a.values = (const char *)c->v_cache + es * head * c->t_alloc * c->d_alloc;
+    a.k_base = gp_page_keys(c, 0, j->layer, h);
+    a.v_base = a.k_base + c->key_bytes;
+    a.page_bytes = c->page_bytes;
+    a.pages = q->pages;
     a.kv_f16 = c->kv_f16;
-    a.first_keys = j->pos0 + r + 1;
-    a.rows = j->n - r < per ? j->n - r : per;
+    a.first_keys = c->row_pos[r] + 1;
+    a.rows = run->rows;
     a.D = D;
-    a.t_alloc = c->t_alloc;
+    a.lds = c->t_alloc;
     a.scale = 1.0f / sqrtf((float)D);
     a.out = c->att + (size_t)r * C + (size_t)h * D;
     a.ldo = C;
     c->kern->attention(&a, c->scratch + (size_t)ith * c->scratch_stride);
 }
 
-/* The threads take items one at a time as they finish the last, the last
- * block of rows (the most keys) first, so that neither waits long for the
- * other at the end. */
+/* The threads take items one at a time as they finish the last, the runs
+ * with the most keys first, so that neither waits long for the other at
+ * the end. */
 static void gp_attention_task(void *arg, int ith, int nth)
 {
     gp_attention_job *j = (gp_attention_job *)arg;
-    int per = j->c->kern->attention_rows;
-    int n_items = (j->n + per - 1) / per * j->c->m->cfg.n_head;
+    int n_items = j->n_runs * j->c->m->cfg.n_head;
     (void)nth;
     for (;;) {
         int taken = gp_atomic_take(&j->items_taken);
         if (taken >= n_items) break;
-        gp_attention_item(j, ith, n_items - 1 - taken);
+        gp_attention_item(j, ith, taken);
     }
 }
 
-/* att[r] = softmax(q[r] k^T / sqrt(D)) v over positions 0 .. pos0 + r of
- * the cache, for each head: qkv: [n][3C] (q first), att: [n][C]. */
-static void gp_attention(gpt_context *c, int layer, int n, int pos0)
+/* Cuts rows 0 .. n-1 into runs (a sequence's consecutive rows, at most
+ * `per` of them), the runs that end at the latest position first. */
+static int gp_attention_runs(const gpt_context *c, int n, int per, gp_att_run *runs)
+{
+    int r = 0, n_runs = 0, i, k;
+    while (r < n) {
+        int len = 1;
+        while (r + len < n && len < per && c->row_seq[r + len] == c->row_seq[r]) len++;
+        runs[n_runs].row = r;
+        runs[n_runs].rows = len;
+        n_runs++;
+        r += len;
+    }
+    for (i = 1; i < n_runs; i++) { /* insertion sort by last position, descending; stable */
+        gp_att_run t = runs[i];
+        int last = c->row_pos[t.row + t.rows - 1];
+        for (k = i; k > 0 && c->row_pos[runs[k - 1].row + runs[k - 1].rows - 1] < last; k--) runs[k] = runs[k - 1];
+        runs[k] = t;
+    }
+    return n_runs;
+}
+
+/* att[r] = softmax(q[r] k^T / sqrt(D)) v over positions 0 .. row_pos[r] of
+ * row r's sequence, for each head: qkv: [n][3C] (q first), att: [n][C]. */
+static void gp_attention(gpt_context *c, int layer, int n)
 {
     gp_attention_job j;
+    gp_att_run *runs = (gp_att_run *)(void *)c->hid; /* free until the MLP; n runs at most */
     j.c = c;
     j.layer = layer;
-    j.n = n;
-    j.pos0 = pos0;
+    j.runs = runs;
+    j.n_runs = gp_attention_runs(c, n, c->kern->attention_rows, runs);
     j.items_taken = 0;
     gp_pool_run(c->pool, gp_attention_task, &j);
 }
 
-/* Block `layer` on the residual stream x [n][C] of rows at pos0 ... */
-static void gp_block_forward(gpt_context *c, int layer, int n, int pos0)
+/* Block `layer` on the residual stream x [n][C]. */
+static void gp_block_forward(gpt_context *c, int layer, int n)
 {
     const gp_block *w = &c->m->blocks[layer];
     int C = c->m->cfg.n_embd;
     gp_layernorm(c, c->xn, c->x, n, &w->ln_1_w, &w->ln_1_b);     /* xn  = ln_1(x)             [n][C]  */
     gp_linear(c, c->qkv, c->xn, n, &w->attn_w, &w->attn_b);       /* qkv = xn c_attn^T + b     [n][3C] */
-    gp_kv_store(c, layer, n, pos0);                               /* cache k, v                        */
-    gp_attention(c, layer, n, pos0);                              /* att = attention(q, cache) [n][C]  */
+    gp_kv_store(c, layer, n);                                     /* cache k, v                        */
+    gp_attention(c, layer, n);                                    /* att = attention(q, cache) [n][C]  */
     gp_linear_residual(c, c->x, c->att, n, &w->attn_proj_w, &w->attn_proj_b); /* x += att c_proj^T + b */
     gp_layernorm(c, c->xn, c->x, n, &w->ln_2_w, &w->ln_2_b);     /* xn  = ln_2(x)             [n][C]  */
     gp_linear(c, c->hid, c->xn, n, &w->fc_w, &w->fc_b);           /* hid = xn c_fc^T + b       [n][4C] */
@@ -1261,92 +1517,188 @@ static void gp_block_forward(gpt_context *c, int layer, int n, int pos0)
     gp_linear_residual(c, c->x, c->hid, n, &w->mlp_proj_w, &w->mlp_proj_b); /* x += hid c_proj^T + b */
 }
 
-/* Runs n (<= n_batch) ids at positions n_past .. n_past+n-1 through the
+/* Runs n (<= n_batch) rows (ids, with row_seq and row_pos set) through the
  * embeddings and every block, filling the KV cache; leaves the residual
  * stream in c->x [n][C]. */
 static void gp_forward(gpt_context *c, const int *ids, int n)
 {
     int l;
-    gp_embed(c, ids, n, c->n_past);
-    for (l = 0; l < c->m->cfg.n_layer; l++) gp_block_forward(c, l, n, c->n_past);
+    gp_embed(c, ids, n);
+    for (l = 0; l < c->m->cfg.n_layer; l++) gp_block_forward(c, l, n);
 }
 
-/* The head: out[i] = ln_f(x[r0 + i]) wte^T for i < n     out: [n][V] */
-static void gp_head(gpt_context *c, int r0, int n, float *out)
+/* The head: out[i] = ln_f(x[rows[i]]) wte^T for i < n     out: [n][V] */
+static void gp_head(gpt_context *c, const int *rows, int n, float *out)
 {
     const gpt_model *m = c->m;
-    int C = m->cfg.n_embd;
-    gp_layernorm(c, c->xn + (size_t)r0 * C, c->x + (size_t)r0 * C, n, &m->ln_f_w, &m->ln_f_b);
-    gp_linear(c, out, c->xn + (size_t)r0 * C, n, &m->wte, NULL);
+    gp_layernorm_rows(c, c->xn, c->x, rows, n, &m->ln_f_w, &m->ln_f_b);
+    gp_linear(c, out, c->xn, n, &m->wte, NULL);
 }
 
 /* ======================================================================== */
 /* 6. Evaluating and scoring                                                */
 /* ======================================================================== */
 
-static gpt_status gp_check_ids(gpt_context *c, const int *ids, int n)
+/* Which entries of a batch keep their logits. */
+enum gp_keep { GP_KEEP_LAST, GP_KEEP_FLAGGED, GP_KEEP_ALL };
+
+/* The sequence of entry i: its own, or (no array) the batch's one
+ * sequence, which internal callers set in c->batch_seq and gpt_eval_batch
+ * sets to 0. */
+static int gp_entry_seq(const gpt_context *c, const gpt_batch *b, int i) { return b->seq ? b->seq[i] : c->batch_seq; }
+
+/* Checks a batch before anything changes: sequences, ids, room in every
+ * sequence and in the KV cache, kept logits. Leaves each sequence's count
+ * of entries in c->seq_count. */
+static gpt_status gp_check_batch(gpt_context *c, const gpt_batch *b, enum gp_keep keep)
 {
-    int i, V = c->m->cfg.n_vocab;
-    if (n < 0) return gp_ctx_fail(c, GPT_ERR_INVALID_ARG, "n is %d; a count cannot be negative", n);
-    if (n > 0 && !ids) return gp_ctx_fail(c, GPT_ERR_INVALID_ARG, "ids is NULL");
-    for (i = 0; i < n; i++)
-        if (ids[i] < 0 || ids[i] >= V)
-            return gp_ctx_fail(c, GPT_ERR_TOKEN_RANGE, "token id %d at index %d is outside 0 .. %d", ids[i], i, V - 1);
+    int i, s, V = c->m->cfg.n_vocab, need = 0, kept = 0;
+    if (!b) return gp_ctx_fail(c, GPT_ERR_INVALID_ARG, "the batch is NULL");
+    if (b->n < 0) return gp_ctx_fail(c, GPT_ERR_INVALID_ARG, "n is %d; a count cannot be negative", b->n);
+    if (b->n > 0 && !b->tokens) return gp_ctx_fail(c, GPT_ERR_INVALID_ARG, "ids is NULL");
+    for (s = 0; s < c->n_seq; s++) c->seq_count[s] = 0;
+    for (i = 0; i < b->n; i++) {
+        s = gp_entry_seq(c, b, i);
+        if (s < 0 || s >= c->n_seq)
+            return gp_ctx_fail(c, GPT_ERR_INVALID_ARG, "sequence %d at index %d is outside 0 .. %d", s, i,
+                               c->n_seq - 1);
+        if (b->tokens[i] < 0 || b->tokens[i] >= V)
+            return gp_ctx_fail(c, GPT_ERR_TOKEN_RANGE, "token id %d at index %d is outside 0 .. %d", b->tokens[i], i,
+                               V - 1);
+        c->seq_count[s]++;
+        kept += keep == GP_KEEP_ALL || (keep == GP_KEEP_FLAGGED && b->logits[i]);
+    }
+    for (s = 0; s < c->n_seq; s++) {
+        if (c->seq_count[s] > c->n_ctx - c->seqs[s].n_past) {
+            if (c->n_seq == 1)
+                return gp_ctx_fail(c, GPT_ERR_CONTEXT_FULL, "%d tokens do not fit: %d of %d positions are in use",
+                                   c->seq_count[s], c->seqs[s].n_past, c->n_ctx);
+            return gp_ctx_fail(c, GPT_ERR_CONTEXT_FULL, "sequence %d: %d tokens do not fit: %d of its %d positions "
+                               "are in use", s, c->seq_count[s], c->seqs[s].n_past, c->n_ctx);
+        }
+        need += gp_pages_needed(c, s, c->seq_count[s]);
+        kept += keep == GP_KEEP_LAST && c->seq_count[s] > 0;
+    }
+    if (need > c->n_free)
+        return gp_ctx_fail(c, GPT_ERR_CONTEXT_FULL, "the KV cache is full: the batch needs %d more pages of %d "
+                           "positions and %d of its %d pages are free (kv_size)", need, GP_PAGE, c->n_free,
+                           c->n_pages);
+    if (kept > c->logits_cap)
+        return gp_ctx_fail(c, GPT_ERR_INVALID_ARG, "the batch keeps the logits of %d entries; this context keeps at "
+                           "most %d (gpt_context_max_logits)", kept, c->logits_cap);
     return GPT_OK;
 }
 
-/* Runs a chunk of n <= n_batch ids and appends them to the cache. */
-static void gp_forward_append(gpt_context *c, const int *ids, int n)
+/* Whether entry i keeps its logits; with GP_KEEP_LAST, seq_count counts
+ * down the entries of each sequence still to come. */
+static int gp_entry_keeps_logits(gpt_context *c, const gpt_batch *b, int i, enum gp_keep keep)
 {
-    gp_forward(c, ids, n);
-    memcpy(c->tokens + c->n_past, ids, sizeof(int) * (size_t)n);
-    c->n_past += n;
+    if (keep == GP_KEEP_ALL) return 1;
+    if (keep == GP_KEEP_FLAGGED) return b->logits[i] != 0;
+    return --c->seq_count[gp_entry_seq(c, b, i)] == 0;
+}
+
+/* Sets up rows 0 .. n-1 of a forward step from entries [from, from + n):
+ * each is appended to its sequence, whose page for it is made writable. */
+static void gp_place_rows(gpt_context *c, const gpt_batch *b, int from, int n)
+{
+    int r;
+    for (r = 0; r < n; r++) {
+        int s = gp_entry_seq(c, b, from + r);
+        gp_seq *q = &c->seqs[s];
+        gp_page_prepare(c, s, q->n_past);
+        c->row_seq[r] = s;
+        c->row_pos[r] = q->n_past;
+        q->tokens[q->n_past++] = b->tokens[from + r];
+        q->has_logits = 0;
+    }
+}
+
+/* Runs entries [from, from + n) of a checked batch as one forward step and
+ * computes the logits they keep into c->logits from row c->logits_rows on,
+ * and into each sequence's own row. */
+static void gp_eval_step(gpt_context *c, const gpt_batch *b, int from, int n, enum gp_keep keep)
+{
+    int V = c->m->cfg.n_vocab, r, n_head = 0, k0 = c->logits_rows;
+    int *head_rows = c->row_pos; /* free once the blocks have run */
+    gp_place_rows(c, b, from, n);
+    gp_forward(c, b->tokens + from, n);
+    for (r = 0; r < n; r++)
+        if (gp_entry_keeps_logits(c, b, from + r, keep)) {
+            c->logits_entry[k0 + n_head] = from + r;
+            head_rows[n_head++] = r;
+        }
+    if (n_head == 0) return;
+    gp_head(c, head_rows, n_head, c->logits + (size_t)k0 * V);
+    for (r = 0; r < n_head; r++) {
+        int s = gp_entry_seq(c, b, c->logits_entry[k0 + r]);
+        memcpy(c->seq_logits + (size_t)s * V, c->logits + (size_t)(k0 + r) * V, sizeof(float) * (size_t)V);
+        c->seqs[s].has_logits = 1;
+    }
+    c->logits_rows += n_head;
+}
+
+/* Evaluates a batch in forward steps of up to n_batch rows. */
+static gpt_status gp_eval_entries(gpt_context *c, const gpt_batch *b, enum gp_keep keep)
+{
+    gpt_status st;
+    int done = 0;
+    if ((st = gp_check_batch(c, b, keep)) != GPT_OK) return st;
+    if (b->n == 0) return GPT_OK; /* the last logits stay */
+    c->logits_rows = 0;
+    while (done < b->n) {
+        int chunk = b->n - done < c->n_batch ? b->n - done : c->n_batch;
+        gp_eval_step(c, b, done, chunk, keep);
+        done += chunk;
+    }
+    return GPT_OK;
+}
+
+gpt_status gpt_eval_batch(gpt_context *c, const gpt_batch *b)
+{
+    if (!c) return GPT_ERR_INVALID_ARG;
+    c->batch_seq = 0;
+    return gp_eval_entries(c, b, b && b->logits ? GP_KEEP_FLAGGED : GP_KEEP_LAST);
 }
 
 gpt_status gpt_eval(gpt_context *c, const int *ids, int n)
 {
-    gpt_status st;
-    int done = 0, V;
+    gpt_batch b;
     if (!c) return GPT_ERR_INVALID_ARG;
-    if ((st = gp_check_ids(c, ids, n)) != GPT_OK) return st;
-    if (n > c->n_ctx - c->n_past)
-        return gp_ctx_fail(c, GPT_ERR_CONTEXT_FULL, "%d tokens do not fit: %d of %d positions are in use", n,
-                           c->n_past, c->n_ctx);
-    if (n == 0) return GPT_OK;
-    V = c->m->cfg.n_vocab;
-    c->logits_rows = 0;
-    while (done < n) {
-        int chunk = n - done < c->n_batch ? n - done : c->n_batch;
-        gp_forward_append(c, ids + done, chunk);
-        if (c->all_logits) gp_head(c, 0, chunk, c->logits + (size_t)done * V);
-        else if (done + chunk == n) gp_head(c, chunk - 1, 1, c->logits);
-        done += chunk;
-    }
-    c->logits_rows = c->all_logits ? n : 1;
-    return GPT_OK;
+    b.n = n;
+    b.tokens = ids;
+    b.seq = NULL;
+    b.logits = NULL;
+    c->batch_seq = 0;
+    return gp_eval_entries(c, &b, c->all_logits ? GP_KEEP_ALL : GP_KEEP_LAST);
 }
 
-const float *gpt_logits(const gpt_context *c)
+const float *gpt_logits_seq(const gpt_context *c, int seq)
 {
-    if (!c || c->logits_rows == 0) return NULL;
-    return c->logits + (size_t)(c->logits_rows - 1) * c->m->cfg.n_vocab;
+    if (!c || seq < 0 || seq >= c->n_seq || !c->seqs[seq].has_logits) return NULL;
+    return c->seq_logits + (size_t)seq * c->m->cfg.n_vocab;
+}
+
+const float *gpt_logits(const gpt_context *c) { return gpt_logits_seq(c, 0); }
+
+const float *gpt_logits_batch(const gpt_context *c, int i)
+{
+    int lo = 0, hi;
+    if (!c || i < 0) return NULL;
+    hi = c->logits_rows - 1;
+    while (lo <= hi) { /* the kept entries are in increasing order */
+        int mid = lo + (hi - lo) / 2;
+        if (c->logits_entry[mid] == i) return c->logits + (size_t)mid * c->m->cfg.n_vocab;
+        if (c->logits_entry[mid] < i) lo = mid + 1;
+        else hi = mid - 1;
+    }
+    return NULL;
 }
 
 const float *gpt_logits_at(const gpt_context *c, int i)
 {
-    if (!c || !c->all_logits || i < 0 || i >= c->logits_rows) return NULL;
-    return c->logits + (size_t)i * c->m->cfg.n_vocab;
-}
-
-gpt_status gpt_rewind(gpt_context *c, int n_keep)
-{
-    if (!c) return GPT_ERR_INVALID_ARG;
-    if (n_keep < 0 || n_keep > c->n_past)
-        return gp_ctx_fail(c, GPT_ERR_INVALID_ARG, "n_keep %d is outside 0 .. %d (positions in use)", n_keep,
-                           c->n_past);
-    c->n_past = n_keep;
-    c->logits_rows = 0;
-    return GPT_OK;
+    if (!c || !c->all_logits) return NULL;
+    return gpt_logits_batch(c, i);
 }
 
 /* Whether all n logits are finite numbers. */
@@ -1371,22 +1723,32 @@ static float gp_log_softmax_at(const float *logits, int V, int target)
     return (float)((double)logits[target] - mx - log(sum));
 }
 
-/* Appends ids[0..n) and writes, for every row r >= score_from with r + 1 < n,
- * out[r - score_from] = log p(ids[r + 1] | ...). */
+/* Appends ids[0..n) to sequence 0 (which has room) and writes, for every
+ * row r >= score_from with r + 1 < n, out[r - score_from] = log p(ids[r + 1]
+ * | ...). */
 static void gp_eval_scoring(gpt_context *c, const int *ids, int n, int score_from, float *out)
 {
-    int done = 0, V = c->m->cfg.n_vocab;
+    int done = 0, V = c->m->cfg.n_vocab, i;
     float *buf = c->logits; /* at least GP_SCORE_ROWS rows */
+    int *head_rows = c->row_pos;
+    gpt_batch b;
+    b.n = n;
+    b.tokens = ids;
+    b.seq = NULL;
+    b.logits = NULL;
+    c->batch_seq = 0;
     while (done < n) {
         int chunk = n - done < c->n_batch ? n - done : c->n_batch, r0;
-        gp_forward_append(c, ids + done, chunk);
+        gp_place_rows(c, &b, done, chunk);
+        gp_forward(c, ids + done, chunk);
         /* rows of this chunk that predict a scored id */
         r0 = score_from > done ? score_from - done : 0;
         while (r0 < chunk && done + r0 + 1 < n) {
-            int rows = chunk - r0, i;
+            int rows = chunk - r0;
             if (rows > GP_SCORE_ROWS) rows = GP_SCORE_ROWS;
             if (done + r0 + rows + 1 > n) rows = n - 1 - done - r0;
-            gp_head(c, r0, rows, buf);
+            for (i = 0; i < rows; i++) head_rows[i] = r0 + i;
+            gp_head(c, head_rows, rows, buf);
             for (i = 0; i < rows; i++) {
                 int r = done + r0 + i;
                 out[r - score_from] = gp_log_softmax_at(buf + (size_t)i * V, V, ids[r + 1]);
@@ -1403,16 +1765,34 @@ gpt_status gpt_score(gpt_context *c, const int *ids, int n, float *logprobs)
     return gpt_score_ex(c, ids, n, logprobs, NULL, NULL);
 }
 
+/* Checks what gpt_score is given. */
+static gpt_status gp_check_score(gpt_context *c, const int *ids, int n, const float *logprobs)
+{
+    int i, V = c->m->cfg.n_vocab, W = c->n_ctx;
+    if (n < 0) return gp_ctx_fail(c, GPT_ERR_INVALID_ARG, "n is %d; a count cannot be negative", n);
+    if (n > 0 && !ids) return gp_ctx_fail(c, GPT_ERR_INVALID_ARG, "ids is NULL");
+    for (i = 0; i < n; i++)
+        if (ids[i] < 0 || ids[i] >= V)
+            return gp_ctx_fail(c, GPT_ERR_TOKEN_RANGE, "token id %d at index %d is outside 0 .. %d", ids[i], i, V - 1);
+    if (n > 1 && !logprobs) return gp_ctx_fail(c, GPT_ERR_INVALID_ARG, "logprobs is NULL");
+    if (W < 2) return gp_ctx_fail(c, GPT_ERR_INVALID_ARG, "scoring needs a context of at least 2 positions");
+    /* a window takes up to W positions of sequence 0, which first gives
+     * back what it holds */
+    if (gp_pages_for(n < W ? n : W) > c->n_free + gp_pages_for(c->seqs[0].n_past))
+        return gp_ctx_fail(c, GPT_ERR_CONTEXT_FULL, "the KV cache is full: scoring needs %d pages of %d positions "
+                           "and %d are free (kv_size)", gp_pages_for(n < W ? n : W), GP_PAGE,
+                           c->n_free + gp_pages_for(c->seqs[0].n_past));
+    return GPT_OK;
+}
+
 gpt_status gpt_score_ex(gpt_context *c, const int *ids, int n, float *logprobs,
                         int (*on_progress)(int scored, int total, void *user), void *user)
 {
     gpt_status st;
     int W, S, start, scored_to, i;
     if (!c) return GPT_ERR_INVALID_ARG;
-    if ((st = gp_check_ids(c, ids, n)) != GPT_OK) return st;
-    if (n > 1 && !logprobs) return gp_ctx_fail(c, GPT_ERR_INVALID_ARG, "logprobs is NULL");
-    if (c->n_ctx < 2) return gp_ctx_fail(c, GPT_ERR_INVALID_ARG, "scoring needs a context of at least 2 positions");
-    c->n_past = 0;
+    if ((st = gp_check_score(c, ids, n, logprobs)) != GPT_OK) return st;
+    gp_seq_truncate(c, 0, 0);
     c->logits_rows = 0;
     if (n < 2) return GPT_OK;
     W = c->n_ctx;
@@ -1420,7 +1800,7 @@ gpt_status gpt_score_ex(gpt_context *c, const int *ids, int n, float *logprobs,
     scored_to = 1; /* one past the last scored id */
     for (start = 0;; start += S) {
         int end = start + W < n ? start + W : n;
-        c->n_past = 0;
+        gp_seq_truncate(c, 0, 0);
         /* row r of the window predicts id start + r + 1 */
         gp_eval_scoring(c, ids + start, end - start, scored_to - 1 - start, logprobs + (scored_to - 1));
         for (i = scored_to - 1; i < end - 1; i++)
@@ -1452,7 +1832,59 @@ gpt_generate_params gpt_generate_defaults(void)
     p.repeat_last_n = -1;
     p.seed = 42;
     p.context_policy = GPT_CONTEXT_STOP;
+    p.n_sequences = 1;
+    p.do_sample = -1;
+    p.num_beams = 1;
+    p.length_penalty = 1.0f;
+    p.early_stopping = GPT_EARLY_STOP_HEURISTIC;
     return p;
+}
+
+/* The options of Hugging Face's generate() and OpenAI's penalties. */
+static gpt_status gp_check_hf_params(const gpt_generate_params *p, gpt_error *err)
+{
+    if (p->n_sequences < 1 || p->n_sequences > GPT_MAX_SEQ)
+        return gpt__set_error(err, GPT_ERR_INVALID_ARG, "n_sequences %d is outside 1 .. %d", p->n_sequences,
+                              GPT_MAX_SEQ);
+    if (p->max_length < 0) return gpt__set_error(err, GPT_ERR_INVALID_ARG, "max_length %d is negative (0 = off)",
+                                                 p->max_length);
+    if (p->min_new_tokens < 0)
+        return gpt__set_error(err, GPT_ERR_INVALID_ARG, "min_new_tokens %d is negative", p->min_new_tokens);
+    if (p->do_sample < -1 || p->do_sample > 1)
+        return gpt__set_error(err, GPT_ERR_INVALID_ARG, "do_sample %d is not -1 (auto), 0 or 1", p->do_sample);
+    if (p->do_sample == 1 && p->temperature == 0.0f)
+        return gpt__set_error(err, GPT_ERR_INVALID_ARG, "do_sample needs a temperature above 0");
+    if (p->num_beams < 1 || p->num_beams > GPT_MAX_SEQ)
+        return gpt__set_error(err, GPT_ERR_INVALID_ARG, "num_beams %d is outside 1 .. %d (1 = no beam search)",
+                              p->num_beams, GPT_MAX_SEQ);
+    if (p->num_beams > 1 && p->do_sample == 1)
+        return gpt__set_error(err, GPT_ERR_INVALID_ARG, "beam search samples nothing: do_sample must be 0 or -1 "
+                              "with num_beams %d (beam sampling is not supported)", p->num_beams);
+    if (p->num_beams > 1 && p->n_sequences > p->num_beams)
+        return gpt__set_error(err, GPT_ERR_INVALID_ARG, "n_sequences (num_return_sequences) %d is more than num_beams "
+                              "%d", p->n_sequences, p->num_beams);
+    if (p->num_beams == 1 && p->do_sample == 0 && p->n_sequences > 1)
+        return gpt__set_error(err, GPT_ERR_INVALID_ARG, "greedy search gives one sequence: n_sequences %d needs "
+                              "sampling or beam search", p->n_sequences);
+    if (!(p->length_penalty >= -1e6f && p->length_penalty <= 1e6f))
+        return gpt__set_error(err, GPT_ERR_INVALID_ARG, "length_penalty %g is not a finite number",
+                              (double)p->length_penalty);
+    if (p->early_stopping < GPT_EARLY_STOP_HEURISTIC || p->early_stopping > GPT_EARLY_STOP_NEVER)
+        return gpt__set_error(err, GPT_ERR_INVALID_ARG, "early_stopping %d is not a gpt_early_stopping (0 .. 2)",
+                              p->early_stopping);
+    if (p->no_repeat_ngram_size < 0)
+        return gpt__set_error(err, GPT_ERR_INVALID_ARG, "no_repeat_ngram_size %d is negative (0 = off)",
+                              p->no_repeat_ngram_size);
+    if (!(p->presence_penalty >= -2.0f && p->presence_penalty <= 2.0f))
+        return gpt__set_error(err, GPT_ERR_INVALID_ARG, "presence_penalty %g is outside -2 .. 2",
+                              (double)p->presence_penalty);
+    if (!(p->frequency_penalty >= -2.0f && p->frequency_penalty <= 2.0f))
+        return gpt__set_error(err, GPT_ERR_INVALID_ARG, "frequency_penalty %g is outside -2 .. 2",
+                              (double)p->frequency_penalty);
+    if (p->n_logprobs < 0 || p->n_logprobs > GPT_MAX_LOGPROBS)
+        return gpt__set_error(err, GPT_ERR_INVALID_ARG, "n_logprobs %d is outside 0 .. %d", p->n_logprobs,
+                              GPT_MAX_LOGPROBS);
+    return GPT_OK;
 }
 
 gpt_status gpt_generate_params_check(const gpt_generate_params *p, gpt_error *err)
@@ -1460,8 +1892,9 @@ gpt_status gpt_generate_params_check(const gpt_generate_params *p, gpt_error *er
     int i;
     gpt__clear_error(err);
     if (!p) return gpt__set_error(err, GPT_ERR_INVALID_ARG, "generate params are NULL");
-    if (p->max_new_tokens < 0)
-        return gpt__set_error(err, GPT_ERR_INVALID_ARG, "max_new_tokens %d is negative", p->max_new_tokens);
+    if (p->max_new_tokens < -1)
+        return gpt__set_error(err, GPT_ERR_INVALID_ARG, "max_new_tokens %d is below -1 (-1 = no limit)",
+                              p->max_new_tokens);
     if (!(p->temperature >= 0.0f && p->temperature <= 1e6f))
         return gpt__set_error(err, GPT_ERR_INVALID_ARG, "temperature %g is outside 0 .. 1e6 (0 = greedy)",
                               (double)p->temperature);
@@ -1487,7 +1920,7 @@ gpt_status gpt_generate_params_check(const gpt_generate_params *p, gpt_error *er
     }
     if (p->context_policy != GPT_CONTEXT_STOP && p->context_policy != GPT_CONTEXT_SLIDE)
         return gpt__set_error(err, GPT_ERR_INVALID_ARG, "context_policy %d is unknown", (int)p->context_policy);
-    return GPT_OK;
+    return gp_check_hf_params(p, err);
 }
 
 /* A candidate token: its logit, later exp(logit - max). */
@@ -1761,44 +2194,95 @@ static size_t gp_utf8_sanitize(const unsigned char *in, size_t n, unsigned char 
     return o;
 }
 
-/* One generation in progress: prepare (gp_gen_start), step (gp_gen_step, one
- * token each), finish (gp_gen_finish). gpt_generate_ex runs the three. */
-typedef struct gp_gen {
-    gpt_context *c;
-    const gpt_generate_params *p;
-    gpt_on_text on_text;
-    void *user;
-    const gpt_tokenizer *tok;
-    int eot;
-    size_t max_tok;      /* longest token, in bytes */
+/*
+ * A generation is a gpt_generator: its continuations (streams), each on a
+ * sequence of the context with its own sampler, UTF-8 decoder and text
+ * held back for stop strings. A step samples a token for every stream still
+ * going, appends them all in one batched forward step, and turns each
+ * token into a piece: its text, its log-probability, why the stream ended.
+ * gpt_generate is a thin wrapper over it.
+ */
+
+/* One continuation. */
+typedef struct gp_stream {
+    int seq;                 /* its sequence in the context */
     gpt_sampler *sampler;
     gpt_decoder dec;
-    char *piece;         /* [max_tok + 8] the text of one token */
-    unsigned char *pend; /* text not yet delivered: held back for stop strings */
-    size_t n_pend, cap_pend;
-    unsigned char *clean; /* [3 * (max_tok + 8)] sanitizer output */
-    int *window;         /* [T] ids kept when the context slides */
-    int *prompt;         /* the prompt's ids */
-    int n_prompt;
+    unsigned char *pend;     /* text held back: it may begin a stop string */
+    size_t n_pend;
+    char *text;              /* the text of its waiting piece (NUL-terminated) */
+    size_t n_text;
+    int token;               /* the id of its waiting piece, or -1 */
+    float logprob;
+    gpt_token_logprob *top;  /* [n_logprobs] */
+    int n_top;
     int n_generated;
-    gpt_stop_reason why; /* GPT_STOP_NONE while going */
-} gp_gen;
+    gpt_stop_reason why;     /* GPT_STOP_NONE while it goes on */
+    int has_piece;           /* a piece waits to be taken */
+    int appending;           /* its token joins the current forward step */
+} gp_stream;
 
-/* Appends text, delivers what can no longer be part of a stop string, and
- * reports how generation must stop (GPT_STOP_NONE = go on). At the end of
- * the stream (final != 0) everything left is delivered. */
-static gpt_stop_reason gp_gen_push_text(gp_gen *g, const unsigned char *bytes, size_t n, int final)
+/* The entries of one forward step, gathered from the generators in it;
+ * room for all of them is made before the step (gp_step_room), so that a
+ * step allocates nothing. */
+typedef struct gp_step {
+    int *tokens, *seqs;
+    int n, cap;
+} gp_step;
+
+enum gp_gen_state { GP_GEN_NEW, GP_GEN_RUNNING, GP_GEN_DONE, GP_GEN_FAILED };
+
+struct gpt_generator {
+    gpt_context *c;
+    gpt_generate_params p;   /* a copy; p.stop points to our copies of the strings */
+    char **stops;            /* [n_stops] copies (gpt__calloc'd: NULL where none yet) */
+    int n_stops;
+    const gpt_tokenizer *tok;
+    int eot;
+    size_t max_tok;          /* longest token, in bytes */
+    int V;
+    int n_streams;
+    gp_stream *streams;
+    int *prompt;             /* ids to append to the first stream's sequence */
+    int n_prompt;
+    enum gp_gen_state state;
+    gpt_status status;       /* GP_GEN_FAILED: why */
+    int next_piece;          /* the stream whose piece gpt_generator_next gives next */
+    float *work;             /* [V] the logits a stream samples from */
+    unsigned char *clean;    /* [3 * (max_tok + 8)] sanitizer output */
+    char *piece;             /* [max_tok + 8] a token's bytes */
+    int *window;             /* [T] the ids kept when a sequence slides */
+    gp_step step;            /* room for the entries of its own steps */
+    char err[320];
+};
+
+static gpt_status gp_gen_fail(gpt_generator *g, gpt_status st, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(g->err, sizeof g->err, fmt, ap);
+    va_end(ap);
+    g->state = GP_GEN_FAILED;
+    g->status = st;
+    return st;
+}
+
+/* Appends text to the stream's held text and moves to its piece what can no
+ * longer be part of a stop string; reports a stop string (GPT_STOP_STRING:
+ * the piece then ends before it). At the end (final) everything left goes. */
+static gpt_stop_reason gp_gen_push_text(gpt_generator *g, gp_stream *st, const unsigned char *bytes, size_t n,
+                                        int final)
 {
     size_t clean_n = gp_utf8_sanitize(bytes, n, g->clean), emit, hold = 0, best = (size_t)-1;
     int i;
-    memcpy(g->pend + g->n_pend, g->clean, clean_n);
-    g->n_pend += clean_n;
-    for (i = 0; i < g->p->n_stop; i++) {
-        const char *s = g->p->stop[i];
+    memcpy(st->pend + st->n_pend, g->clean, clean_n);
+    st->n_pend += clean_n;
+    for (i = 0; i < g->p.n_stop; i++) {
+        const char *s = g->p.stop[i];
         size_t sl = strlen(s), at;
-        if (sl <= g->n_pend) {
-            for (at = 0; at + sl <= g->n_pend && at < best; at++)
-                if (memcmp(g->pend + at, s, sl) == 0) {
+        if (sl <= st->n_pend) {
+            for (at = 0; at + sl <= st->n_pend && at < best; at++)
+                if (memcmp(st->pend + at, s, sl) == 0) {
                     best = at;
                     break;
                 }
@@ -1807,180 +2291,614 @@ static gpt_stop_reason gp_gen_push_text(gp_gen *g, const unsigned char *bytes, s
     if (best != (size_t)-1) {
         /* a stop string may begin inside a character (it is bytes): the
          * text before it then ends where that character starts */
-        while (best > 0 && (g->pend[best] & 0xC0) == 0x80) best--;
-        if (best > 0 && g->on_text) g->on_text((const char *)g->pend, best, g->user);
-        g->n_pend = 0;
+        while (best > 0 && (st->pend[best] & 0xC0) == 0x80) best--;
+        memcpy(st->text + st->n_text, st->pend, best);
+        st->n_text += best;
+        st->text[st->n_text] = 0;
+        st->n_pend = 0;
         return GPT_STOP_STRING;
     }
     if (!final) {
         /* hold back the longest tail that a stop string starts with */
-        for (i = 0; i < g->p->n_stop; i++) {
-            const char *s = g->p->stop[i];
+        for (i = 0; i < g->p.n_stop; i++) {
+            const char *s = g->p.stop[i];
             size_t sl = strlen(s), h;
-            for (h = sl - 1 < g->n_pend ? sl - 1 : g->n_pend; h > hold; h--)
-                if (memcmp(g->pend + g->n_pend - h, s, h) == 0) {
+            for (h = sl - 1 < st->n_pend ? sl - 1 : st->n_pend; h > hold; h--)
+                if (memcmp(st->pend + st->n_pend - h, s, h) == 0) {
                     hold = h;
                     break;
                 }
         }
     }
-    emit = g->n_pend - hold;
-    while (emit > 0 && emit < g->n_pend && (g->pend[emit] & 0xC0) == 0x80) emit--; /* whole characters */
-    if (emit > 0) {
-        int stop = g->on_text ? g->on_text((const char *)g->pend, emit, g->user) : 0;
-        memmove(g->pend, g->pend + emit, g->n_pend - emit);
-        g->n_pend -= emit;
-        if (stop) return GPT_STOP_CALLBACK;
-    }
+    emit = st->n_pend - hold;
+    while (emit > 0 && emit < st->n_pend && (st->pend[emit] & 0xC0) == 0x80) emit--; /* whole characters */
+    memcpy(st->text + st->n_text, st->pend, emit);
+    st->n_text += emit;
+    st->text[st->n_text] = 0;
+    memmove(st->pend, st->pend + emit, st->n_pend - emit);
+    st->n_pend -= emit;
     return GPT_STOP_NONE;
 }
 
-/* Appends ids to the context; when they do not fit and the policy is to
- * slide, restarts the context from the newest T / 2 ids (positions are
- * absolute in GPT-2, so the kept ids are evaluated again). */
-static gpt_status gp_gen_append(gp_gen *g, const int *ids, int n)
+/* Ends a stream with reason why: what its decoder and held text still
+ * have goes into its piece (unless a stop string ended it), and the text
+ * may turn out to end in a stop string after all. */
+static void gp_gen_end_stream(gpt_generator *g, gp_stream *st, gpt_stop_reason why)
 {
-    gpt_context *c = g->c;
-    int keep, from_ctx, i;
-    if (n <= c->n_ctx - c->n_past) return gpt_eval(c, ids, n);
-    if (g->p->context_policy != GPT_CONTEXT_SLIDE)
-        return gp_ctx_fail(c, GPT_ERR_CONTEXT_FULL, "the context is full: %d of %d positions are in use and %d more "
-                           "are needed", c->n_past, c->n_ctx, n);
-    keep = c->n_ctx / 2 > 0 ? c->n_ctx / 2 : 1;
-    if (keep > c->n_past + n) keep = c->n_past + n;
-    from_ctx = keep - n > 0 ? keep - n : 0;
-    for (i = 0; i < from_ctx; i++) g->window[i] = c->tokens[c->n_past - from_ctx + i];
-    for (i = from_ctx; i < keep; i++) g->window[i] = ids[n - (keep - from_ctx) + (i - from_ctx)];
-    c->n_past = 0;
-    return gpt_eval(c, g->window, keep);
+    st->why = why;
+    st->has_piece = 1;
+    if (why == GPT_STOP_MAX_TOKENS || why == GPT_STOP_EOS || why == GPT_STOP_CONTEXT_FULL) {
+        int n = gpt_decoder_flush(&st->dec, g->piece, g->max_tok + 8);
+        if (gp_gen_push_text(g, st, (const unsigned char *)g->piece, n > 0 ? (size_t)n : 0, 1) == GPT_STOP_STRING)
+            st->why = GPT_STOP_STRING;
+    }
 }
 
-static void gp_gen_free(gp_gen *g)
+static int gp_gen_stream_limit_reached(const gpt_generator *g, const gp_stream *st)
 {
-    gpt_sampler_free(g->sampler);
-    gpt__free(g->pend);
-    gpt__free(g->clean);
-    gpt__free(g->window);
-    gpt__free(g->piece);
+    if (g->p.max_new_tokens >= 0 && st->n_generated >= g->p.max_new_tokens) return 1;
+    return g->p.max_length > 0 && g->c->seqs[st->seq].n_past >= g->p.max_length;
+}
+
+void gpt_generator_free(gpt_generator *g)
+{
+    int i;
+    if (!g) return;
+    for (i = 0; g->streams && i < g->n_streams; i++) {
+        gpt_sampler_free(g->streams[i].sampler);
+        gpt__free(g->streams[i].pend);
+        gpt__free(g->streams[i].text);
+        gpt__free(g->streams[i].top);
+    }
+    for (i = 0; g->stops && i < g->n_stops; i++) gpt__free(g->stops[i]);
+    gpt__free(g->stops);
+    gpt__free(g->streams);
     gpt__free(g->prompt);
+    gpt__free(g->work);
+    gpt__free(g->clean);
+    gpt__free(g->piece);
+    gpt__free(g->window);
+    gpt__free(g->step.tokens);
+    gpt__free(g->step.seqs);
+    gpt__free(g);
 }
 
-/* Tokenizes the prompt into g->prompt; an empty prompt on an empty context
- * becomes <|endoftext|>, as GPT-2 starts unconditional text. */
-static gpt_status gp_gen_tokenize_prompt(gp_gen *g, const char *prompt)
+/* Copies the stop strings, so that the caller's may go away. */
+static gpt_status gp_gen_copy_stops(gpt_generator *g, const gpt_generate_params *p, gpt_error *err)
 {
-    gpt_context *c = g->c;
-    size_t len = prompt ? strlen(prompt) : 0;
-    int flags = g->p->special ? GPT_TOKENIZE_SPECIAL : 0, n = 0;
-    /* A prompt with more bytes than max_tok per free position cannot fit:
-     * refuse it before tokenizing megabytes. */
-    if (g->p->context_policy == GPT_CONTEXT_STOP && g->max_tok > 0 &&
-        len / g->max_tok > (size_t)(c->n_ctx - c->n_past)) {
-        g->why = GPT_STOP_CONTEXT_FULL;
-        return gp_ctx_fail(c, GPT_ERR_CONTEXT_FULL, "the prompt (%lu bytes) cannot fit in the %d free positions of "
-                           "the context", (unsigned long)len, c->n_ctx - c->n_past);
+    int i;
+    g->p.stop = NULL;
+    if (p->n_stop == 0) return GPT_OK;
+    g->stops = (char **)gpt__calloc((size_t)p->n_stop, sizeof(char *));
+    if (!g->stops) return gpt__set_error(err, GPT_ERR_OUT_OF_MEMORY, "out of memory for the stop strings");
+    g->n_stops = p->n_stop;
+    for (i = 0; i < p->n_stop; i++) {
+        size_t n = strlen(p->stop[i]) + 1;
+        if (!(g->stops[i] = (char *)gpt__alloc(n)))
+            return gpt__set_error(err, GPT_ERR_OUT_OF_MEMORY, "out of memory for the stop strings");
+        memcpy(g->stops[i], p->stop[i], n);
     }
-    if (len > 0) {
-        n = gpt_tokenize_ex(g->tok, prompt, len, NULL, 0, flags);
-        if (n < 0)
-            return gp_ctx_fail(c, (gpt_status)n, "cannot tokenize the prompt: %s", gpt_status_name((gpt_status)n));
-    }
-    g->prompt = (int *)gpt__alloc(sizeof(int) * (size_t)(n + 1));
-    if (!g->prompt) return gp_ctx_fail(c, GPT_ERR_OUT_OF_MEMORY, "out of memory for the prompt");
-    if (n > 0) gpt_tokenize_ex(g->tok, prompt, len, g->prompt, n, flags);
-    if (n == 0 && c->n_past == 0) {
-        if (g->eot < 0)
-            return gp_ctx_fail(c, GPT_ERR_INVALID_ARG, "the prompt is empty and the vocabulary has no <|endoftext|> "
-                               "to start from");
-        g->prompt[n++] = g->eot;
-    }
-    g->n_prompt = n;
+    g->p.stop = (const char *const *)g->stops;
     return GPT_OK;
 }
 
-/* Prepares a generation: checks, tokenizes and evaluates the prompt. */
-static gpt_status gp_gen_start(gp_gen *g, gpt_context *c, const char *prompt, const gpt_generate_params *p,
-                               gpt_on_text on_text, void *user)
+/* The sampler of stream i: the parameters, greedy when do_sample is 0, and
+ * seed + i. */
+static gpt_sampler *gp_gen_sampler(const gpt_generator *g, int i, gpt_error *err)
 {
-    gpt_error perr;
+    gpt_generate_params sp = g->p;
+    gpt_sampler *s;
+    if (sp.do_sample == 0) sp.temperature = 0.0f;
+    sp.stop = NULL;
+    sp.n_stop = 0;
+    s = gpt_sampler_new(&sp, g->V, err);
+    if (s) gpt_sampler_seed(s, g->p.seed + (uint64_t)i);
+    return s;
+}
+
+static gpt_status gp_gen_alloc_streams(gpt_generator *g, const int *seqs, gpt_error *err)
+{
+    size_t max_stop = 0, text_cap;
+    int i, k;
+    for (i = 0; i < g->p.n_stop; i++)
+        if (strlen(g->p.stop[i]) > max_stop) max_stop = strlen(g->p.stop[i]);
+    text_cap = max_stop + 3 * (g->max_tok + 8) + 16;
+    g->streams = (gp_stream *)gpt__calloc((size_t)g->n_streams, sizeof(gp_stream));
+    g->work = (float *)gpt__alloc(sizeof(float) * (size_t)g->V);
+    g->clean = (unsigned char *)gpt__alloc(3 * (g->max_tok + 8));
+    g->piece = (char *)gpt__alloc(g->max_tok + 8);
+    g->window = (int *)gpt__alloc(sizeof(int) * (size_t)g->c->n_ctx);
+    if (!g->streams || !g->work || !g->clean || !g->piece || !g->window)
+        return gpt__set_error(err, GPT_ERR_OUT_OF_MEMORY, "out of memory for generation");
+    for (i = 0; i < g->n_streams; i++) {
+        gp_stream *st = &g->streams[i];
+        st->seq = seqs ? seqs[i] : i;
+        if (st->seq < 0 || st->seq >= g->c->n_seq)
+            return gpt__set_error(err, GPT_ERR_INVALID_ARG, "sequence %d of continuation %d is outside 0 .. %d "
+                                  "(the context holds %d sequences; n_sequences is %d)", st->seq, i, g->c->n_seq - 1,
+                                  g->c->n_seq, g->n_streams);
+        for (k = 0; k < i; k++)
+            if (g->streams[k].seq == st->seq)
+                return gpt__set_error(err, GPT_ERR_INVALID_ARG, "sequence %d is given twice", st->seq);
+        st->token = -1;
+        gpt_decoder_init(&st->dec);
+        st->pend = (unsigned char *)gpt__alloc(text_cap);
+        st->text = (char *)gpt__alloc(text_cap + 1);
+        st->top = (gpt_token_logprob *)gpt__alloc(sizeof(gpt_token_logprob) * (size_t)(g->p.n_logprobs + 1));
+        if (!st->pend || !st->text || !st->top)
+            return gpt__set_error(err, GPT_ERR_OUT_OF_MEMORY, "out of memory for generation");
+        st->text[0] = 0;
+        if (!(st->sampler = gp_gen_sampler(g, i, err))) return err ? err->status : GPT_ERR_OUT_OF_MEMORY;
+    }
+    return GPT_OK;
+}
+
+/* A generator over a prompt of ids. */
+static gpt_generator *gp_gen_create(gpt_context *c, const int *ids, int n_ids, const int *seqs,
+                                    const gpt_generate_params *p, gpt_error *err)
+{
+    gpt_generator *g;
     gpt_status st;
-    size_t max_stop = 0;
     int i;
-    memset(g, 0, sizeof *g);
+    if ((st = gpt_generate_params_check(p, err)) != GPT_OK) return NULL;
+    if (p->num_beams > 1) {
+        gpt__set_error(err, GPT_ERR_UNSUPPORTED, "beam search is not supported yet");
+        return NULL;
+    }
+    if (n_ids < 0 || (n_ids > 0 && !ids)) {
+        gpt__set_error(err, GPT_ERR_INVALID_ARG, "the prompt's ids are NULL or their count is negative");
+        return NULL;
+    }
+    for (i = 0; i < n_ids; i++)
+        if (ids[i] < 0 || ids[i] >= c->m->cfg.n_vocab) {
+            gpt__set_error(err, GPT_ERR_TOKEN_RANGE, "prompt id %d at index %d is outside 0 .. %d", ids[i], i,
+                           c->m->cfg.n_vocab - 1);
+            return NULL;
+        }
+    if (!(g = (gpt_generator *)gpt__calloc(1, sizeof *g))) {
+        gpt__set_error(err, GPT_ERR_OUT_OF_MEMORY, "out of memory for a generator");
+        return NULL;
+    }
     g->c = c;
-    g->p = p;
-    g->on_text = on_text;
-    g->user = user;
-    if ((st = gpt_generate_params_check(p, &perr)) != GPT_OK) return gp_ctx_fail(c, st, "%s", perr.message);
+    g->p = *p;
     g->tok = c->m->tok;
     g->eot = gpt_tokenizer_eot(g->tok);
     g->max_tok = gpt_tokenizer_max_token_bytes(g->tok);
-    if ((st = gp_gen_tokenize_prompt(g, prompt)) != GPT_OK) return st;
-    for (i = 0; i < p->n_stop; i++)
-        if (strlen(p->stop[i]) > max_stop) max_stop = strlen(p->stop[i]);
-    g->window = (int *)gpt__alloc(sizeof(int) * (size_t)c->n_ctx);
-    g->piece = (char *)gpt__alloc(g->max_tok + 8);
-    g->cap_pend = max_stop + 3 * (g->max_tok + 8) + 16;
-    g->pend = (unsigned char *)gpt__alloc(g->cap_pend);
-    g->clean = (unsigned char *)gpt__alloc(3 * (g->max_tok + 8));
-    g->sampler = gpt_sampler_new(p, c->m->cfg.n_vocab, &perr);
-    if (!g->window || !g->piece || !g->pend || !g->clean || !g->sampler)
-        return gp_ctx_fail(c, GPT_ERR_OUT_OF_MEMORY, "out of memory for generation");
-    if (g->n_prompt > 0 && (st = gp_gen_append(g, g->prompt, g->n_prompt)) != GPT_OK) {
-        if (st == GPT_ERR_CONTEXT_FULL) g->why = GPT_STOP_CONTEXT_FULL;
-        return st;
+    g->V = c->m->cfg.n_vocab;
+    g->n_streams = p->n_sequences;
+    if (gp_gen_copy_stops(g, p, err) != GPT_OK) goto bad;
+    if (gp_gen_alloc_streams(g, seqs, err) != GPT_OK) goto bad;
+    g->prompt = (int *)gpt__alloc(sizeof(int) * (size_t)(n_ids + 1));
+    if (!g->prompt) {
+        gpt__set_error(err, GPT_ERR_OUT_OF_MEMORY, "out of memory for the prompt");
+        goto bad;
     }
-    if (!gpt_logits(c)) {
-        /* continuing a context whose last logits were dropped: recompute */
-        int last = c->tokens[c->n_past - 1];
-        c->n_past--;
-        if ((st = gpt_eval(c, &last, 1)) != GPT_OK) return st;
+    if (n_ids > 0) memcpy(g->prompt, ids, sizeof(int) * (size_t)n_ids);
+    g->n_prompt = n_ids;
+    g->step.cap = n_ids + 2 + g->n_streams;
+    g->step.tokens = (int *)gpt__alloc(sizeof(int) * (size_t)g->step.cap);
+    g->step.seqs = (int *)gpt__alloc(sizeof(int) * (size_t)g->step.cap);
+    if (!g->step.tokens || !g->step.seqs) {
+        gpt__set_error(err, GPT_ERR_OUT_OF_MEMORY, "out of memory for the steps");
+        goto bad;
     }
-    gpt_decoder_init(&g->dec);
-    return GPT_OK;
+    if (n_ids == 0 && c->seqs[g->streams[0].seq].n_past == 0) {
+        if (g->eot < 0) {
+            gpt__set_error(err, GPT_ERR_INVALID_ARG, "the prompt is empty and the vocabulary has no <|endoftext|> "
+                           "to start from");
+            goto bad;
+        }
+        g->prompt[g->n_prompt++] = g->eot; /* GPT-2 starts unconditional text so */
+    }
+    if (p->context_policy == GPT_CONTEXT_STOP && g->n_prompt > c->n_ctx - c->seqs[g->streams[0].seq].n_past) {
+        gpt__set_error(err, GPT_ERR_CONTEXT_FULL, "the prompt (%d tokens) does not fit in the %d free positions of "
+                       "the context", g->n_prompt, c->n_ctx - c->seqs[g->streams[0].seq].n_past);
+        goto bad;
+    }
+    gpt__clear_error(err);
+    return g;
+bad:
+    gpt_generator_free(g);
+    return NULL;
 }
 
-/* Samples one token, appends it and delivers its text; sets g->why when
- * generation must stop. */
-static gpt_status gp_gen_step(gp_gen *g)
+gpt_generator *gpt_generator_new_ids(gpt_context *c, const int *ids, int n_ids, const int *seqs,
+                                     const gpt_generate_params *p, gpt_error *err)
+{
+    gpt__clear_error(err);
+    if (!c || !p) {
+        gpt__set_error(err, GPT_ERR_INVALID_ARG, "gpt_generator_new: %s is NULL", c ? "params" : "context");
+        return NULL;
+    }
+    return gp_gen_create(c, ids, n_ids, seqs, p, err);
+}
+
+/* Tokenizes a prompt; refuses, before tokenizing megabytes, one with more
+ * bytes than the longest token times the free positions. */
+static int *gp_gen_tokenize(gpt_context *c, const char *prompt, const gpt_generate_params *p, int *n_out,
+                            gpt_error *err)
+{
+    const gpt_tokenizer *tok = c->m->tok;
+    size_t len = prompt ? strlen(prompt) : 0, max_tok = gpt_tokenizer_max_token_bytes(tok);
+    int flags = p->special ? GPT_TOKENIZE_SPECIAL : 0, n = 0, *ids;
+    *n_out = 0;
+    if (p->context_policy == GPT_CONTEXT_STOP && max_tok > 0 && len / max_tok > (size_t)(c->n_ctx - c->seqs[0].n_past)) {
+        gpt__set_error(err, GPT_ERR_CONTEXT_FULL, "the prompt (%lu bytes) cannot fit in the %d free positions of the "
+                       "context", (unsigned long)len, c->n_ctx - c->seqs[0].n_past);
+        return NULL;
+    }
+    if (len > 0 && (n = gpt_tokenize_ex(tok, prompt, len, NULL, 0, flags)) < 0) {
+        gpt__set_error(err, (gpt_status)n, "cannot tokenize the prompt: %s", gpt_status_name((gpt_status)n));
+        return NULL;
+    }
+    if (!(ids = (int *)gpt__alloc(sizeof(int) * (size_t)(n + 1)))) {
+        gpt__set_error(err, GPT_ERR_OUT_OF_MEMORY, "out of memory for the prompt");
+        return NULL;
+    }
+    if (n > 0) gpt_tokenize_ex(tok, prompt, len, ids, n, flags);
+    *n_out = n;
+    return ids;
+}
+
+gpt_generator *gpt_generator_new(gpt_context *c, const char *prompt, const gpt_generate_params *p, gpt_error *err)
+{
+    gpt_generator *g;
+    int *ids, n;
+    gpt__clear_error(err);
+    if (!c || !p) {
+        gpt__set_error(err, GPT_ERR_INVALID_ARG, "gpt_generator_new: %s is NULL", c ? "params" : "context");
+        return NULL;
+    }
+    if (gpt_generate_params_check(p, err) != GPT_OK) return NULL;
+    if (!(ids = gp_gen_tokenize(c, prompt, p, &n, err))) return NULL;
+    g = gp_gen_create(c, ids, n, NULL, p, err);
+    gpt__free(ids);
+    return g;
+}
+
+/* Evaluates ids for sequence seq alone; when they do not fit and the policy
+ * is to slide, restarts the sequence from its newest T / 2 ids (positions
+ * are absolute in GPT-2, so the kept ids are evaluated again). */
+static gpt_status gp_gen_append_alone(gpt_generator *g, int seq, const int *ids, int n)
 {
     gpt_context *c = g->c;
+    gp_seq *q = &c->seqs[seq];
+    int keep, from_ctx, i;
+    gpt_batch b;
+    if (n > c->n_ctx - q->n_past) {
+        if (g->p.context_policy != GPT_CONTEXT_SLIDE)
+            return gp_ctx_fail(c, GPT_ERR_CONTEXT_FULL, "the context is full: %d of %d positions are in use and %d "
+                               "more are needed", q->n_past, c->n_ctx, n);
+        keep = c->n_ctx / 2 > 0 ? c->n_ctx / 2 : 1;
+        if (keep > q->n_past + n) keep = q->n_past + n;
+        from_ctx = keep - n > 0 ? keep - n : 0;
+        for (i = 0; i < from_ctx; i++) g->window[i] = q->tokens[q->n_past - from_ctx + i];
+        for (i = from_ctx; i < keep; i++) g->window[i] = ids[n - (keep - from_ctx) + (i - from_ctx)];
+        gp_seq_truncate(c, seq, 0);
+        ids = g->window;
+        n = keep;
+    }
+    b.n = n;
+    b.tokens = ids;
+    b.seq = NULL;
+    b.logits = NULL;
+    c->batch_seq = seq;
+    return gp_eval_entries(c, &b, GP_KEEP_LAST);
+}
+
+/* Entries a generator can add to one step: its prompt (and the id a
+ * rewound sequence evaluates again), or a token per stream. */
+static int gp_gen_step_room(const gpt_generator *g) { return g->n_prompt + 1 + g->n_streams; }
+
+static void gp_step_add(gp_step *s, int seq, int token)
+{
+    s->tokens[s->n] = token;
+    s->seqs[s->n] = seq;
+    s->n++;
+}
+
+/* A new generator's prompt: the ids go to the first stream's sequence (in
+ * the step when they fit; alone when it must slide). A sequence whose
+ * logits were dropped (after a rewind) evaluates its last id again. */
+static gpt_status gp_gen_begin(gpt_generator *g, gp_step *step)
+{
+    gpt_context *c = g->c;
+    int seq = g->streams[0].seq, i;
     gpt_status st;
-    int id, n_piece;
-    if (!gp_logits_finite(gpt_logits(c), c->m->cfg.n_vocab))
-        return gp_ctx_fail(c, GPT_ERR_NUMERIC, "the logits after position %d are not finite: the model has NaN or "
-                           "infinite weights, or its activations overflow", c->n_past - 1);
-    id = gpt_sampler_sample(g->sampler, gpt_logits(c), c->tokens, c->n_past);
-    if (id < 0) return gp_ctx_fail(c, (gpt_status)id, "sampling failed: %s", gpt_status_name((gpt_status)id));
-    g->n_generated++;
-    if (id == g->eot && !g->p->ignore_eos) {
-        g->why = GPT_STOP_EOS;
+    if (g->n_prompt == 0 && !c->seqs[seq].has_logits) {
+        g->prompt[0] = c->seqs[seq].tokens[c->seqs[seq].n_past - 1];
+        g->n_prompt = 1;
+        gp_seq_truncate(c, seq, c->seqs[seq].n_past - 1);
+    }
+    if (g->n_prompt > c->n_ctx - c->seqs[seq].n_past) {
+        if ((st = gp_gen_append_alone(g, seq, g->prompt, g->n_prompt)) != GPT_OK) {
+            if (st == GPT_ERR_CONTEXT_FULL) g->streams[0].why = GPT_STOP_CONTEXT_FULL;
+            return gp_gen_fail(g, st, "%s", c->err);
+        }
         return GPT_OK;
     }
-    if ((st = gp_gen_append(g, &id, 1)) != GPT_OK) {
-        if (st == GPT_ERR_CONTEXT_FULL) g->why = GPT_STOP_CONTEXT_FULL;
-        return st;
-    }
-    n_piece = gpt_decoder_push(&g->dec, g->tok, id, g->piece, g->max_tok + 8);
-    if (n_piece < 0) return gp_ctx_fail(c, (gpt_status)n_piece, "cannot decode token %d", id);
-    g->why = gp_gen_push_text(g, (const unsigned char *)g->piece, (size_t)n_piece, 0);
+    for (i = 0; i < g->n_prompt; i++) gp_step_add(step, seq, g->prompt[i]);
     return GPT_OK;
 }
 
-/* Delivers what is held back at the end; the text may turn out to end in a
- * stop string, which is then why generation stopped (and not an error). */
-static gpt_status gp_gen_finish(gp_gen *g, gpt_status st)
+/* The log-probabilities of a stream's token and of the most likely ones,
+ * from the raw logits. */
+static void gp_gen_logprobs(gpt_generator *g, gp_stream *st, const float *logits, int id)
 {
-    if (g->why == GPT_STOP_NONE) g->why = GPT_STOP_MAX_TOKENS;
-    if (g->why == GPT_STOP_MAX_TOKENS || g->why == GPT_STOP_EOS || g->why == GPT_STOP_CONTEXT_FULL) {
-        int n_piece = gpt_decoder_flush(&g->dec, g->piece, g->max_tok + 8);
-        if (gp_gen_push_text(g, (const unsigned char *)g->piece, n_piece > 0 ? (size_t)n_piece : 0, 1) ==
-            GPT_STOP_STRING) {
-            g->why = GPT_STOP_STRING;
-            st = GPT_OK;
+    double mx = -INFINITY, sum = 0.0;
+    float lse;
+    int i, k, n = g->p.n_logprobs;
+    for (i = 0; i < g->V; i++)
+        if (logits[i] > mx) mx = logits[i];
+    for (i = 0; i < g->V; i++) sum += exp((double)logits[i] - mx);
+    lse = (float)(mx + log(sum));
+    st->logprob = logits[id] - lse;
+    /* the n most likely, by insertion: n is at most GPT_MAX_LOGPROBS */
+    st->n_top = 0;
+    for (i = 0; i < g->V && n > 0; i++) {
+        float v = logits[i];
+        if (st->n_top == n && !(v > st->top[n - 1].logprob)) continue;
+        k = st->n_top < n ? st->n_top++ : n - 1;
+        while (k > 0 && v > st->top[k - 1].logprob) {
+            st->top[k] = st->top[k - 1];
+            k--;
+        }
+        st->top[k].token = i;
+        st->top[k].logprob = v;
+    }
+    for (k = 0; k < st->n_top; k++) st->top[k].logprob -= lse;
+}
+
+/* Sampling for one stream: its logits, the processors of the parameters,
+ * the sampler. Returns the id, or a negative status. */
+static int gp_gen_sample(gpt_generator *g, gp_stream *st)
+{
+    const gp_seq *q = &g->c->seqs[st->seq];
+    const float *logits = gpt_logits_seq(g->c, st->seq);
+    int id;
+    if (!logits) return gp_gen_fail(g, GPT_ERR_INVALID_ARG, "sequence %d has no logits to sample from", st->seq);
+    if (!gp_logits_finite(logits, g->V))
+        return gp_gen_fail(g, GPT_ERR_NUMERIC, "the logits after position %d are not finite: the model has NaN or "
+                           "infinite weights, or its activations overflow", q->n_past - 1);
+    memcpy(g->work, logits, sizeof(float) * (size_t)g->V);
+    if (g->eot >= 0 && st->n_generated < g->p.min_new_tokens) g->work[g->eot] = -INFINITY;
+    id = gpt_sampler_sample(st->sampler, g->work, q->tokens, q->n_past);
+    if (id < 0) return gp_gen_fail(g, (gpt_status)id, "sampling failed: %s", gpt_status_name((gpt_status)id));
+    gp_gen_logprobs(g, st, logits, id);
+    return id;
+}
+
+/* A running generator's part of a step: a token for each stream that goes
+ * on and has no piece waiting. */
+static gpt_status gp_gen_choose(gpt_generator *g, gp_step *step)
+{
+    int i, id;
+    for (i = 0; i < g->n_streams; i++) {
+        gp_stream *st = &g->streams[i];
+        gp_seq *q = &g->c->seqs[st->seq];
+        if (st->why != GPT_STOP_NONE || st->has_piece) continue;
+        st->n_text = 0;
+        st->text[0] = 0;
+        st->token = -1;
+        st->n_top = 0;
+        if (gp_gen_stream_limit_reached(g, st)) { /* max_new_tokens 0, or a prompt at max_length */
+            gp_gen_end_stream(g, st, GPT_STOP_MAX_TOKENS);
+            continue;
+        }
+        if ((id = gp_gen_sample(g, st)) < 0) return (gpt_status)id;
+        st->token = id;
+        st->n_generated++;
+        if (id == g->eot && !g->p.ignore_eos) {
+            gp_gen_end_stream(g, st, GPT_STOP_EOS);
+            continue;
+        }
+        if (q->n_past == g->c->n_ctx) {
+            gpt_status s;
+            if (g->p.context_policy != GPT_CONTEXT_SLIDE) {
+                st->token = -1; /* sampled, but there is no room for it */
+                gp_gen_end_stream(g, st, GPT_STOP_CONTEXT_FULL);
+                continue;
+            }
+            if ((s = gp_gen_append_alone(g, st->seq, &id, 1)) != GPT_OK) return gp_gen_fail(g, s, "%s", g->c->err);
+            st->appending = 2; /* appended already */
+            continue;
+        }
+        gp_step_add(step, st->seq, id);
+        st->appending = 1;
+    }
+    return GPT_OK;
+}
+
+/* After the step's forward pass: a new generator copies its first
+ * sequence to the others; each appended token becomes text. */
+static gpt_status gp_gen_finish_step(gpt_generator *g)
+{
+    int i, n;
+    if (g->state == GP_GEN_NEW) {
+        for (i = 1; i < g->n_streams; i++) gpt_seq_fork(g->c, g->streams[0].seq, g->streams[i].seq);
+        g->state = GP_GEN_RUNNING;
+        return GPT_OK;
+    }
+    for (i = 0; i < g->n_streams; i++) {
+        gp_stream *st = &g->streams[i];
+        if (!st->appending) continue;
+        st->appending = 0;
+        st->has_piece = 1;
+        n = gpt_decoder_push(&st->dec, g->tok, st->token, g->piece, g->max_tok + 8);
+        if (n < 0) return gp_gen_fail(g, (gpt_status)n, "cannot decode token %d", st->token);
+        if (gp_gen_push_text(g, st, (const unsigned char *)g->piece, (size_t)n, 0) == GPT_STOP_STRING)
+            st->why = GPT_STOP_STRING;
+        else if (gp_gen_stream_limit_reached(g, st))
+            gp_gen_end_stream(g, st, GPT_STOP_MAX_TOKENS);
+    }
+    return GPT_OK;
+}
+
+static int gp_gen_pending(const gpt_generator *g)
+{
+    int i, n = 0;
+    for (i = 0; i < g->n_streams; i++) n += g->streams[i].has_piece;
+    return n;
+}
+
+static int gp_gen_ended(const gpt_generator *g)
+{
+    int i;
+    for (i = 0; i < g->n_streams; i++)
+        if (g->streams[i].why == GPT_STOP_NONE) return 0;
+    return 1;
+}
+
+/* One step of n generators of one context, with room for their entries:
+ * each chooses, one forward step runs all their entries, each finishes. */
+static gpt_status gp_gen_step(gpt_generator *const *gens, int n, gp_step *step)
+{
+    gpt_context *c = gens[0]->c;
+    gpt_batch b;
+    gpt_status st = GPT_OK;
+    int i;
+    step->n = 0;
+    for (i = 0; i < n && st == GPT_OK; i++) {
+        gpt_generator *g = gens[i];
+        if (g->state == GP_GEN_NEW) st = gp_gen_begin(g, step);
+        else if (g->state == GP_GEN_RUNNING) st = gp_gen_choose(g, step);
+    }
+    if (st == GPT_OK && step->n > 0) {
+        b.n = step->n;
+        b.tokens = step->tokens;
+        b.seq = step->seqs;
+        b.logits = NULL;
+        if ((st = gp_eval_entries(c, &b, GP_KEEP_LAST)) != GPT_OK)
+            for (i = 0; i < n; i++)
+                if (gens[i]->state == GP_GEN_NEW || gens[i]->state == GP_GEN_RUNNING)
+                    gp_gen_fail(gens[i], st, "%s", c->err);
+    }
+    for (i = 0; i < n && st == GPT_OK; i++)
+        if (gens[i]->state == GP_GEN_NEW || gens[i]->state == GP_GEN_RUNNING) st = gp_gen_finish_step(gens[i]);
+    return st;
+}
+
+int gpt_generator_pending(const gpt_generator *g) { return g ? gp_gen_pending(g) : 0; }
+
+gpt_status gpt_generator_step(gpt_generator *const *gens, int n)
+{
+    int i, k, s, t;
+    if (!gens || n < 0) return GPT_ERR_INVALID_ARG;
+    if (n == 0) return GPT_OK;
+    gp_step step;
+    gpt_status st;
+    size_t room = 0;
+    for (i = 0; i < n; i++) {
+        if (!gens[i] || gens[i]->c != gens[0]->c) return GPT_ERR_INVALID_ARG;
+        for (k = 0; k < i; k++)
+            for (s = 0; s < gens[i]->n_streams; s++)
+                for (t = 0; t < gens[k]->n_streams; t++)
+                    if (gens[i]->streams[s].seq == gens[k]->streams[t].seq)
+                        return gp_gen_fail(gens[i], GPT_ERR_INVALID_ARG, "two generators of the step share sequence %d",
+                                           gens[i]->streams[s].seq);
+        room += (size_t)gp_gen_step_room(gens[i]);
+    }
+    step.tokens = (int *)gpt__alloc(sizeof(int) * room);
+    step.seqs = (int *)gpt__alloc(sizeof(int) * room);
+    step.cap = (int)room;
+    if (!step.tokens || !step.seqs) st = GPT_ERR_OUT_OF_MEMORY; /* before anything changes */
+    else st = gp_gen_step(gens, n, &step);
+    gpt__free(step.tokens);
+    gpt__free(step.seqs);
+    return st;
+}
+
+int gpt_generator_next(gpt_generator *g, gpt_piece *piece)
+{
+    gpt_status st;
+    if (!g || !piece) return GPT_ERR_INVALID_ARG;
+    memset(piece, 0, sizeof *piece);
+    for (;;) {
+        if (g->state == GP_GEN_FAILED) return (int)g->status;
+        if (gp_gen_pending(g) > 0) {
+            int i;
+            for (i = 0; i < g->n_streams; i++) {
+                gp_stream *s = &g->streams[(g->next_piece + i) % g->n_streams];
+                if (!s->has_piece) continue;
+                s->has_piece = 0;
+                g->next_piece = (int)(s - g->streams + 1) % g->n_streams;
+                piece->seq = (int)(s - g->streams);
+                piece->token = s->token;
+                piece->logprob = s->token >= 0 ? s->logprob : 0.0f;
+                piece->text = s->text;
+                piece->len = s->n_text;
+                piece->stop_reason = s->why;
+                piece->top = s->top;
+                piece->n_top = s->token >= 0 ? s->n_top : 0;
+                piece->tokens = s->token >= 0 ? &s->token : NULL;
+                piece->n_tokens = s->token >= 0;
+                return 1;
+            }
+        }
+        if (g->state == GP_GEN_DONE || (g->state == GP_GEN_RUNNING && gp_gen_ended(g))) {
+            g->state = GP_GEN_DONE;
+            return 0;
+        }
+        if ((st = gp_gen_step(&g, 1, &g->step)) != GPT_OK) return (int)st;
+    }
+}
+
+gpt_status gpt_generator_result(const gpt_generator *g, int i, gpt_generate_result *r)
+{
+    if (!g || !r || i < 0 || i >= g->n_streams) return GPT_ERR_INVALID_ARG;
+    r->stop_reason = g->streams[i].why;
+    r->n_prompt_tokens = g->n_prompt;
+    r->n_generated = g->streams[i].n_generated;
+    return GPT_OK;
+}
+
+const char *gpt_generator_error(const gpt_generator *g) { return g ? g->err : "generator is NULL"; }
+
+/* Runs a generator to its end, giving each piece to on_piece (or its text
+ * to on_text); the results of its continuations in results. */
+static gpt_status gp_generate_run(gpt_context *c, const char *prompt, const gpt_generate_params *p,
+                                  gpt_on_piece on_piece, gpt_on_text on_text, void *user, gpt_generate_result *results)
+{
+    gpt_generate_params defaults;
+    gpt_generator *g;
+    gpt_error err;
+    gpt_piece piece;
+    gpt_status st = GPT_OK;
+    int rc, i, n, stopped = 0;
+    if (!p) {
+        defaults = gpt_generate_defaults();
+        p = &defaults;
+    }
+    n = p->n_sequences > 0 ? p->n_sequences : 1;
+    if (results) memset(results, 0, sizeof *results * (size_t)n);
+    if (!(g = gpt_generator_new(c, prompt, p, &err))) {
+        if (results && err.status == GPT_ERR_CONTEXT_FULL) results[0].stop_reason = GPT_STOP_CONTEXT_FULL;
+        return gp_ctx_fail(c, err.status, "%s", err.message);
+    }
+    while ((rc = gpt_generator_next(g, &piece)) > 0) {
+        if (on_piece ? on_piece(&piece, user) != 0 : on_text && piece.len > 0 && on_text(piece.text, piece.len, user)) {
+            stopped = 1;
+            break;
         }
     }
+    if (rc < 0) st = gp_ctx_fail(c, (gpt_status)rc, "%s", g->err);
+    for (i = 0; i < g->n_streams; i++) {
+        gp_stream *s = &g->streams[i];
+        if (stopped && s->why == GPT_STOP_NONE) s->why = GPT_STOP_CALLBACK;
+        if (results) gpt_generator_result(g, i, &results[i]);
+        if (rc < 0 && results) results[i].stop_reason = s->why == GPT_STOP_CONTEXT_FULL ? s->why : GPT_STOP_NONE;
+    }
+    if (st == GPT_OK && g->streams[0].why == GPT_STOP_CONTEXT_FULL)
+        st = gp_ctx_fail(c, GPT_ERR_CONTEXT_FULL, "the context is full: all %d positions are in use", c->n_ctx);
+    gpt_generator_free(g);
     return st;
+}
+
+gpt_status gpt_generate_pieces(gpt_context *c, const char *prompt, const gpt_generate_params *p, gpt_on_piece on_piece,
+                               void *user, gpt_generate_result *results)
+{
+    if (!c) return GPT_ERR_INVALID_ARG;
+    return gp_generate_run(c, prompt, p, on_piece, NULL, user, results);
 }
 
 gpt_status gpt_generate(gpt_context *c, const char *prompt, const gpt_generate_params *p, gpt_on_text on_text,
@@ -1992,29 +2910,18 @@ gpt_status gpt_generate(gpt_context *c, const char *prompt, const gpt_generate_p
 gpt_status gpt_generate_ex(gpt_context *c, const char *prompt, const gpt_generate_params *p, gpt_on_text on_text,
                            void *user, gpt_generate_result *result)
 {
-    gpt_generate_params defaults;
     gpt_generate_result res;
-    gp_gen g;
-    gpt_status st;
-    int i;
-    memset(&res, 0, sizeof res);
-    if (result) *result = res;
+    if (result) memset(result, 0, sizeof *result);
     if (!c) return GPT_ERR_INVALID_ARG;
-    if (!p) {
-        defaults = gpt_generate_defaults();
-        p = &defaults;
+    if (p && (p->n_sequences > 1 || p->num_beams > 1))
+        return gp_ctx_fail(c, GPT_ERR_INVALID_ARG, "n_sequences %d and num_beams %d: gpt_generate streams one "
+                           "sequence; gpt_generate_pieces and the generator say which sequence a piece belongs to",
+                           p->n_sequences, p->num_beams);
+    {
+        gpt_status st = gp_generate_run(c, prompt, p, NULL, on_text, user, &res);
+        if (result) *result = res;
+        return st;
     }
-    st = gp_gen_start(&g, c, prompt, p, on_text, user);
-    if (st == GPT_OK) {
-        for (i = 0; i < p->max_new_tokens && g.why == GPT_STOP_NONE && st == GPT_OK; i++) st = gp_gen_step(&g);
-        if (st == GPT_OK || st == GPT_ERR_CONTEXT_FULL) st = gp_gen_finish(&g, st);
-    }
-    res.stop_reason = g.why;
-    res.n_prompt_tokens = g.n_prompt;
-    res.n_generated = g.n_generated;
-    if (result) *result = res;
-    gp_gen_free(&g);
-    return st;
 }
 
 /* ======================================================================== */
@@ -2213,14 +3120,16 @@ static void gp_linear_ref(const gp_tensor *W, const float *bias, const float *x,
     }
 }
 
-/* Element i of a cache stored as f32 or (kv_f16) IEEE half. */
-static float gp_kv_at(const void *base, size_t i, int kv_f16)
+/* Element i of a cache panel stored as f32 or (kv_f16) IEEE half. */
+static float gp_kv_at(const unsigned char *base, size_t i, int kv_f16)
 {
-    return kv_f16 ? gpt__f16_to_f32(((const uint16_t *)base)[i]) : ((const float *)base)[i];
+    return kv_f16 ? gpt__f16_to_f32(((const uint16_t *)(const void *)base)[i])
+                  : ((const float *)(const void *)base)[i];
 }
 
 /* Causal attention, reference: for each query, scores q . k_j * scale over
- * its keys, softmax (summed in double), then the weighted sum of values. */
+ * its keys, softmax (summed in double), then the weighted sum of values;
+ * the keys and values are read page by page. */
 static void gp_attention_ref(const gp_attention_args *a, float *scores)
 {
     int i, j, d, D = a->D;
@@ -2230,8 +3139,9 @@ static void gp_attention_ref(const gp_attention_args *a, float *scores)
         double sum = 0.0;
         int n_keys = a->first_keys + i;
         for (j = 0; j < n_keys; j++) {
+            const unsigned char *keys = a->k_base + (size_t)a->pages[j / GP_PAGE] * a->page_bytes;
             float acc[8] = {0, 0, 0, 0, 0, 0, 0, 0}, s = 0.0f;
-            for (d = 0; d < D; d++) acc[d % 8] += q[d] * gp_kv_at(a->keys, gp_k_index(j, d, D), a->kv_f16);
+            for (d = 0; d < D; d++) acc[d % 8] += q[d] * gp_kv_at(keys, (size_t)d * GP_PAGE + j % GP_PAGE, a->kv_f16);
             for (d = 0; d < 8; d++) s += acc[d];
             scores[j] = s * a->scale;
             if (scores[j] > mx) mx = scores[j];
@@ -2242,8 +3152,11 @@ static void gp_attention_ref(const gp_attention_args *a, float *scores)
         }
         for (d = 0; d < D; d++) out[d] = 0.0f;
         for (j = 0; j < n_keys; j++) {
+            const unsigned char *values = a->v_base + (size_t)a->pages[j / GP_PAGE] * a->page_bytes;
             float p = scores[j];
-            for (d = 0; d < D; d++) out[d] += p * gp_kv_at(a->values, gp_v_index(j, d, a->t_alloc), a->kv_f16);
+            for (d = 0; d < D; d++)
+                out[d] += p * gp_kv_at(values, (size_t)(d / GP_PAGE) * GP_PAGE * GP_PAGE + (size_t)(j % GP_PAGE) * GP_PAGE +
+                                                    d % GP_PAGE, a->kv_f16);
         }
         inv = (float)(1.0 / sum);
         for (d = 0; d < D; d++) out[d] *= inv;
@@ -2258,22 +3171,23 @@ static void gp_attention_ref(const gp_attention_args *a, float *scores)
 #define GP_CACHE_HALF(x) gpt__f32_to_f16(x)
 #endif
 
-/* Stores head h's key and value (D each, from the rows k and v of C) of
- * layer `layer` at position pos; the padding of the head's value panel
- * (d_alloc > D) is zeroed. */
-static void gp_cache_kv_head(gpt_context *c, int layer, int pos, int h, const float *k, const float *v)
+/* Stores one head's key kh and value vh (D each) at slot (position % 64)
+ * of a page whose part for this layer and head starts at head: keys
+ * [d][slot], then values [d / 64][slot][d % 64], zero from D to d_alloc. */
+static void gp_cache_kv_head(gpt_context *c, unsigned char *head, int slot, const float *kh, const float *vh)
 {
-    int H = c->m->cfg.n_head, D = c->m->cfg.n_embd / H, d;
-    size_t kb = ((size_t)layer * H + h) * c->t_alloc * D, vb = ((size_t)layer * H + h) * c->t_alloc * c->d_alloc;
-    const float *kh = k + (size_t)h * D, *vh = v + (size_t)h * D;
+    int D = c->m->cfg.n_embd / c->m->cfg.n_head, d;
     if (c->kv_f16) {
-        uint16_t *kc = (uint16_t *)c->k_cache + kb, *vc = (uint16_t *)c->v_cache + vb;
-        for (d = 0; d < D; d++) kc[gp_k_index(pos, d, D)] = GP_CACHE_HALF(kh[d]);
-        for (d = 0; d < c->d_alloc; d++) vc[gp_v_index(pos, d, c->t_alloc)] = d < D ? GP_CACHE_HALF(vh[d]) : 0;
+        uint16_t *kc = (uint16_t *)(void *)head, *vc = (uint16_t *)(void *)(head + c->key_bytes);
+        for (d = 0; d < D; d++) kc[(size_t)d * GP_PAGE + slot] = GP_CACHE_HALF(kh[d]);
+        for (d = 0; d < c->d_alloc; d++)
+            vc[(size_t)(d / GP_PAGE) * GP_PAGE * GP_PAGE + (size_t)slot * GP_PAGE + d % GP_PAGE] =
+                d < D ? GP_CACHE_HALF(vh[d]) : 0;
     } else {
-        float *kc = (float *)c->k_cache + kb, *vc = (float *)c->v_cache + vb;
-        for (d = 0; d < D; d++) kc[gp_k_index(pos, d, D)] = kh[d];
-        for (d = 0; d < c->d_alloc; d++) vc[gp_v_index(pos, d, c->t_alloc)] = d < D ? vh[d] : 0.0f;
+        float *kc = (float *)(void *)head, *vc = (float *)(void *)(head + c->key_bytes);
+        for (d = 0; d < D; d++) kc[(size_t)d * GP_PAGE + slot] = kh[d];
+        for (d = 0; d < c->d_alloc; d++)
+            vc[(size_t)(d / GP_PAGE) * GP_PAGE * GP_PAGE + (size_t)slot * GP_PAGE + d % GP_PAGE] = d < D ? vh[d] : 0.0f;
     }
 }
 
@@ -2462,7 +3376,17 @@ static void gp_gelu_simd(float *x, size_t n)
     for (; i < n; i++) x[i] = gp_gelu_scalar(x[i]);
 }
 
-/* ---- 10.5 the linear layer: dot products ---- */
+/* ---- 10.5 the linear layer: dot products in one order ---- */
+/*
+ * Every product y[r][j] = x[r] . W[j] is summed in one order, whatever tile
+ * computes it (batch invariance): one vector accumulator takes
+ * x[r][k .. k+VL) * W[j][k .. k+VL) for k = 0, VL, 2 VL, ... in turn, its
+ * lanes are added by gp_vsum4's tree, the elements after the last whole
+ * vector are added one by one, and then the bias. A tile of GP_MR rows of x
+ * and 4 rows of W (prompts, batches) and a tile of 1 row and 4 rows of W
+ * (the rows left over; every decoded token) give each output the very same
+ * sum, so a row's result does not depend on how many rows share its step.
+ */
 
 /* Row j of W as a pointer to its first element, and GP_VL of its elements
  * from k on, widened to f32 (q8_0: times the scale of their block). */
@@ -2494,103 +3418,34 @@ GP_INLINE size_t gp_w_elem_size(gpt_dtype type)
 }
 
 /*
- * Each line of a row is also prefetched into L2 GP_PREFETCH_AHEAD bytes
- * ahead: about 15% more bandwidth per core than the hardware prefetchers
- * reach alone (a prefetch into L1 instead costs a third of it).
+ * Decoding reads each weight once from memory. Each line of the rows being
+ * read is also prefetched into L2 GP_PREFETCH_AHEAD bytes ahead: about 15%
+ * more bandwidth per core than the hardware prefetchers reach alone (a
+ * prefetch into L1 instead costs a third of it).
  */
 #define GP_PREFETCH_AHEAD 16384
 #if defined(__GNUC__)
 /* locality 2: prefetcht1 on x86. The address may lie past W: prefetches do
  * not fault, and it is computed as an integer, not as a pointer. */
-#define GP_PREFETCH_L2(p, bytes)                                                                           \
-    {                                                                                                      \
-        size_t pf_off;                                                                                     \
-        for (pf_off = 0; pf_off < (bytes); pf_off += 64)                                                   \
-            __builtin_prefetch((const void *)((uintptr_t)(p) + GP_PREFETCH_AHEAD + pf_off), 0, 2);         \
-    }
+#define GP_PREFETCH_L2(p) __builtin_prefetch((const void *)((uintptr_t)(p) + GP_PREFETCH_AHEAD), 0, 2)
 #else
-#define GP_PREFETCH_L2(p, bytes) {} /* used without a semicolon, like the block above */
+#define GP_PREFETCH_L2(p) ((void)0)
 #endif
 
-/*
- * dot(x, W[j]) for one row of x, reading the row front to back: one
- * sequential stream, which the hardware prefetchers follow at full speed
- * (the four rows of a tile read side by side get about half the bandwidth
- * from one core). Four accumulators along k hide the FMA latency.
- */
-GP_INLINE float gp_rowdot_body(const gp_tensor *W, gpt_dtype type, const float *x, int j)
+/* The sum of an accumulator's lanes, by the same tree as gp_vsum4. */
+static float gp_vsum1(gp_vf a)
 {
-    int K = W->cols, Kv = K / GP_VL * GP_VL, k;
-    const void *row = gp_w_row(W, type, j);
-    size_t es = gp_w_elem_size(type);
-    gp_vf c0 = GP_VZERO(), c1 = GP_VZERO(), c2 = GP_VZERO(), c3 = GP_VZERO();
-    float sum;
-    for (k = 0; k + 4 * GP_VL <= Kv; k += 4 * GP_VL) {
-        GP_PREFETCH_L2((const char *)row + (size_t)k * es, 4 * GP_VL * es)
-        c0 = GP_VFMA(GP_VLOAD(x + k), gp_w_load(W, type, row, j, k), c0);
-        c1 = GP_VFMA(GP_VLOAD(x + k + GP_VL), gp_w_load(W, type, row, j, k + GP_VL), c1);
-        c2 = GP_VFMA(GP_VLOAD(x + k + 2 * GP_VL), gp_w_load(W, type, row, j, k + 2 * GP_VL), c2);
-        c3 = GP_VFMA(GP_VLOAD(x + k + 3 * GP_VL), gp_w_load(W, type, row, j, k + 3 * GP_VL), c3);
-    }
-    for (; k < Kv; k += GP_VL) c0 = GP_VFMA(GP_VLOAD(x + k), gp_w_load(W, type, row, j, k), c0);
-    sum = gp_vsum(GP_VADD(GP_VADD(c0, c1), GP_VADD(c2, c3)));
-    for (k = Kv; k < K; k++) sum += x[k] * gp_w_at(W, j, k);
-    return sum;
+    float out[4];
+    gp_vf z = GP_VZERO();
+    gp_vsum4(a, z, z, z, out);
+    return out[0];
 }
 
-/* q8_0: the products of a block of 32 are summed before its scale is
- * applied (one multiply per block instead of one per weight), and the scales
- * are widened 16 at a time. */
-static float gp_rowdot_q8(const gp_tensor *W, const float *x, int j)
+/* y[r][j] = sums + bias, or y[r][j] += that. */
+static void gp_store_sum(float *y, float sum, const float *bias, int j, int accumulate)
 {
-    int K = W->cols, full = K / 32, b, c, i, k;
-    const signed char *q = W->q + (size_t)j * W->nb * 32;
-    const uint16_t *sc = W->scales + (size_t)j * W->nb;
-    float scale[16], sum;
-    gp_vf acc0 = GP_VZERO(), acc1 = GP_VZERO();
-    for (c = 0; c < full; c += 16) {
-        int nc = full - c < 16 ? full - c : 16;
-        for (i = 0; i + GP_VL <= nc; i += GP_VL) GP_VSTORE(scale + i, GP_VLOAD_F16(sc + c + i));
-        for (; i < nc; i++) scale[i] = GP_SCALE_F16(sc[c + i]);
-        for (b = 0; b < nc; b++) {
-            const float *xb = x + (size_t)(c + b) * 32;
-            const signed char *qb = q + (size_t)(c + b) * 32;
-            gp_vf s;
-            if (!(b & 1)) GP_PREFETCH_L2(qb, 64)
-            s = GP_VMUL(GP_VLOAD(xb), GP_VLOAD_Q8(qb));
-            for (i = GP_VL; i < 32; i += GP_VL) s = GP_VFMA(GP_VLOAD(xb + i), GP_VLOAD_Q8(qb + i), s);
-            if (b & 1) acc1 = GP_VFMA(s, GP_VSET1(scale[b]), acc1);
-            else acc0 = GP_VFMA(s, GP_VSET1(scale[b]), acc0);
-        }
-    }
-    sum = gp_vsum(GP_VADD(acc0, acc1));
-    for (k = full * 32; k < K; k++) sum += x[k] * gp_w_at(W, j, k);
-    return sum;
-}
-
-/* The one-row product of every decoded token: dot(x, W[j]). */
-static float gp_rowdot(const gp_tensor *W, const float *x, int j)
-{
-    switch (W->type) {
-    case GPT_DTYPE_F32: return gp_rowdot_body(W, GPT_DTYPE_F32, x, j);
-    case GPT_DTYPE_F16: return gp_rowdot_body(W, GPT_DTYPE_F16, x, j);
-    case GPT_DTYPE_BF16: return gp_rowdot_body(W, GPT_DTYPE_BF16, x, j);
-    default: return gp_rowdot_q8(W, x, j);
-    }
-}
-
-/* Writes nrow x ncol (at most GP_MR x GP_NR) dot products plus bias, or adds
- * them to y. */
-static void gp_tile_store(float *y, int ldy, int r, int j, int nrow, int ncol, const float *sums, const float *bias,
-                          int accumulate)
-{
-    int a, b;
-    for (a = 0; a < nrow; a++)
-        for (b = 0; b < ncol; b++) {
-            float v = sums[a * GP_NR + b] + (bias ? bias[j + b] : 0.0f);
-            float *o = y + (size_t)(r + a) * ldy + j + b;
-            *o = accumulate ? *o + v : v;
-        }
+    float v = sum + (bias ? bias[j] : 0.0f);
+    *y = accumulate ? *y + v : v;
 }
 
 /* The accumulators of tile row r, one per row of W, and one k step of it. */
@@ -2604,12 +3459,20 @@ static void gp_tile_store(float *y, int ldy, int r, int j, int nrow, int ncol, c
         a##r##2 = GP_VFMA(xv, w2, a##r##2);                                                                \
         a##r##3 = GP_VFMA(xv, w3, a##r##3);                                                                \
     }
-#define GP_SUM_ROW(r) gp_vsum4(a##r##0, a##r##1, a##r##2, a##r##3, sums + (r)*GP_NR);
+#define GP_SUM_ROW(r) gp_vsum4(a##r##0, a##r##1, a##r##2, a##r##3, sums + (r)*4);
 
-/* One GP_MR x GP_NR tile: rows r .. r+GP_MR-1 of X against rows j .. j+3 of W. */
-GP_INLINE void gp_gemm_tile(const gp_tensor *W, gpt_dtype type, const float *x, int ldx, int j, float *sums)
+/* The tail of a dot product: the elements after the last whole vector. */
+GP_INLINE float gp_dot_tail(const gp_tensor *W, const float *x, int j, float sum)
 {
-    int K = W->cols, Kv = K / GP_VL * GP_VL, k, a, b;
+    int k;
+    for (k = W->cols / GP_VL * GP_VL; k < W->cols; k++) sum += x[k] * gp_w_at(W, j, k);
+    return sum;
+}
+
+/* Rows r .. r+GP_MR-1 of X (x) against rows j .. j+3 of W: sums[a * 4 + b]. */
+GP_INLINE void gp_dot_tile(const gp_tensor *W, gpt_dtype type, const float *x, int ldx, int j, float *sums)
+{
+    int Kv = W->cols / GP_VL * GP_VL, k, a, b;
     const void *p0 = gp_w_row(W, type, j), *p1 = gp_w_row(W, type, j + 1), *p2 = gp_w_row(W, type, j + 2),
                *p3 = gp_w_row(W, type, j + 3);
     GP_TILE_ROWS(GP_DECL_ACC)
@@ -2619,278 +3482,151 @@ GP_INLINE void gp_gemm_tile(const gp_tensor *W, gpt_dtype type, const float *x, 
         GP_TILE_ROWS(GP_FMA_ROW)
     }
     GP_TILE_ROWS(GP_SUM_ROW)
-    for (k = Kv; k < K; k++)
-        for (a = 0; a < GP_MR; a++)
-            for (b = 0; b < GP_NR; b++) sums[a * GP_NR + b] += x[(size_t)a * ldx + k] * gp_w_at(W, j + b, k);
+    for (a = 0; a < GP_MR; a++)
+        for (b = 0; b < 4; b++) sums[a * 4 + b] = gp_dot_tail(W, x + (size_t)a * ldx, j + b, sums[a * 4 + b]);
 }
 
-/* One row of X against one row of W, with one accumulator (the rows of W
- * left over after the tiles). */
-GP_INLINE float gp_gemm_single(const gp_tensor *W, gpt_dtype type, const float *x, int j)
+/* One row of x against rows j .. j+3 of W, streaming them from memory. */
+GP_INLINE void gp_dot_row4(const gp_tensor *W, gpt_dtype type, const float *x, int j, float *sums)
 {
-    int K = W->cols, Kv = K / GP_VL * GP_VL, k;
+    int Kv = W->cols / GP_VL * GP_VL, k, b, line = (int)(64 / gp_w_elem_size(type));
+    size_t es = gp_w_elem_size(type);
+    const void *p0 = gp_w_row(W, type, j), *p1 = gp_w_row(W, type, j + 1), *p2 = gp_w_row(W, type, j + 2),
+               *p3 = gp_w_row(W, type, j + 3);
+    gp_vf a0 = GP_VZERO(), a1 = GP_VZERO(), a2 = GP_VZERO(), a3 = GP_VZERO();
+    for (k = 0; k < Kv; k += GP_VL) {
+        gp_vf xv = GP_VLOAD(x + k);
+        if (k % line == 0) {
+            GP_PREFETCH_L2((const char *)p0 + (size_t)k * es);
+            GP_PREFETCH_L2((const char *)p1 + (size_t)k * es);
+            GP_PREFETCH_L2((const char *)p2 + (size_t)k * es);
+            GP_PREFETCH_L2((const char *)p3 + (size_t)k * es);
+        }
+        a0 = GP_VFMA(xv, gp_w_load(W, type, p0, j, k), a0);
+        a1 = GP_VFMA(xv, gp_w_load(W, type, p1, j + 1, k), a1);
+        a2 = GP_VFMA(xv, gp_w_load(W, type, p2, j + 2, k), a2);
+        a3 = GP_VFMA(xv, gp_w_load(W, type, p3, j + 3, k), a3);
+    }
+    gp_vsum4(a0, a1, a2, a3, sums);
+    for (b = 0; b < 4; b++) sums[b] = gp_dot_tail(W, x, j + b, sums[b]);
+}
+
+/* One row of x against row j of W (the rows of W after the last group of 4). */
+GP_INLINE float gp_dot_row1(const gp_tensor *W, gpt_dtype type, const float *x, int j)
+{
+    int Kv = W->cols / GP_VL * GP_VL, k;
     const void *p0 = gp_w_row(W, type, j);
     gp_vf acc = GP_VZERO();
-    float sum;
     for (k = 0; k < Kv; k += GP_VL) acc = GP_VFMA(GP_VLOAD(x + k), gp_w_load(W, type, p0, j, k), acc);
-    sum = gp_vsum(acc);
-    for (k = Kv; k < K; k++) sum += x[k] * gp_w_at(W, j, k);
-    return sum;
+    return gp_dot_tail(W, x, j, gp_vsum1(acc));
+}
+
+/* Rows r0 .. r0+nr-1 of X, one at a time, against rows jb .. je-1 of W. */
+GP_INLINE void gp_dot_rows(const gp_tensor *W, gpt_dtype type, const float *X, int ldx, int r0, int nr, int jb,
+                           int je, float *y, int ldy, const float *bias, int accumulate)
+{
+    float sums[4];
+    int r, j, b;
+    for (r = r0; r < r0 + nr; r++) {
+        const float *x = X + (size_t)r * ldx;
+        float *yr = y + (size_t)r * ldy;
+        for (j = jb; j + 4 <= je; j += 4) {
+            gp_dot_row4(W, type, x, j, sums);
+            for (b = 0; b < 4; b++) gp_store_sum(yr + j + b, sums[b], bias, j + b, accumulate);
+        }
+        for (; j < je; j++) gp_store_sum(yr + j, gp_dot_row1(W, type, x, j), bias, j, accumulate);
+    }
 }
 
 /*
  * For X rows r < n and W rows j in [j0, j1): y[r][j] (+)= dot(X[r], W[j]) +
  * bias[j]. W is walked in panels of rows that stay in the L2 cache while
- * every block of GP_MR rows of X passes over them; rows of X left over (when
- * decoding, the only one) take gp_rowdot.
+ * every block of GP_MR rows of X passes over them; the rows of X left over
+ * (when decoding, the only one) then take one row at a time.
  */
-GP_INLINE void gp_gemm_body(const gp_tensor *W, gpt_dtype type, const float *X, int ldx, int n, int j0, int j1,
-                            float *y, int ldy, const float *bias, int accumulate)
+GP_INLINE void gp_dot_body(const gp_tensor *W, gpt_dtype type, const float *X, int ldx, int n, int j0, int j1,
+                           float *y, int ldy, const float *bias, int accumulate)
 {
-    int K = W->cols, panel, jb, r, j, a;
-    float sums[GP_MR * GP_NR];
-    panel = (int)((256 * 1024) / ((size_t)K * gp_w_elem_size(type) + 1)) / GP_NR * GP_NR;
-    if (panel < GP_NR) panel = GP_NR;
+    int panel, jb, r, j, a, b;
+    float sums[GP_MR * 4];
+    panel = (int)((256 * 1024) / ((size_t)W->cols * gp_w_elem_size(type) + 1)) / 4 * 4;
+    if (panel < 4) panel = 4;
     for (jb = j0; jb < j1; jb += panel) {
         int je = jb + panel < j1 ? jb + panel : j1;
         for (r = 0; r + GP_MR <= n; r += GP_MR) {
             const float *x = X + (size_t)r * ldx;
-            for (j = jb; j + GP_NR <= je; j += GP_NR) {
-                gp_gemm_tile(W, type, x, ldx, j, sums);
-                gp_tile_store(y, ldy, r, j, GP_MR, GP_NR, sums, bias, accumulate);
+            for (j = jb; j + 4 <= je; j += 4) {
+                gp_dot_tile(W, type, x, ldx, j, sums);
+                for (a = 0; a < GP_MR; a++)
+                    for (b = 0; b < 4; b++)
+                        gp_store_sum(y + (size_t)(r + a) * ldy + j + b, sums[a * 4 + b], bias, j + b, accumulate);
             }
             for (; j < je; j++)
-                for (a = 0; a < GP_MR; a++) {
-                    sums[0] = gp_gemm_single(W, type, x + (size_t)a * ldx, j);
-                    gp_tile_store(y, ldy, r + a, j, 1, 1, sums, bias, accumulate);
-                }
+                for (a = 0; a < GP_MR; a++)
+                    gp_store_sum(y + (size_t)(r + a) * ldy + j, gp_dot_row1(W, type, x + (size_t)a * ldx, j), bias, j,
+                                 accumulate);
         }
-        for (; r < n; r++)
-            for (j = jb; j < je; j++) {
-                sums[0] = gp_rowdot(W, X + (size_t)r * ldx, j);
-                gp_tile_store(y, ldy, r, j, 1, 1, sums, bias, accumulate);
-            }
+        gp_dot_rows(W, type, X, ldx, r, n - r, jb, je, y, ldy, bias, accumulate);
     }
 }
 
-static void gp_gemm_f32(const gp_tensor *W, const float *X, int ldx, int n, int j0, int j1, float *y, int ldy,
-                        const float *bias, int accumulate)
+/* The linear layer with the SIMD kernels, one instance per weight type. */
+static void gp_linear_simd(const gp_tensor *W, const float *bias, const float *x, int ldx, int n, int j0, int j1,
+                           float *y, int ldy, int accumulate, float *scratch)
 {
-    gp_gemm_body(W, GPT_DTYPE_F32, X, ldx, n, j0, j1, y, ldy, bias, accumulate);
-}
-
-static void gp_gemm_f16(const gp_tensor *W, const float *X, int ldx, int n, int j0, int j1, float *y, int ldy,
-                        const float *bias, int accumulate)
-{
-    gp_gemm_body(W, GPT_DTYPE_F16, X, ldx, n, j0, j1, y, ldy, bias, accumulate);
-}
-
-static void gp_gemm_bf16(const gp_tensor *W, const float *X, int ldx, int n, int j0, int j1, float *y, int ldy,
-                         const float *bias, int accumulate)
-{
-    gp_gemm_body(W, GPT_DTYPE_BF16, X, ldx, n, j0, j1, y, ldy, bias, accumulate);
-}
-
-static void gp_gemm_q8(const gp_tensor *W, const float *X, int ldx, int n, int j0, int j1, float *y, int ldy,
-                       const float *bias, int accumulate)
-{
-    gp_gemm_body(W, GPT_DTYPE_Q8_0, X, ldx, n, j0, j1, y, ldy, bias, accumulate);
+    (void)scratch;
+    switch (W->type) {
+    case GPT_DTYPE_F32: gp_dot_body(W, GPT_DTYPE_F32, x, ldx, n, j0, j1, y, ldy, bias, accumulate); break;
+    case GPT_DTYPE_F16: gp_dot_body(W, GPT_DTYPE_F16, x, ldx, n, j0, j1, y, ldy, bias, accumulate); break;
+    case GPT_DTYPE_BF16: gp_dot_body(W, GPT_DTYPE_BF16, x, ldx, n, j0, j1, y, ldy, bias, accumulate); break;
+    case GPT_DTYPE_Q8_0: gp_dot_body(W, GPT_DTYPE_Q8_0, x, ldx, n, j0, j1, y, ldy, bias, accumulate); break;
+    }
 }
 
 /* ---- 10.6 outer products over panels of 64 outputs ---- */
-
-/* y[0..nj) = (from_y ? y : 0) + sum_k x[k] * panel[k][0..nj) (+ bias), the
- * panel's rows being 64 floats (gp_op_row) or halves (gp_op_row_f16, the KV
- * cache with kv_f16, widened in registers). A NULL bias still adds +0.0f,
- * which turns a -0 sum into +0, as it always has. */
+/*
+ * y[0..nj) = (from_y ? y : 0) + sum_k x[k] * panel[k][0..nj), the panel's
+ * rows being 64 values: each output is one chain of FMAs over k, continued
+ * from y when from_y (so a sum split across calls, a page at a time, is the
+ * same sum), and the bias added after it.
+ */
 static void gp_op_row(const float *x, const float *panel, int kc, float *y, int nj, int from_y, const float *bias)
 {
     gp_vf acc[64 / GP_VL];
     float tmp[64];
     int k, v, jj;
-    for (v = 0; v < 64 / GP_VL; v++) acc[v] = GP_VZERO();
+    for (jj = 0; jj < 64; jj++) tmp[jj] = from_y && jj < nj ? y[jj] : 0.0f;
+    for (v = 0; v < 64 / GP_VL; v++) acc[v] = GP_VLOAD(tmp + v * GP_VL);
     for (k = 0; k < kc; k++) {
         gp_vf b = GP_VSET1(x[k]);
         const float *p = panel + (size_t)k * 64;
         for (v = 0; v < 64 / GP_VL; v++) acc[v] = GP_VFMA(b, GP_VLOAD(p + v * GP_VL), acc[v]);
     }
     for (v = 0; v < 64 / GP_VL; v++) GP_VSTORE(tmp + v * GP_VL, acc[v]);
-    for (jj = 0; jj < nj; jj++) y[jj] = (from_y ? y[jj] : 0.0f) + tmp[jj] + (bias ? bias[jj] : 0.0f);
+    for (jj = 0; jj < nj; jj++) y[jj] = tmp[jj] + (bias ? bias[jj] : 0.0f);
 }
 
-static void gp_op_row_f16(const float *x, const uint16_t *panel, int kc, float *y, int nj, int from_y,
-                          const float *bias)
+/* The same over a panel of halves (the f16 KV cache), widened in registers. */
+static void gp_op_row_f16(const float *x, const uint16_t *panel, int kc, float *y, int nj, int from_y)
 {
     gp_vf acc[64 / GP_VL];
     float tmp[64];
     int k, v, jj;
-    for (v = 0; v < 64 / GP_VL; v++) acc[v] = GP_VZERO();
+    for (jj = 0; jj < 64; jj++) tmp[jj] = from_y && jj < nj ? y[jj] : 0.0f;
+    for (v = 0; v < 64 / GP_VL; v++) acc[v] = GP_VLOAD(tmp + v * GP_VL);
     for (k = 0; k < kc; k++) {
         gp_vf b = GP_VSET1(x[k]);
         const uint16_t *p = panel + (size_t)k * 64;
         for (v = 0; v < 64 / GP_VL; v++) acc[v] = GP_VFMA(b, GP_VLOAD_F16(p + v * GP_VL), acc[v]);
     }
     for (v = 0; v < 64 / GP_VL; v++) GP_VSTORE(tmp + v * GP_VL, acc[v]);
-    for (jj = 0; jj < nj; jj++) y[jj] = (from_y ? y[jj] : 0.0f) + tmp[jj] + (bias ? bias[jj] : 0.0f);
-}
-
-static void gp_op_rows(const float *x, int ldx, int rows, const float *panel, int kc, float *y, int ldy, int nj,
-                       int from_y, const float *bias);
-
-/* n halves to floats. */
-static void gp_f16_row_to_f32(const uint16_t *src, float *dst, size_t n)
-{
-    size_t i = 0;
-    for (; i + GP_VL <= n; i += GP_VL) GP_VSTORE(dst + i, GP_VLOAD_F16(src + i));
-    for (; i < n; i++) dst[i] = gpt__f16_to_f32(src[i]);
-}
-
-/* y[rows][0..nj) (+)= x[rows][0..kc) . panel[kc][64], where the panel is
- * f32, or f16 (kv_f16) widened 64 rows at a time into conv (64 x 64). */
-static void gp_op_rows_kv(const float *x, int ldx, int rows, const void *panel, int kv_f16, int kc, float *y, int ldy,
-                          int nj, int from_y, float *conv)
-{
-    int k0;
-    if (!kv_f16) {
-        gp_op_rows(x, ldx, rows, (const float *)panel, kc, y, ldy, nj, from_y, NULL);
-        return;
-    }
-    if (rows == 1) { /* decoding: widen in registers, nothing to share a conversion with */
-        gp_op_row_f16(x, (const uint16_t *)panel, kc, y, nj, from_y, NULL);
-        return;
-    }
-    for (k0 = 0; k0 < kc; k0 += GP_KV_PANEL) {
-        int n = kc - k0 < GP_KV_PANEL ? kc - k0 : GP_KV_PANEL;
-        gp_f16_row_to_f32((const uint16_t *)panel + (size_t)k0 * GP_KV_PANEL, conv, (size_t)n * GP_KV_PANEL);
-        gp_op_rows(x + k0, ldx, rows, conv, n, y, ldy, nj, from_y || k0 > 0, NULL);
-    }
-}
-
-/* ---- 10.7 attention ---- */
-
-/* Causal attention for `rows` consecutive queries of one head: query i sees
- * keys 0 .. first_keys + i - 1. Scores are q . K^T over key panels, then
- * softmax, then P . V over value panels; both are outer products with the
- * cached panels as they are. scratch: rows * t_alloc floats of scores, then
- * GP_KV_PANEL^2 floats for widening f16 panels. */
-static void gp_attention_simd(const gp_attention_args *a, float *scratch)
-{
-    int n_keys = a->first_keys + a->rows - 1, i, j, kb, db, D = a->D, t_alloc = a->t_alloc;
-    size_t es = a->kv_f16 ? 2 : 4;
-    float *scores = scratch, *conv = scratch + (size_t)GP_ATT_ROWS * t_alloc;
-    for (kb = 0; kb * GP_KV_PANEL < n_keys; kb++) {
-        int nj = n_keys - kb * GP_KV_PANEL < GP_KV_PANEL ? n_keys - kb * GP_KV_PANEL : GP_KV_PANEL;
-        gp_op_rows_kv(a->q, a->ldq, a->rows, (const char *)a->keys + es * (size_t)kb * D * GP_KV_PANEL, a->kv_f16, D,
-                      scores + (size_t)kb * GP_KV_PANEL, t_alloc, nj, 0, conv);
-    }
-    for (i = 0; i < a->rows; i++) {
-        float *s = scores + (size_t)i * t_alloc, mx = -INFINITY, sum;
-        int valid = a->first_keys + i;
-        gp_vf vs = GP_VZERO();
-        for (j = 0; j < valid; j++)
-            if (s[j] > mx) mx = s[j];
-        for (j = 0; j + GP_VL <= valid; j += GP_VL) {
-            gp_vf e = gp_vexp(GP_VMUL(GP_VADD(GP_VLOAD(s + j), GP_VSET1(-mx)), GP_VSET1(a->scale)));
-            GP_VSTORE(s + j, e);
-            vs = GP_VADD(vs, e);
-        }
-        sum = gp_vsum(vs);
-        for (; j < valid; j++) {
-            s[j] = expf((s[j] - mx) * a->scale);
-            sum += s[j];
-        }
-        for (; j < n_keys; j++) s[j] = 0.0f; /* masked: later keys add nothing */
-        sum = 1.0f / sum;
-        for (j = 0; j < valid; j++) s[j] *= sum;
-    }
-    for (db = 0; db * GP_KV_PANEL < D; db++) {
-        int nj = D - db * GP_KV_PANEL < GP_KV_PANEL ? D - db * GP_KV_PANEL : GP_KV_PANEL;
-        gp_op_rows_kv(scores, t_alloc, a->rows, (const char *)a->values + es * (size_t)db * t_alloc * GP_KV_PANEL,
-                      a->kv_f16, n_keys, a->out + (size_t)db * GP_KV_PANEL, a->ldo, nj, 0, conv);
-    }
+    for (jj = 0; jj < nj; jj++) y[jj] = tmp[jj];
 }
 
 #if defined(GP_AVX512)
-/*
- * Prompt-sized products on AVX-512: W is packed, GP_PK_KC columns at a time,
- * into panels of 64 outputs stored k-major (widened to f32 once, whatever
- * W's type), and a 6 x 64 tile of Y accumulates broadcast(X[r][k]) *
- * panel[k] in 24 registers. No horizontal sums, and each panel is reused by
- * every block of 6 rows. A panel of 256 columns (64 KB) lives in L2 rather
- * than L1, but Y makes half the passes of 128 columns: 512-token prompts
- * ran 1-4% faster.
- */
-#define GP_PK_NR 64
-#define GP_PK_MR 6
-#define GP_PK_KC 256
-#define GP_PK_MIN_ROWS 12 /* fewer rows than this: the dot-product kernels */
-#define GP_PK_SCRATCH (GP_PK_NR * GP_PK_KC)
-
-/* Transposes the 16 x 16 floats in r[0..16) in place. */
-static void gp_transpose16(__m512 *r)
-{
-    __m512 t[16];
-    int i;
-    for (i = 0; i < 8; i++) {
-        t[2 * i] = _mm512_unpacklo_ps(r[2 * i], r[2 * i + 1]);
-        t[2 * i + 1] = _mm512_unpackhi_ps(r[2 * i], r[2 * i + 1]);
-    }
-    for (i = 0; i < 4; i++) {
-        __m512d a = _mm512_castps_pd(t[4 * i]), b = _mm512_castps_pd(t[4 * i + 1]);
-        __m512d c = _mm512_castps_pd(t[4 * i + 2]), d = _mm512_castps_pd(t[4 * i + 3]);
-        r[4 * i] = _mm512_castpd_ps(_mm512_unpacklo_pd(a, c));
-        r[4 * i + 1] = _mm512_castpd_ps(_mm512_unpackhi_pd(a, c));
-        r[4 * i + 2] = _mm512_castpd_ps(_mm512_unpacklo_pd(b, d));
-        r[4 * i + 3] = _mm512_castpd_ps(_mm512_unpackhi_pd(b, d));
-    }
-    for (i = 0; i < 4; i++) {
-        t[i] = _mm512_shuffle_f32x4(r[i], r[i + 4], 0x88);
-        t[i + 4] = _mm512_shuffle_f32x4(r[i], r[i + 4], 0xdd);
-        t[i + 8] = _mm512_shuffle_f32x4(r[i + 8], r[i + 12], 0x88);
-        t[i + 12] = _mm512_shuffle_f32x4(r[i + 8], r[i + 12], 0xdd);
-    }
-    for (i = 0; i < 4; i++) {
-        r[i] = _mm512_shuffle_f32x4(t[i], t[i + 8], 0x88);
-        r[i + 8] = _mm512_shuffle_f32x4(t[i], t[i + 8], 0xdd);
-        r[i + 4] = _mm512_shuffle_f32x4(t[i + 4], t[i + 12], 0x88);
-        r[i + 12] = _mm512_shuffle_f32x4(t[i + 4], t[i + 12], 0xdd);
-    }
-}
-
-/* 16 elements k.. of row j of W, widened to f32 (k is a multiple of 16). */
-static __m512 gp_load_row16(const gp_tensor *W, size_t j, int k)
-{
-    size_t at = j * (size_t)W->cols + (size_t)k;
-    switch (W->type) {
-    case GPT_DTYPE_F16: return GP_VLOAD_F16((const uint16_t *)(const void *)W->data + at);
-    case GPT_DTYPE_BF16: return GP_VLOAD_BF16((const uint16_t *)(const void *)W->data + at);
-    case GPT_DTYPE_Q8_0:
-        return GP_VMUL(GP_VLOAD_Q8(W->q + j * W->nb * 32 + (size_t)k),
-                       GP_VSET1(_cvtsh_ss(W->scales[j * W->nb + (size_t)k / 32])));
-    default: return GP_VLOAD((const float *)(const void *)W->data + at);
-    }
-}
-
-/* Rows [j, j+nj) and columns [k0, k0+kc) of W into p[k][GP_PK_NR], as f32,
- * zero past nj: 16 x 16 blocks are loaded row-wise and transposed. */
-static void gp_pack_panel(const gp_tensor *W, int j, int nj, int k0, int kc, float *p)
-{
-    int jj, k, i, kv = kc / 16 * 16;
-    __m512 r[16];
-    for (jj = 0; jj < GP_PK_NR; jj += 16) {
-        for (k = 0; k < kv; k += 16) {
-            for (i = 0; i < 16; i++)
-                r[i] = jj + i < nj ? gp_load_row16(W, (size_t)(j + jj + i), k0 + k) : _mm512_setzero_ps();
-            gp_transpose16(r);
-            for (i = 0; i < 16; i++) _mm512_storeu_ps(p + (size_t)(k + i) * GP_PK_NR + jj, r[i]);
-        }
-        for (; k < kc; k++)
-            for (i = 0; i < 16; i++)
-                p[(size_t)k * GP_PK_NR + jj + i] = jj + i < nj ? gp_w_at(W, j + jj + i, k0 + k) : 0.0f;
-    }
-}
-
-/* The 6 x 64 tile: four accumulators per row of X, and one k step of it. */
+/* Six rows at once on AVX-512: a 6 x 64 tile of y in 24 registers, each
+ * panel row loaded once for the six. Each output is the same chain as
+ * gp_op_row's. */
 #define GP_PK_DECL(r) __m512 c##r##0, c##r##1, c##r##2, c##r##3;
 #define GP_PK_INIT(r)                                                                                      \
     if (from_y) {                                                                                          \
@@ -2911,118 +3647,148 @@ static void gp_pack_panel(const gp_tensor *W, int j, int nj, int k0, int kc, flo
         c##r##3 = _mm512_fmadd_ps(xb, b3, c##r##3);                                                        \
     }
 #define GP_PK_STORE(r)                                                                                     \
-    if (bias) {                                                                                            \
-        c##r##0 = _mm512_add_ps(c##r##0, v0);                                                              \
-        c##r##1 = _mm512_add_ps(c##r##1, v1);                                                              \
-        c##r##2 = _mm512_add_ps(c##r##2, v2);                                                              \
-        c##r##3 = _mm512_add_ps(c##r##3, v3);                                                              \
-    }                                                                                                      \
     _mm512_mask_storeu_ps(y + (size_t)(r) * ldy, m0, c##r##0);                                             \
     _mm512_mask_storeu_ps(y + (size_t)(r) * ldy + 16, m1, c##r##1);                                        \
     _mm512_mask_storeu_ps(y + (size_t)(r) * ldy + 32, m2, c##r##2);                                        \
     _mm512_mask_storeu_ps(y + (size_t)(r) * ldy + 48, m3, c##r##3);
 
-/* y[0..6)[0..nj) = (from_y ? y : 0) + x[0..6)[0..kc) . panel (+ bias) */
-static void gp_pk_tile(const float *x, int ldx, const float *panel, int kc, float *y, int ldy, int nj, int from_y,
-                       const float *bias)
+/* y[0..6)[0..nj) = (from_y ? y : 0) + x[0..6)[0..kc) . panel */
+static void gp_op_tile6(const float *x, int ldx, const float *panel, int kc, float *y, int ldy, int nj, int from_y)
 {
     __mmask16 m0 = (__mmask16)(nj >= 16 ? 0xFFFF : (1u << nj) - 1);
     __mmask16 m1 = (__mmask16)(nj >= 32 ? 0xFFFF : nj <= 16 ? 0 : (1u << (nj - 16)) - 1);
     __mmask16 m2 = (__mmask16)(nj >= 48 ? 0xFFFF : nj <= 32 ? 0 : (1u << (nj - 32)) - 1);
     __mmask16 m3 = (__mmask16)(nj >= 64 ? 0xFFFF : nj <= 48 ? 0 : (1u << (nj - 48)) - 1);
-    __m512 v0, v1, v2, v3;
     int k;
     GP_TILE_ROWS(GP_PK_DECL)
     GP_TILE_ROWS(GP_PK_INIT)
     for (k = 0; k < kc; k++) {
-        const float *p = panel + (size_t)k * GP_PK_NR;
+        const float *p = panel + (size_t)k * 64;
         __m512 b0 = _mm512_loadu_ps(p), b1 = _mm512_loadu_ps(p + 16), b2 = _mm512_loadu_ps(p + 32),
                b3 = _mm512_loadu_ps(p + 48);
         GP_TILE_ROWS(GP_PK_FMA)
     }
-    if (bias) {
-        v0 = _mm512_maskz_loadu_ps(m0, bias);
-        v1 = _mm512_maskz_loadu_ps(m1, bias + 16);
-        v2 = _mm512_maskz_loadu_ps(m2, bias + 32);
-        v3 = _mm512_maskz_loadu_ps(m3, bias + 48);
-    } else {
-        v0 = v1 = v2 = v3 = _mm512_setzero_ps();
-    }
     GP_TILE_ROWS(GP_PK_STORE)
 }
+#endif
 
+/* y[rows][0..nj) (+)= x[rows][0..kc) . panel[kc][64], row by row (six at a
+ * time on AVX-512). */
 static void gp_op_rows(const float *x, int ldx, int rows, const float *panel, int kc, float *y, int ldy, int nj,
-                       int from_y, const float *bias)
+                       int from_y)
 {
     int r = 0;
-    for (; r + GP_PK_MR <= rows; r += GP_PK_MR)
-        gp_pk_tile(x + (size_t)r * ldx, ldx, panel, kc, y + (size_t)r * ldy, ldy, nj, from_y, bias);
-    for (; r < rows; r++) gp_op_row(x + (size_t)r * ldx, panel, kc, y + (size_t)r * ldy, nj, from_y, bias);
-}
-
-/* Same contract as the dot-product kernels, for n >= GP_PK_MIN_ROWS.
- * scratch: GP_PK_SCRATCH floats. */
-static void gp_gemm_packed(const gp_tensor *W, const float *X, int ldx, int n, int j0, int j1, float *y, int ldy,
-                           const float *bias, int accumulate, float *scratch)
-{
-    float *panel = scratch;
-    int K = W->cols, j, k0;
-    for (j = j0; j < j1; j += GP_PK_NR) {
-        int nj = j1 - j < GP_PK_NR ? j1 - j : GP_PK_NR;
-        for (k0 = 0; k0 < K; k0 += GP_PK_KC) {
-            int kc = K - k0 < GP_PK_KC ? K - k0 : GP_PK_KC;
-            const float *b = k0 + kc == K && bias ? bias + j : NULL;
-            gp_pack_panel(W, j, nj, k0, kc, panel);
-            gp_op_rows(X + k0, ldx, n, panel, kc, y + j, ldy, nj, k0 > 0 || accumulate, b);
-        }
-    }
-}
-#else
-static void gp_op_rows(const float *x, int ldx, int rows, const float *panel, int kc, float *y, int ldy, int nj,
-                       int from_y, const float *bias)
-{
-    int r;
-    for (r = 0; r < rows; r++) gp_op_row(x + (size_t)r * ldx, panel, kc, y + (size_t)r * ldy, nj, from_y, bias);
-}
-#endif
-
-/* The linear layer with the SIMD kernels: packed panels for prompts on
- * AVX-512, dot products otherwise. */
-static void gp_linear_simd(const gp_tensor *W, const float *bias, const float *x, int ldx, int n, int j0, int j1,
-                           float *y, int ldy, int accumulate, float *scratch)
-{
 #if defined(GP_AVX512)
-    if (n >= GP_PK_MIN_ROWS) {
-        gp_gemm_packed(W, x, ldx, n, j0, j1, y, ldy, bias, accumulate, scratch);
+    for (; r + 6 <= rows; r += 6) gp_op_tile6(x + (size_t)r * ldx, ldx, panel, kc, y + (size_t)r * ldy, ldy, nj, from_y);
+#endif
+    for (; r < rows; r++) gp_op_row(x + (size_t)r * ldx, panel, kc, y + (size_t)r * ldy, nj, from_y, NULL);
+}
+
+/* n halves to floats. */
+static void gp_f16_row_to_f32(const uint16_t *src, float *dst, size_t n)
+{
+    size_t i = 0;
+    for (; i + GP_VL <= n; i += GP_VL) GP_VSTORE(dst + i, GP_VLOAD_F16(src + i));
+    for (; i < n; i++) dst[i] = gpt__f16_to_f32(src[i]);
+}
+
+/* y[rows][0..nj) (+)= x[rows][0..kc) . panel[kc][64], where the panel is
+ * f32, or f16 (kv_f16) widened in registers (one row) or 64 panel rows at a
+ * time into conv (64 x 64). */
+static void gp_op_rows_kv(const float *x, int ldx, int rows, const unsigned char *panel, int kv_f16, int kc, float *y,
+                          int ldy, int nj, int from_y, float *conv)
+{
+    int k0;
+    if (!kv_f16) {
+        gp_op_rows(x, ldx, rows, (const float *)(const void *)panel, kc, y, ldy, nj, from_y);
         return;
     }
-#endif
-    (void)scratch;
-    switch (W->type) {
-    case GPT_DTYPE_F32: gp_gemm_f32(W, x, ldx, n, j0, j1, y, ldy, bias, accumulate); break;
-    case GPT_DTYPE_F16: gp_gemm_f16(W, x, ldx, n, j0, j1, y, ldy, bias, accumulate); break;
-    case GPT_DTYPE_BF16: gp_gemm_bf16(W, x, ldx, n, j0, j1, y, ldy, bias, accumulate); break;
-    case GPT_DTYPE_Q8_0: gp_gemm_q8(W, x, ldx, n, j0, j1, y, ldy, bias, accumulate); break;
+    if (rows == 1) {
+        gp_op_row_f16(x, (const uint16_t *)(const void *)panel, kc, y, nj, from_y);
+        return;
     }
+    for (k0 = 0; k0 < kc; k0 += GP_PAGE) {
+        int n = kc - k0 < GP_PAGE ? kc - k0 : GP_PAGE;
+        gp_f16_row_to_f32((const uint16_t *)(const void *)panel + (size_t)k0 * GP_PAGE, conv, (size_t)n * GP_PAGE);
+        gp_op_rows(x + k0, ldx, rows, conv, n, y, ldy, nj, from_y || k0 > 0);
+    }
+}
+
+/* ---- 10.7 attention ---- */
+
+/* out[rows][0..D) (+)= p[rows][a..b) . V[a..b): the probabilities of keys a
+ * .. b-1 times their values, page by page, continuing each output's chain. */
+static void gp_attend_values(const gp_attention_args *a, const float *p, int lds, int rows, float *out, int from,
+                             int to, int from_y, float *conv)
+{
+    size_t es = a->kv_f16 ? 2 : 4;
+    int k0, db;
+    for (k0 = from; k0 < to;) {
+        int page = k0 / GP_PAGE, k1 = (page + 1) * GP_PAGE < to ? (page + 1) * GP_PAGE : to;
+        const unsigned char *values = a->v_base + (size_t)a->pages[page] * a->page_bytes;
+        for (db = 0; db * GP_PAGE < a->D; db++) {
+            int nj = a->D - db * GP_PAGE < GP_PAGE ? a->D - db * GP_PAGE : GP_PAGE;
+            gp_op_rows_kv(p + k0, lds, rows, values + es * ((size_t)db * GP_PAGE * GP_PAGE + (size_t)(k0 % GP_PAGE) * GP_PAGE),
+                          a->kv_f16, k1 - k0, out + (size_t)db * GP_PAGE, a->ldo, nj, from_y || k0 > from, conv);
+        }
+        k0 = k1;
+    }
+}
+
+/* Causal attention for `rows` consecutive queries of one head: query i sees
+ * keys 0 .. first_keys + i - 1. Scores are q . K^T over the key pages, then
+ * softmax, then P . V over the value pages; both are outer products with
+ * the pages as they are stored. Each query's numbers are its own: the keys
+ * all queries see are summed for all at once, and each query's later keys
+ * one query at a time, in the same order as a query alone. scratch: rows
+ * rows of lds scores, then GP_PAGE^2 floats for widening f16 panels. */
+static void gp_attention_simd(const gp_attention_args *a, float *scratch)
+{
+    int n_keys = a->first_keys + a->rows - 1, i, j, kb, D = a->D, lds = a->lds;
+    size_t es = a->kv_f16 ? 2 : 4;
+    float *scores = scratch, *conv = scratch + (size_t)GP_ATT_ROWS * lds;
+    for (kb = 0; kb * GP_PAGE < n_keys; kb++) {
+        int nj = n_keys - kb * GP_PAGE < GP_PAGE ? n_keys - kb * GP_PAGE : GP_PAGE;
+        gp_op_rows_kv(a->q, a->ldq, a->rows, a->k_base + (size_t)a->pages[kb] * a->page_bytes, a->kv_f16, D,
+                      scores + (size_t)kb * GP_PAGE, lds, nj, 0, conv);
+    }
+    (void)es;
+    for (i = 0; i < a->rows; i++) {
+        float *s = scores + (size_t)i * lds, mx = -INFINITY, sum;
+        int valid = a->first_keys + i;
+        gp_vf vs = GP_VZERO();
+        for (j = 0; j < valid; j++)
+            if (s[j] > mx) mx = s[j];
+        for (j = 0; j + GP_VL <= valid; j += GP_VL) {
+            gp_vf e = gp_vexp(GP_VMUL(GP_VADD(GP_VLOAD(s + j), GP_VSET1(-mx)), GP_VSET1(a->scale)));
+            GP_VSTORE(s + j, e);
+            vs = GP_VADD(vs, e);
+        }
+        sum = gp_vsum(vs);
+        for (; j < valid; j++) {
+            s[j] = expf((s[j] - mx) * a->scale);
+            sum += s[j];
+        }
+        sum = 1.0f / sum;
+        for (j = 0; j < valid; j++) s[j] *= sum;
+    }
+    gp_attend_values(a, scores, lds, a->rows, a->out, 0, a->first_keys, 0, conv);
+    for (i = 1; i < a->rows; i++)
+        gp_attend_values(a, scores + (size_t)i * lds, lds, 1, a->out + (size_t)i * a->ldo, a->first_keys,
+                         a->first_keys + i, 1, conv);
 }
 
 #endif /* GP_SIMD */
-#ifndef GP_PK_SCRATCH
-#define GP_PK_SCRATCH 0
-#endif
 
 /* ---- 10.8 the kernel tables ---- */
 
-static const gp_kernels gp_kernels_ref = {"reference", gp_linear_ref, gp_gelu_ref, gp_attention_ref, 1, INT_MAX, 0};
+static const gp_kernels gp_kernels_ref = {"reference", gp_linear_ref, gp_gelu_ref, gp_attention_ref, 1};
 #if defined(GP_AVX512)
-static const gp_kernels gp_kernels_simd = {"avx512", gp_linear_simd, gp_gelu_simd, gp_attention_simd, GP_ATT_ROWS,
-                                           GP_PK_MIN_ROWS, GP_PK_NR};
+static const gp_kernels gp_kernels_simd = {"avx512", gp_linear_simd, gp_gelu_simd, gp_attention_simd, GP_ATT_ROWS};
 #elif defined(GP_AVX2)
-static const gp_kernels gp_kernels_simd = {"avx2", gp_linear_simd, gp_gelu_simd, gp_attention_simd, GP_ATT_ROWS,
-                                           INT_MAX, 0};
+static const gp_kernels gp_kernels_simd = {"avx2", gp_linear_simd, gp_gelu_simd, gp_attention_simd, GP_ATT_ROWS};
 #elif defined(GP_NEON)
-static const gp_kernels gp_kernels_simd = {"neon", gp_linear_simd, gp_gelu_simd, gp_attention_simd, GP_ATT_ROWS,
-                                           INT_MAX, 0};
+static const gp_kernels gp_kernels_simd = {"neon", gp_linear_simd, gp_gelu_simd, gp_attention_simd, GP_ATT_ROWS};
 #endif
 
 /* The SIMD kernels compiled in, unless the reference ones are asked for. */
@@ -3036,7 +3802,7 @@ static const gp_kernels *gp_pick_kernels(int reference)
 }
 
 /* Floats of per-thread scratch the linear kernels need beyond a widened row. */
-static size_t gp_linear_scratch_floats(void) { return GP_PK_SCRATCH; }
+static size_t gp_linear_scratch_floats(void) { return 0; }
 
 /* ======================================================================== */
 /* 11. The thread pool                                                      */
@@ -3385,7 +4151,6 @@ static void gp_linear_task(void *arg, int ith, int nth)
     if (nth > 1) {
         gp_worker *w = j->c->pool->workers;
         int b, e, share, piece, unit = GP_ROWS_STOLEN, t;
-        if (j->n >= j->c->kern->packed_min_rows) unit = j->c->kern->packed_rows; /* whole packed panels */
         gp_split_range(j->W->rows, GP_ROWS_STOLEN, ith, nth, &b, &e);
         /* pieces of 1/32 of the share (64 rows at least): few claims, and
          * a tail small enough to balance */

@@ -8,8 +8,9 @@
  *     caller's gpt_error (loading functions) or in the context
  *     (gpt_context_error). Nothing in the library prints, exits or aborts.
  *   - A gpt_model and its gpt_tokenizer are immutable once loaded and may be
- *     shared by any number of threads. A gpt_context (one sequence, its KV
- *     cache and scratch memory) is used by one thread at a time.
+ *     shared by any number of threads. A gpt_context (its sequences, their
+ *     KV cache and scratch memory) is used by one thread at a time, and so
+ *     is a gpt_generator (with its context).
  *   - Freeing NULL is always allowed.
  *
  * Build options (define them when compiling gpt.c and tokenizer.c; no build
@@ -45,9 +46,9 @@
 #endif
 
 #define GPT_VERSION_MAJOR 0
-#define GPT_VERSION_MINOR 2
+#define GPT_VERSION_MINOR 3
 #define GPT_VERSION_PATCH 0
-#define GPT_VERSION_STRING "0.2.0"
+#define GPT_VERSION_STRING "0.3.0"
 /* Single number for #if comparisons: major*10000 + minor*100 + patch. */
 #define GPT_VERSION_NUMBER (GPT_VERSION_MAJOR * 10000 + GPT_VERSION_MINOR * 100 + GPT_VERSION_PATCH)
 
@@ -224,7 +225,24 @@ GPT_API gpt_config gpt_model_config(const gpt_model *m);
 GPT_API const gpt_tokenizer *gpt_model_tokenizer(const gpt_model *m);
 
 /* ------------------------------------------------------------------------ */
-/* Contexts: one sequence, its KV cache and scratch                         */
+/* Contexts: sequences, their KV cache and scratch                          */
+/*
+ * A context holds n_seq sequences (1 by default), numbered 0 .. n_seq-1, each
+ * with its own positions 0 .. n_ctx-1. Their keys and values live in one
+ * pool of cells shared by all, handed out in pages of 64 positions: a
+ * sequence takes pages as it grows and gives them back when rewound or
+ * cleared, and a fork shares its source's pages until either writes to a
+ * shared page (which is then copied). So a prompt evaluated once serves any
+ * number of continuations.
+ *
+ * The calls without a sequence argument (gpt_eval, gpt_logits, gpt_rewind,
+ * gpt_context_n_past, gpt_context_tokens, gpt_score, gpt_generate) work on
+ * sequence 0, as they did before sequences existed.
+ *
+ * Batch invariance: a sequence's logits are bitwise the same whether it is
+ * evaluated alone or in a batch with any other sequences (of any lengths and
+ * positions), in one call or token by token, on any number of threads.
+ */
 
 typedef struct gpt_context gpt_context;
 
@@ -240,6 +258,8 @@ typedef enum gpt_kv_type {
     GPT_KV_F32 = 2   /* single precision */
 } gpt_kv_type;
 
+#define GPT_MAX_SEQ 65536 /* most sequences a context can hold */
+
 typedef struct gpt_context_params {
     int n_ctx;      /* positions the context holds; 0 = the model's n_ctx; more is refused */
     int n_batch;    /* most tokens one forward step processes (longer gpt_eval calls are
@@ -250,19 +270,28 @@ typedef struct gpt_context_params {
     int reference_kernels; /* non-zero: the portable scalar kernels even where SIMD ones
                               are compiled in (for testing and comparison) */
     int kv_type;    /* how the KV cache is stored: a gpt_kv_type; 0 = GPT_KV_AUTO */
+    /* since 0.3 */
+    int n_seq;      /* sequences the context holds; 0 = 1 */
+    int kv_size;    /* positions of KV cache shared by all sequences, rounded up to a
+                       multiple of 64; 0 = n_seq * n_ctx (rounded up per sequence):
+                       every sequence can fill its window at once. Less saves memory
+                       when sequences share prompts or stay short; a step that needs
+                       more than is free fails with GPT_ERR_CONTEXT_FULL */
 } gpt_context_params;
 
 GPT_API gpt_context_params gpt_context_defaults(void);
 /* Bytes a context with these parameters allocates (exactly what
  * gpt_context_new takes through GPT_MALLOC, all at creation; evaluating
  * allocates nothing more), or 0 when the parameters are invalid for the
- * model. With T = n_ctx and D = head_dim, both rounded up to multiples of
- * 64, in floats: the KV cache, n_layer * T * (n_embd + n_head * D) (halves
- * with an f16 cache); activations, n_batch * 10 * n_embd; per thread,
- * 48 * T + 4 * n_embd + 4096 (plus 16384 with AVX-512); logits,
- * 8 * n_vocab, or n_ctx * n_vocab with all_logits; n_ctx token ids; and a
- * few hundred bytes per thread for the pool. The threads' stacks come from
- * the system and are not counted. */
+ * model. With D = head_dim rounded up to a multiple of 64, P = kv_size
+ * rounded up to pages of 64 and T = n_ctx, in floats: the KV cache,
+ * n_layer * P * (n_embd + n_head * D) (halves with an f16 cache);
+ * activations, n_batch * 10 * n_embd; per thread, 48 * T + 4 * n_embd + 4096
+ * (plus 16384 with AVX-512); logits, n_vocab per sequence plus n_vocab per
+ * row the last batch can keep (max(n_seq, 8), or max(n_ctx, n_seq) with
+ * all_logits); per sequence, T token ids and T / 64 page numbers; and a few
+ * hundred bytes per thread for the pool. The threads' stacks come from the
+ * system and are not counted. */
 GPT_API size_t gpt_context_memory(const gpt_model *m, const gpt_context_params *p);
 
 GPT_API gpt_context *gpt_context_new(const gpt_model *m, const gpt_context_params *p, gpt_error *err);
@@ -276,10 +305,14 @@ GPT_API int gpt_context_n_threads(const gpt_context *c);
 /* How its KV cache is stored: GPT_KV_F16 or GPT_KV_F32 (what GPT_KV_AUTO
  * chose); 0 only for a NULL context. */
 GPT_API int gpt_context_kv_type(const gpt_context *c);
-/* Number of positions in the cache. */
+/* Number of positions sequence 0 holds. */
 GPT_API int gpt_context_n_past(const gpt_context *c);
-/* The ids in the cache (gpt_context_n_past of them). */
+/* The ids sequence 0 holds (gpt_context_n_past of them). */
 GPT_API const int *gpt_context_tokens(const gpt_context *c);
+/* Sequences the context holds (n_seq). */
+GPT_API int gpt_context_n_seq(const gpt_context *c);
+/* Positions of KV cache not in use by any sequence (a multiple of 64). */
+GPT_API int gpt_context_kv_free(const gpt_context *c);
 
 /* Appends n ids and runs them through the model as one batch; afterwards
  * gpt_logits gives the next-token logits after the last id. On failure
@@ -293,6 +326,51 @@ GPT_API const float *gpt_logits(const gpt_context *c);
 GPT_API const float *gpt_logits_at(const gpt_context *c, int i);
 /* Keeps the first n_keep cached positions and drops the rest. */
 GPT_API gpt_status gpt_rewind(gpt_context *c, int n_keep);
+
+/* A batch: n ids, each appended to its sequence, all run through the model
+ * in forward steps of up to n_batch rows (each weight is read once per
+ * step). A sequence's ids take its next positions in the order they appear;
+ * sequences may be interleaved. */
+typedef struct gpt_batch {
+    int n;                         /* entries */
+    const int *tokens;             /* [n] ids */
+    const int *seq;                /* [n] the sequence of each id; NULL: all sequence 0 */
+    const unsigned char *logits;   /* [n] non-zero: keep the logits after this id (read them
+                                      with gpt_logits_batch); NULL: keep them after the last
+                                      id of each sequence in the batch */
+} gpt_batch;
+
+/* Evaluates a batch. Everything is checked first: on failure nothing is
+ * appended to any sequence (GPT_ERR_INVALID_ARG for a sequence out of range
+ * or more kept logits than gpt_context_max_logits, GPT_ERR_TOKEN_RANGE,
+ * GPT_ERR_CONTEXT_FULL when a sequence would pass n_ctx or the KV cache has
+ * no room). Afterwards gpt_logits_seq(c, s) gives the logits after the last
+ * kept id of each sequence s of the batch. */
+GPT_API gpt_status gpt_eval_batch(gpt_context *c, const gpt_batch *b);
+/* Logits after entry i of the last gpt_eval_batch (or gpt_eval) whose
+ * logits were kept; NULL otherwise. */
+GPT_API const float *gpt_logits_batch(const gpt_context *c, int i);
+/* n_vocab logits after the last evaluated id of sequence seq whose logits
+ * were kept; NULL before any, after gpt_seq_rewind, and for a bad seq. */
+GPT_API const float *gpt_logits_seq(const gpt_context *c, int seq);
+/* Most entries of one batch whose logits can be kept: max(n_seq, 8), or
+ * max(n_ctx, n_seq) with all_logits. */
+GPT_API int gpt_context_max_logits(const gpt_context *c);
+
+/* Positions sequence seq holds; 0 for a bad seq. */
+GPT_API int gpt_seq_n_past(const gpt_context *c, int seq);
+/* The ids sequence seq holds; NULL for a bad seq. */
+GPT_API const int *gpt_seq_tokens(const gpt_context *c, int seq);
+/* Keeps the first n_keep positions of sequence seq and drops the rest (the
+ * pages it no longer needs go back to the pool). */
+GPT_API gpt_status gpt_seq_rewind(gpt_context *c, int seq, int n_keep);
+/* Empties sequence seq: gpt_seq_rewind(c, seq, 0). */
+GPT_API gpt_status gpt_seq_clear(gpt_context *c, int seq);
+/* Makes sequence dst a copy of sequence src: its ids, its cache (shared,
+ * copied a page at a time only when one of them writes to a shared page)
+ * and its last logits. What dst held is dropped. dst == src is
+ * GPT_ERR_INVALID_ARG. */
+GPT_API gpt_status gpt_seq_fork(gpt_context *c, int src, int dst);
 
 /* Log-probability (natural log) of every id given the ids before it:
  * logprobs[i - 1] = log p(ids[i] | ids[0..i-1]) for i = 1 .. n-1 (the
@@ -318,8 +396,20 @@ typedef enum gpt_context_policy {
     GPT_CONTEXT_SLIDE = 1 /* drop the oldest half of the window and go on */
 } gpt_context_policy;
 
+/* How beam search decides it is done (Hugging Face's early_stopping). */
+typedef enum gpt_early_stopping {
+    GPT_EARLY_STOP_HEURISTIC = 0, /* HF False: stop when no beam can still beat the
+                                     worst kept hypothesis, judged at the current length */
+    GPT_EARLY_STOP_TRUE = 1,      /* HF True: stop as soon as num_beams hypotheses are done */
+    GPT_EARLY_STOP_NEVER = 2      /* HF "never": stop only when no beam can beat them at
+                                     any length up to the limit */
+} gpt_early_stopping;
+
+#define GPT_MAX_LOGPROBS 20 /* most alternatives per token that n_logprobs can ask for */
+
 typedef struct gpt_generate_params {
-    int max_new_tokens;       /* default 128; 0 generates nothing */
+    int max_new_tokens;       /* default 128; 0 generates nothing; -1 = no limit (until
+                                 <|endoftext|>, a stop string, max_length or a full context) */
     float temperature;        /* default 0.8; 0 = greedy (argmax) */
     int top_k;                /* default 40; 0 = off */
     float top_p;              /* default 0.95; 1 = off */
@@ -332,6 +422,31 @@ typedef struct gpt_generate_params {
     int ignore_eos;           /* non-zero: do not stop at <|endoftext|> */
     int special;              /* non-zero: "<|endoftext|>" in the prompt is the EOT id */
     gpt_context_policy context_policy; /* default GPT_CONTEXT_STOP */
+    /* since 0.3 (Hugging Face's generate() options keep its names) */
+    int n_sequences;          /* continuations of the prompt (HF num_return_sequences); default
+                                 1. They run as sequences 0 .. n_sequences-1 of the context,
+                                 sampled together in one batch; continuation i draws from
+                                 seed + i, so it equals a run of its own with that seed */
+    int max_length;           /* positions a sequence may reach, prompt included (HF
+                                 max_length); 0 (default) = no such limit. With
+                                 max_new_tokens, whichever comes first stops */
+    int min_new_tokens;       /* <|endoftext|> cannot be chosen before this many new tokens
+                                 (HF); default 0 */
+    int do_sample;            /* -1 (default): sample when temperature > 0, else greedy; 0: HF's
+                                 do_sample=False (greedy, or beam search with num_beams > 1;
+                                 temperature, top-k, top-p and min-p are not used); 1: sample */
+    int num_beams;            /* beam search with this many beams (HF); default 1 = off; needs
+                                 a context of at least num_beams sequences */
+    float length_penalty;     /* a hypothesis scores sum(logprobs) / length^length_penalty,
+                                 length = its new tokens (HF); default 1.0 */
+    int early_stopping;       /* a gpt_early_stopping; default GPT_EARLY_STOP_HEURISTIC */
+    int no_repeat_ngram_size; /* no n-gram of this size occurs twice (HF); default 0 = off */
+    float presence_penalty;   /* OpenAI's: subtracted from the logit of every token generated
+                                 at least once; default 0 */
+    float frequency_penalty;  /* OpenAI's: subtracted once per time a token was generated;
+                                 default 0 */
+    int n_logprobs;           /* alternatives reported with each token: 0 (default) ..
+                                 GPT_MAX_LOGPROBS */
 } gpt_generate_params;
 
 GPT_API gpt_generate_params gpt_generate_defaults(void);
@@ -373,13 +488,99 @@ typedef struct gpt_generate_result {
     int n_generated;     /* ids sampled */
 } gpt_generate_result;
 
-/* Tokenizes prompt (may be NULL or empty), appends it to the context, then
+/* A token and its log-probability. */
+typedef struct gpt_token_logprob {
+    int token;
+    float logprob;
+} gpt_token_logprob;
+
+/* What one step of a generation gives for one of its sequences. */
+typedef struct gpt_piece {
+    int seq;                /* which continuation: 0 .. n_sequences-1 (beam search: the rank
+                               of the hypothesis, best first) */
+    int token;              /* the id chosen at this step; -1 for a piece that only ends its
+                               sequence */
+    float logprob;          /* its natural-log probability under the model: log_softmax of
+                               the raw logits (beam search: of the hypothesis's last id) */
+    const char *text;       /* the text this step releases: whole UTF-8 characters, never
+                               any of a stop string; NUL-terminated; may be empty */
+    size_t len;
+    gpt_stop_reason stop_reason; /* GPT_STOP_NONE while the sequence goes on; otherwise it
+                                    ended with this piece, which is its last */
+    const gpt_token_logprob *top; /* the n_top most likely ids at this step, by the same
+                                     log-probabilities, most likely first */
+    int n_top;
+    /* beam search only: each returned hypothesis comes as one piece at the end */
+    const int *tokens;      /* its new ids (n_tokens), <|endoftext|> included if it ended so */
+    int n_tokens;
+    float score;            /* sum of its logprobs (as beam search ranked them, after the
+                               penalties) / length^length_penalty */
+} gpt_piece;
+
+/* Receives each piece; return non-zero to stop the whole generation. */
+typedef int (*gpt_on_piece)(const gpt_piece *piece, void *user);
+
+/* A generation as an object, stepped by the caller (SQLite's prepare,
+ * step, finalize): no callback and no thread, so a loop in any language can
+ * stream the text.
+ *
+ * gpt_generator_new checks the parameters and tokenizes the prompt; the
+ * first gpt_generator_next appends the prompt to sequence 0 (an empty prompt
+ * on an empty sequence starts from <|endoftext|>), copies sequence 0 to
+ * sequences 1 .. n_sequences-1 (or num_beams-1), and from then on each
+ * call returns the next piece: 1 with *piece filled, 0 when every sequence
+ * has ended, or a negative gpt_status (gpt_generator_error says why). One
+ * step samples a token for every sequence still going, in one batched
+ * forward step, and yields their pieces in sequence order. A piece is valid
+ * until the next call on its generator.
+ *
+ * The generator owns the sequences it uses until it is freed: the caller
+ * must not evaluate, rewind or fork them meanwhile, and must free the
+ * generator before its context. Freeing it keeps what the sequences hold
+ * (the prompt and the tokens generated), as gpt_generate does. */
+typedef struct gpt_generator gpt_generator;
+
+GPT_API gpt_generator *gpt_generator_new(gpt_context *c, const char *prompt, const gpt_generate_params *p,
+                                         gpt_error *err);
+/* The same with the prompt as ids (n_ids may be 0: continue what the first
+ * sequence holds) and the context's sequences to use: seqs[i] for
+ * continuation i (n_sequences of them, or num_beams for beam search; NULL =
+ * 0, 1, ...). The prompt goes to seqs[0]. Generators on one context with
+ * disjoint sequences can be stepped together by gpt_generator_step. */
+GPT_API gpt_generator *gpt_generator_new_ids(gpt_context *c, const int *ids, int n_ids, const int *seqs,
+                                             const gpt_generate_params *p, gpt_error *err);
+GPT_API int gpt_generator_next(gpt_generator *g, gpt_piece *piece);
+/* One step of several generators of the same context in one batched forward
+ * step (continuous batching: a new generator's prompt joins the others'
+ * next tokens). Their pieces are then taken with gpt_generator_next, which
+ * computes nothing while a generator has pieces waiting
+ * (gpt_generator_pending). The same seed gives the same text whatever else
+ * is in the step. */
+GPT_API gpt_status gpt_generator_step(gpt_generator *const *gens, int n);
+/* Pieces waiting to be taken. */
+GPT_API int gpt_generator_pending(const gpt_generator *g);
+/* Why continuation i stopped and how many ids it used so far. */
+GPT_API gpt_status gpt_generator_result(const gpt_generator *g, int i, gpt_generate_result *r);
+/* Message of the generator's last failure. */
+GPT_API const char *gpt_generator_error(const gpt_generator *g);
+GPT_API void gpt_generator_free(gpt_generator *g);
+
+/* gpt_generate with a callback that is told which sequence each piece
+ * belongs to; results (n_sequences entries, which with beam search are the
+ * returned hypotheses; may be NULL) says why each one stopped. */
+GPT_API gpt_status gpt_generate_pieces(gpt_context *c, const char *prompt, const gpt_generate_params *p,
+                                       gpt_on_piece on_piece, void *user, gpt_generate_result *results);
+
+/* Tokenizes prompt (may be NULL or empty), appends it to sequence 0, then
  * samples up to max_new_tokens ids and streams their text to on_text (which
  * may be NULL). An empty context with an empty prompt starts from
  * <|endoftext|>, as GPT-2 does for unconditional text. Returns GPT_OK when it
  * stops for max_new_tokens, <|endoftext|>, a stop string or the callback;
  * GPT_ERR_CONTEXT_FULL when the window fills under GPT_CONTEXT_STOP (the text
- * so far has been delivered); another status on error. */
+ * so far has been delivered); another status on error. A thin wrapper over
+ * the generator; for n_sequences > 1 or beam search, use
+ * gpt_generate_pieces or the generator, which say which sequence a piece
+ * belongs to (GPT_ERR_INVALID_ARG here). */
 GPT_API gpt_status gpt_generate(gpt_context *c, const char *prompt, const gpt_generate_params *p,
                                 gpt_on_text on_text, void *user);
 /* The same, reporting why it stopped and how many ids it used. */

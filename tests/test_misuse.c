@@ -461,7 +461,7 @@ static int bad_params(bad_param *out, const char *const *stops_null, const char 
         }                                                                                                     \
         n++;                                                                                                  \
     } while (0)
-    BAD("max_new_tokens -1", q->max_new_tokens = -1);
+    BAD("max_new_tokens -2", q->max_new_tokens = -2);
     BAD("max_new_tokens INT_MIN", q->max_new_tokens = INT_MIN);
     BAD("temperature -0.1", q->temperature = -0.1f);
     BAD("temperature -inf", q->temperature = -INFINITY);
@@ -492,6 +492,28 @@ static int bad_params(bad_param *out, const char *const *stops_null, const char 
     BAD("stop string of 4097 bytes", (q->stop = stops_long, q->n_stop = 1));
     BAD("context_policy 2", q->context_policy = (gpt_context_policy)2);
     BAD("context_policy -1", q->context_policy = (gpt_context_policy)-1);
+    /* Hugging Face's options, as HF refuses them */
+    BAD("n_sequences 0", q->n_sequences = 0);
+    BAD("n_sequences -3", q->n_sequences = -3);
+    BAD("max_length -1", q->max_length = -1);
+    BAD("min_new_tokens -1", q->min_new_tokens = -1);
+    BAD("do_sample 2", q->do_sample = 2);
+    BAD("do_sample with temperature 0", (q->do_sample = 1, q->temperature = 0.0f));
+    BAD("num_beams 0", q->num_beams = 0);
+    BAD("num_beams -1", q->num_beams = -1);
+    BAD("beam sampling", (q->num_beams = 4, q->do_sample = 1));
+    BAD("num_return_sequences > num_beams", (q->num_beams = 2, q->n_sequences = 3));
+    BAD("greedy with 2 sequences", (q->do_sample = 0, q->n_sequences = 2));
+    BAD("length_penalty NaN", q->length_penalty = NAN);
+    BAD("length_penalty inf", q->length_penalty = INFINITY);
+    BAD("early_stopping 3", q->early_stopping = 3);
+    BAD("early_stopping -1", q->early_stopping = -1);
+    BAD("no_repeat_ngram_size -1", q->no_repeat_ngram_size = -1);
+    BAD("presence_penalty 2.5", q->presence_penalty = 2.5f);
+    BAD("presence_penalty NaN", q->presence_penalty = NAN);
+    BAD("frequency_penalty -3", q->frequency_penalty = -3.0f);
+    BAD("n_logprobs -1", q->n_logprobs = -1);
+    BAD("n_logprobs 21", q->n_logprobs = GPT_MAX_LOGPROBS + 1);
 #undef BAD
     return n;
 }

@@ -339,22 +339,24 @@ TEST(eval_rejects_bad_input_without_changing_state)
 
 TEST(context_memory_is_as_stated)
 {
-    /* As gpt.h states it, with T = n_ctx and D = head_dim rounded up to
-     * multiples of 64: keys n_layer * T * n_embd floats, values n_layer *
-     * n_head * D * T floats; activations for n_batch rows of 10 * n_embd
-     * floats; per thread 48 * T + 4 * n_embd + 4096 floats (attention
-     * scores, a widened row, a widened cache panel) plus at most 64 KB for
-     * packed weights; the logits of 8
-     * rows, or of n_ctx rows with all_logits; n_ctx token ids. Shape here:
-     * 2 layers, 5 heads of 16 (D = 64), n_embd 80, n_ctx 128. */
+    /* As gpt.h states it, with D = head_dim rounded up to a multiple of 64,
+     * T = n_ctx and P = kv_size rounded up to pages of 64: keys n_layer * P
+     * * n_embd floats, values n_layer * n_head * D * P floats; activations
+     * for n_batch rows of 10 * n_embd floats; per thread 48 * T + 4 * n_embd
+     * + 4096 floats (attention scores, a widened row, a widened cache
+     * page); the logits of each sequence and of the rows a batch keeps
+     * (8, or n_ctx with all_logits) with an int each; per sequence T token
+     * ids and T / 64 page numbers. Shape here: 2 layers, 5 heads of 16 (D =
+     * 64), n_embd 80, n_ctx 128. The exact count is test_alloc's; this
+     * checks the formula. */
     gpt_model *m = random_model(2, 5, 80, 128, 1000, 7, GPT_DTYPE_F32, NULL);
     gpt_context_params cp = gpt_context_defaults();
-    size_t base, want, got, fixed = 64 * 1024 + 16 * 64 + 1024, per_thread = 4 * (48 * 128 + 4 * 80 + 4096);
+    size_t base, want, got, fixed = 2048, per_thread = 4 * (48 * 128 + 4 * 80 + 4096);
     CHECK(m != NULL);
     cp.n_threads = 1;
     cp.n_batch = 16;
     got = gpt_context_memory(m, &cp);
-    want = 4 * (2 * 128 * 80 + 2 * 5 * 64 * 128 + 16 * 10 * 80 + 8 * 1000) + 4 * 128 + per_thread;
+    want = 4 * (2 * 128 * 80 + 2 * 5 * 64 * 128 + 16 * 10 * 80 + 1000 + 8 * 1000 + 8) + 4 * (128 + 2) + per_thread;
     CHECKF(got >= want && got <= want + fixed, "stated %zu bytes, expected %zu .. %zu", got, want, want + fixed);
     base = got;
     cp.n_threads = 3;
@@ -364,7 +366,7 @@ TEST(context_memory_is_as_stated)
     cp.n_threads = 1;
     cp.all_logits = 1;
     got = gpt_context_memory(m, &cp);
-    CHECKF(got - base >= 4 * (128 - 8) * 1000 && got - base <= 4 * (128 - 8) * 1000 + 128, "all_logits adds %zu",
+    CHECKF(got - base + 64 >= 4 * (128 - 8) * 1001 && got - base <= 4 * (128 - 8) * 1001 + 128, "all_logits adds %zu",
            got - base);
     cp.all_logits = 0;
     cp.n_batch = 32;
@@ -381,6 +383,21 @@ TEST(context_memory_is_as_stated)
     got = gpt_context_memory(m, &cp);
     want = 2 * (2 * 128 * 80 + 2 * 5 * 64 * 128);
     CHECKF(base - got >= want && base - got <= want + 128, "an f16 cache saves %zu, expected %zu", base - got, want);
+    cp.kv_type = GPT_KV_AUTO;
+    /* four sequences: four times the cache, ids and pages, and a row of
+     * logits each (the batch keeps max(n_seq, 8) rows: still 8) */
+    cp.n_seq = 4;
+    got = gpt_context_memory(m, &cp);
+    want = 3 * (4 * (2 * 128 * 80 + 2 * 5 * 64 * 128) + 4 * (128 + 2) + 4 * 1000);
+    CHECKF(got - base >= want && got - base <= want + 512, "three more sequences add %zu, expected %zu", got - base,
+           want);
+    /* a shared cache of 150 positions for them: three pages of 64, 320
+     * positions fewer than the eight they would have by default */
+    base = got;
+    cp.kv_size = 150;
+    got = gpt_context_memory(m, &cp);
+    want = 4 * 320 * 2 * (80 + 5 * 64);
+    CHECKF(base - got >= want && base - got <= want + 128, "kv_size 150 saves %zu, expected %zu", base - got, want);
     gpt_model_free(m);
 }
 

@@ -139,7 +139,7 @@ static void read_params(const fz *f, gpt_generate_params *gp)
     const uint8_t *p = f->p;
     int i;
     *gp = gpt_generate_defaults();
-    gp->max_new_tokens = p[0] & 0x80 ? (p[0] & 1 ? -1 : 0) : p[0] % 10;
+    gp->max_new_tokens = p[0] & 0x80 ? (p[0] & 1 ? -2 : 0) : p[0] % 10; /* -2 is invalid */
     gp->temperature = t_temp[p[1] % 16];
     gp->top_k = t_topk[p[2] % 8];
     gp->top_p = t_topp[p[3] % 8];
@@ -151,6 +151,8 @@ static void read_params(const fz *f, gpt_generate_params *gp)
     gp->ignore_eos = p[16] & 1;
     gp->special = (p[16] >> 1) & 1;
     gp->context_policy = (gpt_context_policy)((p[16] >> 2) % 3); /* 2 is invalid */
+    /* no limit but the context's (not with sliding, which would never end) */
+    if ((p[0] & 0xC1) == 0xC0 && gp->context_policy == GPT_CONTEXT_STOP) gp->max_new_tokens = -1;
 }
 
 /* The prompt and up to 3 stop strings: NUL-separated payload. */
@@ -249,7 +251,8 @@ static gpt_status generate_checked(const gpt_model *m, gpt_context *c, const cha
         return st;
     }
     if (gpt_context_n_past(c) > n_ctx || gpt_context_n_past(c) < 0) die("n_past outside the context", NULL);
-    if (res->n_generated < 0 || res->n_generated > (gp->max_new_tokens > 0 ? gp->max_new_tokens : 0))
+    if (res->n_generated < 0 ||
+        res->n_generated > (gp->max_new_tokens >= 0 ? gp->max_new_tokens : n_ctx + 1)) /* + the one that did not fit */
         die("n_generated out of range", NULL);
     switch (st) {
     case GPT_OK:

@@ -27,6 +27,55 @@ check unknown_option_fails sh -c "test $rc = 2 && grep -q 'bogus' '$T/err'"
 $GPT generate -m x --temp -1 >/dev/null 2>"$T/err"; rc=$?
 check bad_value_names_option sh -c "test $rc = 2 && grep -q -- '--temp' '$T/err'"
 
+# --- option parsing (every command shares one table-driven parser) ------------------
+# usage_case NAME WORDS COMMAND ARGS...: exit status 2, WORDS in the message, nothing on stdout
+usage_case() {
+    name=$1; words=$2; shift 2
+    $GPT "$@" >"$T/out" 2>"$T/err"; rc=$?
+    if [ $rc = 2 ] && grep -q -- "$words" "$T/err" && grep -q -- "--help" "$T/err" && test ! -s "$T/out"; then pass "$name"
+    else fail "$name" "gpt $*: exit $rc: $(cat "$T/err")"; fi
+}
+ok=1; why=
+for c in generate score tokenize detokenize info convert bench; do
+    $GPT $c --bogus >/dev/null 2>"$T/err"; rc=$?
+    { [ $rc = 2 ] && grep -q 'unknown option "--bogus"' "$T/err"; } || { ok=0; why="$why $c:$rc"; }
+    $GPT $c --bogus=3 >/dev/null 2>"$T/err"; rc=$?
+    { [ $rc = 2 ] && grep -q 'unknown option "--bogus"' "$T/err"; } || { ok=0; why="$why $c=:$rc"; }
+    $GPT $c -Z >/dev/null 2>"$T/err"; rc=$?
+    { [ $rc = 2 ] && grep -q 'unknown option "-Z"' "$T/err"; } || { ok=0; why="$why $c-Z:$rc"; }
+done
+check options_unknown_every_command test $ok = 1
+usage_case options_missing_value_long "option --model needs a value PATH" generate --model
+usage_case options_missing_value_short "option -n (--n-predict) needs a value" generate -p x -n
+usage_case options_missing_value_score "option --ids needs a value" score --ids
+usage_case options_missing_value_tokenize "option --vocab needs a value" tokenize --vocab
+usage_case options_missing_value_bench "option -p (--prompt) needs a value" bench -p
+usage_case options_missing_value_info "option --model needs a value" info --model
+usage_case options_int_range "-n (--n-predict) expects an integer in -1 .. 2147483647, not \"-2\"" generate -n -2
+usage_case options_int_not_a_number "--top-k expects an integer in 0 .. 2147483647, not \"abc\"" generate --top-k abc
+usage_case options_int_range_equals "--threads expects an integer in 0 .. 256, not \"300\"" generate --threads=300
+usage_case options_float_range "--top-p expects a number in 1e-09 .. 1, not \"2\"" generate --top-p 2
+usage_case options_float_equals "--temp expects a number in 0 .. 1e+06, not \"-1\"" generate --temp=-1
+usage_case options_float_nan "--min-p expects a number in 0 .. 1, not \"nan\"" generate --min-p nan
+usage_case options_u64_negative "--seed expects an integer in 0 .. 18446744073709551615, not \"-1\"" generate --seed -1
+usage_case options_u64_too_large "-s (--seed) expects an integer in 0 .. 18446744073709551615" generate -s 18446744073709551616
+usage_case options_choice "--kv expects auto, f16 or f32, not \"f8\"" score --kv=f8
+usage_case options_bench_repeats "-r (--repeats) expects an integer in 1 .. 1000, not \"0\"" bench -r 0
+usage_case options_flag_with_value "--ignore-eos takes no value" generate --ignore-eos=1
+usage_case options_empty_stop "--stop needs a non-empty value" generate --stop=
+usage_case options_argument "unexpected argument \"hello\"" generate hello
+usage_case options_after_double_dash "unexpected argument \"-p\"" generate -- -p x
+# every option that --help lists is one the parser knows (help comes from the same table)
+ok=1; why=; n=0
+for c in generate score tokenize detokenize info convert bench; do
+    for o in $($GPT $c --help | sed -n '/^ *-/s/^ *\(-., \)\{0,1\}\(--[a-z0-9-]*\).*/\2/p'); do
+        $GPT $c $o --help --help >/dev/null 2>"$T/err"
+        if grep -q 'unknown option' "$T/err"; then ok=0; why="$why $c $o"; fi
+        n=$((n + 1))
+    done
+done
+check options_in_help_are_accepted sh -c "test $ok = 1 && test $n -ge 50 || { echo '$n options;$why'; false; }"
+
 # --- convert --random -----------------------------------------------------------
 M=$T/tiny.bin
 $GPT convert --random 2,2,32,64 --n-vocab 512 --seed 3 -o "$M" 2>"$T/err"; rc=$?
@@ -69,6 +118,11 @@ check tokenize_with_model sh -c "test $rc = 0 && test -s '$T/ids'"
 $GPT generate -m "$M" -p "Hello" -n 12 --temp 0 -t 1 >"$T/g1" 2>"$T/err"; rc=$?
 $GPT generate -m "$M" -p "Hello" -n 12 --temp 0 -t 2 >"$T/g2" 2>&1
 check generate_greedy sh -c "test $rc = 0 && test -s '$T/g1' && cmp -s '$T/g1' '$T/g2'"
+$GPT generate --model="$M" --prompt=Hello --n-predict=12 --temp=0 --threads=1 >"$T/g1eq" 2>&1; rc=$?
+check options_equals_form_same_text sh -c "test $rc = 0 && cmp -s '$T/g1' '$T/g1eq'"
+$GPT generate -m "$M" -p "Hello" -n 12 --temp 0 -t 0 >"$T/g1t0" 2>&1; rc=$?
+check options_threads_0_is_one_per_cpu sh -c "test $rc = 0 && cmp -s '$T/g1' '$T/g1t0'"
+check options_value_may_start_with_dash sh -c "$GPT generate -m '$M' -p -x -n 2 --stop - >/dev/null 2>&1"
 $GPT generate -m "$M" -p "Hello" -n 20 --temp 1 --seed 7 >"$T/s1" 2>/dev/null
 $GPT generate -m "$M" -p "Hello" -n 20 --temp 1 --seed 7 >"$T/s2" 2>/dev/null
 $GPT generate -m "$M" -p "Hello" -n 20 --temp 1 --seed 8 >"$T/s3" 2>/dev/null

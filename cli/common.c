@@ -103,7 +103,7 @@ static const char *kind_of(mode_t m)
 #if defined(S_ISSOCK)
     if (S_ISSOCK(m)) return "a socket";
 #endif
-    return "not a regular file";
+    return "a special file";
 }
 #define CLI_STAT struct stat
 #define CLI_IS_REG(m) S_ISREG(m)
@@ -114,7 +114,7 @@ static const char *kind_of(unsigned m)
 {
     if ((m & _S_IFMT) == _S_IFDIR) return "a directory";
     if ((m & _S_IFMT) == _S_IFCHR) return "a character device";
-    return "not a regular file";
+    return "a special file";
 }
 #define CLI_STAT struct _stat64
 #define CLI_IS_REG(m) (((m)&_S_IFMT) == _S_IFREG)

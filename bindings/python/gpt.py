@@ -305,6 +305,22 @@ def default_model_path():
 # --------------------------------------------------------------------------
 # Checking arguments before they reach C
 
+def _check_regular_file(path):
+    """A checkpoint must be a regular file: opening a FIFO would block and a
+    device would never end. A path that does not exist is left to the
+    library, whose message says so."""
+    import stat
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:
+        return
+    if not stat.S_ISREG(mode):
+        kind = ("a directory" if stat.S_ISDIR(mode) else "a FIFO (named pipe)" if stat.S_ISFIFO(mode)
+                else "a character device" if stat.S_ISCHR(mode) else "a block device" if stat.S_ISBLK(mode)
+                else "a socket" if stat.S_ISSOCK(mode) else "a special file")
+        raise GPTError(GPT_ERR_IO, "%s is %s, not a regular file" % (path, kind))
+
+
 _INT_MIN, _INT_MAX = -(2 ** 31), 2 ** 31 - 1
 _U64_MAX = 2 ** 64 - 1
 
@@ -471,6 +487,7 @@ class Model:
             if path is None:
                 raise GPTError(GPT_ERR_IO, "no model path given and the demo model (models/demo.bin) was not found")
         self.path = os.fsdecode(os.fspath(path))
+        _check_regular_file(self.path)
         self.threads = threads or 0
         self.kv = kv
         self.mmap = bool(mmap)

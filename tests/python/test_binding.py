@@ -147,6 +147,21 @@ class Binding(unittest.TestCase):
         self.assertIn("missing.bin", e.message)
         self.assertIn("missing.bin", str(e))
 
+    def test_load_not_a_regular_file(self):
+        cases = [(TMP, "a directory")]
+        if hasattr(os, "mkfifo"):
+            fifo = os.path.join(TMP, "fifo")
+            if not os.path.exists(fifo):
+                os.mkfifo(fifo)
+            cases.append((fifo, "a FIFO"))  # would block in open() if it were opened
+        if os.path.exists("/dev/zero"):
+            cases.append(("/dev/zero", "a character device"))
+        for path, kind in cases:
+            with self.assertRaises(gpt.GPTError) as cm:
+                gpt.Model(path)
+            self.assertEqual(cm.exception.status_name, "GPT_ERR_IO")
+            self.assertIn(kind, cm.exception.message)
+
     def test_load_truncated_file(self):
         bad = os.path.join(TMP, "truncated.bin")
         with open(self.path, "rb") as f, open(bad, "wb") as g:

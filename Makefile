@@ -181,14 +181,18 @@ $(BUILD)/obj/gpt-manifest.o:
 
 # make install [PREFIX=/usr/local] [DESTDIR=staging]: the header, both
 # libraries, the gpt command, its data (the demo model, if present, and the
-# GPT-2 tokenizer files that `gpt convert` uses) and gpt.pc for pkg-config.
-# make uninstall removes exactly these files.
+# GPT-2 tokenizer files that `gpt convert` uses), gpt.pc for pkg-config and
+# the Python binding gpt.py in PYTHONDIR: PREFIX/lib/pythonX.Y/site-packages
+# of $(PYTHON) (dist-packages for Debian's Python, whose /usr/local one is on
+# its path); gpt.py finds the library and the demo model of the installation
+# from there. make uninstall removes exactly these files.
 BINDIR       ?= $(PREFIX)/bin
 LIBDIR       ?= $(PREFIX)/lib
 INCLUDEDIR   ?= $(PREFIX)/include
 DATADIR      ?= $(PREFIX)/share/gpt
 PKGCONFIGDIR ?= $(LIBDIR)/pkgconfig
 INSTALL      ?= install
+PYTHONDIR    ?= $(shell $(PYTHON) -c 'import sys, sysconfig; print("$(PREFIX)/lib/python%d.%d/%s" % (sys.version_info[0], sys.version_info[1], "dist-packages" if "deb_system" in sysconfig.get_scheme_names() else "site-packages"))' 2>/dev/null || echo '$(PREFIX)/lib/python3/site-packages')
 .PHONY: install uninstall
 install: all
 	$(INSTALL) -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(LIBDIR) $(DESTDIR)$(INCLUDEDIR) $(DESTDIR)$(PKGCONFIGDIR) \
@@ -212,6 +216,8 @@ endif
 		'Version: $(VERSION)' 'Libs: -L$${libdir} -lgpt' \
 		'Libs.private: $(LDLIBS)' 'Cflags: -I$${includedir}' >$(DESTDIR)$(PKGCONFIGDIR)/gpt.pc
 	chmod 644 $(DESTDIR)$(PKGCONFIGDIR)/gpt.pc
+	$(INSTALL) -d $(DESTDIR)$(PYTHONDIR)
+	$(INSTALL) -m 644 bindings/python/gpt.py $(DESTDIR)$(PYTHONDIR)/gpt.py
 
 uninstall:
 	rm -f $(DESTDIR)$(INCLUDEDIR)/gpt.h $(DESTDIR)$(LIBDIR)/libgpt.a \
@@ -219,6 +225,7 @@ uninstall:
 		$(DESTDIR)$(LIBDIR)/libgpt.so.$(VERSION) $(DESTDIR)$(BINDIR)/gpt.dll $(DESTDIR)$(LIBDIR)/libgpt.dll.a \
 		$(DESTDIR)$(BINDIR)/gpt$(EXE) $(DESTDIR)$(PKGCONFIGDIR)/gpt.pc $(DESTDIR)$(DATADIR)/demo.bin \
 		$(DESTDIR)$(DATADIR)/tokenizer/encoder.json $(DESTDIR)$(DATADIR)/tokenizer/vocab.bpe
+	rm -f $(DESTDIR)$(PYTHONDIR)/gpt.py
 	rmdir $(DESTDIR)$(DATADIR)/tokenizer $(DESTDIR)$(DATADIR) 2>/dev/null || true
 
 # The suite on Windows: cross-built with mingw-w64 (Debian: mingw-w64) and run

@@ -7,9 +7,11 @@
 #endif
 
 #include "ckpt.h"
-#include "common.h"
+#include "cli.h"
+#include "convert.h"
 
 #include <errno.h>
+#include <float.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -17,8 +19,14 @@
 
 #if defined(__unix__) || defined(__APPLE__)
 #include <sys/stat.h>
+#include <sys/types.h>
 #include <unistd.h>
-#define CKPT_MKSTEMP 1
+#define CKPT_POSIX 1
+#elif defined(_WIN32)
+#include <fcntl.h>
+#include <io.h>
+#include <sys/stat.h>
+#include <windows.h>
 #endif
 
 /* ------------------------------------------------------------------------ */
@@ -148,6 +156,11 @@ static void put_u32(unsigned char *p, uint32_t v)
     p[1] = (unsigned char)(v >> 8);
     p[2] = (unsigned char)(v >> 16);
     p[3] = (unsigned char)(v >> 24);
+}
+
+static uint32_t get_u32(const unsigned char *p)
+{
+    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
 }
 
 static void put_u64(unsigned char *p, uint64_t v)
@@ -293,6 +306,41 @@ static void layout_free(layout *lay)
     free(lay->type);
 }
 
+/* Whether a finite f32 stays finite once stored as type t (f16 ends at
+ * 65504, bf16 just below FLT_MAX, a q8_0 block's f16 scale is max|x|/127). */
+static int fits(gpt_dtype t, float x)
+{
+    float a = fabsf(x);
+    if (!(a <= FLT_MAX)) return 0; /* NaN or infinite */
+    switch (t) {
+    case GPT_DTYPE_F16: return a < 65520.0f;
+    case GPT_DTYPE_BF16: return (ckpt_f32_to_bf16(x) & 0x7f80u) != 0x7f80u;
+    case GPT_DTYPE_Q8_0: return a / 127.0f < 65520.0f;
+    default: return 1;
+    }
+}
+
+/* The source's values of tensor k must be finite and fit the type they are
+ * stored in: a NaN weight would make every logit NaN. */
+static gpt_status check_values(const ckpt_spec *spec, int k, gpt_dtype t, const float *x, int rows, int cols,
+                               gpt_error *err)
+{
+    size_t n = (size_t)rows * (size_t)cols, i;
+    char name[64];
+    for (i = 0; i < n; i++)
+        if (!fits(t, x[i])) break;
+    if (i == n) return GPT_OK;
+    ckpt_tensor_name(spec, k, name, sizeof name);
+    if (x[i] != x[i] || fabsf(x[i]) > FLT_MAX)
+        return cli_fail(err, GPT_ERR_NUMERIC, "tensor %s (%d) has a non-finite value (%g) at row %llu, column %llu: "
+                        "the source's weights are damaged (--allow-nonfinite writes them anyway)", name, k,
+                        (double)x[i], (unsigned long long)(i / (size_t)cols), (unsigned long long)(i % (size_t)cols));
+    return cli_fail(err, GPT_ERR_NUMERIC, "tensor %s (%d): the value %g at row %llu, column %llu is too large for %s "
+                    "(it would become infinite; --allow-nonfinite writes it anyway)", name, k, (double)x[i],
+                    (unsigned long long)(i / (size_t)cols), (unsigned long long)(i % (size_t)cols),
+                    gpt_dtype_name(t));
+}
+
 static gpt_status write_all(sink *s, const ckpt_spec *spec, const layout *lay, ckpt_source src, void *user,
                             int progress, gpt_error *err)
 {
@@ -358,6 +406,8 @@ static gpt_status write_all(sink *s, const ckpt_spec *spec, const layout *lay, c
     for (k = 0; k < lay->n_tensors; k++) {
         ckpt_tensor_shape(spec, k, &rows, &cols);
         if ((st = src(user, k, rows, cols, vals, err)) != GPT_OK) goto done;
+        if (!spec->allow_nonfinite && (st = check_values(spec, k, lay->type[k], vals, rows, cols, err)) != GPT_OK)
+            goto done;
         encode_tensor(lay->type[k], vals, rows, cols, enc);
         if ((st = sink_pad(s, lay->off[k], err)) != GPT_OK) goto done;
         if ((st = sink_write(s, enc, (size_t)lay->nbytes[k], err)) != GPT_OK) goto done;
@@ -407,12 +457,128 @@ gpt_status ckpt_write_memory(const ckpt_spec *spec, ckpt_source src, void *user,
     return st;
 }
 
-static int path_exists(const char *path)
+/* What is at the output path: 0 nothing, 1 a regular file or a symbolic
+ * link (replaced only with force), -1 anything else or an error (err set).
+ * The path is examined, never opened: opening a FIFO would block, and a
+ * file the user cannot read still exists. */
+static int output_state(const char *path, gpt_error *err)
 {
+#if defined(CKPT_POSIX)
+    struct stat st;
+    if (lstat(path, &st) != 0) {
+        if (errno == ENOENT) return 0;
+        cli_fail(err, GPT_ERR_IO, "%s: cannot examine it: %s", path, strerror(errno));
+        return -1;
+    }
+    if (S_ISREG(st.st_mode) || S_ISLNK(st.st_mode)) return 1;
+    cli_fail(err, GPT_ERR_IO, "%s is %s: gpt convert writes regular files only and replaces nothing else, even with "
+             "--force", path, cli_kind_of_mode((unsigned long)st.st_mode));
+    return -1;
+#elif defined(_WIN32)
+    struct _stat64 st;
+    if (_stat64(path, &st) != 0) {
+        if (errno == ENOENT) return 0;
+        cli_fail(err, GPT_ERR_IO, "%s: cannot examine it: %s", path, strerror(errno));
+        return -1;
+    }
+    if ((st.st_mode & _S_IFMT) == _S_IFREG) return 1;
+    cli_fail(err, GPT_ERR_IO, "%s is %s: gpt convert writes regular files only and replaces nothing else, even with "
+             "--force", path, cli_kind_of_mode((unsigned long)st.st_mode));
+    return -1;
+#else
     FILE *f = fopen(path, "rb");
+    (void)err;
     if (!f) return 0;
     fclose(f);
     return 1;
+#endif
+}
+
+gpt_status ckpt_check_output(const char *path, int force, gpt_error *err)
+{
+    int state = output_state(path, err);
+    if (state < 0) return err ? err->status : GPT_ERR_IO;
+    if (state > 0 && !force)
+        return cli_fail(err, GPT_ERR_EXISTS, "%s already exists (use --force to overwrite it)", path);
+    return GPT_OK;
+}
+
+/* Creates a new, empty temporary file next to path (never an existing one)
+ * and opens it for writing; its name goes to tmp (cap bytes). */
+static FILE *create_temporary(const char *path, char *tmp, size_t cap, gpt_error *err)
+{
+    FILE *f = NULL;
+#if defined(CKPT_POSIX)
+    int fd;
+    mode_t mask;
+    snprintf(tmp, cap, "%s.tmp-XXXXXX", path);
+    mask = umask(0);
+    umask(mask);
+    fd = mkstemp(tmp);
+    /* mkstemp creates the file 0600; give it the permissions a plain fopen
+     * would have */
+    if (fd >= 0) fchmod(fd, 0666 & ~mask);
+    if (fd >= 0 && !(f = fdopen(fd, "wb"))) close(fd);
+#elif defined(_WIN32)
+    int i, fd = -1;
+    for (i = 0; i < 100 && fd < 0; i++) {
+        snprintf(tmp, cap, "%s.tmp-%lu-%d", path, (unsigned long)GetCurrentProcessId(), i);
+        fd = _open(tmp, _O_CREAT | _O_EXCL | _O_WRONLY | _O_BINARY, _S_IREAD | _S_IWRITE);
+        if (fd < 0 && errno != EEXIST) break;
+    }
+    if (fd >= 0 && !(f = _fdopen(fd, "wb"))) _close(fd);
+#else
+    snprintf(tmp, cap, "%s.partial", path);
+    f = fopen(tmp, "wb");
+#endif
+    if (!f) cli_fail(err, GPT_ERR_IO, "cannot create a temporary file next to %s: %s", path, strerror(errno));
+    return f;
+}
+
+/* Moves the finished temporary file to path: without force only if path
+ * still does not exist (atomically, by a hard link or MoveFileEx, where the
+ * file system allows), with force replacing the file or link there. */
+static gpt_status move_into_place(const char *tmp, const char *path, int force, gpt_error *err)
+{
+    gpt_status st = ckpt_check_output(path, force, err);
+    if (st == GPT_ERR_EXISTS)
+        return cli_fail(err, GPT_ERR_EXISTS, "%s appeared while converting; not overwriting it (--force does)", path);
+    if (st != GPT_OK) return st;
+#if defined(CKPT_POSIX)
+    if (!force) {
+        if (link(tmp, path) == 0) {
+            unlink(tmp);
+            return GPT_OK;
+        }
+        if (errno == EEXIST)
+            return cli_fail(err, GPT_ERR_EXISTS, "%s appeared while converting; not overwriting it (--force does)",
+                            path);
+        if (errno != EPERM && errno != EXDEV && errno != EMLINK && errno != ENOSYS
+#if defined(EOPNOTSUPP)
+            && errno != EOPNOTSUPP
+#endif
+        )
+            return cli_fail(err, GPT_ERR_IO, "cannot create %s: %s", path, strerror(errno));
+        /* a file system without hard links: rename right after the check */
+    }
+    if (rename(tmp, path) != 0)
+        return cli_fail(err, GPT_ERR_IO, "cannot rename %s to %s: %s", tmp, path, strerror(errno));
+    return GPT_OK;
+#elif defined(_WIN32)
+    if (!MoveFileExA(tmp, path, force ? MOVEFILE_REPLACE_EXISTING : 0)) {
+        DWORD e = GetLastError();
+        if (e == ERROR_ALREADY_EXISTS || e == ERROR_FILE_EXISTS)
+            return cli_fail(err, GPT_ERR_EXISTS, "%s appeared while converting; not overwriting it (--force does)",
+                            path);
+        return cli_fail(err, GPT_ERR_IO, "cannot move %s to %s (Windows error %lu)", tmp, path, (unsigned long)e);
+    }
+    return GPT_OK;
+#else
+    if (force) remove(path);
+    if (rename(tmp, path) != 0)
+        return cli_fail(err, GPT_ERR_IO, "cannot rename %s to %s: %s", tmp, path, strerror(errno));
+    return GPT_OK;
+#endif
 }
 
 gpt_status ckpt_write_file(const char *path, const ckpt_spec *spec, ckpt_source src, void *user, int force,
@@ -422,58 +588,110 @@ gpt_status ckpt_write_file(const char *path, const ckpt_spec *spec, ckpt_source 
     sink s;
     gpt_status st;
     char *tmp;
-    size_t plen = strlen(path);
-    if (!force && path_exists(path))
-        return cli_fail(err, GPT_ERR_EXISTS, "%s already exists (use --force to overwrite it)", path);
+    size_t cap = strlen(path) + 32;
+    if ((st = ckpt_check_output(path, force, err)) != GPT_OK) return st;
     memset(&lay, 0, sizeof lay);
     if ((st = plan(spec, &lay, err)) != GPT_OK) {
         layout_free(&lay);
         return st;
     }
-    tmp = (char *)malloc(plen + 16);
+    tmp = (char *)malloc(cap);
     if (!tmp) {
         layout_free(&lay);
         return cli_fail(err, GPT_ERR_OUT_OF_MEMORY, "out of memory");
     }
     memset(&s, 0, sizeof s);
-#if defined(CKPT_MKSTEMP)
-    {
-        int fd;
-        snprintf(tmp, plen + 16, "%s.tmp-XXXXXX", path);
-        mode_t mask = umask(0);
-        umask(mask);
-        fd = mkstemp(tmp);
-        /* mkstemp creates the file 0600; give it the permissions a plain
-         * fopen would have */
-        if (fd >= 0) fchmod(fd, 0666 & ~mask);
-        if (fd >= 0) s.f = fdopen(fd, "wb");
-        if (fd >= 0 && !s.f) close(fd);
-    }
-#else
-    snprintf(tmp, plen + 16, "%s.partial", path);
-    s.f = fopen(tmp, "wb");
-#endif
-    if (!s.f) {
-        st = cli_fail(err, GPT_ERR_IO, "cannot create a temporary file next to %s: %s", path, strerror(errno));
+    if (!(s.f = create_temporary(path, tmp, cap, err))) {
         free(tmp);
         layout_free(&lay);
-        return st;
+        return GPT_ERR_IO;
     }
     st = write_all(&s, spec, &lay, src, user, progress, err);
     if (st == GPT_OK && fflush(s.f) != 0)
         st = cli_fail(err, GPT_ERR_IO, "%s: write error: %s", path, strerror(errno));
+#if defined(CKPT_POSIX)
+    /* on the disk before it replaces anything */
+    if (st == GPT_OK && fsync(fileno(s.f)) != 0 && errno != EINVAL && errno != ENOTSUP)
+        st = cli_fail(err, GPT_ERR_IO, "%s: write error: %s", path, strerror(errno));
+#endif
     if (fclose(s.f) != 0 && st == GPT_OK)
         st = cli_fail(err, GPT_ERR_IO, "%s: write error on close: %s", path, strerror(errno));
-    if (st == GPT_OK && !force && path_exists(path))
-        st = cli_fail(err, GPT_ERR_EXISTS, "%s appeared while converting; not overwriting it", path);
-#if defined(_WIN32)
-    if (st == GPT_OK && force) remove(path); /* rename does not replace on Windows */
-#endif
-    if (st == GPT_OK && rename(tmp, path) != 0)
-        st = cli_fail(err, GPT_ERR_IO, "cannot rename %s to %s: %s", tmp, path, strerror(errno));
+    if (st == GPT_OK) st = move_into_place(tmp, path, force, err);
     if (st != GPT_OK) remove(tmp);
     free(tmp);
     layout_free(&lay);
+    return st;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Checking the weights of a checkpoint                                     */
+
+static uint64_t get_u64(const unsigned char *p) { return (uint64_t)get_u32(p) | (uint64_t)get_u32(p + 4) << 32; }
+
+gpt_status ckpt_check_finite(const char *path, uint64_t *n_values, gpt_error *err)
+{
+    unsigned char head[128], e[32];
+    uint64_t size, total = 0;
+    uint32_t n_tensors, n_layer, k;
+    float *buf = NULL;
+    const size_t per = 1 << 16;
+    gpt_status st;
+    ckpt_spec spec;
+    FILE *f = cv_open(path, &size, err);
+    if (!f) return err ? err->status : GPT_ERR_IO;
+    buf = (float *)malloc(per * sizeof(float));
+    if (!buf) {
+        fclose(f);
+        return cli_fail(err, GPT_ERR_OUT_OF_MEMORY, "out of memory");
+    }
+    if ((st = cv_read_at(f, path, 0, head, sizeof head, err)) != GPT_OK) goto done;
+    n_layer = get_u32(head + 32);
+    n_tensors = get_u32(head + 72);
+    memset(&spec, 0, sizeof spec);
+    spec.n_layer = (int)n_layer;
+    for (k = 0; k < n_tensors && st == GPT_OK; k++) {
+        uint32_t dt, rows, cols;
+        uint64_t off, n, done = 0, nb;
+        cv_type ct = CV_F32;
+        char name[64];
+        if ((st = cv_read_at(f, path, 128 + 32 * (uint64_t)k, e, sizeof e, err)) != GPT_OK) break;
+        dt = get_u32(e);
+        rows = get_u32(e + 4);
+        cols = get_u32(e + 8);
+        off = get_u64(e + 16);
+        n = (uint64_t)rows * cols;
+        total += n;
+        if (dt == GPT_DTYPE_F16) ct = CV_F16;
+        else if (dt == GPT_DTYPE_BF16) ct = CV_BF16;
+        else if (dt == GPT_DTYPE_Q8_0) {
+            /* only the f16 scales can be non-finite */
+            nb = (cols + 31) / 32;
+            ct = CV_F16;
+            off += ((uint64_t)rows * nb * 32 + 63) / 64 * 64;
+            n = (uint64_t)rows * nb;
+        }
+        while (done < n) {
+            size_t m = n - done < per ? (size_t)(n - done) : per, i;
+            if ((st = cv_read_floats(f, path, off + done * cv_type_size(ct), ct, m, buf, err)) != GPT_OK) break;
+            for (i = 0; i < m; i++)
+                if (!(fabsf(buf[i]) <= FLT_MAX)) break;
+            if (i < m) {
+                uint64_t at = done + i, c = dt == GPT_DTYPE_Q8_0 ? (cols + 31) / 32 : cols;
+                ckpt_tensor_name(&spec, (int)k, name, sizeof name);
+                st = cli_fail(err, GPT_ERR_NUMERIC, "%s: tensor %u (%s) holds %s at %s %llu (row %llu, %s %llu)",
+                              path, k, name, buf[i] != buf[i] ? "NaN" : "an infinity",
+                              dt == GPT_DTYPE_Q8_0 ? "scale" : "element", (unsigned long long)at,
+                              (unsigned long long)(at / c), dt == GPT_DTYPE_Q8_0 ? "block" : "column",
+                              (unsigned long long)(at % c));
+                break;
+            }
+            done += m;
+        }
+    }
+done:
+    free(buf);
+    fclose(f);
+    if (st == GPT_OK && n_values) *n_values = total;
     return st;
 }
 
@@ -518,14 +736,9 @@ gpt_status ckpt_random_source(void *user, int k, int rows, int cols, float *dst,
     return GPT_OK;
 }
 
-static uint32_t get_u32(const unsigned char *p)
-{
-    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
-}
-
 gpt_tokenizer *ckpt_gpt2_tokenizer(const char *vocab_path, const char *merges_path, int n_vocab, gpt_error *err)
 {
-    gpt_tokenizer *full = gpt_tokenizer_load(vocab_path, merges_path, err), *cut;
+    gpt_tokenizer *full = cli_tokenizer_load(vocab_path, merges_path, err), *cut;
     unsigned char *sec, *out;
     size_t len, blob, merges_at, out_len, out_merges_at;
     uint32_t n_full, n_merges, keep_merges, i;

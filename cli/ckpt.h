@@ -16,22 +16,40 @@ typedef struct ckpt_spec {
     gpt_dtype dtype;     /* of wte and the block matrices */
     gpt_dtype wpe_dtype; /* of the position embedding (f32 unless asked) */
     const gpt_tokenizer *tok;
+    int allow_nonfinite; /* 0: a NaN or infinite source value, or one too large for
+                            the stored type, stops the writer (GPT_ERR_NUMERIC) */
 } ckpt_spec;
 
 /* Fills dst (rows * cols floats, rows output-major as in FORMAT.md) with the
  * values of canonical tensor k. Returns GPT_OK or fills err. */
 typedef gpt_status (*ckpt_source)(void *user, int k, int rows, int cols, float *dst, gpt_error *err);
 
-/* Writes a checkpoint to path through a temporary file in the same folder
- * that is renamed at the end, so the output is never half-written. Refuses
- * an existing path unless force. Tensors are fetched one at a time, so memory
- * stays at one tensor. progress != 0 prints progress on stderr. */
+/* Writes a checkpoint to path through a temporary file created (exclusively)
+ * in the same folder and moved into place at the end, so the output is never
+ * half-written and a program that has the old file mapped keeps reading the
+ * old one. Refuses an existing path unless force (GPT_ERR_EXISTS); refuses,
+ * even with force, a path that is anything but a regular file or a symbolic
+ * link (a device, a FIFO, a directory, a socket); a symbolic link is
+ * replaced by the new file, its target is left alone. Tensors are fetched
+ * one at a time, so memory stays at one tensor. progress != 0 prints
+ * progress on stderr. */
 gpt_status ckpt_write_file(const char *path, const ckpt_spec *spec, ckpt_source src, void *user, int force,
                            int progress, gpt_error *err);
+
+/* The checks ckpt_write_file makes before it starts: GPT_OK when path can
+ * be written (nothing there, or a file or link and force). */
+gpt_status ckpt_check_output(const char *path, int force, gpt_error *err);
 
 /* The same into a malloc'd buffer (*out, *len); the caller frees it. */
 gpt_status ckpt_write_memory(const ckpt_spec *spec, ckpt_source src, void *user, unsigned char **out, size_t *len,
                              gpt_error *err);
+
+/* Reads every weight of the checkpoint at path (already loaded once, so
+ * its layout is valid) and checks that all are finite: GPT_OK and the
+ * number of values in *n_values, or GPT_ERR_NUMERIC naming the tensor and
+ * the element, or an I/O error. q8_0 tensors are checked through their
+ * scales (their quants are integers). */
+gpt_status ckpt_check_finite(const char *path, uint64_t *n_values, gpt_error *err);
 
 /* Canonical tensor count and shapes. */
 int ckpt_n_tensors(const ckpt_spec *spec);

@@ -13,8 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "commands.h"
-#include "common.h"
+#include "cli.h"
 
 #if defined(__unix__) || defined(__APPLE__)
 #include <pthread.h>
@@ -35,7 +34,7 @@
 #define BENCH_NEON 1
 #endif
 
-static const char *help =
+static const char *intro =
     "usage: gpt bench [-m MODEL] [-t THREADS] [-p PROMPT_TOKENS] [-n GEN_TOKENS] [-d DEPTH]\n"
     "                 [-r REPEATS] [--kv TYPE] [--json]\n"
     "\n"
@@ -52,17 +51,7 @@ static const char *help =
     "The FMA peak is the best of R measurements, the bandwidth the best of\n"
     "measurements before and between the repeats: the ratios are not flattered\n"
     "by a moment when other jobs took part of the machine.\n"
-    "\n"
-    "  -m, --model PATH    checkpoint (default: models/demo.bin)\n"
-    "  -t, --threads N     threads (default: one per CPU)\n"
-    "  -p, --prompt N      prompt tokens (default 512, at most the context)\n"
-    "  -n, --gen N         decoded tokens (default 128)\n"
-    "  -d, --depth D       decode at positions D .. D+N-1 (default: P, right after\n"
-    "                      the prompt; 0: from an empty context, as llama-bench's tg)\n"
-    "  -r, --repeats R     repeats of each measurement (default 5)\n"
-    "      --kv TYPE       KV cache: auto (f16 unless the weights are f32), f16, f32\n"
-    "      --json          print one JSON object instead of the table\n";
-
+    "\n";
 /* ------------------------------------------------------------------------ */
 /* Running a function on N threads                                          */
 
@@ -341,8 +330,7 @@ static double measure_peak(int threads, int repeats)
 int cmd_bench(int argc, char **argv)
 {
     const char *model = NULL, *kv_name = "f32";
-    char found[CLI_PATH_MAX];
-    int threads = 0, P = 512, N = 128, D = -1, R = 5, json = 0, i, r, rc = 1, n_ids;
+    int threads = 0, P = 0, N = -1, D = -1, R = 5, json = 0, no_mmap = 0, i, r, rc = 1, n_ids;
     gpt_model *m = NULL;
     gpt_context *c = NULL;
     gpt_context_params cp = gpt_context_defaults();
@@ -353,36 +341,31 @@ int cmd_bench(int argc, char **argv)
     stats sp, sd;
     read_buffer rb = {NULL, NULL, 0};
 
-    for (i = 1; i < argc; i++) {
-        const char *a = argv[i];
-        if (is_help(a)) {
-            fputs(help, stdout);
-            return 0;
-        }
-        if (!strcmp(a, "-m") || !strcmp(a, "--model")) {
-            if (opt_value(argc, argv, &i, &model)) return 2;
-        } else if (!strcmp(a, "-t") || !strcmp(a, "--threads")) {
-            if (opt_int(argc, argv, &i, 1, 256, &threads)) return 2;
-        } else if (!strcmp(a, "-p") || !strcmp(a, "--prompt")) {
-            if (opt_int(argc, argv, &i, 1, INT_MAX, &P)) return 2;
-        } else if (!strcmp(a, "-n") || !strcmp(a, "--gen")) {
-            if (opt_int(argc, argv, &i, 0, INT_MAX, &N)) return 2;
-        } else if (!strcmp(a, "-d") || !strcmp(a, "--depth")) {
-            if (opt_int(argc, argv, &i, 0, INT_MAX, &D)) return 2;
-        } else if (!strcmp(a, "-r") || !strcmp(a, "--repeats")) {
-            if (opt_int(argc, argv, &i, 1, 1000, &R)) return 2;
-        } else if (!strcmp(a, "--json")) {
-            json = 1;
-        } else if (!strcmp(a, "--kv") || !strcmp(a, "--kv-f16")) {
-            if (opt_kv(argc, argv, &i, &cp.kv_type)) return 2;
-        } else {
-            return usage_error("bench", "unknown option \"%s\"", a);
-        }
-    }
-    if (!model) model = cli_data_path("models/demo.bin", found, sizeof found);
-    if (!(m = cli_load_model(model))) return 1;
+    const cli_option options[] = {
+        OPT_STRING("model", 'm', &model, "PATH", "checkpoint (default: models/demo.bin)"),
+        OPT_INT("threads", 't', &threads, "N", 0, 256, "threads (default 0: one per CPU)"),
+        OPT_INT("prompt", 'p', &P, "N", 1, INT_MAX, "prompt tokens (default 512, or half the context if\nthat is smaller)"),
+        OPT_INT("gen", 'n', &N, "N", 0, INT_MAX, "decoded tokens (default 128, or what the context has\nroom for after D)"),
+        OPT_INT("depth", 'd', &D, "D", 0, INT_MAX,
+                "decode at positions D .. D+N-1 (default: P, right after\n"
+                "the prompt; 0: from an empty context, as llama-bench's tg)"),
+        OPT_INT("repeats", 'r', &R, "R", 1, 1000, "repeats of each measurement (default 5)"),
+        OPT_CHOICE("kv", 0, &cp.kv_type, "TYPE", "auto|f16|f32", "KV cache: auto (f16 unless the weights are f32), f16, f32"),
+        OPT_FLAG("kv-f16", 0, &cp.kv_type, GPT_KV_F16, "the same as --kv f16"),
+        OPT_FLAG("no-mmap", 0, &no_mmap, 1, "read the model into memory instead of mapping it"),
+        OPT_FLAG("json", 0, &json, 1, "print one JSON object instead of the table"),
+        OPT_END};
+    const cli_command cmd = {"bench", intro, options, NULL};
+
+    if ((rc = cli_parse(&cmd, argc, argv)) >= 0) return rc;
+    rc = 1;
+    if (!(m = cli_load_model(model, no_mmap, &model))) return 1;
     cfg = gpt_model_config(m);
+    /* defaults that fit the model's context: P at most half of it, N what
+     * is left after D */
+    if (P == 0) P = cfg.n_ctx / 2 < 512 ? (cfg.n_ctx / 2 > 0 ? cfg.n_ctx / 2 : 1) : 512;
     if (D < 0) D = P;
+    if (N < 0) N = cfg.n_ctx - D < 128 ? (cfg.n_ctx - D > 0 ? cfg.n_ctx - D : 0) : 128;
     if (P > cfg.n_ctx || (long long)D + N > cfg.n_ctx) {
         if (P > cfg.n_ctx)
             fprintf(stderr, "gpt bench: a prompt of %d tokens exceeds the context of %d\n", P, cfg.n_ctx);

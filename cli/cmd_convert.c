@@ -6,48 +6,31 @@
 #include <string.h>
 
 #include "ckpt.h"
-#include "commands.h"
-#include "common.h"
+#include "cli.h"
 #include "convert.h"
 
-static const char *help =
+static const char *intro =
     "usage: gpt convert --hf DIR -o OUT.bin [options]\n"
     "       gpt convert --llmc FILE.bin --vocab vocab.json --merges merges.txt -o OUT.bin [options]\n"
     "       gpt convert --random SHAPE -o OUT.bin [options]\n"
     "\n"
-    "Writes a gpt.c checkpoint (docs/FORMAT.md). The output is written to a\n"
-    "temporary file next to OUT.bin and renamed at the end, so it is never\n"
-    "half-written; an existing OUT.bin is kept unless --force is given. The\n"
-    "input is read one tensor at a time. docs/CONVERT.md has the details.\n"
-    "\n"
-    "sources (exactly one):\n"
-    "  --hf DIR               a Hugging Face GPT-2 folder: config.json, model.safetensors\n"
-    "                         (or model.safetensors.index.json + shards), vocab.json, merges.txt;\n"
-    "                         F32, F16 or BF16 tensors\n"
-    "  --llmc FILE            an llm.c checkpoint (gpt2_124M.bin: version 3 fp32 or 5 bf16);\n"
-    "                         needs --vocab and --merges\n"
-    "  --random SHAPE         random weights (docs/FORMAT.md \"Random weights\"); SHAPE is\n"
-    "                         124M, 355M, 774M, 1558M or L,H,C,T (layers, heads, n_embd, n_ctx)\n"
-    "\n"
-    "options:\n"
-    "  -o, --output PATH      the checkpoint to write\n"
-    "      --dtype T          f32 (default), f16, bf16 or q8_0 for wte and the block matrices\n"
-    "                         (wpe and the vectors stay f32)\n"
-    "      --vocab F          GPT-2 encoder.json/vocab.json (--llmc: required; --random:\n"
-    "                         default models/tokenizer/encoder.json)\n"
-    "      --merges F         GPT-2 vocab.bpe/merges.txt (--llmc: required; --random:\n"
-    "                         default models/tokenizer/vocab.bpe)\n"
-    "      --seed S           seed of the random weights (default 0; --random only)\n"
-    "      --n-vocab N        cut GPT-2's vocabulary to its first N tokens (--random only)\n"
-    "      --force            overwrite OUT.bin if it exists\n";
+    "Writes a gpt.c checkpoint (docs/FORMAT.md). The output is written to a new\n"
+    "temporary file next to OUT.bin and moved into place at the end, so it is\n"
+    "never half-written, and a program that has the old OUT.bin mapped keeps the\n"
+    "old file. An existing OUT.bin is kept unless --force is given; anything but\n"
+    "a regular file (a device, a FIFO, a directory) is never replaced; a symbolic\n"
+    "link is replaced by the new file (its target is not touched). The output\n"
+    "cannot be stdout (-o -). Source weights that are NaN or infinite, or too\n"
+    "large for --dtype, are refused. The input is read one tensor at a time.\n"
+    "docs/CONVERT.md has the details.\n";
 
 int cmd_convert(int argc, char **argv)
 {
-    const char *random_shape = NULL, *hf_dir = NULL, *llmc_file = NULL, *out = NULL, *dtype_name = NULL,
-               *vocab = NULL, *merges = NULL, *source_desc;
+    const char *random_shape = NULL, *hf_dir = NULL, *llmc_file = NULL, *out = NULL, *vocab = NULL,
+               *merges = NULL, *source_desc;
     char vocab_found[CLI_PATH_MAX], merges_found[CLI_PATH_MAX];
     uint64_t seed = 0;
-    int force = 0, n_vocab = 0, have_seed = 0, i, rc = 1, n_sources;
+    int force = 0, n_vocab = 0, have_seed = 0, allow_nonfinite = 0, dtype_i = GPT_DTYPE_F32, rc = 1, n_sources;
     ckpt_spec spec;
     ckpt_random rnd;
     ckpt_source src;
@@ -55,49 +38,48 @@ int cmd_convert(int argc, char **argv)
     gpt_tokenizer *tok = NULL;
     hf_model *hf = NULL;
     llmc_model *llmc = NULL;
-    gpt_dtype dtype = GPT_DTYPE_F32;
+    gpt_dtype dtype;
     gpt_error err;
     gpt_status st;
     double t0;
+    const cli_option options[] = {
+        OPT_SECTION("sources (exactly one):"),
+        OPT_STRING("hf", 0, &hf_dir, "DIR",
+                   "a Hugging Face GPT-2 folder: config.json, model.safetensors\n"
+                   "(or model.safetensors.index.json + shards), vocab.json, merges.txt;\n"
+                   "F32, F16 or BF16 tensors"),
+        OPT_STRING("llmc", 0, &llmc_file, "FILE",
+                   "an llm.c checkpoint (gpt2_124M.bin: version 3 fp32 or 5 bf16);\nneeds --vocab and --merges"),
+        OPT_STRING("random", 0, &random_shape, "SHAPE",
+                   "random weights (docs/FORMAT.md \"Random weights\"); SHAPE is\n"
+                   "124M, 355M, 774M, 1558M or L,H,C,T (layers, heads, n_embd, n_ctx)"),
+        OPT_SECTION("options:"),
+        OPT_STRING("output", 'o', &out, "PATH", "the checkpoint to write"),
+        OPT_CHOICE("dtype", 0, &dtype_i, "T", "f32|f16|bf16|q8_0",
+                   "f32 (default), f16, bf16 or q8_0 for wte and the block matrices\n(wpe and the vectors stay f32)"),
+        OPT_STRING("vocab", 0, &vocab, "F",
+                   "GPT-2 encoder.json/vocab.json (--llmc: required; --random:\ndefault models/tokenizer/encoder.json)"),
+        OPT_STRING("merges", 0, &merges, "F",
+                   "GPT-2 vocab.bpe/merges.txt (--llmc: required; --random:\ndefault models/tokenizer/vocab.bpe)"),
+        OPT_U64("seed", 0, &seed, "S", &have_seed, "seed of the random weights (default 0; --random only)"),
+        OPT_INT("n-vocab", 0, &n_vocab, "N", 256, INT_MAX, "cut GPT-2's vocabulary to its first N tokens (--random only)"),
+        OPT_FLAG("force", 0, &force, 1, "replace OUT.bin if it exists (a regular file or a link)"),
+        OPT_FLAG("allow-nonfinite", 0, &allow_nonfinite, 1,
+                 "write NaN and infinite source weights (and values too large\nfor --dtype) instead of refusing them"),
+        OPT_END};
+    const cli_command cmd = {"convert", intro, options, NULL};
 
     memset(&spec, 0, sizeof spec);
-    for (i = 1; i < argc; i++) {
-        const char *a = argv[i];
-        if (is_help(a)) {
-            fputs(help, stdout);
-            return 0;
-        }
-        if (!strcmp(a, "--random")) {
-            if (opt_value(argc, argv, &i, &random_shape)) return 2;
-        } else if (!strcmp(a, "--hf")) {
-            if (opt_value(argc, argv, &i, &hf_dir)) return 2;
-        } else if (!strcmp(a, "--llmc")) {
-            if (opt_value(argc, argv, &i, &llmc_file)) return 2;
-        } else if (!strcmp(a, "-o") || !strcmp(a, "--output")) {
-            if (opt_value(argc, argv, &i, &out)) return 2;
-        } else if (!strcmp(a, "--dtype")) {
-            if (opt_value(argc, argv, &i, &dtype_name)) return 2;
-        } else if (!strcmp(a, "--seed")) {
-            if (opt_u64(argc, argv, &i, &seed)) return 2;
-            have_seed = 1;
-        } else if (!strcmp(a, "--n-vocab")) {
-            if (opt_int(argc, argv, &i, 256, INT_MAX, &n_vocab)) return 2;
-        } else if (!strcmp(a, "--vocab")) {
-            if (opt_value(argc, argv, &i, &vocab)) return 2;
-        } else if (!strcmp(a, "--merges")) {
-            if (opt_value(argc, argv, &i, &merges)) return 2;
-        } else if (!strcmp(a, "--force")) {
-            force = 1;
-        } else {
-            return usage_error("convert", "unknown option \"%s\"", a);
-        }
-    }
+    if ((rc = cli_parse(&cmd, argc, argv)) >= 0) return rc;
+    rc = 1;
+    dtype = (gpt_dtype)dtype_i;
     n_sources = (random_shape != NULL) + (hf_dir != NULL) + (llmc_file != NULL);
     if (n_sources == 0) return usage_error("convert", "say what to convert: --hf DIR, --llmc FILE or --random SHAPE");
     if (n_sources > 1) return usage_error("convert", "give one source: --hf, --llmc or --random, not several");
     if (!out) return usage_error("convert", "say where to write: -o OUT.bin");
-    if (dtype_name && gpt_dtype_from_name(dtype_name, &dtype) != GPT_OK)
-        return usage_error("convert", "--dtype must be f32, f16, bf16 or q8_0, not \"%s\"", dtype_name);
+    if (!strcmp(out, "-"))
+        return usage_error("convert", "-o - (stdout) is not supported: a checkpoint is written to a new file next "
+                                      "to OUT.bin and moved into place; give a file name");
     if (!random_shape && (have_seed || n_vocab))
         return usage_error("convert", "--seed and --n-vocab go with --random only");
     if (hf_dir && (vocab || merges))
@@ -106,6 +88,11 @@ int cmd_convert(int argc, char **argv)
         return usage_error("convert", "--llmc needs --vocab vocab.json and --merges merges.txt "
                                       "(llm.c checkpoints hold no tokenizer)");
 
+    /* before reading anything: an existing output, a device or a FIFO */
+    if (ckpt_check_output(out, force, &err) != GPT_OK) {
+        fprintf(stderr, "gpt convert: %s\n", err.message);
+        return 1;
+    }
     if (hf_dir) {
         hf = hf_open(hf_dir, &err);
         if (!hf) {
@@ -153,6 +140,7 @@ int cmd_convert(int argc, char **argv)
     }
     spec.dtype = dtype;
     spec.wpe_dtype = GPT_DTYPE_F32;
+    spec.allow_nonfinite = allow_nonfinite;
 
     t0 = cli_now();
     st = ckpt_write_file(out, &spec, src, user, force, cli_isatty(stderr), &err);

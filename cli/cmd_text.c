@@ -6,21 +6,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "commands.h"
-#include "common.h"
+#include "cli.h"
 
-#if defined(_WIN32)
-#include <fcntl.h>
-#include <io.h>
-#endif
-
-static void binary_stdio(void)
-{
-#if defined(_WIN32)
-    _setmode(_fileno(stdout), _O_BINARY);
-    _setmode(_fileno(stdin), _O_BINARY);
-#endif
-}
+#include "ckpt.h"
 
 /* Parses whitespace-separated decimal ids; NULL (with a message printed) on
  * anything else. */
@@ -65,7 +53,8 @@ typedef struct tok_source {
     const gpt_tokenizer *tok;
 } tok_source;
 
-static int open_tokenizer(const char *cmd, tok_source *s, const char *model, const char *vocab, const char *merges)
+static int open_tokenizer(const char *cmd, tok_source *s, const char *model, const char *vocab, const char *merges,
+                          int no_mmap)
 {
     gpt_error err;
     memset(s, 0, sizeof *s);
@@ -78,7 +67,7 @@ static int open_tokenizer(const char *cmd, tok_source *s, const char *model, con
         return 2;
     }
     if (vocab) {
-        s->own = gpt_tokenizer_load(vocab, merges, &err);
+        s->own = cli_tokenizer_load(vocab, merges, &err);
         if (!s->own) {
             fprintf(stderr, "gpt %s: %s\n", cmd, err.message);
             return 1;
@@ -86,7 +75,7 @@ static int open_tokenizer(const char *cmd, tok_source *s, const char *model, con
         s->tok = s->own;
         return 0;
     }
-    s->m = cli_load_model(model);
+    s->m = cli_load_model(model, no_mmap, NULL);
     if (!s->m) return 1;
     s->tok = gpt_model_tokenizer(s->m);
     return 0;
@@ -98,54 +87,39 @@ static void close_tokenizer(tok_source *s)
     gpt_model_free(s->m);
 }
 
-/* Options of tokenize and detokenize: -m, --vocab, --merges, and --special
- * where `special` is not NULL. Returns -1 to go on, else an exit status. */
-static int tokenizer_options(const char *cmd, const char *help, int argc, char **argv, const char **model,
-                             const char **vocab, const char **merges, int *special)
-{
-    int i;
-    *model = *vocab = *merges = NULL;
-    for (i = 1; i < argc; i++) {
-        if (is_help(argv[i])) {
-            fputs(help, stdout);
-            return 0;
-        }
-        if (!strcmp(argv[i], "-m") || !strcmp(argv[i], "--model")) {
-            if (opt_value(argc, argv, &i, model)) return 2;
-        } else if (!strcmp(argv[i], "--vocab")) {
-            if (opt_value(argc, argv, &i, vocab)) return 2;
-        } else if (!strcmp(argv[i], "--merges")) {
-            if (opt_value(argc, argv, &i, merges)) return 2;
-        } else if (special && !strcmp(argv[i], "--special")) {
-            *special = 1;
-        } else {
-            return usage_error(cmd, "unknown option \"%s\"", argv[i]);
-        }
-    }
-    return -1;
-}
+/* The options of tokenize and detokenize. */
+#define OPT_MODEL_TOKENIZER                                                                                \
+    OPT_STRING("model", 'm', &model, "PATH", "take the tokenizer from this checkpoint (default: the demo model)"), \
+    OPT_STRING("vocab", 0, &vocab, "PATH", "encoder.json or vocab.json (with --merges) instead of a model"),     \
+    OPT_STRING("merges", 0, &merges, "PATH", "vocab.bpe or merges.txt (with --vocab)"),                      \
+    OPT_FLAG("no-mmap", 0, &no_mmap, 1, "read the model into memory instead of mapping it")
 
 int cmd_tokenize(int argc, char **argv)
 {
-    static const char *help =
+    static const char *intro =
         "usage: gpt tokenize [-m MODEL | --vocab VOCAB.json --merges MERGES.txt] [--special] < text\n"
         "\n"
-        "Reads UTF-8 text (any bytes) on stdin and prints its token ids on one line,\n"
-        "separated by single spaces. The tokenizer comes from the model (default: the\n"
-        "demo model) or from encoder.json/vocab.json + vocab.bpe/merges.txt.\n"
+        "Reads UTF-8 text (any bytes, at most 256 MiB) on stdin and prints its token\n"
+        "ids on one line, separated by single spaces (what `gpt score --ids -` and\n"
+        "`gpt detokenize` read). The tokenizer comes from the model (default: the demo\n"
+        "model) or from encoder.json/vocab.json + vocab.bpe/merges.txt.\n"
         "\n"
-        "  --special    read the text \"<|endoftext|>\" as the special token\n";
-    const char *model, *vocab, *merges;
-    int special = 0, i, rc, n;
+        "options:\n";
+    const char *model = NULL, *vocab = NULL, *merges = NULL;
+    int special = 0, no_mmap = 0, i, rc, n;
     tok_source s;
     char *text;
     size_t len;
     int *ids;
     gpt_error err;
-    if ((rc = tokenizer_options("tokenize", help, argc, argv, &model, &vocab, &merges, &special)) >= 0) return rc;
-    if ((rc = open_tokenizer("tokenize", &s, model, vocab, merges)) != 0) return rc;
-    binary_stdio();
-    text = cli_read_stream(stdin, &len, &err);
+    const cli_option options[] = {
+        OPT_MODEL_TOKENIZER,
+        OPT_FLAG("special", 0, &special, 1, "read the text \"<|endoftext|>\" as the special token"), OPT_END};
+    const cli_command cmd = {"tokenize", intro, options, NULL};
+    if ((rc = cli_parse(&cmd, argc, argv)) >= 0) return rc;
+    if ((rc = open_tokenizer("tokenize", &s, model, vocab, merges, no_mmap)) != 0) return rc;
+    cli_binary_stdio();
+    text = cli_read_stream(stdin, CLI_MAX_INPUT, &len, &err);
     if (!text) {
         fprintf(stderr, "gpt tokenize: stdin: %s\n", err.message);
         close_tokenizer(&s);
@@ -165,27 +139,31 @@ int cmd_tokenize(int argc, char **argv)
     free(ids);
     free(text);
     close_tokenizer(&s);
-    return fflush(stdout) == 0 && !ferror(stdout) ? 0 : 1;
+    return cli_stdout_failed("tokenize");
 }
 
 int cmd_detokenize(int argc, char **argv)
 {
-    static const char *help =
+    static const char *intro =
         "usage: gpt detokenize [-m MODEL | --vocab VOCAB.json --merges MERGES.txt] < ids\n"
         "\n"
         "Reads token ids (decimal, separated by spaces or newlines) on stdin and writes\n"
-        "the exact bytes they stand for to stdout.\n";
-    const char *model, *vocab, *merges;
-    int i, rc, n, need;
+        "the exact bytes they stand for to stdout.\n"
+        "\n"
+        "options:\n";
+    const char *model = NULL, *vocab = NULL, *merges = NULL;
+    int no_mmap = 0, i, rc, n, need;
     tok_source s;
     char *text, *out;
     size_t len;
     int *ids;
     gpt_error err;
-    if ((rc = tokenizer_options("detokenize", help, argc, argv, &model, &vocab, &merges, NULL)) >= 0) return rc;
-    if ((rc = open_tokenizer("detokenize", &s, model, vocab, merges)) != 0) return rc;
-    binary_stdio();
-    text = cli_read_stream(stdin, &len, &err);
+    const cli_option options[] = {OPT_MODEL_TOKENIZER, OPT_END};
+    const cli_command cmd = {"detokenize", intro, options, NULL};
+    if ((rc = cli_parse(&cmd, argc, argv)) >= 0) return rc;
+    if ((rc = open_tokenizer("detokenize", &s, model, vocab, merges, no_mmap)) != 0) return rc;
+    cli_binary_stdio();
+    text = cli_read_stream(stdin, CLI_MAX_INPUT, &len, &err);
     if (!text) {
         fprintf(stderr, "gpt detokenize: stdin: %s\n", err.message);
         close_tokenizer(&s);
@@ -221,7 +199,7 @@ int cmd_detokenize(int argc, char **argv)
     free(out);
     free(ids);
     close_tokenizer(&s);
-    return fflush(stdout) == 0 && !ferror(stdout) ? 0 : 1;
+    return cli_stdout_failed("detokenize");
 }
 
 static int score_progress(int done, int total, void *user)
@@ -232,73 +210,90 @@ static int score_progress(int done, int total, void *user)
     return 0;
 }
 
+/* Text made of decimal numbers and white space only, at least two of
+ * them: most likely the output of `gpt tokenize`, meant for --ids -. */
+static int looks_like_ids(const char *text, size_t len)
+{
+    size_t i, numbers = 0;
+    int in_number = 0;
+    for (i = 0; i < len; i++) {
+        char ch = text[i];
+        if (ch >= '0' && ch <= '9') {
+            numbers += !in_number;
+            in_number = 1;
+        } else if (ch == ' ' || ch == '\n' || ch == '\r' || ch == '\t') {
+            in_number = 0;
+        } else {
+            return 0;
+        }
+    }
+    return numbers >= 2;
+}
+
 int cmd_score(int argc, char **argv)
 {
-    static const char *help =
-        "usage: gpt score [-m MODEL] [--ids \"ID ID ...\"] [options] [< text]\n"
+    static const char *intro =
+        "usage: gpt score [-m MODEL] [--ids \"ID ID ...\" | --ids - | -f FILE] [options] [< text]\n"
         "\n"
         "Prints the natural-log probability of every token given the ones before it,\n"
         "one line per token: INDEX<TAB>ID<TAB>LOGPROB for INDEX = 1 .. n-1, then\n"
-        "ppl<TAB>PERPLEXITY. The tokens are --ids, or the tokenized text on stdin.\n"
+        "ppl<TAB>PERPLEXITY. The tokens are --ids (\"-\": read them from stdin, as\n"
+        "`gpt tokenize` prints them), or the tokenized text of -f FILE or of stdin.\n"
         "Text longer than the context is scored in sliding windows of n_ctx tokens\n"
         "that advance by n_ctx/2; each token is scored once, with at least n_ctx/2\n"
-        "tokens before it once the text is longer than the context.\n"
+        "tokens before it once the text is longer than the context. Inputs are at\n"
+        "most 256 MiB. Non-finite logits (a model with NaN weights) are an error.\n"
         "\n"
-        "  -m, --model PATH     checkpoint (default: models/demo.bin)\n"
-        "      --ids \"...\"      token ids instead of text on stdin\n"
-        "  -c, --ctx-size N     window size (default: the model's context)\n"
-        "      --kv TYPE        KV cache: auto (f16 unless the weights are f32), f16, f32\n"
-        "  -b, --batch-size N   tokens per forward step (default 512)\n"
-        "  -t, --threads N      threads (default: one per CPU)\n";
-    const char *model = NULL, *ids_text = NULL;
+        "options:\n";
+    const char *model = NULL, *ids_text = NULL, *file = NULL;
     gpt_context_params cp = gpt_context_defaults();
     gpt_model *m = NULL;
     gpt_context *c = NULL;
-    int *ids = NULL, n = 0, i, rc = 1;
+    int *ids = NULL, n = 0, i, rc = 1, no_mmap = 0;
+    char *input = NULL;
     float *lp = NULL;
     double sum = 0.0;
     gpt_error err;
     gpt_status st;
-    for (i = 1; i < argc; i++) {
-        if (is_help(argv[i])) {
-            fputs(help, stdout);
-            return 0;
-        }
-        if (!strcmp(argv[i], "-m") || !strcmp(argv[i], "--model")) {
-            if (opt_value(argc, argv, &i, &model)) return 2;
-        } else if (!strcmp(argv[i], "--ids")) {
-            if (opt_value(argc, argv, &i, &ids_text)) return 2;
-        } else if (!strcmp(argv[i], "--kv") || !strcmp(argv[i], "--kv-f16")) {
-            if (opt_kv(argc, argv, &i, &cp.kv_type)) return 2;
-        } else if (!strcmp(argv[i], "-c") || !strcmp(argv[i], "--ctx-size")) {
-            if (opt_int(argc, argv, &i, 0, INT_MAX, &cp.n_ctx)) return 2;
-        } else if (!strcmp(argv[i], "-b") || !strcmp(argv[i], "--batch-size")) {
-            if (opt_int(argc, argv, &i, 1, INT_MAX, &cp.n_batch)) return 2;
-        } else if (!strcmp(argv[i], "-t") || !strcmp(argv[i], "--threads")) {
-            if (opt_int(argc, argv, &i, 1, 256, &cp.n_threads)) return 2;
-        } else {
-            return usage_error("score", "unknown option \"%s\"", argv[i]);
-        }
-    }
-    if (!(m = cli_load_model(model))) return 1;
-    binary_stdio(); /* the same bytes out on every platform: no CRLF on Windows */
-    if (ids_text) {
+    const cli_option options[] = {
+        OPT_STRING("model", 'm', &model, "PATH", "checkpoint (default: models/demo.bin)"),
+        OPT_STRING("ids", 0, &ids_text, "IDS", "token ids instead of text (\"-\": from stdin)"),
+        OPT_STRING("file", 'f', &file, "PATH", "score the text of a file (\"-\": stdin, the default)"),
+        OPT_INT("ctx-size", 'c', &cp.n_ctx, "N", 0, INT_MAX, "window size (default 0: the model's context)"),
+        OPT_CHOICE("kv", 0, &cp.kv_type, "TYPE", "auto|f16|f32",
+                   "KV cache: auto (f16 unless the weights are f32), f16, f32"),
+        OPT_FLAG("kv-f16", 0, &cp.kv_type, GPT_KV_F16, "the same as --kv f16"),
+        OPT_INT("batch-size", 'b', &cp.n_batch, "N", 1, INT_MAX, "tokens per forward step (default 512)"),
+        OPT_INT("threads", 't', &cp.n_threads, "N", 0, 256, "threads (default 0: one per CPU)"),
+        OPT_FLAG("no-mmap", 0, &no_mmap, 1, "read the model into memory instead of mapping it"),
+        OPT_END};
+    const cli_command cmd = {"score", intro, options, NULL};
+    if ((rc = cli_parse(&cmd, argc, argv)) >= 0) return rc;
+    rc = 1;
+    if (ids_text && file) return usage_error("score", "give the tokens with --ids or the text with -f, not both");
+    if (!(m = cli_load_model(model, no_mmap, NULL))) return 1;
+    cli_binary_stdio(); /* the same bytes in and out on every platform: no CRLF on Windows */
+    if (ids_text && strcmp(ids_text, "-") != 0) {
         if (!(ids = parse_ids("score", ids_text, &n))) goto done;
     } else {
         size_t len;
-        char *text;
-        text = cli_read_stream(stdin, &len, &err);
-        if (!text) {
-            fprintf(stderr, "gpt score: stdin: %s\n", err.message);
+        if (!(input = cli_read_input(ids_text ? "-" : file ? file : "-", CLI_MAX_INPUT, &len, &err))) {
+            fprintf(stderr, "gpt score: %s\n", err.message);
             goto done;
         }
-        n = gpt_tokenize(gpt_model_tokenizer(m), text, len, NULL, 0);
-        ids = n >= 0 ? (int *)malloc(sizeof(int) * (size_t)(n + 1)) : NULL;
-        if (ids) gpt_tokenize(gpt_model_tokenizer(m), text, len, ids, n);
-        free(text);
-        if (!ids) {
-            fprintf(stderr, "gpt score: cannot tokenize the input\n");
-            goto done;
+        if (ids_text) {
+            if (!(ids = parse_ids("score", input, &n))) goto done;
+        } else {
+            if (!file && looks_like_ids(input, len))
+                fprintf(stderr, "gpt score: warning: the text on stdin is only numbers; it is scored as text "
+                                "(to score token ids, use --ids -)\n");
+            n = gpt_tokenize(gpt_model_tokenizer(m), input, len, NULL, 0);
+            ids = n >= 0 ? (int *)malloc(sizeof(int) * (size_t)(n + 1)) : NULL;
+            if (ids) gpt_tokenize(gpt_model_tokenizer(m), input, len, ids, n);
+            if (!ids) {
+                fprintf(stderr, "gpt score: cannot tokenize the input\n");
+                goto done;
+            }
         }
     }
     if (n < 2) {
@@ -310,7 +305,10 @@ int cmd_score(int argc, char **argv)
         goto done;
     }
     lp = (float *)malloc(sizeof(float) * (size_t)n);
-    if (!lp) goto done;
+    if (!lp) {
+        fprintf(stderr, "gpt score: out of memory for %d log-probabilities\n", n);
+        goto done;
+    }
     st = gpt_score_ex(c, ids, n, lp, cli_isatty(stderr) ? score_progress : NULL, NULL);
     if (cli_isatty(stderr)) fprintf(stderr, "\n");
     if (st != GPT_OK) {
@@ -322,8 +320,9 @@ int cmd_score(int argc, char **argv)
         sum += lp[i - 1];
     }
     printf("ppl\t%.6f\n", exp(-sum / (n - 1)));
-    rc = fflush(stdout) == 0 && !ferror(stdout) ? 0 : 1;
+    rc = cli_stdout_failed("score");
 done:
+    free(input);
     free(lp);
     free(ids);
     gpt_context_free(c);
@@ -333,39 +332,35 @@ done:
 
 int cmd_info(int argc, char **argv)
 {
-    static const char *help =
-        "usage: gpt info [-m MODEL]\n"
+    static const char *intro =
+        "usage: gpt info [-m MODEL] [--check]\n"
         "\n"
-        "Prints a checkpoint's hyperparameters, weight type, parameter count and size.\n";
+        "Prints a checkpoint's hyperparameters, weight type, parameter count and size.\n"
+        "With --check it also reads every weight and fails (exit 1) naming the first\n"
+        "one that is NaN or infinite.\n"
+        "\n"
+        "options:\n";
     const char *model = NULL;
-    char found[CLI_PATH_MAX];
     gpt_model *m;
     gpt_config cfg;
     const gpt_tokenizer *tok;
-    int i;
-    long size = -1;
+    int rc, check = 0, no_mmap = 0;
+    uint64_t size = 0, n_checked = 0;
+    gpt_error err;
     FILE *f;
-    for (i = 1; i < argc; i++) {
-        if (is_help(argv[i])) {
-            fputs(help, stdout);
-            return 0;
-        }
-        if (!strcmp(argv[i], "-m") || !strcmp(argv[i], "--model")) {
-            if (opt_value(argc, argv, &i, &model)) return 2;
-        } else {
-            return usage_error("info", "unknown option \"%s\"", argv[i]);
-        }
-    }
-    if (!model) model = cli_data_path("models/demo.bin", found, sizeof found);
-    if (!(m = cli_load_model(model))) return 1;
+    const cli_option options[] = {
+        OPT_STRING("model", 'm', &model, "PATH", "checkpoint (default: models/demo.bin)"),
+        OPT_FLAG("check", 0, &check, 1, "read every weight: all must be finite"),
+        OPT_FLAG("no-mmap", 0, &no_mmap, 1, "read the model into memory instead of mapping it"),
+        OPT_END};
+    const cli_command cmd = {"info", intro, options, NULL};
+    if ((rc = cli_parse(&cmd, argc, argv)) >= 0) return rc;
+    if (!(m = cli_load_model(model, no_mmap, &model))) return 1;
     cfg = gpt_model_config(m);
     tok = gpt_model_tokenizer(m);
-    if ((f = fopen(model, "rb")) != NULL) {
-        if (fseek(f, 0, SEEK_END) == 0) size = ftell(f);
-        fclose(f);
-    }
+    if ((f = cli_open_regular(model, 0, &size, NULL)) != NULL) fclose(f);
     printf("file       %s\n", model);
-    printf("size       %ld bytes\n", size);
+    printf("size       %llu bytes\n", (unsigned long long)size);
     printf("n_vocab    %d\n", cfg.n_vocab);
     printf("n_ctx      %d\n", cfg.n_ctx);
     printf("n_embd     %d\n", cfg.n_embd);
@@ -378,5 +373,12 @@ int cmd_info(int argc, char **argv)
     printf("weights    %llu bytes\n", (unsigned long long)cfg.weight_bytes);
     printf("eot        %d\n", gpt_tokenizer_eot(tok));
     gpt_model_free(m);
+    if (!check) return 0;
+    if (ckpt_check_finite(model, &n_checked, &err) != GPT_OK) {
+        printf("check      failed\n");
+        fprintf(stderr, "gpt info: %s\n", err.message);
+        return 1;
+    }
+    printf("check      all %llu weights are finite\n", (unsigned long long)n_checked);
     return 0;
 }

@@ -51,7 +51,8 @@ gpt_status llmc_source(void *user, int k, int rows, int cols, float *dst, gpt_er
 /* ------------------------------------------------------------------------ */
 /* Large files (64-bit offsets where the platform has them)                 */
 
-/* Opens path for reading and gets its size; messages name the path. */
+/* Opens a regular file for reading and gets its size; messages name the
+ * path (a FIFO, a device or a directory is refused without blocking). */
 FILE *cv_open(const char *path, uint64_t *size, gpt_error *err);
 /* Moves to offset off. */
 gpt_status cv_seek(FILE *f, const char *path, uint64_t off, gpt_error *err);
@@ -70,7 +71,8 @@ gpt_status cv_read_floats(FILE *f, const char *path, uint64_t off, cv_type t, si
 void cv_decode(const unsigned char *src, cv_type t, size_t n, float *dst);
 size_t cv_type_size(cv_type t);
 
-/* 1 when path names an existing file that can be opened for reading. */
+/* 1 when something exists at path (whether it can be read is for the
+ * opening to say, with a message that tells why not). */
 int cv_exists(const char *path);
 
 /* "dir/name" in a new malloc'd string (NULL when out of memory). */

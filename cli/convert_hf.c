@@ -13,7 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "common.h"
+#include "cli.h"
 #include "convert.h"
 #include "json.h"
 #include "safetensors.h"
@@ -102,7 +102,7 @@ static gpt_status cfg_bool_is(const json *root, const char *key, int want, const
 static gpt_status read_config(hf_model *m, const char *path, gpt_error *err)
 {
     size_t len;
-    char *text = cli_read_file(path, &len, err), d[96];
+    char *text = cli_read_file(path, CLI_MAX_JSON, &len, err), d[96];
     json_error je;
     json *root;
     const json *v;
@@ -405,7 +405,7 @@ static gpt_status find_tensors(hf_model *m, gpt_error *err)
         json_error je;
         size_t n_files = 0, j, assigned = 0;
         const char **files;
-        text = cli_read_file(index, &len, err);
+        text = cli_read_file(index, CLI_MAX_JSON, &len, err);
         if (!text) {
             st = err ? err->status : GPT_ERR_IO;
             goto done;
@@ -580,7 +580,7 @@ hf_model *hf_open(const char *dir, gpt_error *err)
         m->slots[k].t = NULL;
     }
     if ((st = find_tensors(m, err)) != GPT_OK) goto done;
-    m->tok = gpt_tokenizer_load(vocab, merges, err);
+    m->tok = cli_tokenizer_load(vocab, merges, err);
     if (!m->tok) {
         st = err ? err->status : GPT_ERR_FORMAT;
         goto done;

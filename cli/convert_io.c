@@ -12,6 +12,7 @@
 #endif
 #endif
 
+#include "cli.h"
 #include "convert.h"
 
 #include <errno.h>
@@ -19,9 +20,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "common.h"
 
 #if defined(__unix__) || defined(__APPLE__)
+#include <sys/stat.h>
 #include <sys/types.h>
 #define CV_FSEEKO 1
 #endif
@@ -41,43 +42,10 @@ static int seek_to(FILE *f, uint64_t off)
 #endif
 }
 
-static int file_size(FILE *f, uint64_t *size)
-{
-#if defined(CV_FSEEKO)
-    off_t n;
-    if (fseeko(f, 0, SEEK_END) != 0) return -1;
-    n = ftello(f);
-    if (n < 0) return -1;
-    *size = (uint64_t)n;
-#elif defined(_WIN32)
-    __int64 n;
-    if (_fseeki64(f, 0, SEEK_END) != 0) return -1;
-    n = _ftelli64(f);
-    if (n < 0) return -1;
-    *size = (uint64_t)n;
-#else
-    long n;
-    if (fseek(f, 0, SEEK_END) != 0) return -1;
-    n = ftell(f);
-    if (n < 0) return -1;
-    *size = (uint64_t)n;
-#endif
-    return 0;
-}
-
 FILE *cv_open(const char *path, uint64_t *size, gpt_error *err)
 {
-    FILE *f = fopen(path, "rb");
-    if (!f) {
-        cli_fail(err, GPT_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
-        return NULL;
-    }
-    if (file_size(f, size) != 0) {
-        cli_fail(err, GPT_ERR_IO, "%s: cannot find its size: %s", path, strerror(errno));
-        fclose(f);
-        return NULL;
-    }
-    return f;
+    /* a regular file only: a FIFO or a device would block or never end */
+    return cli_open_regular(path, 0, size, err);
 }
 
 gpt_status cv_seek(FILE *f, const char *path, uint64_t off, gpt_error *err)
@@ -149,10 +117,15 @@ gpt_status cv_read_floats(FILE *f, const char *path, uint64_t off, cv_type t, si
 
 int cv_exists(const char *path)
 {
+#if defined(CV_FSEEKO)
+    struct stat st;
+    return stat(path, &st) == 0;
+#else
     FILE *f = fopen(path, "rb");
     if (!f) return 0;
     fclose(f);
     return 1;
+#endif
 }
 
 char *cv_join(const char *dir, const char *name)

@@ -16,7 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "common.h"
+#include "cli.h"
 #include "convert.h"
 
 struct llmc_model {
@@ -148,7 +148,7 @@ llmc_model *llmc_open(const char *path, const char *vocab_path, const char *merg
                       cv_exists(vocab_path) ? merges_path : vocab_path);
         goto done;
     }
-    m->tok = gpt_tokenizer_load(vocab_path, merges_path, err);
+    m->tok = cli_tokenizer_load(vocab_path, merges_path, err);
     if (!m->tok) {
         st = err ? err->status : GPT_ERR_FORMAT;
         goto done;

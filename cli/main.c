@@ -1,9 +1,22 @@
 /* main.c - the `gpt` command: dispatches to the subcommands. */
+#include <errno.h>
 #include <stdio.h>
 #include <string.h>
 
-#include "commands.h"
+#include "cli.h"
 #include "gpt.h"
+
+/* Whatever the command did, a write error on stdout (a full disk, a closed
+ * pipe or stdout) turns success into failure, with a message. */
+static int finish(const char *cmd, int rc)
+{
+    if (cli_stdout_failed(cmd)) return rc ? rc : 1;
+    if (fclose(stdout) != 0) {
+        fprintf(stderr, "gpt %s: cannot write to stdout: %s\n", cmd, strerror(errno));
+        return rc ? rc : 1;
+    }
+    return rc;
+}
 
 static void usage(FILE *f)
 {
@@ -35,20 +48,21 @@ int main(int argc, char **argv)
                 {"detokenize", cmd_detokenize}, {"info", cmd_info}, {"convert", cmd_convert},
                 {"bench", cmd_bench}};
     size_t i;
+    cli_guard_std_streams();
     if (argc < 2) {
         usage(stderr);
         return 2;
     }
     if (strcmp(argv[1], "--version") == 0 || strcmp(argv[1], "version") == 0) {
         printf("gpt %s\n", gpt_version());
-        return 0;
+        return finish("--version", 0);
     }
-    if (is_help(argv[1]) || strcmp(argv[1], "help") == 0) {
+    if (!strcmp(argv[1], "-h") || !strcmp(argv[1], "--help") || !strcmp(argv[1], "help")) {
         usage(stdout);
-        return 0;
+        return finish("--help", 0);
     }
     for (i = 0; i < sizeof cmds / sizeof cmds[0]; i++)
-        if (strcmp(argv[1], cmds[i].name) == 0) return cmds[i].fn(argc - 1, argv + 1);
+        if (strcmp(argv[1], cmds[i].name) == 0) return finish(cmds[i].name, cmds[i].fn(argc - 1, argv + 1));
     fprintf(stderr, "gpt: unknown command \"%s\"\n\n", argv[1]);
     usage(stderr);
     return 2;

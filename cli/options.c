@@ -1,15 +1,15 @@
-/* options.c - option parsing and model loading shared by the commands. */
+/* options.c - the commands' option parser and --help, and model loading. */
 #include <errno.h>
+#include <limits.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "commands.h"
-#include "common.h"
+#include "cli.h"
 
-int is_help(const char *arg) { return strcmp(arg, "-h") == 0 || strcmp(arg, "--help") == 0; }
+static int is_end(const cli_option *o) { return o->kind == CLI_SECTION && o->help == NULL; }
 
 int usage_error(const char *cmd, const char *fmt, ...)
 {
@@ -22,88 +22,200 @@ int usage_error(const char *cmd, const char *fmt, ...)
     return 2;
 }
 
-int opt_value(int argc, char **argv, int *i, const char **out)
+/* ------------------------------------------------------------------------ */
+/* --help                                                                   */
+
+/* "  -m, --model PATH" or "      --temp T" */
+static void left_column(const cli_option *o, char *buf, size_t cap)
 {
-    if (*i + 1 >= argc) {
-        fprintf(stderr, "gpt %s: option %s needs a value\n", argv[0], argv[*i]);
-        return 1;
-    }
-    *out = argv[++*i];
-    return 0;
+    const char *sp = o->arg ? " " : "", *arg = o->arg ? o->arg : "";
+    if (o->short_name) snprintf(buf, cap, "  -%c, --%s%s%s", o->short_name, o->name, sp, arg);
+    else snprintf(buf, cap, "      --%s%s%s", o->name, sp, arg);
 }
 
-int opt_int(int argc, char **argv, int *i, int lo, int hi, int *out)
+void cli_help(const cli_command *cmd, FILE *f)
 {
-    const char *v, *opt = argv[*i];
+    const cli_option *o;
+    char left[128];
+    size_t width = 0, col;
+    for (o = cmd->options; !is_end(o); o++) {
+        if (o->kind == CLI_SECTION) continue;
+        left_column(o, left, sizeof left);
+        if (strlen(left) > width) width = strlen(left);
+    }
+    col = (width > 26 ? 26 : width) + 2;
+    fputs(cmd->intro, f);
+    for (o = cmd->options; !is_end(o); o++) {
+        const char *h = o->help, *nl;
+        if (o->kind == CLI_SECTION) {
+            fprintf(f, "\n%s\n", h);
+            continue;
+        }
+        left_column(o, left, sizeof left);
+        fputs(left, f);
+        if (strlen(left) + 2 > col) fprintf(f, "\n%*s", (int)col, "");
+        else fprintf(f, "%*s", (int)(col - strlen(left)), "");
+        while ((nl = strchr(h, '\n')) != NULL) {
+            fprintf(f, "%.*s\n%*s", (int)(nl - h), h, (int)col, "");
+            h = nl + 1;
+        }
+        fprintf(f, "%s\n", h);
+    }
+    if (cmd->epilog) fputs(cmd->epilog, f);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Parsing                                                                  */
+
+/* How the option was written, for messages: "--top-k", or "-t (--threads)". */
+static const char *label(const cli_option *o, int as_short, char *buf, size_t cap)
+{
+    if (as_short) snprintf(buf, cap, "-%c (--%s)", o->short_name, o->name);
+    else snprintf(buf, cap, "--%s", o->name);
+    return buf;
+}
+
+/* "auto, f16 or f32" from "auto|f16|f32". */
+static void list_choices(const char *choices, char *buf, size_t cap)
+{
+    size_t n = 0, k = 0, i;
+    const char *p;
+    for (p = choices; *p; p++) n += *p == '|';
+    buf[0] = 0;
+    for (p = choices, i = 0; i <= n; i++) {
+        size_t len = strcspn(p, "|");
+        k += (size_t)snprintf(buf + k, k < cap ? cap - k : 0, "%s%.*s", i == 0 ? "" : i == n ? " or " : ", ", (int)len,
+                              p);
+        if (k >= cap) return;
+        p += len + (p[len] == '|');
+    }
+}
+
+static int parse_value(const char *cmd, const cli_option *o, const char *opt, const char *v)
+{
     char *end;
-    long x;
-    if (opt_value(argc, argv, i, &v)) return 1;
-    errno = 0;
-    x = strtol(v, &end, 10);
-    if (errno || end == v || *end || x < lo || x > hi) {
-        fprintf(stderr, "gpt %s: %s expects an integer in %d .. %d, not \"%s\"\n", argv[0], opt, lo, hi, v);
-        return 1;
-    }
-    *out = (int)x;
-    return 0;
-}
-
-int opt_float(int argc, char **argv, int *i, double lo, double hi, float *out)
-{
-    const char *v, *opt = argv[*i];
-    char *end;
-    double x;
-    if (opt_value(argc, argv, i, &v)) return 1;
-    errno = 0;
-    x = strtod(v, &end);
-    if (errno || end == v || *end || !(x >= lo && x <= hi)) {
-        fprintf(stderr, "gpt %s: %s expects a number in %g .. %g, not \"%s\"\n", argv[0], opt, lo, hi, v);
-        return 1;
-    }
-    *out = (float)x;
-    return 0;
-}
-
-int opt_u64(int argc, char **argv, int *i, uint64_t *out)
-{
-    const char *v, *opt = argv[*i];
-    char *end;
-    unsigned long long x;
-    if (opt_value(argc, argv, i, &v)) return 1;
-    errno = 0;
-    x = strtoull(v, &end, 10);
-    if (errno || end == v || *end || v[0] == '-') {
-        fprintf(stderr, "gpt %s: %s expects a non-negative integer, not \"%s\"\n", argv[0], opt, v);
-        return 1;
-    }
-    *out = (uint64_t)x;
-    return 0;
-}
-
-/* --kv TYPE; --kv-f16 stays as a synonym of --kv f16. */
-int opt_kv(int argc, char **argv, int *i, int *out)
-{
-    const char *v;
-    if (!strcmp(argv[*i], "--kv-f16")) {
-        *out = GPT_KV_F16;
+    switch (o->kind) {
+    case CLI_INT: {
+        long x;
+        errno = 0;
+        x = strtol(v, &end, 10);
+        if (errno || end == v || *end || (double)x < o->lo || (double)x > o->hi)
+            return usage_error(cmd, "%s expects an integer in %.0f .. %.0f, not \"%s\"", opt, o->lo, o->hi, v);
+        *(int *)o->value = (int)x;
         return 0;
     }
-    if (opt_value(argc, argv, i, &v)) return 1;
-    if (!strcmp(v, "auto")) *out = GPT_KV_AUTO;
-    else if (!strcmp(v, "f16")) *out = GPT_KV_F16;
-    else if (!strcmp(v, "f32")) *out = GPT_KV_F32;
-    else {
-        fprintf(stderr, "gpt %s: --kv expects auto, f16 or f32, not \"%s\"\n", argv[0], v);
-        return 1;
+    case CLI_FLOAT: {
+        double x;
+        errno = 0;
+        x = strtod(v, &end);
+        if (errno || end == v || *end || !(x >= o->lo && x <= o->hi))
+            return usage_error(cmd, "%s expects a number in %g .. %g, not \"%s\"", opt, o->lo, o->hi, v);
+        *(float *)o->value = (float)x;
+        return 0;
     }
-    return 0;
+    case CLI_U64: {
+        unsigned long long x;
+        errno = 0;
+        x = strtoull(v, &end, 10);
+        if (errno || end == v || *end || !(v[0] >= '0' && v[0] <= '9'))
+            return usage_error(cmd, "%s expects an integer in 0 .. 18446744073709551615, not \"%s\"", opt, v);
+        *(uint64_t *)o->value = (uint64_t)x;
+        return 0;
+    }
+    case CLI_CHOICE: {
+        const char *p = o->choices;
+        int i = 0;
+        char all[256];
+        while (*p) {
+            size_t len = strcspn(p, "|");
+            if (strlen(v) == len && strncmp(p, v, len) == 0) {
+                *(int *)o->value = i;
+                return 0;
+            }
+            p += len + (p[len] == '|');
+            i++;
+        }
+        list_choices(o->choices, all, sizeof all);
+        return usage_error(cmd, "%s expects %s, not \"%s\"", opt, all, v);
+    }
+    case CLI_STRING:
+    case CLI_LIST:
+        if ((o->flags & CLI_NONEMPTY) && !v[0]) return usage_error(cmd, "%s needs a non-empty value", opt);
+        if (o->kind == CLI_STRING) {
+            *(const char **)o->value = v;
+        } else {
+            cli_list *l = (cli_list *)o->value;
+            const char **grown = (const char **)realloc((void *)l->v, sizeof(char *) * (size_t)(l->n + 1));
+            if (!grown) {
+                fprintf(stderr, "gpt %s: out of memory\n", cmd);
+                return 1;
+            }
+            l->v = grown;
+            l->v[l->n++] = v;
+        }
+        return 0;
+    default:
+        return 0;
+    }
 }
 
-gpt_model *cli_load_model(const char *path)
+int cli_parse(const cli_command *cmd, int argc, char **argv)
 {
+    int i, rest = 0;
+    for (i = 1; i < argc; i++) {
+        const char *a = argv[i], *eq = NULL, *v;
+        const cli_option *o;
+        int as_short = 0, rc;
+        char opt[96];
+        if (rest || a[0] != '-' || a[1] == 0)
+            return usage_error(cmd->name, "unexpected argument \"%s\" (gpt %s takes options only)", a, cmd->name);
+        if (!strcmp(a, "--")) {
+            rest = 1;
+            continue;
+        }
+        if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
+            cli_help(cmd, stdout);
+            return 0;
+        }
+        if (a[1] == '-') {
+            size_t len;
+            eq = strchr(a + 2, '=');
+            len = eq ? (size_t)(eq - (a + 2)) : strlen(a + 2);
+            for (o = cmd->options; !is_end(o); o++)
+                if (o->kind != CLI_SECTION && strlen(o->name) == len && !strncmp(o->name, a + 2, len)) break;
+        } else {
+            as_short = 1;
+            for (o = cmd->options; !is_end(o); o++)
+                if (o->kind != CLI_SECTION && o->short_name && o->short_name == a[1] && a[2] == 0) break;
+        }
+        if (is_end(o)) {
+            if (eq) return usage_error(cmd->name, "unknown option \"%.*s\"", (int)(eq - a), a);
+            return usage_error(cmd->name, "unknown option \"%s\"", a);
+        }
+        label(o, as_short, opt, sizeof opt);
+        if (o->seen) *o->seen = 1;
+        if (o->kind == CLI_FLAG) {
+            if (eq) return usage_error(cmd->name, "%s takes no value (given \"%s\")", opt, eq + 1);
+            *(int *)o->value = o->set;
+            continue;
+        }
+        if (eq) v = eq + 1;
+        else if (i + 1 < argc) v = argv[++i];
+        else return usage_error(cmd->name, "option %s needs a value%s%s", opt, o->arg ? " " : "", o->arg ? o->arg : "");
+        if ((rc = parse_value(cmd->name, o, opt, v)) != 0) return rc;
+    }
+    return -1;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Models                                                                   */
+
+gpt_model *cli_load_model(const char *path, int no_mmap, const char **used)
+{
+    static char found[CLI_PATH_MAX];
     gpt_error err;
+    gpt_load_params lp;
     gpt_model *m;
-    char found[CLI_PATH_MAX];
     if (!path) {
         path = cli_data_path("models/demo.bin", found, sizeof found);
         if (!path) {
@@ -111,7 +223,14 @@ gpt_model *cli_load_model(const char *path)
             return NULL;
         }
     }
-    m = gpt_model_load(path, &err);
+    if (used) *used = path;
+    if (cli_check_regular(path, 0, &err) != GPT_OK) {
+        fprintf(stderr, "gpt: cannot load model: %s\n", err.message);
+        return NULL;
+    }
+    memset(&lp, 0, sizeof lp);
+    lp.no_mmap = no_mmap;
+    m = gpt_model_load_ex(path, &lp, &err);
     if (!m) fprintf(stderr, "gpt: cannot load model: %s\n", err.message);
     return m;
 }

@@ -108,6 +108,107 @@ check existing_output_refused sh -c "test $rc = 1 && grep -q 'exists' '$T/err' &
 $GPT convert --hf "$HF/l2_h4_c32_f32_prefix" -o "$M" --force 2>/dev/null; rc=$?
 check force_overwrites sh -c "test $rc = 0 && cmp -s '$M' '$T/l2_h4_c32_f32_prefix.bin'"
 
+# --- outputs that are not regular files, symbolic links, permissions (issue 17) ---
+# Never opened, never replaced, even with --force; the checks happen before the
+# source is read. POSIX file types; not under wine.
+case "${TEST_WRAPPER:-}" in *wine*) POSIX_ONLY= ;; *) POSIX_ONLY=1 ;; esac
+SRC="--hf $HF/l2_h4_c32_f32_prefix"
+not_replaced() { # name path what [--force]: convert refuses path and leaves it as it was
+    name=$1; p=$2; what=$3; shift 3
+    before=$(ls -ld "$p")
+    timeout 60 $GPT convert $SRC -o "$p" "$@" >"$T/out" 2>"$T/err"; rc=$?
+    if [ $rc = 1 ] && grep -q -- "is $what" "$T/err" && grep -q 'even with --force' "$T/err" &&
+        [ "$(ls -ld "$p")" = "$before" ] && ! ls "$(dirname "$p")" | grep -q 'tmp-'; then pass "$name"
+    else fail "$name" "exit $rc: $(head -c 300 "$T/err"); now $(ls -ld "$p")"; fi
+}
+if [ -n "$POSIX_ONLY" ]; then
+    mkdir -p "$T/special"
+    mkfifo "$T/special/fifo"
+    not_replaced output_fifo "$T/special/fifo" "a FIFO"
+    not_replaced output_fifo_force "$T/special/fifo" "a FIFO" --force
+    not_replaced output_directory_force "$T/special" "a directory" --force
+    # a device node of our own (as /dev/full would be), where we may make one
+    if mknod "$T/special/null" c 1 3 2>/dev/null; then
+        not_replaced output_device_force "$T/special/null" "a character device" --force
+    elif [ -c /dev/full ]; then
+        # not as root: /dev/full cannot be replaced anyway, so the test is safe
+        not_replaced output_device_force /dev/full "a character device" --force
+    else
+        echo "SKIP output_device_force: cannot make a device node and there is no /dev/full"
+    fi
+    # inputs that are not regular files are refused without blocking
+    mkdir -p "$T/special/hf" "$T/special/out"
+    cp "$HF/l2_h4_c32_f32_prefix/"* "$T/special/hf/"
+    rm "$T/special/hf/model.safetensors"; mkfifo "$T/special/hf/model.safetensors"
+    timeout 60 $GPT convert --hf "$T/special/hf" -o "$T/special/out/x.bin" >/dev/null 2>"$T/err"; rc=$?
+    check input_safetensors_fifo sh -c "test $rc = 1 && grep -q 'model.safetensors is a FIFO' '$T/err'"
+    rm "$T/special/hf/config.json"; mkfifo "$T/special/hf/config.json"
+    timeout 60 $GPT convert --hf "$T/special/hf" -o "$T/special/out/x.bin" >/dev/null 2>"$T/err"; rc=$?
+    check input_config_fifo sh -c "test $rc = 1 && grep -q 'config.json is a FIFO' '$T/err'"
+    timeout 60 $GPT convert --llmc "$T/special/fifo" --vocab "$LL/vocab.json" --merges "$LL/merges.txt" \
+        -o "$T/special/out/x.bin" >/dev/null 2>"$T/err"; rc=$?
+    check input_llmc_fifo sh -c "test $rc = 1 && grep -q 'fifo is a FIFO' '$T/err'"
+    timeout 60 $GPT convert --llmc "$LL/l2_h4_c32_t24_v300_fp32.bin" --vocab /dev/zero --merges "$LL/merges.txt" \
+        -o "$T/special/out/x.bin" >/dev/null 2>"$T/err"; rc=$?
+    check input_vocab_device sh -c "test $rc = 1 && grep -q '/dev/zero is a character device' '$T/err' && test -z \"\$(ls -A '$T/special/out')\""
+    rm -rf "$T/special"
+    # symbolic links: one is an existing output; --force replaces the link, not its target
+    mkdir -p "$T/links"
+    printf 'target' >"$T/links/target"
+    ln -s target "$T/links/link"
+    $GPT convert $SRC -o "$T/links/link" >/dev/null 2>"$T/err"; rc=$?
+    check output_symlink_refused sh -c "test $rc = 1 && grep -q 'exists' '$T/err' && test -L '$T/links/link'"
+    ln -s nowhere "$T/links/dangling"
+    $GPT convert $SRC -o "$T/links/dangling" >/dev/null 2>"$T/err"; rc=$?
+    check output_dangling_symlink_refused sh -c "test $rc = 1 && grep -q 'exists' '$T/err' && test -L '$T/links/dangling'"
+    $GPT convert $SRC -o "$T/links/link" --force >/dev/null 2>"$T/err"; rc=$?
+    check output_symlink_force_replaces_the_link sh -c "test $rc = 0 && test ! -L '$T/links/link' && cmp -s '$T/links/link' '$T/l2_h4_c32_f32_prefix.bin' && test \"\$(cat '$T/links/target')\" = target"
+    rm -rf "$T/links"
+    # a file the user cannot read still exists (it used to be replaced)
+    if [ "$(id -u)" = 0 ] && command -v setpriv >/dev/null 2>&1 && id nobody >/dev/null 2>&1; then
+        mkdir -p "$T/perm"
+        chmod 777 "$T/perm"
+        printf 'secret' >"$T/perm/out.bin"
+        chmod 200 "$T/perm/out.bin"
+        setpriv --reuid=nobody --regid="$(id -g nobody)" --clear-groups -- $GPT convert $SRC -o "$T/perm/out.bin" \
+            >/dev/null 2>"$T/err"; rc=$?
+        check output_unreadable_exists_for_another_user sh -c "test $rc = 1 && grep -q 'already exists' '$T/err' && test \"\$(cat '$T/perm/out.bin')\" = secret && test \$(ls -A '$T/perm' | wc -l) = 1"
+        rm -rf "$T/perm"
+    else
+        echo "SKIP output_unreadable_exists_for_another_user: needs root, setpriv and the user nobody to run as an ordinary user"
+    fi
+else
+    for n in output_fifo output_fifo_force output_directory_force output_device_force output_symlink_refused \
+        input_safetensors_fifo input_config_fifo input_llmc_fifo input_vocab_device \
+        output_dangling_symlink_refused output_symlink_force_replaces_the_link output_unreadable_exists_for_another_user; do
+        echo "SKIP $n: POSIX file types; not under wine"
+    done
+fi
+
+# --- non-finite source weights (issue 17) -----------------------------------------
+# A copy of the f32 folder with one value of its safetensors data replaced: the
+# data starts after the 8-byte length and the JSON header; h.0.attn.c_attn.bias
+# is at bytes 38400.. of the data, h.0.attn.c_attn.weight at 38784.. (Conv1D:
+# its second value is row 1, column 0 of ours).
+nonfinite_copy() { # folder offset-in-data bytes(printf escapes)
+    rm -rf "$1"; cp -R "$HF/l2_h4_c32_f32_prefix" "$1"
+    hlen=$(od -An -t u8 -N 8 "$1/model.safetensors" | tr -d ' ')
+    printf "$3" | dd of="$1/model.safetensors" bs=1 seek=$((8 + hlen + $2)) conv=notrunc 2>/dev/null
+}
+nonfinite_copy "$T/nan" 38404 '\000\000\300\177'
+mkdir -p "$T/nf"
+$GPT convert --hf "$T/nan" -o "$T/nf/out.bin" >/dev/null 2>"$T/err"; rc=$?
+check nonfinite_source_refused sh -c "test $rc = 1 && grep -q 'tensor h.0.attn.c_attn.bias (5) has a non-finite value (nan) at row 0, column 1' '$T/err' && grep -q -- '--allow-nonfinite' '$T/err' && test -z \"\$(ls -A '$T/nf')\""
+$GPT convert --hf "$T/nan" -o "$T/nf/out.bin" --allow-nonfinite >/dev/null 2>"$T/err"; rc=$?
+$GPT info --check -m "$T/nf/out.bin" >/dev/null 2>"$T/err2"; rc2=$?
+check nonfinite_source_allowed_then_info_check_names_it sh -c "test $rc = 0 && test $rc2 = 1 && grep -q 'tensor 5 (h.0.attn.c_attn.bias) holds NaN at element 1 (row 0, column 1)' '$T/err2'"
+rm -rf "$T/nf"/*
+nonfinite_copy "$T/big" 38788 '\000\044\164\111' # 1e6: fine in f32 and bf16, infinite in f16
+$GPT convert --hf "$T/big" -o "$T/nf/out.bin" --dtype f16 >/dev/null 2>"$T/err"; rc=$?
+$GPT convert --hf "$T/big" -o "$T/nf/bf16.bin" --dtype bf16 >/dev/null 2>/dev/null; rc2=$?
+check value_too_large_for_f16_refused sh -c "test $rc = 1 && grep -q 'h.0.attn.c_attn.weight (4): the value 1e+06 at row 1, column 0 is too large for f16' '$T/err' && test $rc2 = 0 && test ! -e '$T/nf/out.bin'"
+rm -rf "$T/nan" "$T/big" "$T/nf"
+
 # --- a write error: the file size limit stops the output part-way -------------
 mkdir -p "$T/full"
 (trap '' XFSZ; ulimit -f 64 && exec $GPT convert --hf "$HF/l2_h4_c32_f32_prefix" -o "$T/full/out.bin") 2>"$T/err"; rc=$?

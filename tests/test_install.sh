@@ -4,7 +4,10 @@
 # examples/simple.c with nothing but `pkg-config --cflags --libs gpt` and
 # runs it against the installed shared library, runs the installed gpt
 # command (which must find its data under PREFIX/share/gpt, also after the
-# whole tree is moved), loads the installed library from Python, then
+# whole tree is moved), loads the installed library from Python, imports the
+# installed gpt.py with no GPT_LIBRARY (it must find the library and the demo
+# model of its installation, also moved), installs bindings/python with pip
+# offline (the package builds its own library and ships the demo model), then
 # uninstalls and checks that nothing is left; and the same with DESTDIR.
 # Run from the repository root; environment: GPT, BUILD, PYTHON, TEST_WRAPPER.
 BUILD=${BUILD:-build}
@@ -48,7 +51,10 @@ fi
     [ -f models/demo.bin ] && echo share/gpt/demo.bin
     echo share/gpt/tokenizer/encoder.json
     echo share/gpt/tokenizer/vocab.bpe
+    # the Python binding, in PREFIX/lib/pythonX.Y/site-packages (or dist-packages)
+    (cd "$P" && ls lib/python*/*-packages/gpt.py 2>/dev/null | head -n 1)
 } | sort >"$T/want"
+PYDIR=$(cd "$P" && ls -d lib/python*/*-packages 2>/dev/null | head -n 1)
 (cd "$P" && find . -type f -o -type l | sed 's|^\./||' | sort) >"$T/got"
 if ! cmp -s "$T/want" "$T/got"; then
     fail install_files "installed files differ from the list: $(diff "$T/want" "$T/got" | grep '^[<>]' | tr '\n' ' ')"
@@ -57,6 +63,8 @@ elif [ "$(readlink "$P/lib/libgpt.so")" != "libgpt.so.$VERSION" ] ||
     fail install_files "libgpt.so and libgpt.so.$MAJOR should be symlinks to libgpt.so.$VERSION"
 elif ! cmp -s gpt.h "$P/include/gpt.h" || [ ! -x "$P/bin/gpt" ]; then
     fail install_files "gpt.h or bin/gpt not installed as built"
+elif [ -z "$PYDIR" ] || ! cmp -s bindings/python/gpt.py "$P/$PYDIR/gpt.py"; then
+    fail install_files "bindings/python/gpt.py is not installed in $P/lib/pythonX.Y/site-packages"
 else
     pass install_files
 fi
@@ -135,6 +143,60 @@ import sys; sys.path.insert(0, "bindings/python")
 import gpt
 print(gpt.version(), gpt.library_path)' 2>&1)
     if [ "$out" = "$VERSION $P/lib/libgpt.so.$MAJOR" ]; then pass install_python; else fail install_python "$out"; fi
+fi
+
+# --- the installed binding finds the installed library and demo model by itself ------------
+# (no GPT_LIBRARY, run outside the repository), also after the tree is moved
+if ! have "$PYTHON"; then
+    skip install_python_binding "no Python interpreter ($PYTHON)"
+elif [ -n "$extra" ]; then
+    skip install_python_binding "a sanitizer build; tests/test_python.sh covers the binding"
+elif [ ! -f models/demo.bin ] || [ -z "$PYDIR" ]; then
+    skip install_python_binding "models/demo.bin does not exist yet, or gpt.py was not installed"
+else
+    want_text=$("$P/bin/gpt" generate -p "And God said" -n 12 --seed 7 2>/dev/null)
+    ok=1; why=
+    for dir in "$P" "$T/moved"; do
+        out=$(cd "$T" && env -u GPT_LIBRARY PYTHONPATH="$dir/$PYDIR" "$PYTHON" -c '
+import gpt
+with gpt.Model() as m:
+    print(gpt.__file__)
+    print(gpt.library_path)
+    print(m.path)
+    print(m.generate("And God said", max_new_tokens=12, seed=7), end="")' 2>&1)
+        case $(echo "$out" | sed -n 1p) in "$dir/$PYDIR/gpt.py") ;; *) ok=0; why="$why module: $out;" ;; esac
+        case $(echo "$out" | sed -n 2p) in "$dir"/lib/libgpt.so*) ;; *) ok=0; why="$why library: $out;" ;; esac
+        [ "$(echo "$out" | sed -n 3p)" = "$dir/share/gpt/demo.bin" ] || { ok=0; why="$why model: $out;"; }
+        [ "$(echo "$out" | sed -n '4,$p')" = "$want_text" ] || { ok=0; why="$why text differs: $out;"; }
+    done
+    if [ $ok = 1 ]; then pass install_python_binding; else fail install_python_binding "$why"; fi
+fi
+
+# --- pip install bindings/python, offline: builds the library and ships the demo model -----
+if ! have "$PYTHON" || ! "$PYTHON" -m pip --version >/dev/null 2>&1; then
+    skip install_pip "no pip for $PYTHON"
+elif [ -n "$extra" ]; then
+    skip install_pip "a sanitizer build; pip builds its own library, tested in make test"
+else
+    if ! PIP_ROOT_USER_ACTION=ignore PIP_DISABLE_PIP_VERSION_CHECK=1 "$PYTHON" -m pip install --quiet --no-cache-dir \
+        --no-build-isolation --no-index --target "$T/pip" bindings/python >"$T/pip.log" 2>&1; then
+        fail install_pip "pip install --no-build-isolation bindings/python failed: $(tail -5 "$T/pip.log" | tr '\n' ' ')"
+    else
+        want_text=$("$BUILD/gpt" generate -p "And God said" -n 12 --seed 7 2>/dev/null)
+        out=$(cd "$T" && env -u GPT_LIBRARY PYTHONPATH="$T/pip" "$PYTHON" -c '
+import gpt
+with gpt.Model() as m:
+    print(gpt.library_path)
+    print(m.path)
+    print(m.generate("And God said", max_new_tokens=12, seed=7), end="")' 2>&1)
+        if [ "$(echo "$out" | sed -n 1p)" != "$T/pip/gpt/libgpt.so" ] || [ "$(echo "$out" | sed -n 2p)" != "$T/pip/gpt/demo.bin" ]; then
+            fail install_pip "the package does not use its own library and model: $out"
+        elif [ "$(echo "$out" | sed -n '3,$p')" != "$want_text" ]; then
+            fail install_pip "its text differs from gpt generate's: $out"
+        else
+            pass install_pip
+        fi
+    fi
 fi
 
 # --- make uninstall -----------------------------------------------------------------------

@@ -7,9 +7,16 @@
             print(piece, end="", flush=True)
 
 The shared library is found through the GPT_LIBRARY environment variable (a
-path to libgpt.so / gpt.dll / libgpt.dylib), else in the build/ folder of the
-repository this file belongs to, else where the system keeps libraries
-(ctypes.util.find_library("gpt"), e.g. after `make install`).
+path to libgpt.so / gpt.dll / libgpt.dylib), else next to this file (the
+package that `pip install bindings/python` builds), else in the build/ folder
+of the repository this file belongs to, else in the lib/ folder of the
+installation this file is part of (`make install`), else where the system
+keeps libraries (ctypes.util.find_library("gpt")).
+
+Arguments are checked before they reach C: a wrong type raises TypeError, an
+integer that does not fit its C type OverflowError (a negative seed
+ValueError), a NUL character in a prompt or a stop string ValueError; values
+of the right type that the library refuses raise GPTError.
 
 A Model holds one loaded checkpoint, which is immutable: any number of Python
 threads may call its methods at once. Every call creates its own context (KV
@@ -21,6 +28,7 @@ MIT licence; see LICENSE.
 import atexit
 import ctypes
 import ctypes.util
+import numbers
 import os
 import queue
 import sys
@@ -43,6 +51,7 @@ GPT_ERR_CONTEXT_FULL = -7
 GPT_ERR_BUFFER_TOO_SMALL = -8
 GPT_ERR_EXISTS = -9
 GPT_ERR_CANCELLED = -10
+GPT_ERR_NUMERIC = -11
 
 GPT_TOKENIZE_SPECIAL = 1
 GPT_CONTEXT_STOP = 0
@@ -117,6 +126,10 @@ class _GenerateParams(ctypes.Structure):
     ]
 
 
+class _LoadParams(ctypes.Structure):
+    _fields_ = [("no_mmap", ctypes.c_int)]
+
+
 class _GenerateResult(ctypes.Structure):
     _fields_ = [("stop_reason", ctypes.c_int), ("n_prompt_tokens", ctypes.c_int), ("n_generated", ctypes.c_int)]
 
@@ -140,21 +153,57 @@ def _library_names():
     return ["libgpt.so", "libgpt.so.0"]
 
 
+def _installation_dirs():
+    """Folders that may be the prefix of an installation this file is part
+    of: make install puts it in PREFIX/lib/pythonX.Y/site-packages, next to
+    PREFIX/lib/libgpt.so.0 and PREFIX/share/gpt/demo.bin."""
+    d = _HERE
+    for _ in range(4):
+        d = os.path.dirname(d)
+        yield d
+
+
 def _find_library():
     env = os.environ.get("GPT_LIBRARY")
     if env:
         return env
-    for name in _library_names():
-        path = os.path.join(_REPO, "build", name)
-        if os.path.exists(path):
-            return path
+    places = [_HERE, os.path.join(_REPO, "build")]
+    for prefix in _installation_dirs():
+        places += [os.path.join(prefix, "lib"), os.path.join(prefix, "lib64")]
+    for place in places:
+        for name in _library_names():
+            path = os.path.join(place, name)
+            if os.path.isfile(path):
+                return path
     found = ctypes.util.find_library("gpt")
     if found:
         return found
     raise OSError(
         "gpt.py: cannot find the gpt shared library: set GPT_LIBRARY to its path, "
-        "run `make` in %s (build/%s), or install it (`make install`)" % (_REPO, _library_names()[0])
+        "run `make` in %s (build/%s), or install it (`make install`, `pip install bindings/python`)"
+        % (_REPO, _library_names()[0])
     )
+
+
+class _DlInfo(ctypes.Structure):
+    _fields_ = [("dli_fname", ctypes.c_char_p), ("dli_fbase", ctypes.c_void_p), ("dli_sname", ctypes.c_char_p),
+                ("dli_saddr", ctypes.c_void_p)]
+
+
+def _loaded_path(lib, fallback):
+    """The file the library was loaded from (find_library gives only a name
+    such as "libgpt.so.0"): asked of the dynamic linker where it can say."""
+    if os.path.isabs(fallback) or os.name == "nt":
+        return fallback
+    try:
+        dladdr = ctypes.CDLL(None).dladdr
+        dladdr.argtypes = [ctypes.c_void_p, ctypes.POINTER(_DlInfo)]
+        info = _DlInfo()
+        if dladdr(ctypes.cast(lib.gpt_version, ctypes.c_void_p), ctypes.byref(info)) and info.dli_fname:
+            return os.fsdecode(info.dli_fname)
+    except (AttributeError, OSError, TypeError):
+        pass
+    return fallback
 
 
 _lib = None
@@ -186,6 +235,7 @@ def _load():
         _fn(lib, "gpt_status_name", c_char_p, [c_int])
         _fn(lib, "gpt_dtype_name", c_char_p, [c_int])
         _fn(lib, "gpt_model_load", c_void_p, [c_char_p, P(_Error)])
+        _fn(lib, "gpt_model_load_ex", c_void_p, [c_char_p, P(_LoadParams), P(_Error)])
         _fn(lib, "gpt_model_free", None, [c_void_p])
         _fn(lib, "gpt_model_config", _Config, [c_void_p])
         _fn(lib, "gpt_model_tokenizer", c_void_p, [c_void_p])
@@ -202,7 +252,7 @@ def _load():
         _fn(lib, "gpt_generate_ex", c_int,
             [c_void_p, c_char_p, P(_GenerateParams), _ON_TEXT, c_void_p, P(_GenerateResult)])
         _lib = lib
-        library_path = path
+        library_path = _loaded_path(lib, path)
         return lib
 
 
@@ -233,19 +283,80 @@ def version():
 
 
 def default_model_path():
-    """The demo model: models/demo.bin of this repository, or share/gpt/demo.bin
-    of an installation (next to the library), or None."""
-    candidates = [os.path.join(_REPO, "models", "demo.bin")]
+    """The demo model: next to this file (the pip package), models/demo.bin of
+    this repository, share/gpt/demo.bin of the installation the library or
+    this file belongs to (make install), or None."""
+    candidates = [os.path.join(_HERE, "demo.bin"), os.path.join(_REPO, "models", "demo.bin")]
     try:
-        libdir = os.path.dirname(os.path.abspath(_find_library()))
+        _load()
+        libdir = os.path.dirname(os.path.abspath(library_path))
         candidates.append(os.path.join(libdir, "..", "share", "gpt", "demo.bin"))
         candidates.append(os.path.join(libdir, "..", "models", "demo.bin"))
     except OSError:
         pass
+    candidates += [os.path.join(d, "share", "gpt", "demo.bin") for d in _installation_dirs()]
+    candidates.append(os.path.join(sys.prefix, "share", "gpt", "demo.bin"))
     for c in candidates:
-        if os.path.exists(c):
+        if os.path.isfile(c):
             return os.path.normpath(c)
     return None
+
+
+# --------------------------------------------------------------------------
+# Checking arguments before they reach C
+
+def _check_regular_file(path):
+    """A checkpoint must be a regular file: opening a FIFO would block and a
+    device would never end. A path that does not exist is left to the
+    library, whose message says so."""
+    import stat
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:
+        return
+    if not stat.S_ISREG(mode):
+        kind = ("a directory" if stat.S_ISDIR(mode) else "a FIFO (named pipe)" if stat.S_ISFIFO(mode)
+                else "a character device" if stat.S_ISCHR(mode) else "a block device" if stat.S_ISBLK(mode)
+                else "a socket" if stat.S_ISSOCK(mode) else "a special file")
+        raise GPTError(GPT_ERR_IO, "%s is %s, not a regular file" % (path, kind))
+
+
+_INT_MIN, _INT_MAX = -(2 ** 31), 2 ** 31 - 1
+_U64_MAX = 2 ** 64 - 1
+
+
+def _int_arg(name, v, lo=_INT_MIN, hi=_INT_MAX):
+    """v as a Python int that fits the C type [lo, hi]."""
+    if isinstance(v, bool) or not isinstance(v, numbers.Integral):
+        raise TypeError("%s must be an int, not %s" % (name, type(v).__name__))
+    v = int(v)
+    if not lo <= v <= hi:
+        raise OverflowError("%s=%d does not fit its C type (%d .. %d)" % (name, v, lo, hi))
+    return v
+
+
+def _float_arg(name, v):
+    if isinstance(v, bool) or not isinstance(v, numbers.Real):
+        raise TypeError("%s must be a number, not %s" % (name, type(v).__name__))
+    return float(v)
+
+
+def _bytes_arg(name, v):
+    """str (as UTF-8) or a bytes-like object, as bytes."""
+    if isinstance(v, str):
+        return v.encode("utf-8", "surrogatepass")
+    if isinstance(v, (bytes, bytearray, memoryview)):
+        return bytes(v)
+    raise TypeError("%s must be str or bytes, not %s" % (name, type(v).__name__))
+
+
+def _c_string_arg(name, v):
+    """_bytes_arg for what the library reads as a NUL-terminated string."""
+    b = _bytes_arg(name, v)
+    if b"\0" in b:
+        raise ValueError("%s contains a NUL character (at byte %d); the library reads it as a C string, "
+                         "which would end there" % (name, b.index(b"\0")))
+    return b
 
 
 # --------------------------------------------------------------------------
@@ -303,18 +414,12 @@ class _Run:
 
     def _work(self):
         try:
-            def on_text(ptr, n, user):
-                if self._stop.is_set():
-                    return 1
-                try:
-                    if not self._put(ctypes.string_at(ptr, n)):
-                        return 1
-                    return 1 if self._stop.is_set() else 0
-                except BaseException:  # never let an exception cross into C
-                    self._stop.set()
-                    return 1
+            def on_bytes(b):
+                if self._stop.is_set() or not self._put(b):
+                    return True
+                return self._stop.is_set()
 
-            self.result = self._model._run_generate(self._prompt, self._params, _ON_TEXT(on_text))
+            self.result = self._model._run_generate(self._prompt, self._params, on_bytes)
         except BaseException as e:
             self.error = e
         finally:
@@ -354,33 +459,45 @@ class _Run:
 class Model:
     """A loaded checkpoint.
 
-    Model(path=None, threads=None, kv="auto"): path defaults to the demo
-    model (default_model_path()); threads is the number of threads each call
-    computes with (None: one per CPU); kv is how each call's KV cache is
-    stored: "auto" (f32 for f32 weights, f16 otherwise), "f16" or "f32".
+    Model(path=None, threads=None, kv="auto", mmap=True): path defaults to
+    the demo model (default_model_path()); threads is the number of threads
+    each call computes with (None or 0: one per CPU, as `gpt -t 0`); kv is how
+    each call's KV cache is stored: "auto" (f32 for f32 weights, f16
+    otherwise), "f16" or "f32"; mmap=False reads the file into memory instead
+    of mapping it (a mapped file that another process truncates kills the
+    process with SIGBUS; see docs/SAFETY.md).
     """
 
     _KV_TYPES = {"auto": 0, "f16": 1, "f32": 2}
 
-    def __init__(self, path=None, threads=None, kv="auto"):
+    def __init__(self, path=None, threads=None, kv="auto", mmap=True):
+        if path is not None and not isinstance(path, (str, bytes, os.PathLike)):
+            raise TypeError("path must be a str, bytes or os.PathLike, not %s" % type(path).__name__)
+        if threads is not None:
+            threads = _int_arg("threads", threads)
+            if threads < 0:
+                raise GPTError(GPT_ERR_INVALID_ARG, "threads must be >= 0 (0 or None: one per CPU), not %d" % threads)
+        if not isinstance(kv, str):
+            raise TypeError("kv must be a str (\"auto\", \"f16\" or \"f32\"), not %s" % type(kv).__name__)
+        if kv not in self._KV_TYPES:
+            raise GPTError(GPT_ERR_INVALID_ARG, "kv must be \"auto\", \"f16\" or \"f32\", not %r" % (kv,))
         lib = _load()
         if path is None:
             path = default_model_path()
             if path is None:
                 raise GPTError(GPT_ERR_IO, "no model path given and the demo model (models/demo.bin) was not found")
-        if threads is not None and (not isinstance(threads, int) or threads < 0):
-            raise GPTError(GPT_ERR_INVALID_ARG, "threads must be a non-negative int (0 or None: one per CPU)")
-        if kv not in self._KV_TYPES:
-            raise GPTError(GPT_ERR_INVALID_ARG, "kv must be \"auto\", \"f16\" or \"f32\", not %r" % (kv,))
-        self.path = os.fspath(path)
+        self.path = os.fsdecode(os.fspath(path))
+        _check_regular_file(self.path)
         self.threads = threads or 0
         self.kv = kv
+        self.mmap = bool(mmap)
         self._lock = threading.Lock()
         self._active = 0
         self._closed = False
         self._ptr = None
         err = _Error()
-        ptr = lib.gpt_model_load(os.fsencode(self.path), ctypes.byref(err))
+        params = _LoadParams(no_mmap=0 if self.mmap else 1)
+        ptr = lib.gpt_model_load_ex(os.fsencode(self.path), ctypes.byref(params), ctypes.byref(err))
         if not ptr:
             raise GPTError(err.status, _text(err.message))
         self._ptr = ptr
@@ -465,7 +582,7 @@ class Model:
     def tokenize(self, text, special=False):
         """Token ids of text (str, encoded as UTF-8, or bytes). special: the
         text "<|endoftext|>" becomes the end-of-text id."""
-        data = text.encode("utf-8", "surrogatepass") if isinstance(text, str) else bytes(text)
+        data = _bytes_arg("text", text)
         flags = GPT_TOKENIZE_SPECIAL if special else 0
         self._enter()
         try:
@@ -484,8 +601,8 @@ class Model:
 
     def detokenize_bytes(self, ids):
         """The exact bytes of a list of token ids."""
-        ids = list(ids)
-        arr = (ctypes.c_int * len(ids))(*self._check_ids(ids))
+        ids = [int(i) for i in self._check_ids(list(ids))]
+        arr = (ctypes.c_int * len(ids))(*ids)
         self._enter()
         try:
             n = _lib.gpt_detokenize(self._tok, arr, len(ids), None, 0)
@@ -508,8 +625,8 @@ class Model:
 
     def _check_ids(self, ids):
         for i in ids:
-            if not isinstance(i, int) or isinstance(i, bool):
-                raise GPTError(GPT_ERR_INVALID_ARG, "token ids must be ints, got %r" % (i,))
+            if isinstance(i, bool) or not isinstance(i, numbers.Integral):
+                raise TypeError("token ids must be ints, not %s (%r)" % (type(i).__name__, i))
             if not -(2 ** 31) <= i < 2 ** 31:
                 raise GPTError(GPT_ERR_TOKEN_RANGE, "token id %d is outside [0, %d)" % (i, self.config["n_vocab"]))
         return ids
@@ -520,7 +637,7 @@ class Model:
         """Log-probabilities (natural log) of ids[1:], each given the ids
         before it: a list of len(ids) - 1 floats. Sequences longer than the
         context are scored in sliding windows (see gpt_score in gpt.h)."""
-        ids = self._check_ids(list(ids))
+        ids = [int(i) for i in self._check_ids(list(ids))]
         if len(ids) < 2:
             return []
         arr = (ctypes.c_int * len(ids))(*ids)
@@ -542,53 +659,76 @@ class Model:
 
     def _params(self, max_new_tokens, temperature, top_k, top_p, min_p, repeat_penalty, repeat_last_n, seed,
                 stop, ignore_eos, special, slide):
+        """gpt_generate_params from the arguments (None: the library's
+        default), checked for type and C range here and for meaning by
+        gpt_generate_params_check."""
         p = _lib.gpt_generate_defaults()
         if max_new_tokens is not None:
-            p.max_new_tokens = max_new_tokens
+            n = _int_arg("max_new_tokens", max_new_tokens)
+            p.max_new_tokens = _INT_MAX if n == -1 else n  # -1: until the context is full, as `gpt -n -1`
         if temperature is not None:
-            p.temperature = temperature
+            p.temperature = _float_arg("temperature", temperature)
         if top_k is not None:
-            p.top_k = top_k
+            p.top_k = _int_arg("top_k", top_k)
         if top_p is not None:
-            p.top_p = top_p
+            p.top_p = _float_arg("top_p", top_p)
         if min_p is not None:
-            p.min_p = min_p
+            p.min_p = _float_arg("min_p", min_p)
         if repeat_penalty is not None:
-            p.repetition_penalty = repeat_penalty
+            p.repetition_penalty = _float_arg("repeat_penalty", repeat_penalty)
         if repeat_last_n is not None:
-            p.repeat_last_n = repeat_last_n
+            p.repeat_last_n = _int_arg("repeat_last_n", repeat_last_n)
         if seed is not None:
-            p.seed = seed & 0xFFFFFFFFFFFFFFFF
+            if not isinstance(seed, bool) and isinstance(seed, numbers.Integral) and seed < 0:
+                raise ValueError("seed must be in 0 .. 2**64 - 1, not %d" % seed)
+            p.seed = _int_arg("seed", seed, 0, _U64_MAX)
         p.ignore_eos = 1 if ignore_eos else 0
         p.special = 1 if special else 0
         p.context_policy = GPT_CONTEXT_SLIDE if slide else GPT_CONTEXT_STOP
         keep = []
-        if stop:
-            if isinstance(stop, (str, bytes)):
+        if stop is not None:
+            if isinstance(stop, (str, bytes, bytearray, memoryview)):
                 stop = [stop]
-            enc = [s.encode("utf-8") if isinstance(s, str) else bytes(s) for s in stop]
-            arr = (ctypes.c_char_p * len(enc))(*enc)
-            keep = [enc, arr]
-            p.stop = arr
-            p.n_stop = len(enc)
+            elif not isinstance(stop, (list, tuple)):
+                raise TypeError("stop must be a string or a list of strings, not %s" % type(stop).__name__)
+            enc = [_c_string_arg("stop string", s) for s in stop]
+            if any(len(s) == 0 for s in enc):
+                raise ValueError("a stop string is empty")
+            if enc:
+                arr = (ctypes.c_char_p * len(enc))(*enc)
+                keep = [enc, arr]
+                p.stop = arr
+                p.n_stop = len(enc)
         err = _Error()
         st = _lib.gpt_generate_params_check(ctypes.byref(p), ctypes.byref(err))
         if st != GPT_OK:
             raise GPTError(st, _text(err.message))
         return p, keep
 
-    def _run_generate(self, prompt, params, callback):
-        """gpt_generate_ex on a fresh context; returns the gpt_generate_result
-        as a dict. A window that fills up after some text was generated is
-        not an error (stop_reason "context_full", like "max_tokens"); a
-        prompt that leaves no room to generate anything is."""
+    def _run_generate(self, prompt, params, on_bytes):
+        """gpt_generate_ex on a fresh context, passing each piece to
+        on_bytes(bytes), which returns True to stop; returns the
+        gpt_generate_result as a dict. A window that fills up after some text
+        was generated is not an error (stop_reason "context_full", like
+        "max_tokens"); a prompt that leaves no room for any text is
+        (GPT_ERR_CONTEXT_FULL), as for `gpt generate`."""
+        delivered = [0]
+
+        def on_text(ptr, n, user):
+            try:
+                delivered[0] += n
+                return 1 if on_bytes(ctypes.string_at(ptr, n)) else 0
+            except BaseException:  # never let an exception cross into C
+                return 1
+
+        callback = _ON_TEXT(on_text)
         self._enter()
         try:
             ctx = self._new_context()
             try:
                 res = _GenerateResult()
                 st = _lib.gpt_generate_ex(ctx, prompt, ctypes.byref(params), callback, None, ctypes.byref(res))
-                if st != GPT_OK and not (st == GPT_ERR_CONTEXT_FULL and res.n_generated > 0):
+                if st != GPT_OK and not (st == GPT_ERR_CONTEXT_FULL and delivered[0] > 0):
                     raise GPTError(st, _text(_lib.gpt_context_error(ctx)))
                 return {
                     "stop_reason": STOP_REASONS.get(res.stop_reason, str(res.stop_reason)),
@@ -606,7 +746,7 @@ class Model:
         """Like stream(), yielding the exact bytes of each piece."""
         p, keep = self._params(max_new_tokens, temperature, top_k, top_p, min_p, repeat_penalty, repeat_last_n,
                                seed, stop, ignore_eos, special, slide)
-        data = prompt.encode("utf-8", "surrogatepass") if isinstance(prompt, str) else bytes(prompt)
+        data = _c_string_arg("the prompt", prompt)
         if self._closed:
             raise GPTError(GPT_ERR_INVALID_ARG, "the model is closed")
         run = _Run(self, data, p, keep)
@@ -645,17 +785,14 @@ class Model:
                                               repeat_penalty, repeat_last_n, seed, stop, ignore_eos, special, slide))
         p, keep = self._params(max_new_tokens, temperature, top_k, top_p, min_p, repeat_penalty, repeat_last_n,
                                seed, stop, ignore_eos, special, slide)
-        data = prompt.encode("utf-8", "surrogatepass") if isinstance(prompt, str) else bytes(prompt)
+        data = _c_string_arg("the prompt", prompt)
         pieces = []
 
-        def on_text(ptr, n, user):
-            try:
-                pieces.append(ctypes.string_at(ptr, n))
-                return 0
-            except BaseException:
-                return 1
+        def on_bytes(b):
+            pieces.append(b)
+            return False
 
-        self._run_generate(data, p, _ON_TEXT(on_text))
+        self._run_generate(data, p, on_bytes)
         del keep
         return b"".join(pieces)
 

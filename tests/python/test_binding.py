@@ -92,6 +92,7 @@ class Binding(unittest.TestCase):
             "gpt_context_params": gpt._ContextParams,
             "gpt_generate_params": gpt._GenerateParams,
             "gpt_generate_result": gpt._GenerateResult,
+            "gpt_load_params": gpt._LoadParams,
         }
         lines = ['#include <stdio.h>', '#include <stddef.h>', '#include "gpt.h"', "int main(void) {"]
         for cname, py in structs.items():
@@ -145,6 +146,21 @@ class Binding(unittest.TestCase):
         self.assertEqual(e.status_name, "GPT_ERR_IO")
         self.assertIn("missing.bin", e.message)
         self.assertIn("missing.bin", str(e))
+
+    def test_load_not_a_regular_file(self):
+        cases = [(TMP, "a directory")]
+        if hasattr(os, "mkfifo"):
+            fifo = os.path.join(TMP, "fifo")
+            if not os.path.exists(fifo):
+                os.mkfifo(fifo)
+            cases.append((fifo, "a FIFO"))  # would block in open() if it were opened
+        if os.path.exists("/dev/zero"):
+            cases.append(("/dev/zero", "a character device"))
+        for path, kind in cases:
+            with self.assertRaises(gpt.GPTError) as cm:
+                gpt.Model(path)
+            self.assertEqual(cm.exception.status_name, "GPT_ERR_IO")
+            self.assertIn(kind, cm.exception.message)
 
     def test_load_truncated_file(self):
         bad = os.path.join(TMP, "truncated.bin")
@@ -226,7 +242,7 @@ class Binding(unittest.TestCase):
             with self.assertRaises(gpt.GPTError) as cm:
                 self.model.detokenize(bad)
             self.assertEqual(cm.exception.status_name, "GPT_ERR_TOKEN_RANGE")
-        with self.assertRaises(gpt.GPTError):
+        with self.assertRaises(TypeError):
             self.model.detokenize(["x"])
 
     # -- scoring ---------------------------------------------------------------------
@@ -296,7 +312,7 @@ class Binding(unittest.TestCase):
     def test_generate_bad_params(self):
         m = self.model
         for kw, word in [({"temperature": -1}, "temperature"), ({"top_p": 0}, "top_p"), ({"top_k": -3}, "top_k"),
-                         ({"max_new_tokens": -1}, "max_new_tokens"), ({"min_p": 2}, "min_p")]:
+                         ({"max_new_tokens": -2}, "max_new_tokens"), ({"min_p": 2}, "min_p")]:
             with self.assertRaises(gpt.GPTError) as cm:
                 m.generate("x", **kw)
             self.assertEqual(cm.exception.status_name, "GPT_ERR_INVALID_ARG")
@@ -316,6 +332,95 @@ class Binding(unittest.TestCase):
         with self.assertRaises(gpt.GPTError) as cm:
             self.model.generate("word " * 200, max_new_tokens=5)
         self.assertEqual(cm.exception.status_name, "GPT_ERR_CONTEXT_FULL")
+
+    # -- arguments checked before they reach C (issue 17) -----------------------------
+
+    def test_integers_never_wrap(self):
+        m = self.model
+        for kw in [{"max_new_tokens": 2 ** 40}, {"max_new_tokens": 2 ** 32 + 3}, {"top_k": 2 ** 32 + 1},
+                   {"repeat_last_n": 2 ** 31}, {"seed": 2 ** 64}, {"max_new_tokens": -(2 ** 31) - 1}]:
+            with self.assertRaises(OverflowError, msg=str(kw)):
+                m.generate("Hello", **kw)
+            with self.assertRaises(OverflowError, msg=str(kw)):
+                list(m.stream("Hello", **kw))
+        with self.assertRaises(ValueError):
+            m.generate("Hello", seed=-1)  # the CLI refuses it too
+        self.assertEqual(m.generate("Hello", max_new_tokens=5, seed=2 ** 64 - 1),
+                         run_gpt("generate", "-m", self.path, "-p", "Hello", "-n", "5", "--seed",
+                                 str(2 ** 64 - 1)).decode("utf-8", "replace"))
+        with self.assertRaises(OverflowError):
+            gpt.Model(self.path, threads=2 ** 40)
+
+    def test_wrong_types(self):
+        m = self.model
+        for call in [lambda: m.generate(123), lambda: list(m.stream(123)), lambda: m.generate_bytes(None),
+                     lambda: m.tokenize(3), lambda: m.tokenize(None), lambda: m.tokenize(["a"]),
+                     lambda: m.generate("x", top_k=1.5), lambda: m.generate("x", top_k=True),
+                     lambda: m.generate("x", max_new_tokens="5"), lambda: m.generate("x", temperature="0.5"),
+                     lambda: m.generate("x", seed=1.0), lambda: m.generate("x", stop=3),
+                     lambda: m.generate("x", stop=["a", 3]), lambda: m.detokenize([1.0]),
+                     lambda: m.detokenize([True]), lambda: m.score(["1", "2"]), lambda: gpt.Model(123),
+                     lambda: gpt.Model(self.path, threads=1.0), lambda: gpt.Model(self.path, kv=2)]:
+            with self.assertRaises(TypeError):
+                call()
+        self.assertEqual(m.tokenize(bytearray(b"Hello")), m.tokenize("Hello"))
+
+    def test_nul_and_empty_strings_refused(self):
+        m = self.model
+        for kw in [{"prompt": "And\0 God"}, {"prompt": b"And\0"}, {"prompt": "x", "stop": "a\0b"},
+                   {"prompt": "x", "stop": ["z", b"\0"]}, {"prompt": "x", "stop": ""},
+                   {"prompt": "x", "stop": ["", "x"]}]:
+            with self.assertRaises(ValueError, msg=repr(kw)):
+                m.generate(**kw)
+        self.assertEqual(m.generate("x", max_new_tokens=5, stop=[]), m.generate("x", max_new_tokens=5))
+        ids = m.tokenize("a\0b")  # tokenizing takes a length: NUL is an ordinary byte there
+        self.assertEqual(m.detokenize_bytes(ids), b"a\0b")
+
+    def test_defaults_as_the_cli(self):
+        m = self.model
+        # -1: until the context is full, as gpt generate -n -1
+        text = m.generate_bytes("Hello", max_new_tokens=-1, ignore_eos=True, seed=3)
+        want = run_gpt("generate", "-m", self.path, "-p", "Hello", "-n", "-1", "--ignore-eos", "--seed", "3")
+        self.assertEqual(text, want)
+        self.assertGreater(len(text), 0)
+        # threads 0: one per CPU, as -t 0
+        with gpt.Model(self.path, threads=0) as m0:
+            self.assertEqual(m0.threads, 0)
+            self.assertEqual(m0.generate("Hello", max_new_tokens=8, seed=1), m.generate("Hello", max_new_tokens=8, seed=1))
+
+    def test_prompt_that_fills_the_context(self):
+        m = self.model
+        prompt = " a" * m.config["n_ctx"]
+        if len(m.tokenize(prompt)) != m.config["n_ctx"]:
+            self.skipTest("' a' is not one token of this vocabulary")
+        with self.assertRaises(gpt.GPTError) as cm:  # no room for a single token: an error, not ''
+            m.generate(prompt, max_new_tokens=5)
+        self.assertEqual(cm.exception.status_name, "GPT_ERR_CONTEXT_FULL")
+
+    def test_no_mmap(self):
+        victim = os.path.join(TMP, "victim.bin")
+        shutil.copy(self.path, victim)
+        with gpt.Model(victim, threads=1, mmap=False) as m:
+            self.assertFalse(m.mmap)
+            with open(victim, "r+b") as f:
+                f.truncate(0)  # a mapped model would die of SIGBUS on its next read
+            self.assertEqual(m.generate("Hello", max_new_tokens=10, seed=4),
+                             self.model.generate("Hello", max_new_tokens=10, seed=4))
+
+    def test_nonfinite_weights(self):
+        bad = os.path.join(TMP, "nan.bin")
+        with open(self.path, "rb") as f:
+            data = bytearray(f.read())
+        off = int.from_bytes(data[128 + 32 * 5 + 16:128 + 32 * 5 + 24], "little")  # h.0.attn.c_attn.bias
+        data[off + 8:off + 12] = b"\x00\x00\xc0\x7f"  # NaN
+        with open(bad, "wb") as f:
+            f.write(data)
+        with gpt.Model(bad, threads=1) as m:
+            for call in (lambda: m.generate("Hello", max_new_tokens=5), lambda: m.score([1, 2, 3])):
+                with self.assertRaises(gpt.GPTError) as cm:
+                    call()
+                self.assertEqual(cm.exception.status, gpt.GPT_ERR_NUMERIC)
+                self.assertEqual(cm.exception.status_name, "GPT_ERR_NUMERIC")
 
     # -- streaming ------------------------------------------------------------------------
 

@@ -105,6 +105,8 @@ class _ContextParams(ctypes.Structure):
         ("all_logits", ctypes.c_int),
         ("reference_kernels", ctypes.c_int),
         ("kv_type", ctypes.c_int),
+        ("n_seq", ctypes.c_int),
+        ("kv_size", ctypes.c_int),
     ]
 
 
@@ -123,6 +125,17 @@ class _GenerateParams(ctypes.Structure):
         ("ignore_eos", ctypes.c_int),
         ("special", ctypes.c_int),
         ("context_policy", ctypes.c_int),
+        ("n_sequences", ctypes.c_int),
+        ("max_length", ctypes.c_int),
+        ("min_new_tokens", ctypes.c_int),
+        ("do_sample", ctypes.c_int),
+        ("num_beams", ctypes.c_int),
+        ("length_penalty", ctypes.c_float),
+        ("early_stopping", ctypes.c_int),
+        ("no_repeat_ngram_size", ctypes.c_int),
+        ("presence_penalty", ctypes.c_float),
+        ("frequency_penalty", ctypes.c_float),
+        ("n_logprobs", ctypes.c_int),
     ]
 
 

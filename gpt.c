@@ -1229,6 +1229,33 @@ gpt_status gpt_rewind(gpt_context *c, int n_keep)
     return GPT_OK;
 }
 
+/* Beam search's reordering: sequence seqs[i] becomes a copy of what
+ * sequence seqs[from[i]] held, for i < n, all at once (a parent may have
+ * several children, or none). Pages are shared, not copied. scratch: n *
+ * (pages per sequence + n_ctx + 1) ints. */
+static void gp_seqs_reorder(gpt_context *c, const int *seqs, const int *from, int n, int *scratch)
+{
+    int pps = gp_pages_for(c->n_ctx), i, p;
+    int *pages = scratch, *tokens = scratch + (size_t)n * pps, *n_past = tokens + (size_t)n * c->n_ctx;
+    for (i = 0; i < n; i++) { /* take a reference to what each will hold */
+        const gp_seq *a = &c->seqs[seqs[from[i]]];
+        for (p = 0; p < gp_pages_for(a->n_past); p++) {
+            pages[(size_t)i * pps + p] = a->pages[p];
+            c->page_refs[a->pages[p]]++;
+        }
+        memcpy(tokens + (size_t)i * c->n_ctx, a->tokens, sizeof(int) * (size_t)a->n_past);
+        n_past[i] = a->n_past;
+    }
+    for (i = 0; i < n; i++) { /* drop what each held, then take its new part */
+        gp_seq *b = &c->seqs[seqs[i]];
+        gp_seq_truncate(c, seqs[i], 0);
+        memcpy(b->pages, pages + (size_t)i * pps, sizeof(int) * (size_t)gp_pages_for(n_past[i]));
+        memcpy(b->tokens, tokens + (size_t)i * c->n_ctx, sizeof(int) * (size_t)n_past[i]);
+        b->n_past = n_past[i];
+        b->has_logits = 0; /* the beams' next tokens are evaluated right after */
+    }
+}
+
 gpt_status gpt_seq_fork(gpt_context *c, int src, int dst)
 {
     gpt_status st;
@@ -2045,23 +2072,23 @@ void gpt_sampler_free(gpt_sampler *s)
 
 /* CTRL's repetition penalty on w [V] over the last repeat_last_n ids of
  * history: a seen token's logit is divided by the penalty when positive,
- * multiplied when not. GPT_ERR_TOKEN_RANGE (and w untouched) for an id out
- * of range. */
-static gpt_status gp_repetition_penalty(gpt_sampler *s, float *w, const int *history, int n_history)
+ * multiplied when not (seen: V zero bytes, left zero). GPT_ERR_TOKEN_RANGE
+ * (and w untouched) for an id out of range. */
+static gpt_status gp_repetition_penalty(const gpt_generate_params *p, unsigned char *seen, int V, float *w,
+                                        const int *history, int n_history)
 {
-    const gpt_generate_params *p = &s->p;
-    int from, i, V = s->n_vocab;
+    int from, i;
     if (p->repetition_penalty == 1.0f || n_history == 0 || p->repeat_last_n == 0) return GPT_OK;
     from = p->repeat_last_n < 0 || p->repeat_last_n > n_history ? 0 : n_history - p->repeat_last_n;
     for (i = from; i < n_history; i++)
         if (history[i] < 0 || history[i] >= V) return GPT_ERR_TOKEN_RANGE;
     for (i = from; i < n_history; i++) {
         int id = history[i];
-        if (s->seen[id]) continue;
-        s->seen[id] = 1;
+        if (seen[id]) continue;
+        seen[id] = 1;
         w[id] = w[id] > 0.0f ? w[id] / p->repetition_penalty : w[id] * p->repetition_penalty;
     }
-    for (i = from; i < n_history; i++) s->seen[history[i]] = 0;
+    for (i = from; i < n_history; i++) seen[history[i]] = 0;
     return GPT_OK;
 }
 
@@ -2143,7 +2170,7 @@ int gpt_sampler_sample(gpt_sampler *s, const float *logits, const int *history, 
     V = s->n_vocab;
     w = s->work;
     for (i = 0; i < V; i++) w[i] = logits[i] != logits[i] ? -INFINITY : logits[i]; /* NaN never wins */
-    if (gp_repetition_penalty(s, w, history, n_history) != GPT_OK) return GPT_ERR_TOKEN_RANGE;
+    if (gp_repetition_penalty(&s->p, s->seen, V, w, history, n_history) != GPT_OK) return GPT_ERR_TOKEN_RANGE;
     best = 0;
     for (i = 1; i < V; i++)
         if (w[i] > w[best]) best = i;
@@ -2230,6 +2257,8 @@ typedef struct gp_step {
     int n, cap;
 } gp_step;
 
+typedef struct gp_beams gp_beams;
+
 enum gp_gen_state { GP_GEN_NEW, GP_GEN_RUNNING, GP_GEN_DONE, GP_GEN_FAILED };
 
 struct gpt_generator {
@@ -2249,12 +2278,18 @@ struct gpt_generator {
     gpt_status status;       /* GP_GEN_FAILED: why */
     int next_piece;          /* the stream whose piece gpt_generator_next gives next */
     float *work;             /* [V] the logits a stream samples from */
+    unsigned char *seen;     /* [V] zero, for the repetition penalty */
+    int *counts;             /* [V] zero, for the presence and frequency penalties */
+    gp_beams *beams;         /* beam search's state (below); NULL when sampling */
     unsigned char *clean;    /* [3 * (max_tok + 8)] sanitizer output */
     char *piece;             /* [max_tok + 8] a token's bytes */
     int *window;             /* [T] the ids kept when a sequence slides */
     gp_step step;            /* room for the entries of its own steps */
     char err[320];
 };
+
+static void gp_beams_free(gp_beams *b);
+static gp_beams *gp_beams_new(const gpt_generator *g, int cap);
 
 static gpt_status gp_gen_fail(gpt_generator *g, gpt_status st, const char *fmt, ...)
 {
@@ -2355,6 +2390,9 @@ void gpt_generator_free(gpt_generator *g)
     gpt__free(g->streams);
     gpt__free(g->prompt);
     gpt__free(g->work);
+    gpt__free(g->seen);
+    gpt__free(g->counts);
+    gp_beams_free(g->beams);
     gpt__free(g->clean);
     gpt__free(g->piece);
     gpt__free(g->window);
@@ -2389,6 +2427,7 @@ static gpt_sampler *gp_gen_sampler(const gpt_generator *g, int i, gpt_error *err
     gpt_generate_params sp = g->p;
     gpt_sampler *s;
     if (sp.do_sample == 0) sp.temperature = 0.0f;
+    sp.repetition_penalty = 1.0f; /* the generator's processors apply it, in Hugging Face's order */
     sp.stop = NULL;
     sp.n_stop = 0;
     s = gpt_sampler_new(&sp, g->V, err);
@@ -2405,10 +2444,12 @@ static gpt_status gp_gen_alloc_streams(gpt_generator *g, const int *seqs, gpt_er
     text_cap = max_stop + 3 * (g->max_tok + 8) + 16;
     g->streams = (gp_stream *)gpt__calloc((size_t)g->n_streams, sizeof(gp_stream));
     g->work = (float *)gpt__alloc(sizeof(float) * (size_t)g->V);
+    g->seen = (unsigned char *)gpt__calloc((size_t)g->V, 1);
+    g->counts = (int *)gpt__calloc((size_t)g->V, sizeof(int));
     g->clean = (unsigned char *)gpt__alloc(3 * (g->max_tok + 8));
     g->piece = (char *)gpt__alloc(g->max_tok + 8);
     g->window = (int *)gpt__alloc(sizeof(int) * (size_t)g->c->n_ctx);
-    if (!g->streams || !g->work || !g->clean || !g->piece || !g->window)
+    if (!g->streams || !g->work || !g->seen || !g->counts || !g->clean || !g->piece || !g->window)
         return gpt__set_error(err, GPT_ERR_OUT_OF_MEMORY, "out of memory for generation");
     for (i = 0; i < g->n_streams; i++) {
         gp_stream *st = &g->streams[i];
@@ -2441,8 +2482,12 @@ static gpt_generator *gp_gen_create(gpt_context *c, const int *ids, int n_ids, c
     gpt_status st;
     int i;
     if ((st = gpt_generate_params_check(p, err)) != GPT_OK) return NULL;
-    if (p->num_beams > 1) {
-        gpt__set_error(err, GPT_ERR_UNSUPPORTED, "beam search is not supported yet");
+    if (p->num_beams > 1 && p->n_stop > 0) {
+        gpt__set_error(err, GPT_ERR_INVALID_ARG, "stop strings are not supported with beam search");
+        return NULL;
+    }
+    if (p->num_beams > 1 && p->context_policy == GPT_CONTEXT_SLIDE) {
+        gpt__set_error(err, GPT_ERR_INVALID_ARG, "beam search cannot slide the context window (context_policy)");
         return NULL;
     }
     if (n_ids < 0 || (n_ids > 0 && !ids)) {
@@ -2465,9 +2510,13 @@ static gpt_generator *gp_gen_create(gpt_context *c, const int *ids, int n_ids, c
     g->eot = gpt_tokenizer_eot(g->tok);
     g->max_tok = gpt_tokenizer_max_token_bytes(g->tok);
     g->V = c->m->cfg.n_vocab;
-    g->n_streams = p->n_sequences;
+    g->n_streams = p->num_beams > 1 ? p->num_beams : p->n_sequences;
     if (gp_gen_copy_stops(g, p, err) != GPT_OK) goto bad;
     if (gp_gen_alloc_streams(g, seqs, err) != GPT_OK) goto bad;
+    if (p->num_beams > 1 && !(g->beams = gp_beams_new(g, c->n_ctx))) {
+        gpt__set_error(err, GPT_ERR_OUT_OF_MEMORY, "out of memory for %d beams", p->num_beams);
+        goto bad;
+    }
     g->prompt = (int *)gpt__alloc(sizeof(int) * (size_t)(n_ids + 1));
     if (!g->prompt) {
         gpt__set_error(err, GPT_ERR_OUT_OF_MEMORY, "out of memory for the prompt");
@@ -2649,8 +2698,37 @@ static void gp_gen_logprobs(gpt_generator *g, gp_stream *st, const float *logits
     for (k = 0; k < st->n_top; k++) st->top[k].logprob -= lse;
 }
 
-/* Sampling for one stream: its logits, the processors of the parameters,
- * the sampler. Returns the id, or a negative status. */
+/* Hugging Face's logits processors, in its order, on w [V] for a sequence
+ * whose ids are hist[0 .. n_hist) (its prompt included), the last n_new of
+ * them generated: the repetition penalty (over the whole sequence), then
+ * OpenAI's presence and frequency penalties (over the generated ids), then
+ * no_repeat_ngram_size, then min_new_tokens. w holds logits when sampling
+ * or greedy, log-probabilities in beam search, as in HF. */
+static void gp_gen_process(gpt_generator *g, float *w, const int *hist, int n_hist, int n_new)
+{
+    const gpt_generate_params *p = &g->p;
+    int i, n = p->no_repeat_ngram_size;
+    gp_repetition_penalty(p, g->seen, g->V, w, hist, n_hist); /* ids were checked on the way in */
+    if (p->presence_penalty != 0.0f || p->frequency_penalty != 0.0f) {
+        for (i = n_hist - n_new; i < n_hist; i++) g->counts[hist[i]]++;
+        for (i = n_hist - n_new; i < n_hist; i++) {
+            int t = hist[i];
+            if (g->counts[t] == 0) continue; /* done already */
+            w[t] -= p->frequency_penalty * (float)g->counts[t] + p->presence_penalty;
+            g->counts[t] = 0;
+        }
+    }
+    if (n > 0 && n_hist >= n) {
+        /* an id that would complete an n-gram already in the sequence */
+        const int *prefix = hist + n_hist - (n - 1);
+        for (i = 0; i + n <= n_hist; i++)
+            if (memcmp(hist + i, prefix, sizeof(int) * (size_t)(n - 1)) == 0) w[hist[i + n - 1]] = -INFINITY;
+    }
+    if (g->eot >= 0 && n_new < p->min_new_tokens) w[g->eot] = -INFINITY;
+}
+
+/* Sampling for one stream: its logits, the processors, the sampler.
+ * Returns the id, or a negative status. */
 static int gp_gen_sample(gpt_generator *g, gp_stream *st)
 {
     const gp_seq *q = &g->c->seqs[st->seq];
@@ -2661,11 +2739,392 @@ static int gp_gen_sample(gpt_generator *g, gp_stream *st)
         return gp_gen_fail(g, GPT_ERR_NUMERIC, "the logits after position %d are not finite: the model has NaN or "
                            "infinite weights, or its activations overflow", q->n_past - 1);
     memcpy(g->work, logits, sizeof(float) * (size_t)g->V);
-    if (g->eot >= 0 && st->n_generated < g->p.min_new_tokens) g->work[g->eot] = -INFINITY;
-    id = gpt_sampler_sample(st->sampler, g->work, q->tokens, q->n_past);
+    gp_gen_process(g, g->work, q->tokens, q->n_past, st->n_generated);
+    id = gpt_sampler_sample(st->sampler, g->work, NULL, 0);
     if (id < 0) return gp_gen_fail(g, (gpt_status)id, "sampling failed: %s", gpt_status_name((gpt_status)id));
     gp_gen_logprobs(g, st, logits, id);
     return id;
+}
+
+/*
+ * Beam search, as Hugging Face's generate() does it (num_beams > 1,
+ * do_sample off). The beams are sequences of the context, evaluated as one
+ * batch each step. A step: each beam's log-softmax, through the processors,
+ * plus the beam's running score; the 2 k best (beam, id) pairs over all
+ * beams, best first; an end-of-text among the first k ends a hypothesis
+ * (scored sum / length^length_penalty, length = its new ids), the others
+ * become the next k beams (their sequences copied from their parents, pages
+ * shared). It stops when early_stopping says no beam can do better, or at
+ * the length limit, where the live beams become hypotheses too. The best
+ * n_sequences hypotheses come out as one piece each, best first.
+ */
+typedef struct gp_hyp {
+    double score;
+    int n;                   /* new ids, an end-of-text included */
+    int ended_eos;
+    int order;               /* when it was added (ties: the later comes first, as in HF) */
+    int *tokens;
+    float *logprobs;
+    gpt_token_logprob *tops; /* [n][n_top] */
+} gp_hyp;
+
+struct gp_beams {
+    int k, cap, n_top;       /* beams; the most new ids; alternatives per id */
+    int n_new;               /* ids every beam has generated */
+    int max_new;             /* the length limit, in new ids */
+    int prompt_len;
+    int done;
+    float *score, *score2;   /* [k] running sums of the processed log-probabilities */
+    int *tokens, *tokens2;   /* [k][cap] */
+    float *lp, *lp2;         /* [k][cap] raw log-probabilities of those ids */
+    gpt_token_logprob *tops, *tops2; /* [k][cap][n_top] */
+    gp_cand *cands;          /* [V] one beam's candidates */
+    gp_cand *best;           /* [k][2k] every beam's best 2k */
+    int *flat;               /* [k * 2k] beam of each candidate in best */
+    int *parent, *next_tok;  /* [k] */
+    float *next_score, *next_lp; /* [k] */
+    int *reorder;            /* scratch of gp_seqs_reorder */
+    int *seqs;               /* [k] the beams' sequences */
+    gp_hyp *hyps;            /* [k + 1] */
+    int n_hyps, n_added;
+    double worst;
+    int n_out, next_out;     /* hypotheses returned, and the next to give */
+    unsigned char *raw;      /* [raw_cap] one hypothesis's bytes */
+    size_t raw_cap;
+    char *text;              /* [3 raw_cap + 1] and its text */
+};
+
+static void gp_beams_free(gp_beams *b)
+{
+    int i;
+    if (!b) return;
+    for (i = 0; b->hyps && i <= b->k; i++) {
+        gpt__free(b->hyps[i].tokens);
+        gpt__free(b->hyps[i].logprobs);
+        gpt__free(b->hyps[i].tops);
+    }
+    gpt__free(b->hyps);
+    gpt__free(b->score);
+    gpt__free(b->score2);
+    gpt__free(b->tokens);
+    gpt__free(b->tokens2);
+    gpt__free(b->lp);
+    gpt__free(b->lp2);
+    gpt__free(b->tops);
+    gpt__free(b->tops2);
+    gpt__free(b->cands);
+    gpt__free(b->best);
+    gpt__free(b->flat);
+    gpt__free(b->parent);
+    gpt__free(b->next_tok);
+    gpt__free(b->next_score);
+    gpt__free(b->next_lp);
+    gpt__free(b->reorder);
+    gpt__free(b->seqs);
+    gpt__free(b->raw);
+    gpt__free(b->text);
+    gpt__free(b);
+}
+
+static gp_beams *gp_beams_new(const gpt_generator *g, int cap)
+{
+    gp_beams *b = (gp_beams *)gpt__calloc(1, sizeof *b);
+    int k = g->p.num_beams, i, ok, nt = g->p.n_logprobs > 0 ? g->p.n_logprobs : 1;
+    size_t V = (size_t)g->V, pps = (size_t)gp_pages_for(g->c->n_ctx);
+    if (!b) return NULL;
+    b->k = k;
+    b->cap = cap > 0 ? cap : 1;
+    b->n_top = g->p.n_logprobs;
+    b->worst = 1e9;
+    b->score = (float *)gpt__calloc((size_t)k, sizeof(float));
+    b->score2 = (float *)gpt__calloc((size_t)k, sizeof(float));
+    b->tokens = (int *)gpt__alloc(sizeof(int) * (size_t)k * b->cap);
+    b->tokens2 = (int *)gpt__alloc(sizeof(int) * (size_t)k * b->cap);
+    b->lp = (float *)gpt__alloc(sizeof(float) * (size_t)k * b->cap);
+    b->lp2 = (float *)gpt__alloc(sizeof(float) * (size_t)k * b->cap);
+    b->tops = (gpt_token_logprob *)gpt__alloc(sizeof(gpt_token_logprob) * (size_t)k * b->cap * nt);
+    b->tops2 = (gpt_token_logprob *)gpt__alloc(sizeof(gpt_token_logprob) * (size_t)k * b->cap * nt);
+    b->cands = (gp_cand *)gpt__alloc(sizeof(gp_cand) * V);
+    b->best = (gp_cand *)gpt__alloc(sizeof(gp_cand) * (size_t)k * 2 * k);
+    b->flat = (int *)gpt__alloc(sizeof(int) * (size_t)k * 2 * k);
+    b->parent = (int *)gpt__alloc(sizeof(int) * (size_t)k);
+    b->next_tok = (int *)gpt__alloc(sizeof(int) * (size_t)k);
+    b->next_score = (float *)gpt__alloc(sizeof(float) * (size_t)k);
+    b->next_lp = (float *)gpt__alloc(sizeof(float) * (size_t)k);
+    b->reorder = (int *)gpt__alloc(sizeof(int) * (size_t)k * (pps + (size_t)g->c->n_ctx + 1));
+    b->seqs = (int *)gpt__alloc(sizeof(int) * (size_t)k);
+    b->hyps = (gp_hyp *)gpt__calloc((size_t)k + 1, sizeof(gp_hyp));
+    b->raw_cap = (size_t)(b->cap + 1) * g->max_tok;
+    b->raw = (unsigned char *)gpt__alloc(b->raw_cap + 1);
+    b->text = (char *)gpt__alloc(3 * b->raw_cap + 1);
+    ok = b->score && b->score2 && b->tokens && b->tokens2 && b->lp && b->lp2 && b->tops && b->tops2 && b->cands &&
+         b->best && b->flat && b->parent && b->next_tok && b->next_score && b->next_lp && b->reorder && b->seqs && b->hyps &&
+         b->raw && b->text;
+    for (i = 0; ok && i <= k; i++) {
+        b->hyps[i].tokens = (int *)gpt__alloc(sizeof(int) * (size_t)(b->cap + 1));
+        b->hyps[i].logprobs = (float *)gpt__alloc(sizeof(float) * (size_t)(b->cap + 1));
+        b->hyps[i].tops = (gpt_token_logprob *)gpt__alloc(sizeof(gpt_token_logprob) * (size_t)(b->cap + 1) * nt);
+        ok = b->hyps[i].tokens && b->hyps[i].logprobs && b->hyps[i].tops;
+    }
+    if (!ok) {
+        gp_beams_free(b);
+        return NULL;
+    }
+    return b;
+}
+
+static void gp_swap_beam_buffers(gp_beams *b)
+{
+    int *t = b->tokens;
+    float *l = b->lp, *s = b->score;
+    gpt_token_logprob *tp = b->tops;
+    b->tokens = b->tokens2;
+    b->tokens2 = t;
+    b->lp = b->lp2;
+    b->lp2 = l;
+    b->tops = b->tops2;
+    b->tops2 = tp;
+    b->score = b->score2;
+    b->score2 = s;
+}
+
+/* HF's BeamHypotheses.add: keeps the k best finished hypotheses. The new
+ * one is beam `beam`'s ids with (when last >= 0) one more id. */
+static void gp_beams_add(gpt_generator *g, gp_beams *b, int beam, int last, float last_lp,
+                         const gpt_token_logprob *last_top, float sum, int ended_eos)
+{
+    int n = b->n_new + (last >= 0), nt = b->n_top, i, worst_i = 0, second_i = -1;
+    double score = n > 0 ? (double)sum / pow((double)n, (double)g->p.length_penalty) : 0.0;
+    gp_hyp *h;
+    if (!(b->n_hyps < b->k || score > b->worst)) return;
+    h = &b->hyps[b->n_hyps++];
+    h->score = score;
+    h->n = n;
+    h->ended_eos = ended_eos;
+    h->order = b->n_added++;
+    memcpy(h->tokens, b->tokens + (size_t)beam * b->cap, sizeof(int) * (size_t)b->n_new);
+    memcpy(h->logprobs, b->lp + (size_t)beam * b->cap, sizeof(float) * (size_t)b->n_new);
+    if (nt > 0)
+        memcpy(h->tops, b->tops + (size_t)beam * b->cap * nt, sizeof(gpt_token_logprob) * (size_t)b->n_new * nt);
+    if (last >= 0) {
+        h->tokens[b->n_new] = last;
+        h->logprobs[b->n_new] = last_lp;
+        if (nt > 0) memcpy(h->tops + (size_t)b->n_new * nt, last_top, sizeof(gpt_token_logprob) * (size_t)nt);
+    }
+    if (b->n_hyps > b->k) {
+        /* drop the worst (the first added among equals, as Python's stable
+         * sort puts it first), and the next worst sets the bar */
+        gp_hyp t;
+        for (i = 1; i < b->n_hyps; i++)
+            if (b->hyps[i].score < b->hyps[worst_i].score ||
+                (b->hyps[i].score == b->hyps[worst_i].score && b->hyps[i].order < b->hyps[worst_i].order))
+                worst_i = i;
+        t = b->hyps[worst_i];
+        b->hyps[worst_i] = b->hyps[b->n_hyps - 1];
+        b->hyps[b->n_hyps - 1] = t;
+        b->n_hyps--;
+        for (i = 0; i < b->n_hyps; i++)
+            if (second_i < 0 || b->hyps[i].score < b->hyps[second_i].score) second_i = i;
+        b->worst = b->hyps[second_i].score;
+    } else if (score < b->worst) {
+        b->worst = score;
+    }
+}
+
+/* HF's BeamHypotheses.is_done, with the best running score of this step
+ * and the length its candidates have. */
+static int gp_beams_is_done(const gpt_generator *g, const gp_beams *b, float best, int gen_len)
+{
+    double lp = (double)g->p.length_penalty, highest;
+    if (b->n_hyps < b->k) return 0;
+    if (g->p.early_stopping == GPT_EARLY_STOP_TRUE) return 1;
+    if (g->p.early_stopping == GPT_EARLY_STOP_NEVER && lp > 0.0)
+        highest = (double)best / pow((double)b->max_new, lp);
+    else
+        highest = (double)best / pow((double)gen_len, lp);
+    return b->worst >= highest;
+}
+
+/* Orders candidates best first; ties by lower beam * V + id, as the flat
+ * index of HF's topk. */
+static int gp_beam_cand_before(const gp_cand *x, int fx, const gp_cand *y, int fy, int V)
+{
+    if (x->v != y->v) return x->v > y->v;
+    return (long long)fx * V + x->id < (long long)fy * V + y->id;
+}
+
+/* Every beam's 2k best candidates, then all of them sorted best first. */
+static int gp_beams_candidates(gpt_generator *g, gp_beams *b)
+{
+    int k = b->k, two_k = 2 * k, beam, i, j, n = 0, V = g->V;
+    for (beam = 0; beam < k; beam++) {
+        gp_stream *st = &g->streams[beam];
+        const gp_seq *q = &g->c->seqs[st->seq];
+        const float *logits = gpt_logits_seq(g->c, st->seq);
+        double mx = -INFINITY, sum = 0.0;
+        float lse;
+        int m;
+        if (!logits) return gp_gen_fail(g, GPT_ERR_INVALID_ARG, "beam %d has no logits", beam);
+        if (!gp_logits_finite(logits, V))
+            return gp_gen_fail(g, GPT_ERR_NUMERIC, "the logits after position %d are not finite: the model has NaN "
+                               "or infinite weights, or its activations overflow", q->n_past - 1);
+        for (i = 0; i < V; i++)
+            if (logits[i] > mx) mx = logits[i];
+        for (i = 0; i < V; i++) sum += exp((double)logits[i] - mx);
+        lse = (float)(mx + log(sum));
+        for (i = 0; i < V; i++) g->work[i] = logits[i] - lse; /* HF: log_softmax, then the processors */
+        gp_gen_process(g, g->work, q->tokens, q->n_past, b->n_new);
+        for (i = 0; i < V; i++) {
+            b->cands[i].v = g->work[i] + b->score[beam];
+            b->cands[i].id = i;
+        }
+        m = two_k < V ? two_k : V;
+        if (m < V) gp_select_top(b->cands, V, m);
+        for (i = 0; i < m; i++) {
+            b->best[n] = b->cands[i];
+            b->flat[n] = beam;
+            n++;
+        }
+    }
+    for (i = 1; i < n; i++) { /* insertion sort: 2k^2 candidates */
+        gp_cand c = b->best[i];
+        int f = b->flat[i];
+        for (j = i; j > 0 && gp_beam_cand_before(&c, f, &b->best[j - 1], b->flat[j - 1], V); j--) {
+            b->best[j] = b->best[j - 1];
+            b->flat[j] = b->flat[j - 1];
+        }
+        b->best[j] = c;
+        b->flat[j] = f;
+    }
+    return n;
+}
+
+/* The raw log-probability of id after beam's sequence, and the top ones. */
+static float gp_beam_raw_logprob(gpt_generator *g, gp_stream *st, int id)
+{
+    gp_gen_logprobs(g, st, gpt_logits_seq(g->c, st->seq), id);
+    return st->logprob;
+}
+
+/* The end: unless early stopping ended the search, the live beams become
+ * hypotheses too (HF's finalize). */
+static void gp_beams_finalize(gpt_generator *g, int add_live)
+{
+    gp_beams *b = g->beams;
+    int i;
+    for (i = 0; add_live && i < b->k; i++) gp_beams_add(g, b, i, -1, 0.0f, NULL, b->score[i], 0);
+    b->done = 1;
+}
+
+/* One beam step: candidates, hypotheses, the next beams (their sequences
+ * reordered, their new ids added to the step). */
+static gpt_status gp_beams_choose(gpt_generator *g, gp_step *step)
+{
+    gp_beams *b = g->beams;
+    int k = b->k, n, rank, next = 0, i, nt = b->n_top, *sq;
+    if (b->done) return GPT_OK;
+    if (b->n_new >= b->max_new) { /* no room for an id at all (max_new_tokens 0) */
+        gp_beams_finalize(g, 1);
+        return GPT_OK;
+    }
+    if ((n = gp_beams_candidates(g, b)) < 0) return (gpt_status)n;
+    for (rank = 0; rank < n && next < k; rank++) {
+        int beam = b->flat[rank], id = b->best[rank].id;
+        if (id == g->eot && g->eot >= 0) {
+            if (rank >= k) continue;
+            gp_beam_raw_logprob(g, &g->streams[beam], id);
+            gp_beams_add(g, b, beam, id, g->streams[beam].logprob, g->streams[beam].top, b->best[rank].v, 1);
+            continue;
+        }
+        b->parent[next] = beam;
+        b->next_tok[next] = id;
+        b->next_score[next] = b->best[rank].v;
+        b->next_lp[next] = gp_beam_raw_logprob(g, &g->streams[beam], id);
+        if (nt > 0) memcpy(b->tops2 + ((size_t)next * b->cap + (size_t)b->n_new) * nt, g->streams[beam].top,
+                           sizeof(gpt_token_logprob) * (size_t)nt);
+        next++;
+    }
+    if (next < k)
+        return gp_gen_fail(g, GPT_ERR_INVALID_ARG, "beam search found %d continuations for %d beams (the vocabulary "
+                           "is too small for them)", next, k);
+    /* the next beams' histories, from their parents */
+    for (i = 0; i < k; i++) {
+        int p = b->parent[i];
+        memcpy(b->tokens2 + (size_t)i * b->cap, b->tokens + (size_t)p * b->cap, sizeof(int) * (size_t)b->n_new);
+        memcpy(b->lp2 + (size_t)i * b->cap, b->lp + (size_t)p * b->cap, sizeof(float) * (size_t)b->n_new);
+        if (nt > 0)
+            memcpy(b->tops2 + (size_t)i * b->cap * nt, b->tops + (size_t)p * b->cap * nt,
+                   sizeof(gpt_token_logprob) * (size_t)b->n_new * nt);
+        b->tokens2[(size_t)i * b->cap + b->n_new] = b->next_tok[i];
+        b->lp2[(size_t)i * b->cap + b->n_new] = b->next_lp[i];
+        b->score2[i] = b->next_score[i];
+    }
+    gp_swap_beam_buffers(b);
+    b->n_new++;
+    if (gp_beams_is_done(g, b, b->best[0].v, b->n_new)) {
+        gp_beams_finalize(g, 0); /* HF: done, so the live beams are not kept */
+        return GPT_OK;
+    }
+    /* the beams' sequences become their parents', then grow by their ids */
+    sq = b->seqs;
+    for (i = 0; i < k; i++) sq[i] = g->streams[i].seq;
+    gp_seqs_reorder(g->c, sq, b->parent, k, b->reorder);
+    for (i = 0; i < k; i++) gp_step_add(step, g->streams[i].seq, b->next_tok[i]);
+    return GPT_OK;
+}
+
+/* After the step: at the length limit (max_new_tokens, max_length, the
+ * context) the live beams become hypotheses. */
+static void gp_beams_after_step(gpt_generator *g)
+{
+    gp_beams *b = g->beams;
+    if (!b->done && b->n_new >= b->max_new) gp_beams_finalize(g, 1);
+}
+
+/* The hypotheses, best first (ties: the later added first, as HF pops
+ * them from a stable ascending sort). */
+static void gp_beams_sort(gp_beams *b)
+{
+    int i, j;
+    for (i = 1; i < b->n_hyps; i++) {
+        gp_hyp h = b->hyps[i];
+        for (j = i; j > 0 && (b->hyps[j - 1].score < h.score ||
+                              (b->hyps[j - 1].score == h.score && b->hyps[j - 1].order < h.order));
+             j--)
+            b->hyps[j] = b->hyps[j - 1];
+        b->hyps[j] = h;
+    }
+}
+
+/* Piece i of the result: hypothesis i, whole. */
+static void gp_beams_piece(gpt_generator *g, int i, gpt_piece *piece)
+{
+    gp_beams *b = g->beams;
+    gp_hyp *h = &b->hyps[i];
+    size_t n = 0;
+    int t, n_text = h->n - h->ended_eos; /* the end-of-text has no text */
+    for (t = 0; t < n_text; t++) {
+        size_t len;
+        const char *bytes = gpt_token_bytes(g->tok, h->tokens[t], &len);
+        if (bytes && n + len <= b->raw_cap) {
+            memcpy(b->raw + n, bytes, len);
+            n += len;
+        }
+    }
+    n = gp_utf8_sanitize(b->raw, n, (unsigned char *)b->text); /* whole characters, as every piece */
+    b->text[n] = 0;
+    piece->seq = i;
+    piece->token = h->n > 0 ? h->tokens[h->n - 1] : -1;
+    piece->logprob = h->n > 0 ? h->logprobs[h->n - 1] : 0.0f;
+    piece->text = b->text;
+    piece->len = n;
+    piece->stop_reason = h->ended_eos ? GPT_STOP_EOS : GPT_STOP_MAX_TOKENS;
+    piece->top = h->tops;
+    piece->n_top = b->n_top;
+    piece->tokens = h->tokens;
+    piece->logprobs = h->logprobs;
+    piece->n_tokens = h->n;
+    piece->score = (float)h->score;
 }
 
 /* A running generator's part of a step: a token for each stream that goes
@@ -2717,6 +3176,19 @@ static gpt_status gp_gen_finish_step(gpt_generator *g)
     if (g->state == GP_GEN_NEW) {
         for (i = 1; i < g->n_streams; i++) gpt_seq_fork(g->c, g->streams[0].seq, g->streams[i].seq);
         g->state = GP_GEN_RUNNING;
+        if (g->beams) {
+            gp_beams *b = g->beams;
+            b->prompt_len = g->c->seqs[g->streams[0].seq].n_past;
+            b->max_new = g->c->n_ctx - b->prompt_len;
+            if (g->p.max_new_tokens >= 0 && g->p.max_new_tokens < b->max_new) b->max_new = g->p.max_new_tokens;
+            if (g->p.max_length > 0 && g->p.max_length - b->prompt_len < b->max_new)
+                b->max_new = g->p.max_length - b->prompt_len > 0 ? g->p.max_length - b->prompt_len : 0;
+            for (i = 1; i < b->k; i++) b->score[i] = -1e9f; /* HF: only the first beam starts */
+        }
+        return GPT_OK;
+    }
+    if (g->beams) {
+        gp_beams_after_step(g);
         return GPT_OK;
     }
     for (i = 0; i < g->n_streams; i++) {
@@ -2734,9 +3206,19 @@ static gpt_status gp_gen_finish_step(gpt_generator *g)
     return GPT_OK;
 }
 
+/* Beam search has its pieces once it is done: the best hypotheses. */
+static void gp_beams_prepare_output(gpt_generator *g)
+{
+    gp_beams *b = g->beams;
+    if (!b->done || b->n_out > 0 || b->next_out > 0) return;
+    gp_beams_sort(b);
+    b->n_out = g->p.n_sequences < b->n_hyps ? g->p.n_sequences : b->n_hyps;
+}
+
 static int gp_gen_pending(const gpt_generator *g)
 {
     int i, n = 0;
+    if (g->beams) return g->beams->done ? g->beams->n_out - g->beams->next_out : 0;
     for (i = 0; i < g->n_streams; i++) n += g->streams[i].has_piece;
     return n;
 }
@@ -2744,6 +3226,7 @@ static int gp_gen_pending(const gpt_generator *g)
 static int gp_gen_ended(const gpt_generator *g)
 {
     int i;
+    if (g->beams) return g->beams->done;
     for (i = 0; i < g->n_streams; i++)
         if (g->streams[i].why == GPT_STOP_NONE) return 0;
     return 1;
@@ -2761,7 +3244,7 @@ static gpt_status gp_gen_step(gpt_generator *const *gens, int n, gp_step *step)
     for (i = 0; i < n && st == GPT_OK; i++) {
         gpt_generator *g = gens[i];
         if (g->state == GP_GEN_NEW) st = gp_gen_begin(g, step);
-        else if (g->state == GP_GEN_RUNNING) st = gp_gen_choose(g, step);
+        else if (g->state == GP_GEN_RUNNING) st = g->beams ? gp_beams_choose(g, step) : gp_gen_choose(g, step);
     }
     if (st == GPT_OK && step->n > 0) {
         b.n = step->n;
@@ -2774,7 +3257,10 @@ static gpt_status gp_gen_step(gpt_generator *const *gens, int n, gp_step *step)
                     gp_gen_fail(gens[i], st, "%s", c->err);
     }
     for (i = 0; i < n && st == GPT_OK; i++)
-        if (gens[i]->state == GP_GEN_NEW || gens[i]->state == GP_GEN_RUNNING) st = gp_gen_finish_step(gens[i]);
+        if (gens[i]->state == GP_GEN_NEW || gens[i]->state == GP_GEN_RUNNING) {
+            st = gp_gen_finish_step(gens[i]);
+            if (gens[i]->beams) gp_beams_prepare_output(gens[i]);
+        }
     return st;
 }
 
@@ -2815,7 +3301,11 @@ int gpt_generator_next(gpt_generator *g, gpt_piece *piece)
     memset(piece, 0, sizeof *piece);
     for (;;) {
         if (g->state == GP_GEN_FAILED) return (int)g->status;
-        if (gp_gen_pending(g) > 0) {
+        if (g->beams && gp_gen_pending(g) > 0) {
+            gp_beams_piece(g, g->beams->next_out++, piece);
+            return 1;
+        }
+        if (!g->beams && gp_gen_pending(g) > 0) {
             int i;
             for (i = 0; i < g->n_streams; i++) {
                 gp_stream *s = &g->streams[(g->next_piece + i) % g->n_streams];
@@ -2831,6 +3321,7 @@ int gpt_generator_next(gpt_generator *g, gpt_piece *piece)
                 piece->top = s->top;
                 piece->n_top = s->token >= 0 ? s->n_top : 0;
                 piece->tokens = s->token >= 0 ? &s->token : NULL;
+                piece->logprobs = s->token >= 0 ? &s->logprob : NULL;
                 piece->n_tokens = s->token >= 0;
                 return 1;
             }
@@ -2845,7 +3336,14 @@ int gpt_generator_next(gpt_generator *g, gpt_piece *piece)
 
 gpt_status gpt_generator_result(const gpt_generator *g, int i, gpt_generate_result *r)
 {
-    if (!g || !r || i < 0 || i >= g->n_streams) return GPT_ERR_INVALID_ARG;
+    if (!g || !r || i < 0 || i >= (g->beams ? g->p.n_sequences : g->n_streams)) return GPT_ERR_INVALID_ARG;
+    if (g->beams) {
+        const gp_beams *b = g->beams;
+        r->stop_reason = i < b->n_out ? (b->hyps[i].ended_eos ? GPT_STOP_EOS : GPT_STOP_MAX_TOKENS) : GPT_STOP_NONE;
+        r->n_prompt_tokens = g->n_prompt;
+        r->n_generated = i < b->n_out ? b->hyps[i].n : 0;
+        return GPT_OK;
+    }
     r->stop_reason = g->streams[i].why;
     r->n_prompt_tokens = g->n_prompt;
     r->n_generated = g->streams[i].n_generated;
@@ -2882,11 +3380,13 @@ static gpt_status gp_generate_run(gpt_context *c, const char *prompt, const gpt_
         }
     }
     if (rc < 0) st = gp_ctx_fail(c, (gpt_status)rc, "%s", g->err);
-    for (i = 0; i < g->n_streams; i++) {
+    for (i = 0; i < n; i++) {
         gp_stream *s = &g->streams[i];
-        if (stopped && s->why == GPT_STOP_NONE) s->why = GPT_STOP_CALLBACK;
+        if (!g->beams && stopped && s->why == GPT_STOP_NONE) s->why = GPT_STOP_CALLBACK;
         if (results) gpt_generator_result(g, i, &results[i]);
         if (rc < 0 && results) results[i].stop_reason = s->why == GPT_STOP_CONTEXT_FULL ? s->why : GPT_STOP_NONE;
+        if (g->beams && stopped && results && results[i].stop_reason == GPT_STOP_NONE)
+            results[i].stop_reason = GPT_STOP_CALLBACK;
     }
     if (st == GPT_OK && g->streams[0].why == GPT_STOP_CONTEXT_FULL)
         st = gp_ctx_fail(c, GPT_ERR_CONTEXT_FULL, "the context is full: all %d positions are in use", c->n_ctx);

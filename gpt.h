@@ -507,14 +507,18 @@ typedef struct gpt_piece {
     size_t len;
     gpt_stop_reason stop_reason; /* GPT_STOP_NONE while the sequence goes on; otherwise it
                                     ended with this piece, which is its last */
-    const gpt_token_logprob *top; /* the n_top most likely ids at this step, by the same
-                                     log-probabilities, most likely first */
+    const gpt_token_logprob *top; /* for each of the piece's ids, the n_top most likely ids at
+                                     its step by the same log-probabilities, most likely
+                                     first: top[i * n_top + j] */
     int n_top;
-    /* beam search only: each returned hypothesis comes as one piece at the end */
-    const int *tokens;      /* its new ids (n_tokens), <|endoftext|> included if it ended so */
+    /* the ids of the piece: the one token of a sampled piece; with beam search
+       each returned hypothesis comes as one piece at the end, with all its ids */
+    const int *tokens;      /* n_tokens ids, <|endoftext|> included if it ended so */
+    const float *logprobs;  /* the log-probability of each */
     int n_tokens;
-    float score;            /* sum of its logprobs (as beam search ranked them, after the
-                               penalties) / length^length_penalty */
+    float score;            /* beam search: the sum of its ids' log-probabilities as beam
+                               search ranked them (after the penalties) / n_tokens^
+                               length_penalty */
 } gpt_piece;
 
 /* Receives each piece; return non-zero to stop the whole generation. */

@@ -98,6 +98,7 @@ test-sanitize:
 .PHONY: golden
 golden:
 	/usr/bin/python3 tests/reference/make_golden.py
+	/usr/bin/python3 tests/reference/make_generate_golden.py
 
 # The other kernel paths, each built in its own folder and run through every
 # test program and the command's scripts: the portable scalar code,

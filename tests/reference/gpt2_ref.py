@@ -690,9 +690,11 @@ def linear(x, weight, bias):
     return x @ weight.T + bias
 
 
-def forward(model, ids):
+def forward(model, ids, last_only=False):
     """Logits (float64, [n, n_vocab]) after each of the tokens ids[0..n-1],
-    which sit at positions 0..n-1."""
+    which sit at positions 0..n-1. With last_only, only the logits after the
+    last token ([n_vocab]); the same values, without the other rows of the
+    output projection."""
     cfg, w = model.cfg, model.w
     n = len(ids)
     if not 1 <= n <= cfg.n_ctx:
@@ -703,7 +705,8 @@ def forward(model, ids):
     C, H, D = cfg.n_embd, cfg.n_head, cfg.head_dim
     eps = cfg.ln_eps
     x = w["wte.weight"][ids_t] + w["wpe.weight"][:n]
-    causal = torch.ones(n, n, dtype=torch.bool).tril()      # key j visible from query i iff j <= i
+    pos = torch.arange(n)
+    causal = pos[None, :] <= pos[:, None]                   # key j visible from query i iff j <= i
     for l in range(cfg.n_layer):
         p = "h.%d." % l
         h = layer_norm(x, w[p + "ln_1.weight"], w[p + "ln_1.bias"], eps)
@@ -720,8 +723,11 @@ def forward(model, ids):
         h = layer_norm(x, w[p + "ln_2.weight"], w[p + "ln_2.bias"], eps)
         h = gelu_tanh(linear(h, w[p + "mlp.c_fc.weight"], w[p + "mlp.c_fc.bias"]))
         x = x + linear(h, w[p + "mlp.c_proj.weight"], w[p + "mlp.c_proj.bias"])
+    if last_only:
+        x = x[-1:]                                          # layer norm is per row
     x = layer_norm(x, w["ln_f.weight"], w["ln_f.bias"], eps)
-    return x @ w["wte.weight"].T                            # tied output head
+    logits = x @ w["wte.weight"].T                          # tied output head
+    return logits[0] if last_only else logits
 
 
 def forward_incremental_np(model, ids):

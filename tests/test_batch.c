@@ -317,6 +317,21 @@ TEST(the_kv_pool_is_shared_and_bounded)
     CHECK(gpt_context_kv_free(c) == 256);
     CHECK(gpt_seq_clear(c, 0) == GPT_OK && gpt_seq_clear(c, 1) == GPT_OK && gpt_context_kv_free(c) == 320);
     gpt_context_free(c);
+    /* three sequences sharing one page all write into it: two copies, and
+     * the last keeps the page, so a pool of three pages is enough */
+    cp.kv_size = 192;
+    c = gpt_context_new(m, &cp, NULL);
+    CHECK(c != NULL);
+    CHECK(gpt_eval(c, ids, 10) == GPT_OK);
+    CHECK(gpt_seq_fork(c, 0, 1) == GPT_OK && gpt_seq_fork(c, 0, 2) == GPT_OK);
+    for (i = 0; i < 3; i++) seq[i] = i;
+    b.n = 3;
+    b.tokens = ids + 10;
+    b.seq = seq;
+    b.logits = NULL;
+    CHECKF(gpt_eval_batch(c, &b) == GPT_OK, "%s", gpt_context_error(c));
+    CHECK(gpt_context_kv_free(c) == 0);
+    gpt_context_free(c);
     gpt_model_free(m);
 }
 

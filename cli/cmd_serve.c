@@ -160,6 +160,7 @@ int cmd_serve(int argc, char **argv)
     sp.n_ctx = n_ctx;
     sp.n_threads = n_threads;
     sp.kv_type = kv_type;
+    sp.verbose = verbose;
     fprintf(stderr, "gpt serve: model \"%s\" (%s), %d slots of %d positions, queue %d\n", name,
             model_path ? model_path : used ? used : "demo", slots, n_ctx, queue);
     rc = srv_run(&s, &sp);

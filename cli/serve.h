@@ -280,6 +280,7 @@ typedef struct srv_sched_params {
     int n_ctx;
     int n_threads;
     int kv_type;
+    int verbose;    /* log cancelled jobs on stderr */
 } srv_sched_params;
 
 /* Creates the context (n_seq = slots) and starts the scheduler thread,

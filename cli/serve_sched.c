@@ -372,7 +372,14 @@ static void *sched_main(void *arg)
         }
         pthread_mutex_unlock(&s->mu);
         for (i = 0; i < n_drop; i++) { /* clients gone: their sequences are free at once */
-            job_release_seqs(s, s->dropped[i]);
+            srv_job *j = s->dropped[i];
+            if (s->p.verbose && j->req->cancelled) {
+                int k, tokens = 0;
+                for (k = 0; k < j->req->n; k++) tokens += j->choices[k].n_generated;
+                fprintf(stderr, "gpt serve: cancelled a completion whose client went away, after %d tokens; %d "
+                        "sequences free\n", tokens, j->req->n);
+            }
+            job_release_seqs(s, j);
             pthread_mutex_lock(&s->mu);
             job_done(s, s->dropped[i]);
             pthread_mutex_unlock(&s->mu);

@@ -176,7 +176,8 @@ typedef struct api_completion {
 
 /* Reads and checks a completions request (OpenAI's fields, GPT-2's top_k,
  * min_p and repetition_penalty; unknown fields are ignored). Returns 1, or
- * 0 with err filled (status 400, the offending param named). */
+ * 0 with err filled (status 400, the offending param named) and nothing
+ * left to free. */
 int api_parse_completion(const json *root, const api_limits *lim, api_completion *out, api_error *err);
 void api_completion_free(api_completion *c);
 

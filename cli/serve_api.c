@@ -262,7 +262,7 @@ static int read_stream(const json *root, api_completion *c, api_error *e)
     return 1;
 }
 
-int api_parse_completion(const json *root, const api_limits *lim, api_completion *c, api_error *e)
+static int parse_completion(const json *root, const api_limits *lim, api_completion *c, api_error *e)
 {
     const json *v;
     gpt_error ge;
@@ -297,6 +297,13 @@ int api_parse_completion(const json *root, const api_limits *lim, api_completion
     c->gp.n_logprobs = c->logprobs > 0 ? c->logprobs : 0;
     if (gpt_generate_params_check(&c->gp, &ge) != GPT_OK) return bad_param(e, NULL, "%s", ge.message);
     return 1;
+}
+
+int api_parse_completion(const json *root, const api_limits *lim, api_completion *c, api_error *e)
+{
+    if (parse_completion(root, lim, c, e)) return 1;
+    api_completion_free(c);
+    return 0;
 }
 
 void api_completion_free(api_completion *c)
@@ -519,7 +526,7 @@ static void put_logprobs_object(sbuf *b, const gpt_tokenizer *tok, const lp_segm
     for (s = 0, any = 0; s < n_seg; s++)
         for (i = seg[s].from; i < seg[s].t->n; i++, any = 1) {
             const srv_tokens *t = seg[s].t;
-            const gpt_token_logprob *top = t->top + (size_t)i * (size_t)t->n_top;
+            const gpt_token_logprob *top = t->top ? t->top + (size_t)i * (size_t)t->n_top : NULL;
             int has_self = 0;
             if (any) sb_puts(b, ",");
             if (t->lp[i] != t->lp[i]) { /* no logprob: the first token of a prompt */

@@ -206,7 +206,8 @@ static int chunked_body(const char *p, size_t avail, const http_limits *lim, htt
             return bad(req, "malformed chunk size");
         for (; i < n; i++)
             if (!is_vchar((unsigned char)p[pos + i])) return bad(req, "control character in a chunk extension");
-        if (r == 0) return n > 1024 ? bad(req, "chunk size line too long") : 0;
+        if (n > 1024) return bad(req, "chunk size line too long");
+        if (r == 0) return 0;
         if (n == 0) return bad(req, "empty chunk size line");
         pos += end;
         if (size > lim->max_body - total) {

@@ -300,7 +300,7 @@ static void conn_process(net *N, conn *c)
         conn_consume(c, h.consumed);
         c->continue_sent = 0;
         c->served++;
-        c->started = now();
+        c->started = c->last_read = now();
         if (rep.req) {
             c->state = C_BUSY;
             c->req = rep.req;
@@ -347,7 +347,7 @@ static void conn_pump(net *N, conn *c)
     sched_release(N->s->sched, r, 0);
     c->req = NULL;
     c->state = C_READ;
-    c->started = now();
+    c->started = c->last_read = now(); /* idle from the end of the response */
     if (!c->keep_alive || N->s->draining) c->close_after = 1;
 }
 

@@ -4,6 +4,7 @@
 # strings, logprobs) one at a time, then from 16 concurrent clients into 8
 # slots: no errors, every text identical to the same request run alone, and
 # the aggregate tokens/s of both runs (printed; speed is not asserted).
+# SERVE_LOAD_REQUESTS changes the count (the sanitizer runs use 32).
 # Environment: GPT, BUILD, PYTHON (tests/run.sh).
 GPT=${GPT:-build/gpt}
 BUILD=${BUILD:-build}
@@ -15,4 +16,4 @@ if ! command -v "$PYTHON" >/dev/null 2>&1 || ! "$PYTHON" -c 'import sys; sys.exi
     echo "SKIP $name: no Python 3.6 or later ($PYTHON) to drive the server"
     exit 0
 fi
-GPT="$GPT" BUILD="$BUILD" exec timeout 400 "$PYTHON" tests/server/load.py --requests 64 --clients 16 --slots 8
+GPT="$GPT" BUILD="$BUILD" exec timeout 600 "$PYTHON" tests/server/load.py --requests "${SERVE_LOAD_REQUESTS:-64}" --clients 16 --slots 8

@@ -142,8 +142,8 @@ def main():
         served_a = a.log_text().count("POST /v1/completions 200")
         served_b = b.log_text().count("POST /v1/completions 200")
         C.check("lb_64_requests_succeed", not errors and len(first) == 64, errors[:3])
-        C.check("lb_both_instances_serve", served_a > 0 and served_b > 0, (served_a, served_b))
-        print("    first run: instance A served %d, instance B %d" % (served_a, served_b))
+        C.check("lb_both_instances_serve", served_a > 0 and served_b > 0, (served_a, served_b),
+                "A answered %d, B %d" % (served_a, served_b))
 
         sent = {}
 
@@ -156,13 +156,14 @@ def main():
         second, errors = run_all(port_lb, work, 16, on_done)
         rc = a.wait(120)
         after_a = a.log_text().count("POST /v1/completions 200") - before_a
-        C.check("lb_sigterm_mid_run_loses_nothing", "t" in sent and not errors and len(second) == 64, errors[:3])
+        log_a = a.log_text()
+        drained = log_a.split("stopping:")[-1].count("POST /v1/completions 200") if "stopping:" in log_a else 0
+        C.check("lb_sigterm_mid_run_loses_nothing", "t" in sent and not errors and len(second) == 64, errors[:3],
+                "SIGTERM to A after 12 completions; A answered %d of the 64, %d of them after the signal" %
+                (after_a, drained))
         same = [i for i in range(64) if i in first and i in second and first[i][0] == second[i][0]]
         C.check("lb_same_texts_on_either_instance", len(same) == 64, "%d of 64 equal" % len(same))
         C.check("lb_stopped_instance_exits_0", rc == 0 and "stopped after" in a.log_text(), (rc, a.log_text()[-300:]))
-        drained = a.log_text().split("stopping:")[-1].count("POST /v1/completions 200") if "stopping:" in a.log_text() else 0
-        print("    second run: SIGTERM to A after 12 completions; A answered %d in all, %d of them after the signal"
-              % (after_a, drained))
     finally:
         if ng and ng.poll() is None:
             ng.send_signal(signal.SIGQUIT)

@@ -193,10 +193,11 @@ class Checks:
         self.failed = 0
         self.prefix = ""  # for checks that run twice
 
-    def check(self, name, ok, detail=""):
+    def check(self, name, ok, detail="", note=None):
+        """note: shown in parentheses after a PASS (figures worth seeing)."""
         name = self.prefix + name
         if ok:
-            print("PASS " + name)
+            print("PASS " + name + (" (%s)" % note if note else ""))
         else:
             self.failed += 1
             print("FAIL %s: %s" % (name, str(detail)[:600].replace("\n", " ")))

@@ -383,10 +383,17 @@ void srv_request_free(srv_request *r)
 
 /* The prompt of job j: its ids (tokenized with <|endoftext|> as the special
  * token, as OpenAI reads it) and its text for echo. */
-static int job_prompt(srv_job *j, const api_prompt *p, const gpt_tokenizer *tok, api_error *e)
+static int job_prompt(srv_job *j, const api_prompt *p, const gpt_tokenizer *tok, int n_ctx, api_error *e)
 {
-    int n;
+    size_t max_tok = gpt_tokenizer_max_token_bytes(tok);
+    int n, len;
     if (p->text) {
+        /* no token is longer than max_tok bytes: a text that cannot fit is
+         * refused before it is tokenized */
+        if (max_tok > 0 && p->len / max_tok > (size_t)n_ctx)
+            return api_fail(e, 400, "invalid_request_error", "context_length_exceeded", "prompt",
+                            "This model's maximum context length is %d tokens; your prompt of %lu bytes is longer.",
+                            n_ctx, (unsigned long)p->len);
         n = p->len ? gpt_tokenize_ex(tok, p->text, p->len, NULL, 0, GPT_TOKENIZE_SPECIAL) : 0;
         if (n < 0) return api_fail(e, 500, "server_error", NULL, NULL, "cannot tokenize the prompt: %s",
                                    gpt_status_name((gpt_status)n));
@@ -402,7 +409,7 @@ static int job_prompt(srv_job *j, const api_prompt *p, const gpt_tokenizer *tok,
         if (!(j->ids = (int *)malloc(sizeof(int) * (size_t)(n + 1))))
             return api_fail(e, 500, "server_error", NULL, NULL, "out of memory");
         if (n > 0) memcpy(j->ids, p->ids, sizeof(int) * (size_t)n);
-        int len = n > 0 ? gpt_detokenize(tok, p->ids, n, NULL, 0) : 0;
+        len = n > 0 ? gpt_detokenize(tok, p->ids, n, NULL, 0) : 0;
         if (len < 0 || !(j->prompt_text = (char *)malloc((size_t)len + 1)))
             return api_fail(e, 500, "server_error", NULL, NULL, "cannot decode the prompt's tokens");
         if (len > 0) gpt_detokenize(tok, p->ids, n, j->prompt_text, (size_t)len + 1);
@@ -455,7 +462,7 @@ srv_request *srv_request_new(const api_completion *c, const gpt_tokenizer *tok, 
             goto oom;
         for (k = 0; k < c->n; k++) j->choices[k].toks.n_top = c->logprobs > 0 ? c->logprobs : 0;
         j->prompt_toks.n_top = c->logprobs > 0 ? c->logprobs : 0;
-        if (!job_prompt(j, &c->prompts[i], tok, e)) goto fail;
+        if (!job_prompt(j, &c->prompts[i], tok, lim->n_ctx, e)) goto fail;
         for (k = 0; k < c->n; k++) j->choices[k].tok_chars = utf8_chars(j->prompt_text, j->prompt_len);
         if (j->n_prompt_tokens + c->gp.max_new_tokens > lim->n_ctx) {
             api_fail(e, 400, "invalid_request_error", "context_length_exceeded", "prompt",

@@ -81,7 +81,7 @@ def main():
     ap.add_argument("--slots", type=int, default=8)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--model", default=None)
-    ap.add_argument("--name", default="load")
+    ap.add_argument("--name", default="serve_load")
     a = ap.parse_args()
     gpt, build = getenv_gpt()
     tmp = os.path.join(build, "tmp_serve_load")

@@ -201,7 +201,6 @@ typedef struct srv_choice {
     srv_tokens toks;     /* generated tokens, when logprobs were asked */
     int finish;          /* gpt_stop_reason; GPT_STOP_NONE while it runs */
     int n_generated;     /* tokens sampled */
-    size_t chars;        /* characters of text so far, the echo included (text_offset) */
     size_t tok_chars;    /* characters of the tokens' bytes so far (text_offset) */
 } srv_choice;
 

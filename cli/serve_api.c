@@ -686,7 +686,6 @@ void api_render_chunk(sbuf *b, const srv_request *r, srv_job *j, int choice, con
     sb_puts(b, ",\"finish_reason\":");
     put_opt_str(b, fr);
     sb_puts(b, "}]}\n\n");
-    ch->chars += utf8_chars(text ? text : "", text ? len : 0);
 }
 
 void api_render_stream_end(sbuf *b, const srv_request *r)

@@ -134,6 +134,30 @@ test-tsan:
 	@TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1 $(TSAN_OPTIONS)" BUILD=$(BUILD)/tsan \
 		sh tests/run.sh $(TSAN_TESTS:%=$(BUILD)/tsan/tests/%)
 
+# The server's tests (tests/test_serve*.sh: endpoints and faults, OpenAI's
+# Node client, the load test, two instances behind nginx) against a gpt
+# command built with ThreadSanitizer (test-serve-tsan) or with
+# AddressSanitizer and UndefinedBehaviorSanitizer (test-serve-asan): the
+# network thread, the scheduler thread and the context's workers. The load
+# test runs 32 requests there. A sanitizer report fails the run (reports go
+# to BUILD/tsan/serve-reports or BUILD/asan/serve-reports and are printed).
+SERVE_SCRIPTS := $(wildcard tests/test_serve*.sh)
+serve_san_run = rm -rf $(1)/serve-reports && mkdir -p $(1)/serve-reports && \
+	{ $(3) GPT=$(1)/gpt BUILD=$(1) PYTHON=$(PYTHON) SERVE_LOAD_REQUESTS=32 sh tests/run.sh $(SERVE_SCRIPTS); rc=$$?; \
+	  if ls $(1)/serve-reports/* >/dev/null 2>&1; then cat $(1)/serve-reports/*; \
+	  echo "FAIL $(2): the sanitizer reported the errors above"; exit 1; fi; exit $$rc; }
+.PHONY: test-serve-tsan test-serve-asan test-serve-sanitize
+test-serve-tsan:
+	$(MAKE) BUILD=$(BUILD)/tsan OPT=-O1 EXTRA_CFLAGS="-fsanitize=thread -fno-omit-frame-pointer" $(BUILD)/tsan/gpt$(EXE)
+	@$(call serve_san_run,$(BUILD)/tsan,test-serve-tsan,\
+		TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1 log_path=$(abspath $(BUILD))/tsan/serve-reports/tsan $(TSAN_OPTIONS)")
+test-serve-asan:
+	$(MAKE) BUILD=$(BUILD)/asan OPT=-O1 EXTRA_CFLAGS="$(SAN)" $(BUILD)/asan/gpt$(EXE)
+	@$(call serve_san_run,$(BUILD)/asan,test-serve-asan,\
+		ASAN_OPTIONS="detect_leaks=1 log_path=$(abspath $(BUILD))/asan/serve-reports/asan $(ASAN_OPTIONS)" \
+		UBSAN_OPTIONS="print_stacktrace=1 log_path=$(abspath $(BUILD))/asan/serve-reports/ubsan $(UBSAN_OPTIONS)")
+test-serve-sanitize: test-serve-asan test-serve-tsan
+
 # Every libFuzzer harness tests/fuzz/*.c, built with clang (FUZZ_CC) and
 # -fsanitize=fuzzer,address,undefined into $(BUILD)/fuzz, runs FUZZ_TIME
 # seconds on its seeds (tests/fuzz/seeds/NAME) and regressions

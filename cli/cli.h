@@ -29,6 +29,7 @@ int cmd_detokenize(int argc, char **argv);
 int cmd_info(int argc, char **argv);
 int cmd_convert(int argc, char **argv);
 int cmd_bench(int argc, char **argv);
+int cmd_serve(int argc, char **argv);
 
 /* ------------------------------------------------------------------------ */
 /* Options                                                                  */

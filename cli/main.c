@@ -33,6 +33,7 @@ static void usage(FILE *f)
             "  info         hyperparameters and size of a checkpoint\n"
             "  convert      write a checkpoint from Hugging Face, llm.c or random weights\n"
             "  bench        speed against the machine's memory bandwidth and FMA peak\n"
+            "  serve        an HTTP server with OpenAI's completions API (continuous batching)\n"
 
             "\n"
             "`gpt COMMAND --help` describes each command. `gpt --version` prints the version.\n",
@@ -46,7 +47,7 @@ int main(int argc, char **argv)
         int (*fn)(int, char **);
     } cmds[] = {{"generate", cmd_generate}, {"score", cmd_score},     {"tokenize", cmd_tokenize},
                 {"detokenize", cmd_detokenize}, {"info", cmd_info}, {"convert", cmd_convert},
-                {"bench", cmd_bench}};
+                {"bench", cmd_bench}, {"serve", cmd_serve}};
     size_t i;
     cli_guard_std_streams();
     if (argc < 2) {

@@ -728,12 +728,10 @@ class _Options:
         max_new, max_len = get("max_new_tokens"), get("max_length")
         if max_new is not None:
             p.max_new_tokens = _int_arg("max_new_tokens", max_new)
-            if max_len is not None:
-                _int_arg("max_length", max_len)
-                p.max_length = 0
         elif max_len is not None:
             p.max_new_tokens = -1
-            p.max_length = _int_arg("max_length", max_len)
+        if max_len is not None:
+            p.max_length = _int_arg("max_length", max_len)  # checked, then 0 when max_new_tokens wins
         for name, field in (("temperature", "temperature"), ("top_p", "top_p"), ("min_p", "min_p"),
                             ("length_penalty", "length_penalty"), ("presence_penalty", "presence_penalty"),
                             ("frequency_penalty", "frequency_penalty")):
@@ -811,6 +809,8 @@ class _Options:
         st = _lib.gpt_generate_params_check(ctypes.byref(p), ctypes.byref(err))
         if st != GPT_OK:
             raise _error(st, _text(err.message))
+        if max_new is not None:
+            p.max_length = 0
         self.params = p
         self.n = p.n_sequences
         self.beams = p.num_beams > 1

@@ -10,7 +10,6 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import unittest
 
 from helpers import DEMO, ROOT, TMP, Case, gpt, random_model, run_gpt
 

@@ -146,7 +146,7 @@ class Stream(Case):
             new = s.tokens[len(history) + len(m.tokenize(" there")):]
             # a step appends one id; the one Ctrl-C arrived in may or may not have been taken
             self.assertIn(len(new), (4, 5))
-            self.assertTrue(m.detokenize_bytes(new).startswith(b"".join(got)))
+            self.assertTrue(m.detokenize(new).startswith(b"".join(got).decode()))  # invalid UTF-8 is U+FFFD in both
             n = s.n_past
             s.generate("", max_new_tokens=3, ignore_eos=True)
             self.assertEqual(s.n_past, n + 3)

@@ -398,6 +398,26 @@ class Binding(Case):
     def test_example_script(self):
         if not os.path.exists(DEMO):
             self.skipTest("models/demo.bin does not exist yet")
-        out = subprocess.run([sys.executable, os.path.join(ROOT, "examples", "python", "generate.py"), "-n", "10"],
-                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, check=True).stdout
-        self.assertGreater(len(out.strip()), 0)
+        script = os.path.join(ROOT, "examples", "python", "generate.py")
+        for args in (["-n", "10"], ["-N", "2", "-n", "5"], ["--beams", "3", "-N", "2", "-n", "5"]):
+            out = subprocess.run([sys.executable, script] + args, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                 check=True).stdout.decode()
+            self.assertTrue(out.startswith("And God said") or out.startswith("--- 0"), out)
+            self.assertEqual(out.count("--- "), 2 if "-N" in args else 0)
+
+    def test_example_chat(self):
+        """examples/python/chat.py: two turns on one session; the second
+        adds its own positions to the first's."""
+        if not os.path.exists(DEMO):
+            self.skipTest("models/demo.bin does not exist yet")
+        p = subprocess.run([sys.executable, os.path.join(ROOT, "examples", "python", "chat.py"), "-v", "-n", "12"],
+                           input=b"And Moses said unto the LORD,\n And the LORD said unto Moses,\n",
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, check=True)
+        self.assertEqual(len(p.stdout.decode().splitlines()), 2)
+        turns = [tuple(map(int, re.findall(r"\d+", line))) for line in p.stderr.decode().splitlines()]
+        self.assertEqual(len(turns), 2)
+        (n1, added1), (n2, added2) = turns
+        self.assertEqual(added1, n1)
+        self.assertEqual(n2, n1 + added2)
+        with gpt.Model(DEMO) as m:
+            self.assertGreater(added2, len(m.tokenize(" And the LORD said unto Moses,")))

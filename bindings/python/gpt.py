@@ -591,6 +591,7 @@ def _steps(gen, lock, beam_steps=0):
             if rc == 0:
                 return
             raw = _copy_piece(piece)
+        beam_steps = 0  # a beam search has ended when it has pieces
         yield raw
 
 

@@ -8,7 +8,7 @@ import math
 import os
 import unittest
 
-from helpers import DEMO, ROOT, Case, gpt, random_model
+from helpers import DEMO, ROOT, Case, Spy, gpt, random_model
 
 
 def parse_goldens(path):
@@ -331,6 +331,11 @@ class Generate(Case):
         self.assertEqual(m.generate("Hello", **kw), hyps[0].text)  # n not given: the best
         self.assertEqual(m.generate("Hello", n=2, **kw), [hyps[0].text, hyps[1].text])
         self.assertEqual(list(m.stream("Hello", **kw)), [hyps[0].text])  # one piece, at the end
+        # stepped one library step per call: the prompt, then a step per new id, no more
+        with Spy("gpt_generator_step", "gpt_generator_next") as spy:
+            m.generate("Hello", n=4, **kw)
+        self.assertLessEqual(spy.count("gpt_generator_step"), 1 + 10 + 1)
+        self.assertEqual(spy.count("gpt_generator_next"), 5)  # 4 hypotheses and the end
         self.assertEqual(m.generate("Hello", do_sample=False, seed=99, **kw), hyps[0].text)  # no randomness
         for es in (True, False, "never"):
             self.assertIsInstance(m.generate("Hello", early_stopping=es, **kw), str)

@@ -810,6 +810,10 @@ class _Options:
         st = _lib.gpt_generate_params_check(ctypes.byref(p), ctypes.byref(err))
         if st != GPT_OK:
             raise _error(st, _text(err.message))
+        if p.num_beams > 1 and (p.n_stop > 0 or p.context_policy == GPT_CONTEXT_SLIDE):
+            # gpt_generator_new refuses these too; said here, when the call is made
+            raise GPTValueError(GPT_ERR_INVALID_ARG, "stop strings are not supported with beam search"
+                                if p.n_stop > 0 else "beam search cannot slide the context window (slide=True)")
         if max_new is not None:
             p.max_length = 0
         self.params = p

@@ -223,8 +223,10 @@ class Generate(Case):
                          ({"num_beams": 2, "n": 3}, "num_beams"), ({"num_beams": 2, "do_sample": True}, "beam"),
                          ({"length_penalty": float("nan")}, "length_penalty"),
                          ({"n": 2, "num_return_sequences": 3}, "num_return_sequences"),
-                         ({"num_beams": 2, "stop": "x"}, "stop"),
+                         ({"num_beams": 2, "stop": "x"}, "stop"), ({"num_beams": 2, "slide": True}, "slide"),
                          ({"logprobs": 2, "return_details": False}, "logprobs")]:
+            with self.assertRaises(gpt.GPTValueError, msg=repr(kw)):
+                m.stream("Hello", max_new_tokens=3, **kw)  # when the call is made, before any next()
             with self.assertRaises(gpt.GPTValueError, msg=repr(kw)) as cm:
                 m.generate("Hello", max_new_tokens=3, **kw)
             self.assertIsInstance(cm.exception, ValueError)

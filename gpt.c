@@ -177,8 +177,8 @@ typedef struct gp_attention_args {
 typedef struct gp_kernels {
     const char *name;
     /* y[r][j] = x[r] . W[j] + bias[j] (+ y[r][j] when accumulate), for
-     * r < n and j0 <= j < j1; bias may be NULL. scratch: the calling
-     * thread's GP_LINEAR_SCRATCH floats. */
+     * r < n and j0 <= j < j1; bias may be NULL; x has GP_ROW_PAD readable
+     * rows after row n - 1. scratch: the calling thread's linear scratch. */
     void (*linear)(const gp_tensor *W, const float *bias, const float *x, int ldx, int n, int j0, int j1, float *y,
                    int ldy, int accumulate, float *scratch);
     /* x[i] = gelu(x[i]) for i < n */
@@ -875,6 +875,7 @@ const gpt_tokenizer *gpt_model_tokenizer(const gpt_model *m) { return m ? m->tok
 #define GP_DEFAULT_BATCH 512
 #define GP_SCORE_ROWS 8 /* logits rows computed at once while scoring */
 #define GP_ATT_ROWS 48  /* queries of one head the SIMD attention takes together (a multiple of 6) */
+#define GP_ROW_PAD 8    /* rows of activations past the last a product may read (and ignore) */
 
 /*
  * The KV cache is one pool of pages shared by the context's sequences. A
@@ -999,11 +1000,12 @@ static gpt_status gp_resolve_params(const gpt_model *m, const gpt_context_params
     s->sizes[GP_PART_FREE_PAGES] = gp_align_up(2 * (size_t)s->n_pages * sizeof(int)); /* and page_scratch */
     s->sizes[GP_PART_KV] = (size_t)s->n_pages * s->page_bytes;
     s->sizes[GP_PART_ROWS] = gp_align_up((2 * B + S) * sizeof(int));
-    s->sizes[GP_PART_X] = gp_align_up(B * C * sizeof(float));
-    s->sizes[GP_PART_XN] = gp_align_up(B * C * sizeof(float));
-    s->sizes[GP_PART_QKV] = gp_align_up(B * 3 * C * sizeof(float));
-    s->sizes[GP_PART_ATT] = gp_align_up(B * C * sizeof(float));
-    s->sizes[GP_PART_HID] = gp_align_up(B * 4 * C * sizeof(float));
+    /* GP_ROW_PAD rows more than a step's: the SIMD products read whole tiles of rows */
+    s->sizes[GP_PART_X] = gp_align_up((B + GP_ROW_PAD) * C * sizeof(float));
+    s->sizes[GP_PART_XN] = gp_align_up((B + GP_ROW_PAD) * C * sizeof(float));
+    s->sizes[GP_PART_QKV] = gp_align_up((B + GP_ROW_PAD) * 3 * C * sizeof(float));
+    s->sizes[GP_PART_ATT] = gp_align_up((B + GP_ROW_PAD) * C * sizeof(float));
+    s->sizes[GP_PART_HID] = gp_align_up((B + GP_ROW_PAD) * 4 * C * sizeof(float));
     s->sizes[GP_PART_SCRATCH] = (size_t)s->n_threads * s->scratch_stride * sizeof(float);
     s->sizes[GP_PART_SEQ_LOGITS] = gp_align_up(S * V * sizeof(float));
     s->sizes[GP_PART_LOGITS] = gp_align_up((size_t)s->logits_cap * V * sizeof(float));
@@ -1062,6 +1064,12 @@ static void gp_carve_arena(gpt_context *c, const gp_ctx_shape *s)
     c->qkv = (float *)(void *)part[GP_PART_QKV];
     c->att = (float *)(void *)part[GP_PART_ATT];
     c->hid = (float *)(void *)part[GP_PART_HID];
+    /* the padding rows past the last row of a step: read, never used; zero
+     * rather than whatever memory held */
+    memset(part[GP_PART_X], 0, s->sizes[GP_PART_X]);
+    memset(part[GP_PART_XN], 0, s->sizes[GP_PART_XN]);
+    memset(part[GP_PART_ATT], 0, s->sizes[GP_PART_ATT]);
+    memset(part[GP_PART_HID], 0, s->sizes[GP_PART_HID]);
     c->scratch = (float *)(void *)part[GP_PART_SCRATCH];
     c->seq_logits = (float *)(void *)part[GP_PART_SEQ_LOGITS];
     c->logits = (float *)(void *)part[GP_PART_LOGITS];
@@ -3978,7 +3986,7 @@ static void gp_store_sum(float *y, float sum, const float *bias, int j, int accu
 #define GP_DECL_ACC(r) gp_vf a##r##0 = GP_VZERO(), a##r##1 = GP_VZERO(), a##r##2 = GP_VZERO(), a##r##3 = GP_VZERO();
 #define GP_FMA_ROW(r)                                                                                      \
     {                                                                                                      \
-        gp_vf xv = GP_VLOAD(xr[r] + k);                                                                    \
+        gp_vf xv = GP_VLOAD(x + (size_t)(r) * ldx + k);                                                    \
         GP_KEEP_IN_REG(xv);                                                                                \
         a##r##0 = GP_VFMA(xv, w0, a##r##0);                                                                \
         a##r##1 = GP_VFMA(xv, w1, a##r##1);                                                                \
@@ -4003,8 +4011,9 @@ typedef struct gp_prefetch {
     int lines;    /* lines per k step */
 } gp_prefetch;
 
-/* Rows xr[0 .. GP_MR) of X against rows j .. j+3 of W: sums[a * 4 + b]. */
-GP_INLINE void gp_dot_tile(const gp_tensor *W, gpt_dtype type, const float *const *xr, int j, gp_prefetch *pf,
+/* Rows 0 .. GP_MR-1 of x (rows of ldx floats; past the rows that matter,
+ * any readable memory) against rows j .. j+3 of W: sums[a * 4 + b]. */
+GP_INLINE void gp_dot_tile(const gp_tensor *W, gpt_dtype type, const float *x, size_t ldx, int j, gp_prefetch *pf,
                            float *sums)
 {
     int Kv = W->cols / GP_VL * GP_VL, k, a, b, l;
@@ -4023,7 +4032,7 @@ GP_INLINE void gp_dot_tile(const gp_tensor *W, gpt_dtype type, const float *cons
     }
     GP_TILE_ROWS(GP_SUM_ROW)
     for (a = 0; a < GP_MR; a++)
-        for (b = 0; b < 4; b++) sums[a * 4 + b] = gp_dot_tail(W, xr[a], j + b, sums[a * 4 + b]);
+        for (b = 0; b < 4; b++) sums[a * 4 + b] = gp_dot_tail(W, x + a * ldx, j + b, sums[a * 4 + b]);
 }
 
 /* One row of x against rows j .. j+3 of W, streaming them from memory. */
@@ -4061,15 +4070,6 @@ GP_INLINE float gp_dot_row1(const gp_tensor *W, gpt_dtype type, const float *x, 
     return gp_dot_tail(W, x, j, gp_vsum1(acc));
 }
 
-/* The GP_MR rows of X from r on; past the last row, the last row again
- * (its sums are computed but not stored). */
-static int gp_tile_rows(const float *X, int ldx, int n, int r, const float **xr)
-{
-    int a, mr = n - r < GP_MR ? n - r : GP_MR;
-    for (a = 0; a < GP_MR; a++) xr[a] = X + (size_t)(r + (a < mr ? a : mr - 1)) * ldx;
-    return mr;
-}
-
 /* Rows r .. r+mr-1 of y for W rows j .. j+3 (tile sums) or j alone. */
 static void gp_store_tile(float *y, int ldy, int r, int mr, int j, int nj, const float *sums, int ld_sums,
                           const float *bias, int accumulate)
@@ -4086,13 +4086,13 @@ static void gp_store_tile(float *y, int ldy, int r, int mr, int j, int nj, const
 GP_INLINE void gp_dot_block(const gp_tensor *W, gpt_dtype type, const float *X, int ldx, int n, int jb, int je,
                             int r0, int r1, float *y, int ldy, const float *bias, int accumulate, gp_prefetch *pf)
 {
-    const float *xr[GP_MR];
     float sums[GP_MR * 4];
     int r, j, mr;
+    (void)n;
     for (j = jb; j + 4 <= je; j += 4)
         for (r = r0; r < r1; r += GP_MR) {
-            mr = gp_tile_rows(X, ldx, r1 < n ? r1 : n, r, xr);
-            gp_dot_tile(W, type, xr, j, pf, sums);
+            mr = r1 - r < GP_MR ? r1 - r : GP_MR;
+            gp_dot_tile(W, type, X + (size_t)r * ldx, (size_t)ldx, j, pf, sums);
             gp_store_tile(y, ldy, r, mr, j, 4, sums, 4, bias, accumulate);
         }
     for (; j < je; j++)
@@ -4137,12 +4137,6 @@ GP_INLINE void gp_dot_body(const gp_tensor *W, gpt_dtype type, const float *X, i
         /* the k steps of a chunk's tiles, over which to spread the next chunk's lines */
         size_t steps = (size_t)(GP_CHUNK_ROWS / 4) * (size_t)((n + GP_MR - 1) / GP_MR) * (size_t)(W->cols / GP_VL);
         gp_prefetch pf;
-        pf.at = gp_w_bytes(W, j0);
-        pf.end = gp_w_bytes(W, j0 + GP_CHUNK_ROWS < j1 ? j0 + GP_CHUNK_ROWS : j1);
-        while (pf.at < pf.end) { /* the first chunk, now */
-            GP_PREFETCH_L2(pf.at - GP_PREFETCH_AHEAD);
-            pf.at += 64;
-        }
         for (jb = j0; jb < j1; jb += GP_CHUNK_ROWS) {
             int je = jb + GP_CHUNK_ROWS < j1 ? jb + GP_CHUNK_ROWS : j1;
             int jn = je + GP_CHUNK_ROWS < j1 ? je + GP_CHUNK_ROWS : j1;

@@ -1,9 +1,11 @@
 #!/bin/sh
 # test_python.sh - the Python binding (bindings/python/gpt.py): runs
-# tests/python/test_binding.py against the shared library of the build
-# under test ($BUILD/libgpt.so), which prints one PASS/FAIL/SKIP line per
-# test. Run from the repository root; environment: GPT, BUILD, PYTHON,
-# TEST_WRAPPER (see tests/run.sh).
+# tests/python/run.py (every tests/python/test_*.py) against the shared
+# library of the build under test ($BUILD/libgpt.so), which prints one
+# PASS/FAIL/SKIP line per test. Run from the repository root; environment:
+# GPT, BUILD, PYTHON, TEST_WRAPPER (see tests/run.sh), and PYTHON_NUMPY: an
+# interpreter with numpy for the tests of numpy results when PYTHON has none
+# (default: /usr/bin/python3 when it has numpy).
 BUILD=${BUILD:-build}
 PYTHON=${PYTHON:-python3}
 name=python_binding
@@ -40,4 +42,17 @@ if command -v readelf >/dev/null 2>&1 && readelf -d "$lib" 2>/dev/null | grep -q
     echo "SKIP $name: $lib is built with a sanitizer; the binding is tested against the plain build (make test)"
     exit 0
 fi
-exec "$PYTHON" tests/python/test_binding.py
+"$PYTHON" tests/python/run.py
+rc=$?
+
+# numpy is optional: the tests of numpy results run in PYTHON when it has
+# numpy (and report SKIP otherwise); then in an interpreter that has it.
+has_numpy() { "$1" -c 'import numpy' >/dev/null 2>&1; }
+if ! has_numpy "$PYTHON"; then
+    other=${PYTHON_NUMPY:-/usr/bin/python3}
+    if command -v "$other" >/dev/null 2>&1 && has_numpy "$other"; then
+        out=$("$other" tests/python/run.py numpy 2>&1) || rc=1
+        echo "$out" | sed 's/^\(PASS\|FAIL\|SKIP\) python_/\1 python_with_numpy_/'
+    fi
+fi
+exit $rc

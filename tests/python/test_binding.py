@@ -1,63 +1,22 @@
-"""Tests of the Python binding bindings/python/gpt.py (unittest, standard
-library only). Run by tests/test_python.sh, which sets GPT_LIBRARY to the
-library of the build under test and prints one PASS/FAIL/SKIP line per test.
-Run from the repository root; environment: GPT (the gpt command, default
-build/gpt), BUILD (default build), GPT_LIBRARY."""
+"""Tests of the Python binding bindings/python/gpt.py: the library and its
+structures, loading, the tokenizer, scoring, generation with gpt.c's own
+options, and the argument checks of issue 17 (unittest, standard library
+only). tests/python/run.py runs it with the other test_*.py."""
 
+import ctypes
 import os
 import re
-import shlex
 import shutil
 import subprocess
 import sys
 import tempfile
-import threading
-import time
-import unittest
-import _thread
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-sys.path.insert(0, os.path.join(ROOT, "bindings", "python"))
-import gpt  # noqa: E402
-
-BUILD = os.environ.get("BUILD", "build")
-GPT_CMD = shlex.split(os.environ.get("GPT", os.path.join(BUILD, "gpt")))
-DEMO = os.path.join(ROOT, "models", "demo.bin")
-TMP = os.path.join(BUILD, "tmp_python.%d" % os.getpid())  # one folder per run: runs may overlap
+from helpers import DEMO, ROOT, TMP, Case, gpt, random_model, run_gpt
 
 
-def run_gpt(*args, input=None):
-    return subprocess.run(GPT_CMD + list(args), input=input, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                          check=True).stdout
-
-
-def random_model(shape="2,2,32,64", vocab=512, seed=3):
-    path = os.path.join(TMP, "random-%s-%d-%d.bin" % (shape.replace(",", "x"), vocab, seed))
-    if not os.path.exists(path):
-        run_gpt("convert", "--random", shape, "--n-vocab", str(vocab), "--seed", str(seed), "-o", path, "--force")
-    return path
-
-
-def interrupt_cancel(timer):
-    """Makes sure a Ctrl-C timer can no longer fire into a later test: cancels
-    it, or if it already fired, absorbs a KeyboardInterrupt still pending."""
-    timer.cancel()
-    timer.join()
-    try:
-        for _ in range(3):
-            time.sleep(0.01)
-    except KeyboardInterrupt:
-        pass
-
-
-def gpt_threads_alive():
-    return [t for t in threading.enumerate() if t.name == "gpt-generate" and t.is_alive()]
-
-
-class Binding(unittest.TestCase):
+class Binding(Case):
     @classmethod
     def setUpClass(cls):
-        os.makedirs(TMP, exist_ok=True)
         cls.path = random_model()
         # one thread per call: the machine running the tests may be busy
         cls.model = gpt.Model(cls.path, threads=1)
@@ -65,13 +24,6 @@ class Binding(unittest.TestCase):
     @classmethod
     def tearDownClass(cls):
         cls.model.close()
-
-    def tearDown(self):
-        # every test leaves no generation running behind it
-        deadline = time.time() + 10
-        while gpt_threads_alive() and time.time() < deadline:
-            time.sleep(0.01)
-        self.assertEqual(gpt_threads_alive(), [], "a generation thread outlived its test")
 
     # -- library and structures ------------------------------------------------
 
@@ -93,6 +45,9 @@ class Binding(unittest.TestCase):
             "gpt_generate_params": gpt._GenerateParams,
             "gpt_generate_result": gpt._GenerateResult,
             "gpt_load_params": gpt._LoadParams,
+            "gpt_token_logprob": gpt._TokenLogprob,
+            "gpt_piece": gpt._Piece,
+            "gpt_batch": gpt._Batch,
         }
         lines = ['#include <stdio.h>', '#include <stddef.h>', '#include "gpt.h"', "int main(void) {"]
         for cname, py in structs.items():
@@ -112,7 +67,7 @@ class Binding(unittest.TestCase):
         got = dict(line.rsplit(" ", 1) for line in out.splitlines())
         for cname, py in structs.items():
             # a C struct with more fields than the binding knows is the danger
-            self.assertEqual(int(got["%s size" % cname]), __import__("ctypes").sizeof(py), cname)
+            self.assertEqual(int(got["%s size" % cname]), ctypes.sizeof(py), cname)
             for fname, _ in py._fields_:
                 self.assertEqual(int(got["%s.%s" % (cname, fname)]), getattr(py, fname).offset,
                                  "%s.%s" % (cname, fname))
@@ -194,10 +149,13 @@ class Binding(unittest.TestCase):
                 self.assertAlmostEqual(a, b, delta=2e-6 + 1e-6 * abs(b))
         with self.assertRaises(gpt.GPTError):
             gpt.Model(self.path, kv="f8")
+        with self.assertRaises(ValueError):
+            gpt.Model(self.path, kv="f8")
 
     def test_bad_threads(self):
-        with self.assertRaises(gpt.GPTError):
-            gpt.Model(self.path, threads=-1)
+        for exc in (gpt.GPTError, ValueError):
+            with self.assertRaises(exc):
+                gpt.Model(self.path, threads=-1)
 
     def test_default_model(self):
         if not os.path.exists(DEMO):
@@ -317,8 +275,9 @@ class Binding(unittest.TestCase):
                 m.generate("x", **kw)
             self.assertEqual(cm.exception.status_name, "GPT_ERR_INVALID_ARG")
             self.assertIn(word, cm.exception.message)
-            with self.assertRaises(gpt.GPTError):
-                list(m.stream("x", **kw))
+            self.assertIsInstance(cm.exception, ValueError)  # GPTValueError: both
+            with self.assertRaises(ValueError):
+                m.stream("x", **kw)  # checked when the call is made, before any next()
 
     def test_generate_context_full(self):
         # 64 positions: stops at the end of the window without an exception
@@ -343,8 +302,9 @@ class Binding(unittest.TestCase):
                 m.generate("Hello", **kw)
             with self.assertRaises(OverflowError, msg=str(kw)):
                 list(m.stream("Hello", **kw))
-        with self.assertRaises(ValueError):
-            m.generate("Hello", seed=-1)  # the CLI refuses it too
+        for seed in (-2, -(2 ** 63)):  # -1 draws a random seed (test_generate.py)
+            with self.assertRaises(ValueError):
+                m.generate("Hello", seed=seed)
         self.assertEqual(m.generate("Hello", max_new_tokens=5, seed=2 ** 64 - 1),
                          run_gpt("generate", "-m", self.path, "-p", "Hello", "-n", "5", "--seed",
                                  str(2 ** 64 - 1)).decode("utf-8", "replace"))
@@ -422,152 +382,6 @@ class Binding(unittest.TestCase):
                 self.assertEqual(cm.exception.status, gpt.GPT_ERR_NUMERIC)
                 self.assertEqual(cm.exception.status_name, "GPT_ERR_NUMERIC")
 
-    # -- streaming ------------------------------------------------------------------------
-
-    def test_stream(self):
-        m = self.model
-        pieces = list(m.stream("Hello", max_new_tokens=20, seed=5))
-        self.assertGreater(len(pieces), 1)
-        self.assertTrue(all(isinstance(p, str) and p for p in pieces))
-        self.assertEqual("".join(pieces), m.generate("Hello", max_new_tokens=20, seed=5))
-        raw = list(m.stream_bytes("Hello", max_new_tokens=20, seed=5))
-        self.assertEqual(b"".join(raw), m.generate_bytes("Hello", max_new_tokens=20, seed=5))
-
-    def test_stream_is_incremental(self):
-        """The first piece arrives long before a long generation ends."""
-        g = self.model.stream("Hello", max_new_tokens=100000, ignore_eos=True, slide=True)
-        t0 = time.time()
-        first = next(g)
-        self.assertTrue(first)
-        self.assertLess(time.time() - t0, 30)
-        g.close()
-        self.assertEqual(gpt_threads_alive(), [])
-
-    def test_stream_break_stops(self):
-        m = self.model
-        n = 0
-        for _ in m.stream("Hello", max_new_tokens=100000, ignore_eos=True, slide=True):
-            n += 1
-            if n == 3:
-                break
-        # the generator is dropped here; the worker must be gone
-        deadline = time.time() + 10
-        while gpt_threads_alive() and time.time() < deadline:
-            time.sleep(0.01)
-        self.assertEqual(gpt_threads_alive(), [])
-        self.assertEqual(m.generate("Hello", max_new_tokens=5, seed=1),
-                         m.generate("Hello", max_new_tokens=5, seed=1))
-
-    def test_stream_not_iterated_starts_nothing(self):
-        g = self.model.stream("Hello", max_new_tokens=100000)
-        self.assertEqual(gpt_threads_alive(), [])
-        del g
-
-    def test_stream_keyboard_interrupt(self):
-        """Ctrl-C while the consumer waits for a piece stops generation cleanly."""
-        m = self.model
-        timer = threading.Timer(0.3, _thread.interrupt_main)
-        t0 = time.time()
-        got = []
-        try:
-            with self.assertRaises(KeyboardInterrupt):
-                timer.start()
-                for piece in m.stream("Hello", max_new_tokens=10 ** 7, ignore_eos=True, slide=True):
-                    got.append(piece)
-                    time.sleep(0.001)
-        finally:
-            interrupt_cancel(timer)
-        self.assertLess(time.time() - t0, 20)
-        self.assertGreater(len(got), 0)
-        self.assertEqual(gpt_threads_alive(), [])
-        self.assertEqual(len(m.generate("Hello", max_new_tokens=5)) > 0, True)
-
-    def test_generate_keyboard_interrupt(self):
-        """Ctrl-C during generate() on the main thread stops it promptly."""
-        m = self.model
-        timer = threading.Timer(0.3, _thread.interrupt_main)
-        t0 = time.time()
-        try:
-            with self.assertRaises(KeyboardInterrupt):
-                timer.start()
-                m.generate("Hello", max_new_tokens=10 ** 7, ignore_eos=True, slide=True)
-        finally:
-            interrupt_cancel(timer)
-        self.assertLess(time.time() - t0, 20)
-        self.assertEqual(gpt_threads_alive(), [])
-
-    # -- threads and lifetime -------------------------------------------------------------
-
-    def test_four_threads(self):
-        """Four threads generating at once give what one thread gives."""
-        m = self.model
-        prompts = ["Hello", "The", "Once upon a time", "x y z"]
-        want = [m.generate(p, max_new_tokens=30, seed=i, ignore_eos=True) for i, p in enumerate(prompts)]
-        want_scores = m.score(m.tokenize("Hello world, and more"))
-        got, scores, errors = [None] * 4, [None] * 4, []
-
-        def work(i):
-            try:
-                for _ in range(3):
-                    got[i] = m.generate(prompts[i], max_new_tokens=30, seed=i, ignore_eos=True)
-                    if got[i] != want[i]:
-                        return
-                scores[i] = m.score(m.tokenize("Hello world, and more"))
-            except BaseException as e:  # reported below
-                errors.append(e)
-
-        threads = [threading.Thread(target=work, args=(i,)) for i in range(4)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
-        self.assertEqual(errors, [])
-        self.assertEqual(got, want)
-        self.assertEqual(scores, [want_scores] * 4)
-
-    def test_threads_release_the_gil(self):
-        """While one thread generates, another Python thread keeps running."""
-        m = self.model
-        ticks = [0]
-        done = threading.Event()
-
-        def ticker():
-            while not done.is_set():
-                ticks[0] += 1
-                time.sleep(0.001)
-
-        t = threading.Thread(target=ticker)
-        t.start()
-        try:
-            ctx_ids = m.tokenize("word " * 20)
-            t0 = time.time()
-            while time.time() - t0 < 0.3:
-                m.score(ctx_ids * 6)  # one long C call per iteration
-        finally:
-            done.set()
-            t.join()
-        self.assertGreater(ticks[0], 10)
-
-    def test_context_manager_and_close(self):
-        with gpt.Model(self.path, threads=1) as m:
-            self.assertTrue(m.generate("Hi", max_new_tokens=3))
-        for call in (lambda: m.generate("Hi"), lambda: m.tokenize("Hi"), lambda: m.score([1, 2]),
-                     lambda: list(m.stream("Hi"))):
-            with self.assertRaises(gpt.GPTError) as cm:
-                call()
-            self.assertIn("closed", cm.exception.message)
-        m.close()  # twice is fine
-
-    def test_close_while_streaming(self):
-        m = gpt.Model(self.path, threads=1)
-        g = m.stream("Hello", max_new_tokens=300, ignore_eos=True, slide=True, seed=2)
-        first = next(g)
-        m.close()  # the running generation keeps the model until it ends
-        rest = "".join(g)
-        with gpt.Model(self.path, threads=1) as m2:
-            self.assertEqual(first + rest, m2.generate("Hello", max_new_tokens=300, ignore_eos=True, slide=True,
-                                                       seed=2))
-
     # -- the demo model ----------------------------------------------------------------------
 
     def test_demo_model_generates_english(self):
@@ -584,47 +398,26 @@ class Binding(unittest.TestCase):
     def test_example_script(self):
         if not os.path.exists(DEMO):
             self.skipTest("models/demo.bin does not exist yet")
-        out = subprocess.run([sys.executable, os.path.join(ROOT, "examples", "python", "generate.py"), "-n", "10"],
-                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, check=True).stdout
-        self.assertGreater(len(out.strip()), 0)
+        script = os.path.join(ROOT, "examples", "python", "generate.py")
+        for args in (["-n", "10"], ["-N", "2", "-n", "5"], ["--beams", "3", "-N", "2", "-n", "5"]):
+            out = subprocess.run([sys.executable, script] + args, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                 check=True).stdout.decode()
+            self.assertTrue(out.startswith("And God said") or out.startswith("--- 0"), out)
+            self.assertEqual(out.count("--- "), 2 if "-N" in args else 0)
 
-
-def tearDownModule():
-    shutil.rmtree(TMP, ignore_errors=True)
-
-
-class Result(unittest.TextTestResult):
-    """Prints tests/run.sh's PASS/FAIL/SKIP lines."""
-
-    def _name(self, test):
-        return "python_" + test.id().rsplit(".", 1)[-1][len("test_"):]
-
-    @staticmethod
-    def _why(err):
-        etype, value, _ = err
-        return ("%s: %s" % (etype.__name__, value)).replace("\n", " | ")
-
-    def addSuccess(self, test):
-        super().addSuccess(test)
-        print("PASS %s" % self._name(test), flush=True)
-
-    def addFailure(self, test, err):
-        super().addFailure(test, err)
-        print("FAIL %s: %s" % (self._name(test), self._why(err)), flush=True)
-
-    def addError(self, test, err):
-        super().addError(test, err)
-        print("FAIL %s: %s" % (self._name(test), self._why(err)), flush=True)
-
-    def addSkip(self, test, reason):
-        super().addSkip(test, reason)
-        print("SKIP %s: %s" % (self._name(test), reason), flush=True)
-
-
-if __name__ == "__main__":
-    suite = unittest.defaultTestLoader.loadTestsFromTestCase(Binding)
-    if len(sys.argv) > 1:  # run only the named tests: test_binding.py stream four_threads
-        suite = unittest.TestSuite(t for t in suite if any(a in t.id() for a in sys.argv[1:]))
-    runner = unittest.TextTestRunner(stream=sys.stderr, resultclass=Result, verbosity=0)
-    result = runner.run(suite)
-    sys.exit(0 if result.wasSuccessful() else 1)
+    def test_example_chat(self):
+        """examples/python/chat.py: two turns on one session; the second
+        adds its own positions to the first's."""
+        if not os.path.exists(DEMO):
+            self.skipTest("models/demo.bin does not exist yet")
+        p = subprocess.run([sys.executable, os.path.join(ROOT, "examples", "python", "chat.py"), "-v", "-n", "12"],
+                           input=b"And Moses said unto the LORD,\n And the LORD said unto Moses,\n",
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, check=True)
+        self.assertEqual(len(p.stdout.decode().splitlines()), 2)
+        turns = [tuple(map(int, re.findall(r"\d+", line))) for line in p.stderr.decode().splitlines()]
+        self.assertEqual(len(turns), 2)
+        (n1, added1), (n2, added2) = turns
+        self.assertEqual(added1, n1)
+        self.assertEqual(n2, n1 + added2)
+        with gpt.Model(DEMO) as m:
+            self.assertGreater(added2, len(m.tokenize(" And the LORD said unto Moses,")))

@@ -3275,30 +3275,43 @@ static gpt_status gp_gen_step(gpt_generator *const *gens, int n, gp_step *step)
     gpt_status st = GPT_OK;
     int i;
     step->n = 0;
-    for (i = 0; i < n && st == GPT_OK; i++) {
+    for (i = 0; i < n; i++) {
+        /* a generator that fails here (its logits are not finite, say) leaves
+         * the step without its entries; the others go on */
         gpt_generator *g = gens[i];
-        if (g->state == GP_GEN_NEW) st = gp_gen_begin(g, step);
-        else if (g->state == GP_GEN_RUNNING) st = g->beams ? gp_beams_choose(g, step) : gp_gen_choose(g, step);
+        int before = step->n;
+        gpt_status s = GPT_OK;
+        if (g->state == GP_GEN_NEW) s = gp_gen_begin(g, step);
+        else if (g->state == GP_GEN_RUNNING) s = g->beams ? gp_beams_choose(g, step) : gp_gen_choose(g, step);
+        if (s != GPT_OK) step->n = before;
     }
-    if (st == GPT_OK && step->n > 0) {
+    if (step->n > 0) {
         b.n = step->n;
         b.tokens = step->tokens;
         b.seq = step->seqs;
         b.logits = NULL;
-        if ((st = gp_eval_entries(c, &b, GP_KEEP_LAST)) != GPT_OK)
+        if ((st = gp_eval_entries(c, &b, GP_KEEP_LAST)) != GPT_OK) {
             for (i = 0; i < n; i++)
                 if (gens[i]->state == GP_GEN_NEW || gens[i]->state == GP_GEN_RUNNING)
                     gp_gen_fail(gens[i], st, "%s", c->err);
+            return st;
+        }
     }
-    for (i = 0; i < n && st == GPT_OK; i++)
+    for (i = 0; i < n; i++)
         if (gens[i]->state == GP_GEN_NEW || gens[i]->state == GP_GEN_RUNNING) {
-            st = gp_gen_finish_step(gens[i]);
+            gp_gen_finish_step(gens[i]);
             if (gens[i]->beams) gp_beams_prepare_output(gens[i]);
         }
-    return st;
+    return GPT_OK;
 }
 
 int gpt_generator_pending(const gpt_generator *g) { return g ? gp_gen_pending(g) : 0; }
+
+int gpt_generator_done(const gpt_generator *g)
+{
+    if (!g) return 1;
+    return g->state == GP_GEN_FAILED || g->state == GP_GEN_DONE || (g->state == GP_GEN_RUNNING && gp_gen_ended(g));
+}
 
 gpt_status gpt_generator_step(gpt_generator *const *gens, int n)
 {
@@ -3365,6 +3378,7 @@ int gpt_generator_next(gpt_generator *g, gpt_piece *piece)
             return 0;
         }
         if ((st = gp_gen_step(&g, 1, &g->step)) != GPT_OK) return (int)st;
+        if (g->state == GP_GEN_FAILED) return (int)g->status;
     }
 }
 

@@ -485,7 +485,8 @@ typedef enum gpt_stop_reason {
 typedef struct gpt_generate_result {
     gpt_stop_reason stop_reason;
     int n_prompt_tokens; /* ids the prompt was tokenized into */
-    int n_generated;     /* ids sampled */
+    int n_generated;     /* ids sampled: <|endoftext|> included, and under
+                            GPT_CONTEXT_STOP the one that found no room */
 } gpt_generate_result;
 
 /* A token and its log-probability. */
@@ -559,10 +560,18 @@ GPT_API int gpt_generator_next(gpt_generator *g, gpt_piece *piece);
  * next tokens). Their pieces are then taken with gpt_generator_next, which
  * computes nothing while a generator has pieces waiting
  * (gpt_generator_pending). The same seed gives the same text whatever else
- * is in the step. */
+ * is in the step. A generator that fails in the step (non-finite logits)
+ * fails alone: its gpt_generator_next returns the status, and the others
+ * go on; when the forward step itself cannot run (the KV cache is full),
+ * every generator of the step fails with that status, which is returned.
+ * After beam search, the sequences hold the last beams, not the returned
+ * hypotheses. */
 GPT_API gpt_status gpt_generator_step(gpt_generator *const *gens, int n);
 /* Pieces waiting to be taken. */
 GPT_API int gpt_generator_pending(const gpt_generator *g);
+/* Non-zero once no step can give it more: every sequence has ended (its
+ * last pieces may still be waiting), or it failed. */
+GPT_API int gpt_generator_done(const gpt_generator *g);
 /* Why continuation i stopped and how many ids it used so far. */
 GPT_API gpt_status gpt_generator_result(const gpt_generator *g, int i, gpt_generate_result *r);
 /* Message of the generator's last failure. */

@@ -414,6 +414,83 @@ TEST(misuse_changes_nothing)
     gpt_model_free(m);
 }
 
+/* Collects the text of every piece of a generator, by continuation. */
+static int drain(gpt_generator *g, char text[][512], int *ended)
+{
+    gpt_piece pc;
+    int rc;
+    while (gpt_generator_pending(g) > 0 && (rc = gpt_generator_next(g, &pc)) > 0) {
+        size_t n = strlen(text[pc.seq]);
+        if (n + pc.len < 512) memcpy(text[pc.seq] + n, pc.text, pc.len + 1);
+        if (pc.stop_reason != GPT_STOP_NONE) (*ended)++;
+    }
+    return 1;
+}
+
+/* Generators stepped together in one forward step (continuous batching)
+ * give each the text it gives alone, with the same seeds; one joins later. */
+TEST(generators_stepped_together_give_their_own_text)
+{
+    gpt_model *m = gpt_model_load("models/demo.bin", NULL);
+    gpt_context_params cp = gpt_context_defaults();
+    gpt_generate_params p = gpt_generate_defaults();
+    gpt_context *c;
+    gpt_generator *g[3];
+    static char alone[3][2][512], together[3][2][512];
+    static const char *prompts[3] = {"And God said", "In the beginning", "The LORD is"};
+    int seqs[3][2] = {{0, 1}, {2, 3}, {4, 5}}, i, k, ended[3] = {0, 0, 0}, steps = 0;
+    CHECK(m != NULL);
+    memset(alone, 0, sizeof alone);
+    memset(together, 0, sizeof together);
+    p.max_new_tokens = 12;
+    p.n_sequences = 2;
+    for (i = 0; i < 3; i++) {
+        gpt_generator *one;
+        int e = 0;
+        cp.n_seq = 2;
+        c = gpt_context_new(m, &cp, NULL);
+        CHECK(c != NULL);
+        p.seed = 100 + (uint64_t)i;
+        one = gpt_generator_new(c, prompts[i], &p, NULL);
+        CHECK(one != NULL);
+        while (!gpt_generator_done(one) || gpt_generator_pending(one) > 0) {
+            CHECK(gpt_generator_step(&one, 1) == GPT_OK);
+            drain(one, alone[i], &e);
+        }
+        CHECK(e == 2);
+        gpt_generator_free(one);
+        gpt_context_free(c);
+    }
+    cp.n_seq = 6;
+    c = gpt_context_new(m, &cp, NULL);
+    CHECK(c != NULL);
+    for (i = 0; i < 3; i++) {
+        int ids[16], n = gpt_tokenize(gpt_model_tokenizer(m), prompts[i], strlen(prompts[i]), ids, 16);
+        p.seed = 100 + (uint64_t)i;
+        g[i] = gpt_generator_new_ids(c, ids, n, seqs[i], &p, NULL);
+        CHECK(g[i] != NULL);
+    }
+    CHECK(!gpt_generator_done(g[0]));
+    while (steps < 100) {
+        int live = 0, n_step = steps < 3 ? 2 : 3; /* the third joins at the fourth step */
+        for (i = 0; i < 3; i++) live += !gpt_generator_done(g[i]);
+        if (!live) break;
+        CHECK(gpt_generator_step(g, n_step) == GPT_OK);
+        for (i = 0; i < n_step; i++) drain(g[i], together[i], &ended[i]);
+        steps++;
+    }
+    for (i = 0; i < 3; i++) {
+        CHECKF(ended[i] == 2, "generator %d: %d of 2 continuations ended", i, ended[i]);
+        for (k = 0; k < 2; k++)
+            CHECKF(strcmp(alone[i][k], together[i][k]) == 0, "generator %d, continuation %d: \"%s\" alone, \"%s\" "
+                   "together", i, k, alone[i][k], together[i][k]);
+        gpt_generator_free(g[i]);
+    }
+    CHECK(gpt_generator_done(NULL));
+    gpt_context_free(c);
+    gpt_model_free(m);
+}
+
 int main(void)
 {
     RUN(every_sequence_equals_itself_alone);
@@ -421,5 +498,6 @@ int main(void)
     RUN(forks_equal_recomputed_history);
     RUN(the_kv_pool_is_shared_and_bounded);
     RUN(misuse_changes_nothing);
+    RUN(generators_stepped_together_give_their_own_text);
     return test_summary();
 }

@@ -308,21 +308,23 @@ static int on_piece(gen_out *o, const gpt_piece *pc)
 
 static double rate(int n, double dt) { return n / (dt > 0 ? dt : 1e-9); }
 
-/* The KV cache a generation of n_streams sequences over one prompt needs:
- * the prompt's pages (at most the window's), and for each sequence the
- * pages of its new positions plus the prompt's last page, which it copies
- * when it first writes to it. 0 (the library's default: every sequence can
- * fill its window) when the new tokens have no bound. */
+/* The KV cache a generation of n_streams sequences over one prompt needs
+ * (0 for one sequence: the library's default). The prompt's pages (at most
+ * a window's) are shared; each sequence then holds the pages of its new
+ * positions, which may start inside the prompt's last page, and a step may
+ * ask for one more page per sequence (the library counts a copy for every
+ * sequence that writes to a shared page): ceil(new / 64) + 2 pages each,
+ * new bounded by -n, --max-length and the window. This is less than the
+ * library's default (a window per sequence) when the new tokens are few,
+ * and more where the default is too tight: a window of at most 64
+ * positions (one page), which forked sequences share at first. */
 static int kv_size_for(int n_ctx, int n_streams, int max_new, int max_length, int slide)
 {
-    long long pages_ctx = (n_ctx + 63) / 64, bound = n_ctx, per, total;
-    if (n_streams <= 1 || slide || (max_new < 0 && max_length <= 0)) return 0;
-    if (max_new >= 0 && max_new < bound) bound = max_new;
-    if (max_length > 0 && max_length < bound) bound = max_length;
-    per = (bound + 63) / 64 + 1;
-    if (per > pages_ctx) per = pages_ctx;
-    total = pages_ctx + (long long)n_streams * per;
-    if (total >= (long long)n_streams * pages_ctx) return 0;
+    long long pages_ctx = (n_ctx + 63) / 64, bound = n_ctx, total;
+    if (n_streams <= 1) return 0;
+    if (!slide && max_new >= 0 && max_new < bound) bound = max_new;
+    if (!slide && max_length > 0 && max_length < bound) bound = max_length;
+    total = pages_ctx + (long long)n_streams * ((bound + 63) / 64 + 2);
     return total * 64 > INT_MAX ? 0 : (int)(total * 64);
 }
 

@@ -381,7 +381,7 @@ int cmd_generate(int argc, char **argv)
                    "false = --greedy; true = sample (HF do_sample;\ndefault: sample unless --temp 0 or --beams)"),
         OPT_SECTION("Hugging Face generate():"),
         OPT_INT("max-length", 0, &max_length, "N", 1, INT_MAX,
-                "stop when a sequence holds N tokens, the prompt's\nincluded (HF max_length; default: no limit)"),
+                "stop when a sequence holds N tokens, the prompt's\nincluded (HF max_length; default: no limit; -n wins\nover it)"),
         OPT_INT("min-new-tokens", 0, &gp.min_new_tokens, "N", 0, INT_MAX,
                 "<|endoftext|> cannot come before N new tokens\n(HF min_new_tokens; default 0)"),
         OPT_INT("no-repeat-ngram", 0, &gp.no_repeat_ngram_size, "N", 0, INT_MAX,
@@ -451,6 +451,13 @@ int cmd_generate(int argc, char **argv)
         goto done;
     }
     gp.seed = seed.value;
+    /* as in Hugging Face's generate(): max_length alone lifts the default
+     * of new tokens; max_new_tokens given wins over it */
+    if (n_predict != INT_MIN && max_length > 0) {
+        fprintf(stderr, "gpt generate: warning: -n %d wins over --max-length %d (as max_new_tokens does over "
+                "max_length in Hugging Face's generate())\n", n_predict, max_length);
+        max_length = 0;
+    }
     gp.max_new_tokens = n_predict == INT_MIN ? (max_length > 0 ? -1 : 128) : n_predict;
     gp.max_length = max_length;
     gp.n_sequences = n_seq;

@@ -59,6 +59,10 @@ for i, l in enumerate(lines):
     assert l['text'] == want, (i, l['text'], want)
     assert l['seed'] == 11 and l['stop_reason'] == 'length' and len(l['tokens']) == 16
 "
+# the README's example
+awk '/^\$ gpt generate -p "And God said" -n 6 --json$/{getline; print; exit}' README.md >"$T/readme_json"
+$GPT generate -p "$P" -n 6 --json >"$T/readme_json_out" 2>/dev/null
+check readme_json_example sh -c "test -s '$T/readme_json' && cmp -s '$T/readme_json' '$T/readme_json_out'"
 # -N 1 is the plain output: no header
 $GPT generate -p "$P" -n 16 -N 1 --seed 11 >"$T/n1" 2>/dev/null
 check n_sequences_one_has_no_header cmp -s "$T/n1" "$T/single_0"
@@ -143,18 +147,20 @@ assert got == exact, (got, exact)
 "
 
 # --- Hugging Face's options -----------------------------------------------------------
-# max_length counts the prompt (3 tokens); alone, it lifts -n's default of 128
+# max_length counts the prompt (3 tokens); alone, it lifts -n's default of 128;
+# -n given wins over it, as max_new_tokens does in Hugging Face's generate()
 $GPT generate -p "$P" --greedy --ignore-eos --max-length 10 --json >"$T/ml" 2>/dev/null
-$GPT generate -p "$P" --greedy --ignore-eos --max-length 10 -n 5 --json >>"$T/ml" 2>/dev/null
+$GPT generate -p "$P" --greedy --ignore-eos --max-length 10 -n 12 --json >>"$T/ml" 2>"$T/ml_err"
 $GPT generate -p "$P" --greedy --ignore-eos --max-length 150 --json >>"$T/ml" 2>/dev/null
 $GPT generate -p "$P" --greedy --ignore-eos --max-length 3 --json >>"$T/ml" 2>/dev/null
 $GPT generate -p "$P" --greedy --ignore-eos -n 7 --json >>"$T/ml" 2>/dev/null
 pycheck max_length_semantics "$T/ml" "
 n = [len(l['tokens']) for l in lines]
-assert n == [7, 5, 147, 0, 7], n
+assert n == [7, 12, 147, 0, 7], n
 assert all(l['stop_reason'] == 'length' for l in lines)
-assert lines[0]['tokens'] == lines[4]['tokens']
+assert lines[0]['tokens'] == lines[4]['tokens'] == lines[1]['tokens'][:7]
 "
+check max_length_with_n_warns grep -q 'warning: -n 12 wins over --max-length 10' "$T/ml_err"
 # min_new_tokens: a seed whose text ends with <|endoftext|> early goes on
 if [ -n "$HAVE_PY" ]; then
     eos_seed=
@@ -217,6 +223,76 @@ for e in false true never; do
     $GPT generate -p "$P" -n 8 --beams 2 --early-stopping $e --length-penalty 0.5 --json >"$T/es_$e" 2>/dev/null || ok=0
 done
 check beams_early_stopping_and_length_penalty test $ok = 1
+
+# --- Hugging Face's generate() through the command: the float64 reference's
+# decoding goldens (tests/reference/README.md) turned into flags; the ids
+# exactly, beam scores and log-probabilities within 1e-4 --------------------------
+if [ -n "$HAVE_PY" ]; then
+    GPT="$GPT" $PY - tests/data/golden/demo.generate tests/data/golden/ckpt_l2_h3_c36_t64_v300_f32.generate \
+        >"$T/hf" 2>&1 <<'EOF'
+import json, os, shlex, subprocess, sys
+gpt = shlex.split(os.environ["GPT"])
+def cases(path):
+    model, case = None, None
+    for line in open(path, encoding="utf-8"):
+        w = line.split()
+        if not w: continue
+        if w[0] == "model": model = w[2]
+        elif w[0] == "case": case = {"name": w[1], "seqs": [], "scores": [], "lp": [], "top": {}}
+        elif w[0] == "prompt-text": case["text"] = json.loads(line[len("prompt-text "):])
+        elif w[0] == "params": case["params"] = dict(kv.split("=") for kv in w[1:])
+        elif w[0] == "seq": case["seqs"].append((w[2], [int(x) for x in w[4:]]))
+        elif w[0] == "score": case["scores"].append(float(w[2]))
+        elif w[0] == "logprob": case["lp"].append([float(x) for x in w[3:]])
+        elif w[0] == "top":
+            case["top"][(int(w[1]), int(w[2]))] = [(int(a), float(b)) for a, b in (x.split(":") for x in w[4:])]
+        elif w[0] == "end-case": yield model, case
+for path in sys.argv[1:]:
+    for model, c in cases(path):
+        name = "hf_golden_%s_%s" % (os.path.basename(path).split(".")[0], c["name"])
+        if "text" not in c:
+            print("SKIP %s: the prompt is ids only" % name)
+            continue
+        p = c["params"]
+        args = ["generate", "-m", model, "-p", c["text"], "--json", "--logprobs", "5", "--kv", "f32"]
+        args += ["--beams", p["num_beams"]] if int(p["num_beams"]) > 1 else ["--greedy"]
+        if p["max_new_tokens"] != "-": args += ["-n", p["max_new_tokens"]]
+        if p["max_length"] != "-": args += ["--max-length", p["max_length"]]
+        args += ["--min-new-tokens", p["min_new_tokens"], "--repeat-penalty", p["repetition_penalty"],
+                 "--presence-penalty", p["presence_penalty"], "--frequency-penalty", p["frequency_penalty"],
+                 "--no-repeat-ngram", p["no_repeat_ngram_size"], "--length-penalty", p["length_penalty"],
+                 "--early-stopping", p["early_stopping"], "-N", p["num_return_sequences"]]
+        r = subprocess.run(gpt + args, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        why = []
+        try:
+            lines = [json.loads(l) for l in r.stdout.decode("utf-8").splitlines()]
+        except ValueError as e:
+            lines = []
+            why.append("output is not JSON lines: %s" % e)
+        if r.returncode != 0: why.append("exit %d: %s" % (r.returncode, r.stderr.decode()[-300:]))
+        elif len(lines) != len(c["seqs"]): why.append("%d sequences, not %d" % (len(lines), len(c["seqs"])))
+        for i, l in enumerate(lines[:len(c["seqs"])]):
+            kind, ids = c["seqs"][i]
+            if l["tokens"] != ids:
+                why.append("seq %d: ids %s, not %s" % (i, l["tokens"], ids))
+                continue
+            if l["stop_reason"] != kind: why.append("seq %d: stop %s, not %s" % (i, l["stop_reason"], kind))
+            if int(p["num_beams"]) > 1 and abs(l["score"] - c["scores"][i]) > 1e-4:
+                why.append("seq %d: score %r, not %r" % (i, l["score"], c["scores"][i]))
+            for j, e in enumerate(l["logprobs"]):
+                want = c["top"][(i, j)]
+                if abs(e["logprob"] - c["lp"][i][j]) > 1e-4:
+                    why.append("seq %d id %d: logprob %r, not %r" % (i, j, e["logprob"], c["lp"][i][j]))
+                    break
+                if len(e["top"]) != len(want) or any(abs(a[1] - b[1]) > 1e-4 for a, b in zip(e["top"], want)):
+                    why.append("seq %d id %d: top %s, not %s" % (i, j, e["top"], want))
+                    break
+        print(("FAIL %s: %s" % (name, "; ".join(why)[:600])) if why else "PASS %s" % name)
+EOF
+    cat "$T/hf"
+else
+    echo "SKIP hf_goldens: no $PY to read the JSON"
+fi
 
 # --- random seeds ------------------------------------------------------------------
 $GPT generate -p "$P" -n 12 --seed -1 --json -v >"$T/rs" 2>"$T/rs_err"; rc=$?

@@ -334,7 +334,6 @@ static double measure_peak(int threads, int repeats)
     return best;
 }
 
-
 /* ------------------------------------------------------------------------ */
 /* Batched decoding (-B)                                                    */
 
@@ -410,6 +409,11 @@ static int bench_batch(const bench_setup *su, int B, batch_row *row, double *bw)
     }
     /* every sequence has pages of its own for the positions it reaches */
     cp.n_seq = B;
+    if ((long long)B * ((hi + 63) / 64) * 64 > INT_MAX) {
+        fprintf(stderr, "gpt bench: batch %d: %d sequences of %d positions are more than a KV cache can hold\n", B,
+                B, hi);
+        goto done;
+    }
     cp.kv_size = B * ((hi + 63) / 64) * 64;
     if (!(c = gpt_context_new(su->m, &cp, &err))) {
         fprintf(stderr, "gpt bench: batch %d: %s\n", B, err.message);

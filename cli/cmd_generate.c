@@ -127,7 +127,6 @@ typedef struct seq_out {
     buf text;            /* text held until its section is printed (all of it with --json) */
     buf tokens;          /* --json: "id, id, ..." */
     buf logprobs;        /* --json --logprobs: the entries, comma-separated */
-    int n_tokens;
     gpt_stop_reason why; /* GPT_STOP_NONE while it goes on */
     int has_score;
     float score;
@@ -282,7 +281,6 @@ static int on_piece(gen_out *o, const gpt_piece *pc)
     if (pc->seq < 0 || pc->seq >= o->n) return 0;
     s = &o->seqs[pc->seq];
     o->n_generated += pc->n_tokens;
-    s->n_tokens += pc->n_tokens;
     if (o->json)
         for (j = 0; j < pc->n_tokens; j++) {
             bad |= buf_printf(&s->tokens, "%s%d", s->tokens.n ? ", " : "", pc->tokens[j]);

@@ -124,8 +124,9 @@ bench: all $(BUILD)/tests/bench_tokenizer
 
 # The tests that use threads, built with ThreadSanitizer (issue 8): one model
 # shared by many threads (tests/test_threads.c), the thread pool's results on
-# any thread count, and the tokenizer shared by threads. Any report fails.
-TSAN_TESTS := test_threads test_generate test_model test_tokenizer
+# any thread count, the tokenizer shared by threads, and batches of many
+# sequences on 1 to 7 threads (test_batch). Any report fails.
+TSAN_TESTS := test_threads test_generate test_model test_tokenizer test_batch
 .PHONY: test-tsan
 test-tsan:
 	$(MAKE) BUILD=$(BUILD)/tsan OPT=-O1 EXTRA_CFLAGS="-fsanitize=thread -fno-omit-frame-pointer" \

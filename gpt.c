@@ -177,8 +177,8 @@ typedef struct gp_attention_args {
 typedef struct gp_kernels {
     const char *name;
     /* y[r][j] = x[r] . W[j] + bias[j] (+ y[r][j] when accumulate), for
-     * r < n and j0 <= j < j1; bias may be NULL. scratch: the calling
-     * thread's GP_LINEAR_SCRATCH floats. */
+     * r < n and j0 <= j < j1; bias may be NULL; x has GP_ROW_PAD readable
+     * rows after row n - 1. scratch: the calling thread's linear scratch. */
     void (*linear)(const gp_tensor *W, const float *bias, const float *x, int ldx, int n, int j0, int j1, float *y,
                    int ldy, int accumulate, float *scratch);
     /* x[i] = gelu(x[i]) for i < n */
@@ -214,6 +214,7 @@ struct gpt_context {
     size_t page_bytes, head_bytes, key_bytes; /* a page, one head's keys and values, its keys */
     int *page_refs;       /* [n_pages] sequences holding each page */
     int *free_pages;      /* [n_pages] a stack of the pages no sequence holds */
+    int *page_scratch;    /* [n_pages] zero, for counting the writers of shared pages */
     int n_free;
     /* one forward step of n <= n_batch rows */
     int *row_seq, *row_pos; /* [n_batch] the sequence and position of each row */
@@ -874,6 +875,7 @@ const gpt_tokenizer *gpt_model_tokenizer(const gpt_model *m) { return m ? m->tok
 #define GP_DEFAULT_BATCH 512
 #define GP_SCORE_ROWS 8 /* logits rows computed at once while scoring */
 #define GP_ATT_ROWS 48  /* queries of one head the SIMD attention takes together (a multiple of 6) */
+#define GP_ROW_PAD 8    /* rows of activations past the last a product may read (and ignore) */
 
 /*
  * The KV cache is one pool of pages shared by the context's sequences. A
@@ -995,14 +997,15 @@ static gpt_status gp_resolve_params(const gpt_model *m, const gpt_context_params
     s->sizes[GP_PART_TOKENS] = gp_align_up(S * T * sizeof(int));
     s->sizes[GP_PART_PAGE_TABLES] = gp_align_up(S * (size_t)s->pages_per_seq * sizeof(int));
     s->sizes[GP_PART_PAGE_REFS] = gp_align_up((size_t)s->n_pages * sizeof(int));
-    s->sizes[GP_PART_FREE_PAGES] = gp_align_up((size_t)s->n_pages * sizeof(int));
+    s->sizes[GP_PART_FREE_PAGES] = gp_align_up(2 * (size_t)s->n_pages * sizeof(int)); /* and page_scratch */
     s->sizes[GP_PART_KV] = (size_t)s->n_pages * s->page_bytes;
     s->sizes[GP_PART_ROWS] = gp_align_up((2 * B + S) * sizeof(int));
-    s->sizes[GP_PART_X] = gp_align_up(B * C * sizeof(float));
-    s->sizes[GP_PART_XN] = gp_align_up(B * C * sizeof(float));
-    s->sizes[GP_PART_QKV] = gp_align_up(B * 3 * C * sizeof(float));
-    s->sizes[GP_PART_ATT] = gp_align_up(B * C * sizeof(float));
-    s->sizes[GP_PART_HID] = gp_align_up(B * 4 * C * sizeof(float));
+    /* GP_ROW_PAD rows more than a step's: the SIMD products read whole tiles of rows */
+    s->sizes[GP_PART_X] = gp_align_up((B + GP_ROW_PAD) * C * sizeof(float));
+    s->sizes[GP_PART_XN] = gp_align_up((B + GP_ROW_PAD) * C * sizeof(float));
+    s->sizes[GP_PART_QKV] = gp_align_up((B + GP_ROW_PAD) * 3 * C * sizeof(float));
+    s->sizes[GP_PART_ATT] = gp_align_up((B + GP_ROW_PAD) * C * sizeof(float));
+    s->sizes[GP_PART_HID] = gp_align_up((B + GP_ROW_PAD) * 4 * C * sizeof(float));
     s->sizes[GP_PART_SCRATCH] = (size_t)s->n_threads * s->scratch_stride * sizeof(float);
     s->sizes[GP_PART_SEQ_LOGITS] = gp_align_up(S * V * sizeof(float));
     s->sizes[GP_PART_LOGITS] = gp_align_up((size_t)s->logits_cap * V * sizeof(float));
@@ -1045,8 +1048,10 @@ static void gp_carve_arena(gpt_context *c, const gp_ctx_shape *s)
     }
     c->page_refs = (int *)(void *)part[GP_PART_PAGE_REFS];
     c->free_pages = (int *)(void *)part[GP_PART_FREE_PAGES];
+    c->page_scratch = c->free_pages + c->n_pages;
     for (i = 0; i < c->n_pages; i++) {
         c->page_refs[i] = 0;
+        c->page_scratch[i] = 0;
         c->free_pages[i] = c->n_pages - 1 - i; /* page 0 is taken first */
     }
     c->n_free = c->n_pages;
@@ -1059,6 +1064,12 @@ static void gp_carve_arena(gpt_context *c, const gp_ctx_shape *s)
     c->qkv = (float *)(void *)part[GP_PART_QKV];
     c->att = (float *)(void *)part[GP_PART_ATT];
     c->hid = (float *)(void *)part[GP_PART_HID];
+    /* the padding rows past the last row of a step: read, never used; zero
+     * rather than whatever memory held */
+    memset(part[GP_PART_X], 0, s->sizes[GP_PART_X]);
+    memset(part[GP_PART_XN], 0, s->sizes[GP_PART_XN]);
+    memset(part[GP_PART_ATT], 0, s->sizes[GP_PART_ATT]);
+    memset(part[GP_PART_HID], 0, s->sizes[GP_PART_HID]);
     c->scratch = (float *)(void *)part[GP_PART_SCRATCH];
     c->seq_logits = (float *)(void *)part[GP_PART_SEQ_LOGITS];
     c->logits = (float *)(void *)part[GP_PART_LOGITS];
@@ -1152,15 +1163,37 @@ static int gp_page_take(gpt_context *c)
     return page;
 }
 
-/* Pages sequence s needs from the pool to grow by n positions: new pages,
- * and a copy of the page it would write into while sharing it. */
+/* Pages sequence s needs from the pool to grow by n positions, not
+ * counting copies of a shared page (gp_copies_needed). */
 static int gp_pages_needed(const gpt_context *c, int s, int n)
 {
     const gp_seq *q = &c->seqs[s];
-    int need;
     if (n <= 0) return 0;
-    need = gp_pages_for(q->n_past + n) - gp_pages_for(q->n_past);
-    if (q->n_past % GP_PAGE != 0 && c->page_refs[q->pages[q->n_past / GP_PAGE]] > 1) need++;
+    return gp_pages_for(q->n_past + n) - gp_pages_for(q->n_past);
+}
+
+/* Copies of shared pages that sequences growing by count[s] positions will
+ * make: a page shared by R sequences of which W write into it is copied
+ * W times, or R - 1 when all of them do (the last keeps it). page_scratch
+ * is left zero. */
+static int gp_copies_needed(gpt_context *c, const int *count)
+{
+    int s, need = 0;
+    for (s = 0; s < c->n_seq; s++) {
+        const gp_seq *q = &c->seqs[s];
+        if (count[s] > 0 && q->n_past % GP_PAGE != 0) c->page_scratch[q->pages[q->n_past / GP_PAGE]]++;
+    }
+    for (s = 0; s < c->n_seq; s++) {
+        const gp_seq *q = &c->seqs[s];
+        int page, writers, refs;
+        if (count[s] <= 0 || q->n_past % GP_PAGE == 0) continue;
+        page = q->pages[q->n_past / GP_PAGE];
+        writers = c->page_scratch[page];
+        refs = c->page_refs[page];
+        if (writers == 0) continue; /* counted already */
+        need += writers < refs ? writers : refs - 1;
+        c->page_scratch[page] = 0;
+    }
     return need;
 }
 
@@ -1606,6 +1639,7 @@ static gpt_status gp_check_batch(gpt_context *c, const gpt_batch *b, enum gp_kee
         need += gp_pages_needed(c, s, c->seq_count[s]);
         kept += keep == GP_KEEP_LAST && c->seq_count[s] > 0;
     }
+    need += gp_copies_needed(c, c->seq_count);
     if (need > c->n_free)
         return gp_ctx_fail(c, GPT_ERR_CONTEXT_FULL, "the KV cache is full: the batch needs %d more pages of %d "
                            "positions and %d of its %d pages are free (kv_size)", need, GP_PAGE, c->n_free,
@@ -3969,21 +4003,36 @@ GP_INLINE float gp_dot_tail(const gp_tensor *W, const float *x, int j, float sum
     return sum;
 }
 
-/* Rows r .. r+GP_MR-1 of X (x) against rows j .. j+3 of W: sums[a * 4 + b]. */
-GP_INLINE void gp_dot_tile(const gp_tensor *W, gpt_dtype type, const float *x, int ldx, int j, float *sums)
+/* Prefetches into L2 the part of W that a batch of rows needs next, a few
+ * lines per step of the tiles that compute from cache meanwhile, so that
+ * memory and the cores work at once. */
+typedef struct gp_prefetch {
+    const char *at, *end;
+    int lines;    /* lines per k step */
+} gp_prefetch;
+
+/* Rows 0 .. GP_MR-1 of x (rows of ldx floats; past the rows that matter,
+ * any readable memory) against rows j .. j+3 of W: sums[a * 4 + b]. */
+GP_INLINE void gp_dot_tile(const gp_tensor *W, gpt_dtype type, const float *x, size_t ldx, int j, gp_prefetch *pf,
+                           float *sums)
 {
-    int Kv = W->cols / GP_VL * GP_VL, k, a, b;
+    int Kv = W->cols / GP_VL * GP_VL, k, a, b, l;
     const void *p0 = gp_w_row(W, type, j), *p1 = gp_w_row(W, type, j + 1), *p2 = gp_w_row(W, type, j + 2),
                *p3 = gp_w_row(W, type, j + 3);
     GP_TILE_ROWS(GP_DECL_ACC)
     for (k = 0; k < Kv; k += GP_VL) {
-        gp_vf w0 = gp_w_load(W, type, p0, j, k), w1 = gp_w_load(W, type, p1, j + 1, k),
-              w2 = gp_w_load(W, type, p2, j + 2, k), w3 = gp_w_load(W, type, p3, j + 3, k);
+        gp_vf w0, w1, w2, w3;
+        if (pf)
+            for (l = 0; l < pf->lines && pf->at < pf->end; l++, pf->at += 64) GP_PREFETCH_L2(pf->at - GP_PREFETCH_AHEAD);
+        w0 = gp_w_load(W, type, p0, j, k);
+        w1 = gp_w_load(W, type, p1, j + 1, k);
+        w2 = gp_w_load(W, type, p2, j + 2, k);
+        w3 = gp_w_load(W, type, p3, j + 3, k);
         GP_TILE_ROWS(GP_FMA_ROW)
     }
     GP_TILE_ROWS(GP_SUM_ROW)
     for (a = 0; a < GP_MR; a++)
-        for (b = 0; b < 4; b++) sums[a * 4 + b] = gp_dot_tail(W, x + (size_t)a * ldx, j + b, sums[a * 4 + b]);
+        for (b = 0; b < 4; b++) sums[a * 4 + b] = gp_dot_tail(W, x + a * ldx, j + b, sums[a * 4 + b]);
 }
 
 /* One row of x against rows j .. j+3 of W, streaming them from memory. */
@@ -4021,52 +4070,89 @@ GP_INLINE float gp_dot_row1(const gp_tensor *W, gpt_dtype type, const float *x, 
     return gp_dot_tail(W, x, j, gp_vsum1(acc));
 }
 
-/* Rows r0 .. r0+nr-1 of X, one at a time, against rows jb .. je-1 of W. */
-GP_INLINE void gp_dot_rows(const gp_tensor *W, gpt_dtype type, const float *X, int ldx, int r0, int nr, int jb,
-                           int je, float *y, int ldy, const float *bias, int accumulate)
+/* Rows r .. r+mr-1 of y for W rows j .. j+3 (tile sums) or j alone. */
+static void gp_store_tile(float *y, int ldy, int r, int mr, int j, int nj, const float *sums, int ld_sums,
+                          const float *bias, int accumulate)
 {
-    float sums[4];
-    int r, j, b;
-    for (r = r0; r < r0 + nr; r++) {
-        const float *x = X + (size_t)r * ldx;
-        float *yr = y + (size_t)r * ldy;
-        for (j = jb; j + 4 <= je; j += 4) {
-            gp_dot_row4(W, type, x, j, sums);
-            for (b = 0; b < 4; b++) gp_store_sum(yr + j + b, sums[b], bias, j + b, accumulate);
+    int a, b;
+    for (a = 0; a < mr; a++)
+        for (b = 0; b < nj; b++)
+            gp_store_sum(y + (size_t)(r + a) * ldy + j + b, sums[a * ld_sums + b], bias, j + b, accumulate);
+}
+
+/* W rows jb .. je-1 against rows r0 .. r1-1 of X, tile by tile (a group of
+ * 4 rows of W meets all of them while it is in L1); pf, if any, brings in
+ * what comes next. */
+GP_INLINE void gp_dot_block(const gp_tensor *W, gpt_dtype type, const float *X, int ldx, int n, int jb, int je,
+                            int r0, int r1, float *y, int ldy, const float *bias, int accumulate, gp_prefetch *pf)
+{
+    float sums[GP_MR * 4];
+    int r, j, mr;
+    (void)n;
+    for (j = jb; j + 4 <= je; j += 4)
+        for (r = r0; r < r1; r += GP_MR) {
+            mr = r1 - r < GP_MR ? r1 - r : GP_MR;
+            gp_dot_tile(W, type, X + (size_t)r * ldx, (size_t)ldx, j, pf, sums);
+            gp_store_tile(y, ldy, r, mr, j, 4, sums, 4, bias, accumulate);
         }
-        for (; j < je; j++) gp_store_sum(yr + j, gp_dot_row1(W, type, x, j), bias, j, accumulate);
-    }
+    for (; j < je; j++)
+        for (r = r0; r < r1; r++)
+            gp_store_sum(y + (size_t)r * ldy + j, gp_dot_row1(W, type, X + (size_t)r * ldx, j), bias, j, accumulate);
+}
+
+/* The bytes of W's rows [a, b) (q8_0: its quants; its scales are a
+ * sixteenth of that and come with the hardware prefetcher). */
+static const char *gp_w_bytes(const gp_tensor *W, int row)
+{
+    size_t es = W->type == GPT_DTYPE_F32 ? 4 : W->type == GPT_DTYPE_Q8_0 ? 1 : 2;
+    if (W->type == GPT_DTYPE_Q8_0) return (const char *)W->q + (size_t)row * W->nb * 32;
+    return (const char *)W->data + (size_t)row * W->cols * es;
 }
 
 /*
  * For X rows r < n and W rows j in [j0, j1): y[r][j] (+)= dot(X[r], W[j]) +
- * bias[j]. W is walked in panels of rows that stay in the L2 cache while
- * every block of GP_MR rows of X passes over them; the rows of X left over
- * (when decoding, the only one) then take one row at a time.
+ * bias[j]. One row (every decoded token) streams W four rows at a time. A
+ * few rows (a batch of decoded tokens) keep X in cache and take W in
+ * chunks of GP_CHUNK_ROWS rows, each group of 4 rows meeting every row of X
+ * while in L1, the next chunk being prefetched meanwhile. Many rows
+ * (prompts) walk W in panels that stay in L2 while blocks of GP_MR rows of
+ * X pass over them.
  */
+#define GP_FEW_ROWS 48
+#define GP_CHUNK_ROWS 16
 GP_INLINE void gp_dot_body(const gp_tensor *W, gpt_dtype type, const float *X, int ldx, int n, int j0, int j1,
                            float *y, int ldy, const float *bias, int accumulate)
 {
-    int panel, jb, r, j, a, b;
-    float sums[GP_MR * 4];
+    float sums[4];
+    int panel, jb, r, j, b;
+    if (n == 1) {
+        for (j = j0; j + 4 <= j1; j += 4) {
+            gp_dot_row4(W, type, X, j, sums);
+            for (b = 0; b < 4; b++) gp_store_sum(y + j + b, sums[b], bias, j + b, accumulate);
+        }
+        for (; j < j1; j++) gp_store_sum(y + j, gp_dot_row1(W, type, X, j), bias, j, accumulate);
+        return;
+    }
+    if (n <= GP_FEW_ROWS) {
+        /* the k steps of a chunk's tiles, over which to spread the next chunk's lines */
+        size_t steps = (size_t)(GP_CHUNK_ROWS / 4) * (size_t)((n + GP_MR - 1) / GP_MR) * (size_t)(W->cols / GP_VL);
+        gp_prefetch pf;
+        for (jb = j0; jb < j1; jb += GP_CHUNK_ROWS) {
+            int je = jb + GP_CHUNK_ROWS < j1 ? jb + GP_CHUNK_ROWS : j1;
+            int jn = je + GP_CHUNK_ROWS < j1 ? je + GP_CHUNK_ROWS : j1;
+            pf.at = gp_w_bytes(W, je);
+            pf.end = gp_w_bytes(W, jn);
+            pf.lines = steps ? (int)(((size_t)(pf.end - pf.at) / 64 + steps - 1) / steps) : 1;
+            gp_dot_block(W, type, X, ldx, n, jb, je, 0, n, y, ldy, bias, accumulate, &pf);
+        }
+        return;
+    }
     panel = (int)((256 * 1024) / ((size_t)W->cols * gp_w_elem_size(type) + 1)) / 4 * 4;
     if (panel < 4) panel = 4;
     for (jb = j0; jb < j1; jb += panel) {
         int je = jb + panel < j1 ? jb + panel : j1;
-        for (r = 0; r + GP_MR <= n; r += GP_MR) {
-            const float *x = X + (size_t)r * ldx;
-            for (j = jb; j + 4 <= je; j += 4) {
-                gp_dot_tile(W, type, x, ldx, j, sums);
-                for (a = 0; a < GP_MR; a++)
-                    for (b = 0; b < 4; b++)
-                        gp_store_sum(y + (size_t)(r + a) * ldy + j + b, sums[a * 4 + b], bias, j + b, accumulate);
-            }
-            for (; j < je; j++)
-                for (a = 0; a < GP_MR; a++)
-                    gp_store_sum(y + (size_t)(r + a) * ldy + j, gp_dot_row1(W, type, x + (size_t)a * ldx, j), bias, j,
-                                 accumulate);
-        }
-        gp_dot_rows(W, type, X, ldx, r, n - r, jb, je, y, ldy, bias, accumulate);
+        for (r = 0; r < n; r += GP_MR)
+            gp_dot_block(W, type, X, ldx, n, jb, je, r, r + GP_MR < n ? r + GP_MR : n, y, ldy, bias, accumulate, NULL);
     }
 }
 

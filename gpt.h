@@ -286,12 +286,12 @@ GPT_API gpt_context_params gpt_context_defaults(void);
  * model. With D = head_dim rounded up to a multiple of 64, P = kv_size
  * rounded up to pages of 64 and T = n_ctx, in floats: the KV cache,
  * n_layer * P * (n_embd + n_head * D) (halves with an f16 cache);
- * activations, n_batch * 10 * n_embd; per thread, 48 * T + 4 * n_embd + 4096
- * (plus 16384 with AVX-512); logits, n_vocab per sequence plus n_vocab per
- * row the last batch can keep (max(n_seq, 8), or max(n_ctx, n_seq) with
- * all_logits); per sequence, T token ids and T / 64 page numbers; and a few
- * hundred bytes per thread for the pool. The threads' stacks come from the
- * system and are not counted. */
+ * activations, (n_batch + 8) * 10 * n_embd; per thread, 48 * T + 4 * n_embd
+ * + 4096; logits, n_vocab per sequence plus n_vocab per row the last batch
+ * can keep (max(n_seq, 8), or max(n_ctx, n_seq) with all_logits); per
+ * sequence, T token ids and T / 64 page numbers; two ints per page; and a
+ * few hundred bytes per thread for the pool. The threads' stacks come from
+ * the system and are not counted. */
 GPT_API size_t gpt_context_memory(const gpt_model *m, const gpt_context_params *p);
 
 GPT_API gpt_context *gpt_context_new(const gpt_model *m, const gpt_context_params *p, gpt_error *err);

@@ -309,13 +309,11 @@ static double rate(int n, double dt) { return n / (dt > 0 ? dt : 1e-9); }
 /* The KV cache a generation of n_streams sequences over one prompt needs
  * (0 for one sequence: the library's default). The prompt's pages (at most
  * a window's) are shared; each sequence then holds the pages of its new
- * positions, which may start inside the prompt's last page, and a step may
- * ask for one more page per sequence (the library counts a copy for every
- * sequence that writes to a shared page): ceil(new / 64) + 2 pages each,
- * new bounded by -n, --max-length and the window. This is less than the
- * library's default (a window per sequence) when the new tokens are few,
- * and more where the default is too tight: a window of at most 64
- * positions (one page), which forked sequences share at first. */
+ * positions, which may start inside the prompt's last page (a copy):
+ * ceil(new / 64) + 1 pages, new bounded by -n, --max-length and the window,
+ * and one page more each to spare. Far less than the library's default (a
+ * window per sequence) when the new tokens are few, as they are by default:
+ * -N 16 on GPT-2 124M with an f32 cache takes 0.38 GB instead of 1.2 GB. */
 static int kv_size_for(int n_ctx, int n_streams, int max_new, int max_length, int slide)
 {
     long long pages_ctx = (n_ctx + 63) / 64, bound = n_ctx, total;

@@ -42,7 +42,9 @@ typedef enum cli_opt_kind {
     CLI_U64,     /* an integer in 0 .. 2^64 - 1 */
     CLI_STRING,  /* any string; the last one given wins */
     CLI_CHOICE,  /* one of `choices` ("auto|f16|f32"); stores its index into an int */
-    CLI_LIST     /* a string that may be repeated; appends to a cli_list */
+    CLI_LIST,    /* a string that may be repeated; appends to a cli_list */
+    CLI_SEED     /* a seed into a cli_seed: an integer in 0 .. 2^64 - 1, or -1 for one
+                    drawn from the operating system (cli_random_seed) */
 } cli_opt_kind;
 
 /* Values of a CLI_LIST option, in the order given (v is malloc'd; free it). */
@@ -51,13 +53,19 @@ typedef struct cli_list {
     int n;
 } cli_list;
 
+/* A CLI_SEED value: the seed, and whether -1 drew it. */
+typedef struct cli_seed {
+    uint64_t value;
+    int random;
+} cli_seed;
+
 #define CLI_NONEMPTY 1 /* CLI_STRING, CLI_LIST: an empty value is an error */
 
 typedef struct cli_option {
     cli_opt_kind kind;
     const char *name;    /* long name without the dashes: "n-predict" */
     char short_name;     /* 'n', or 0 */
-    void *value;         /* int *, float *, uint64_t *, const char **, cli_list * */
+    void *value;         /* int *, float *, uint64_t *, const char **, cli_list *, cli_seed * */
     const char *arg;     /* the value in --help: "N", "PATH" */
     const char *help;    /* the description; '\n' starts a continuation line */
     double lo, hi;       /* CLI_INT, CLI_FLOAT: the accepted range */
@@ -78,6 +86,7 @@ typedef struct cli_option {
 #define OPT_STRING(name, sh, ptr, arg, help) {CLI_STRING, name, sh, ptr, arg, help, 0, 0, NULL, 0, 0, NULL}
 #define OPT_CHOICE(name, sh, ptr, arg, choices, help) {CLI_CHOICE, name, sh, ptr, arg, help, 0, 0, choices, 0, 0, NULL}
 #define OPT_LIST(name, sh, ptr, arg, flags, help) {CLI_LIST, name, sh, ptr, arg, help, 0, 0, NULL, 0, flags, NULL}
+#define OPT_SEED(name, sh, ptr, arg, help) {CLI_SEED, name, sh, ptr, arg, help, 0, 0, NULL, 0, 0, NULL}
 
 /* A command's options and the text --help shows around their list. */
 typedef struct cli_command {
@@ -97,6 +106,25 @@ int cli_parse(const cli_command *cmd, int argc, char **argv);
 void cli_help(const cli_command *cmd, FILE *f);
 /* Prints "gpt CMD: MESSAGE" and a pointer to --help on stderr; returns 2. */
 int usage_error(const char *cmd, const char *fmt, ...) CLI_PRINTF(2, 3);
+/* A seed from the operating system (/dev/urandom; on Windows rand_s, which
+ * is RtlGenRandom), or from the time, the clock and the process id when
+ * that fails. Below 2^53, so that a JSON reader that keeps numbers as
+ * doubles reads it back exactly. */
+uint64_t cli_random_seed(void);
+
+/* ------------------------------------------------------------------------ */
+/* JSON output                                                              */
+
+/* Writes n bytes of s as the inside of a JSON string (no quotes) to out,
+ * which needs room for 6 * n bytes; returns the bytes written. ", \ and
+ * control characters are escaped (\n, \t, \u001b, ...); well-formed UTF-8
+ * is kept as it is; each maximal ill-formed subsequence (Unicode's
+ * "substitution of maximal subparts", as the library cleans its text) is
+ * written as \ufffd, so any bytes give valid JSON. */
+size_t cli_json_escape(const char *s, size_t n, char *out);
+/* Non-zero when the n bytes are well-formed UTF-8 (cli_json_escape keeps
+ * them exactly). */
+int cli_utf8_valid(const char *s, size_t n);
 
 /* ------------------------------------------------------------------------ */
 /* Errors, inputs and outputs                                               */

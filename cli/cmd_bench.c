@@ -36,7 +36,7 @@
 
 static const char *intro =
     "usage: gpt bench [-m MODEL] [-t THREADS] [-p PROMPT_TOKENS] [-n GEN_TOKENS] [-d DEPTH]\n"
-    "                 [-r REPEATS] [--kv TYPE] [--json]\n"
+    "                 [-r REPEATS] [-B BATCH,...] [--kv TYPE] [--json]\n"
     "\n"
     "Measures, in one run and with the same threads: the machine's memory read\n"
     "bandwidth (a streaming read of a buffer much larger than the caches) and FMA\n"
@@ -51,6 +51,13 @@ static const char *intro =
     "The FMA peak is the best of R measurements, the bandwidth the best of\n"
     "measurements before and between the repeats: the ratios are not flattered\n"
     "by a moment when other jobs took part of the machine.\n"
+    "\n"
+    "-B 1,2,4,8,16 measures batched decoding instead: for each B, B sequences of\n"
+    "one context, each with its own P-token prompt (evaluated in one batch), then\n"
+    "N tokens per sequence in B-wide steps (one gpt_eval_batch per step, a token\n"
+    "for each sequence). One row (one JSON line) per B: decode tok/s over all B\n"
+    "sequences and per sequence, and decode_roofline against the step's bound,\n"
+    "the larger of weight bytes / bandwidth and B x FLOPs per token / FMA peak.\n"
     "\n";
 /* ------------------------------------------------------------------------ */
 /* Running a function on N threads                                          */
@@ -327,17 +334,242 @@ static double measure_peak(int threads, int repeats)
     return best;
 }
 
+/* ------------------------------------------------------------------------ */
+/* Batched decoding (-B)                                                    */
+
+#define BENCH_MAX_BATCHES 64
+#define BENCH_MAX_BATCH 4096
+
+/* "1,2,4,8,16" into sizes; 0, or a usage error's status. */
+static int parse_batches(const char *list, int *sizes, int *n)
+{
+    const char *p = list;
+    *n = 0;
+    for (;;) {
+        char *end;
+        long v;
+        if (!(*p >= '0' && *p <= '9'))
+            return usage_error("bench", "-B (--batch-sizes) expects sizes in 1 .. %d separated by commas, "
+                               "e.g. 1,2,4,8,16, not \"%s\"", BENCH_MAX_BATCH, list);
+        v = strtol(p, &end, 10);
+        if (v < 1 || v > BENCH_MAX_BATCH || (*end != ',' && *end != 0))
+            return usage_error("bench", "-B (--batch-sizes) expects sizes in 1 .. %d separated by commas, "
+                               "e.g. 1,2,4,8,16, not \"%s\"", BENCH_MAX_BATCH, list);
+        if (*n == BENCH_MAX_BATCHES)
+            return usage_error("bench", "-B (--batch-sizes) takes at most %d sizes", BENCH_MAX_BATCHES);
+        sizes[(*n)++] = (int)v;
+        if (*end == 0) return 0;
+        p = end + 1;
+    }
+}
+
+/* One B's measurements. */
+typedef struct batch_row {
+    int B;
+    stats sp, sd; /* aggregate tok/s over the B sequences */
+} batch_row;
+
+/* What a bench run measures against, for the rows. */
+typedef struct bench_setup {
+    const gpt_model *m;
+    gpt_context_params cp;
+    int P, N, D, R;
+    int threads;
+    const read_buffer *rb;
+} bench_setup;
+
+/* The id at position i of sequence s: a different prompt for each. */
+static int batch_id(int s, int i, int V)
+{
+    return (int)(((uint64_t)(i + 1) * 2654435761u + (uint64_t)s * 40503u) % (uint64_t)V);
+}
+
+/* Measures one B: the B prompts in one batch (once: they only set up the
+ * cache), then R repeats of N B-wide decode steps at positions D .. D+N-1,
+ * each repeat rewinding the sequences to D. Updates *bw with the bandwidth
+ * measured between repeats. 0, or 1 after printing the error. */
+static int bench_batch(const bench_setup *su, int B, batch_row *row, double *bw)
+{
+    gpt_config cfg = gpt_model_config(su->m);
+    gpt_context_params cp = su->cp;
+    gpt_context *c = NULL;
+    gpt_error err;
+    gpt_batch b;
+    int P = su->P, N = su->N, D = su->D, R = su->R, V = cfg.n_vocab, hi = (P > D ? P : D) + N, rc = 1;
+    int *tok = NULL, *seq = NULL, s, i, r, n;
+    double t0, t1;
+    double *pre = (double *)malloc(sizeof(double) * (size_t)R), *dec = (double *)malloc(sizeof(double) * (size_t)R);
+    size_t cap = (size_t)B * (size_t)(P > D - P ? P : D - P);
+    if (cap < (size_t)B) cap = (size_t)B;
+    tok = (int *)malloc(sizeof(int) * cap);
+    seq = (int *)malloc(sizeof(int) * cap);
+    if (!pre || !dec || !tok || !seq) {
+        fprintf(stderr, "gpt bench: out of memory\n");
+        goto done;
+    }
+    /* every sequence has pages of its own for the positions it reaches */
+    cp.n_seq = B;
+    if ((long long)B * ((hi + 63) / 64) * 64 > INT_MAX) {
+        fprintf(stderr, "gpt bench: batch %d: %d sequences of %d positions are more than a KV cache can hold\n", B,
+                B, hi);
+        goto done;
+    }
+    cp.kv_size = B * ((hi + 63) / 64) * 64;
+    if (!(c = gpt_context_new(su->m, &cp, &err))) {
+        fprintf(stderr, "gpt bench: batch %d: %s\n", B, err.message);
+        goto done;
+    }
+    memset(&b, 0, sizeof b);
+    b.tokens = tok;
+    b.seq = seq;
+    for (s = 0; s < B; s++) { /* warm up: page in the weights */
+        tok[s] = batch_id(s, 0, V);
+        seq[s] = s;
+    }
+    b.n = B;
+    if (gpt_eval_batch(c, &b) != GPT_OK) goto fail;
+    for (s = 0; s < B; s++) gpt_seq_clear(c, s);
+    /* the prompts, once: every sequence's P ids in one batch */
+    for (n = 0, s = 0; s < B; s++)
+        for (i = 0; i < P; i++, n++) {
+            tok[n] = batch_id(s, i, V);
+            seq[n] = s;
+        }
+    b.n = n;
+    t0 = cli_now();
+    if (gpt_eval_batch(c, &b) != GPT_OK) goto fail;
+    t1 = cli_now();
+    pre[0] = (double)B * P / (t1 - t0);
+    /* the context decoding starts from: part of the prompts, or more */
+    if (D > P) {
+        for (n = 0, s = 0; s < B; s++)
+            for (i = P; i < D; i++, n++) {
+                tok[n] = batch_id(s, i, V);
+                seq[n] = s;
+            }
+        b.n = n;
+        if (gpt_eval_batch(c, &b) != GPT_OK) goto fail;
+    }
+    for (r = 0; r < R; r++) {
+        for (s = 0; s < B; s++) /* back to D: the positions decoded last time go */
+            if (gpt_seq_rewind(c, s, D) != GPT_OK) goto fail;
+        t0 = cli_now();
+        for (i = 0; i < N; i++) {
+            for (s = 0; s < B; s++) {
+                tok[s] = batch_id(s, D + i, V);
+                seq[s] = s;
+            }
+            b.n = B;
+            if (gpt_eval_batch(c, &b) != GPT_OK) goto fail;
+        }
+        t1 = cli_now();
+        for (s = 0; s < B; s++)
+            if (gpt_seq_n_past(c, s) != D + N) { /* the figure would be for other positions */
+                fprintf(stderr, "gpt bench: batch %d: sequence %d ended at position %d, not %d\n", B, s,
+                        gpt_seq_n_past(c, s), D + N);
+                goto done;
+            }
+        dec[r] = N > 0 ? (double)B * N / (t1 - t0) : 0;
+        *bw = measure_bandwidth(su->rb, su->threads, 2, *bw);
+    }
+    row->B = B;
+    row->sp = summarize(pre, 1);
+    row->sd = summarize(dec, R);
+    rc = 0;
+    goto done;
+fail:
+    fprintf(stderr, "gpt bench: batch %d: %s\n", B, gpt_context_error(c));
+done:
+    gpt_context_free(c);
+    free(pre);
+    free(dec);
+    free(tok);
+    free(seq);
+    return rc;
+}
+
+/* -B: measures each B, then prints a row (a JSON line) per B against the
+ * best bandwidth seen in the whole run. */
+static int bench_batches(const gpt_model *m, gpt_context_params cp, const char *model, int P, int N, int D, int R,
+                         int threads, int json, const int *batches, int n_batches, const read_buffer *rb, double bw,
+                         double peak, double bytes_tok, double kv_bytes_tok, double flops_tok, double dflops_tok,
+                         const char *kv_name)
+{
+    batch_row rows[BENCH_MAX_BATCHES];
+    bench_setup su;
+    gpt_config cfg = gpt_model_config(m);
+    char *esc;
+    int k;
+    su.m = m;
+    su.cp = cp;
+    su.P = P;
+    su.N = N;
+    su.D = D;
+    su.R = R;
+    su.threads = threads;
+    su.rb = rb;
+    for (k = 0; k < n_batches; k++) {
+        if (!json) fprintf(stderr, "batch %d...\n", batches[k]);
+        if (bench_batch(&su, batches[k], &rows[k], &bw) != 0) return 1;
+    }
+    if (!(esc = (char *)malloc(6 * strlen(model) + 1))) {
+        fprintf(stderr, "gpt bench: out of memory\n");
+        return 1;
+    }
+    esc[cli_json_escape(model, strlen(model), esc)] = 0;
+    if (!json) {
+        printf("model     %s (%s, %.1fM parameters, %d layers, n_embd %d; KV cache %s)\n", model,
+               gpt_dtype_name(cfg.dtype), (double)cfg.n_params / 1e6, cfg.n_layer, cfg.n_embd, kv_name);
+        printf("machine   %d threads: read bandwidth %.1f GB/s (best seen), FMA peak %.1f GFLOP/s (best of %d)\n",
+               threads, bw, peak, R);
+        printf("batches   each sequence: a %d-token prompt (all B in one batch, once), then %d tokens decoded at "
+               "positions %d .. %d (median of %d)\n", P, N, D, D + N - 1, R);
+        printf("%5s %13s %27s %14s %10s %8s %6s\n", "batch", "prefill tok/s", "decode tok/s (min .. max)",
+               "tok/s per seq", "bound", "roofline", "+KV");
+    }
+    for (k = 0; k < n_batches; k++) {
+        const batch_row *w = &rows[k];
+        double B = w->B, bytes_step = bytes_tok + (B - 1) * cfg.n_embd * 4; /* one wpe row per sequence */
+        double t_mem = bytes_step / (bw * 1e9), t_fma = B * dflops_tok / (peak * 1e9);
+        double t_kv = (bytes_step + B * kv_bytes_tok) / (bw * 1e9);
+        double steps = w->sd.median / B; /* steps per second */
+        double roof = steps * (t_mem > t_fma ? t_mem : t_fma), roof_kv = steps * (t_kv > t_fma ? t_kv : t_fma);
+        const char *bound = t_mem >= t_fma ? "bandwidth" : "compute";
+        if (json) {
+            printf("{\"model\": \"%s\", \"dtype\": \"%s\", \"threads\": %d, \"bandwidth_gbs\": %.2f, "
+                   "\"peak_gflops\": %.1f, \"batch\": %d, \"prefill_tokens\": %d, \"prefill_tok_s\": %.2f, "
+                   "\"prefill_tok_s_min\": %.2f, \"prefill_tok_s_max\": %.2f, \"decode_tokens\": %d, "
+                   "\"decode_depth\": %d, \"decode_tok_s\": %.2f, \"decode_tok_s_min\": %.2f, "
+                   "\"decode_tok_s_max\": %.2f, \"decode_tok_s_per_seq\": %.2f, \"bytes_per_token\": %.0f, "
+                   "\"bytes_per_step\": %.0f, \"flops_per_token\": %.0f, \"decode_flops_per_token\": %.0f, "
+                   "\"decode_bound\": \"%s\", \"decode_roofline\": %.3f, \"prefill_roofline\": %.3f, "
+                   "\"repeats\": %d, \"kv_cache\": \"%s\", \"kv_bytes_per_token\": %.0f, "
+                   "\"decode_roofline_kv\": %.3f}\n",
+                   esc, gpt_dtype_name(cfg.dtype), threads, bw, peak, w->B, P, w->sp.median, w->sp.min, w->sp.max, N,
+                   D, w->sd.median, w->sd.min, w->sd.max, w->sd.median / B, bytes_step / B, bytes_step, flops_tok,
+                   dflops_tok, bound, roof, w->sp.median / (peak * 1e9 / flops_tok), R, kv_name, kv_bytes_tok,
+                   roof_kv);
+        } else {
+            printf("%5d %13.1f %8.1f (%6.1f .. %6.1f) %14.1f %10s %8.2f %6.2f\n", w->B, w->sp.median, w->sd.median,
+                   w->sd.min, w->sd.max, w->sd.median / B, bound, roof, roof_kv);
+        }
+    }
+    free(esc);
+    return 0;
+}
+
 int cmd_bench(int argc, char **argv)
 {
-    const char *model = NULL, *kv_name = "f32";
+    const char *model = NULL, *kv_name = "f32", *batch_list = NULL;
     int threads = 0, P = 0, N = -1, D = -1, R = 5, json = 0, no_mmap = 0, i, r, rc = 1, n_ids;
+    int batches[BENCH_MAX_BATCHES], n_batches = 0;
     gpt_model *m = NULL;
     gpt_context *c = NULL;
     gpt_context_params cp = gpt_context_defaults();
     gpt_config cfg;
     gpt_error err;
     int *ids = NULL;
-    double *pre = NULL, *dec = NULL, bw, peak, bytes_tok, kv_bytes_tok, flops_tok, block_params;
+    double *pre = NULL, *dec = NULL, bw, peak, bytes_tok, kv_bytes_tok, flops_tok, dflops_tok, block_params;
     stats sp, sd;
     read_buffer rb = {NULL, NULL, 0};
 
@@ -353,11 +585,14 @@ int cmd_bench(int argc, char **argv)
         OPT_CHOICE("kv", 0, &cp.kv_type, "TYPE", "auto|f16|f32", "KV cache: auto (f16 unless the weights are f32), f16, f32"),
         OPT_FLAG("kv-f16", 0, &cp.kv_type, GPT_KV_F16, "the same as --kv f16"),
         OPT_FLAG("no-mmap", 0, &no_mmap, 1, "read the model into memory instead of mapping it"),
-        OPT_FLAG("json", 0, &json, 1, "print one JSON object instead of the table"),
+        OPT_STRING("batch-sizes", 'B', &batch_list, "LIST",
+                   "batched decoding for each size B in LIST (1,2,4,8,16):\nB sequences decoded in B-wide steps"),
+        OPT_FLAG("json", 0, &json, 1, "print one JSON object instead of the table (with -B,\none per B and line)"),
         OPT_END};
     const cli_command cmd = {"bench", intro, options, NULL};
 
     if ((rc = cli_parse(&cmd, argc, argv)) >= 0) return rc;
+    if (batch_list && (rc = parse_batches(batch_list, batches, &n_batches)) != 0) return rc;
     rc = 1;
     if (!(m = cli_load_model(model, no_mmap, &model))) return 1;
     cfg = gpt_model_config(m);
@@ -388,6 +623,22 @@ int cmd_bench(int argc, char **argv)
     if (!ids || !pre || !dec) goto done;
     for (i = 0; i < n_ids; i++) ids[i] = (int)((uint64_t)(i + 1) * 2654435761u % (uint64_t)cfg.n_vocab);
 
+    /* Bytes of weights one decoded token reads: every tensor but the
+     * position embedding, of which it reads one row. FLOPs of a prompt
+     * token: two per block weight, the attention over the tokens before it
+     * (averaged over the prompt), and the output head once per prompt. */
+    {
+        double C = cfg.n_embd, L = cfg.n_layer, V = cfg.n_vocab, T = cfg.n_ctx;
+        double wpe_bytes = T * C * 4; /* gpt convert keeps wpe in f32 */
+        block_params = L * 12 * C * C;
+        bytes_tok = (double)cfg.weight_bytes - wpe_bytes + C * 4;
+        /* keys and values of every layer, one n_embd row each per position */
+        kv_bytes_tok = L * 2 * C * (gpt_context_kv_type(c) == GPT_KV_F16 ? 2 : 4) * (D + (N + 1) / 2.0);
+        flops_tok = 2 * block_params + 4 * L * C * (P + 1) / 2.0 + 2 * V * C / P;
+        /* a decoded token: the block weights, attention over its positions
+         * (on average over the decoded ones), and the output head */
+        dflops_tok = 2 * block_params + 4 * L * C * (D + (N + 1) / 2.0) + 2 * V * C;
+    }
     if (!read_buffer_init(&rb)) {
         fprintf(stderr, "gpt bench: out of memory for the 512 MiB bandwidth buffer\n");
         goto done;
@@ -396,6 +647,11 @@ int cmd_bench(int argc, char **argv)
     measure_bandwidth(&rb, threads, 1, 0); /* warm-up */
     bw = measure_bandwidth(&rb, threads, R, 0);
     peak = measure_peak(threads, R);
+    if (n_batches > 0) {
+        rc = bench_batches(m, cp, model, P, N, D, R, threads, json, batches, n_batches, &rb, bw, peak, bytes_tok,
+                           kv_bytes_tok, flops_tok, dflops_tok, kv_name);
+        goto done;
+    }
 
     gpt_eval(c, ids, P < 8 ? P : 8); /* warm up: page in the weights */
     for (r = 0; r < R; r++) {
@@ -432,19 +688,6 @@ int cmd_bench(int argc, char **argv)
     sp = summarize(pre, R);
     sd = summarize(dec, R);
 
-    /* Bytes of weights one decoded token reads: every tensor but the
-     * position embedding, of which it reads one row. FLOPs of a prompt
-     * token: two per block weight, the attention over the tokens before it
-     * (averaged over the prompt), and the output head once per prompt. */
-    {
-        double C = cfg.n_embd, L = cfg.n_layer, V = cfg.n_vocab, T = cfg.n_ctx;
-        double wpe_bytes = T * C * 4; /* gpt convert keeps wpe in f32 */
-        block_params = L * 12 * C * C;
-        bytes_tok = (double)cfg.weight_bytes - wpe_bytes + C * 4;
-        /* keys and values of every layer, one n_embd row each per position */
-        kv_bytes_tok = L * 2 * C * (gpt_context_kv_type(c) == GPT_KV_F16 ? 2 : 4) * (D + (N + 1) / 2.0);
-        flops_tok = 2 * block_params + 4 * L * C * (P + 1) / 2.0 + 2 * V * C / P;
-    }
     if (json) {
         printf("{\"model\": \"%s\", \"dtype\": \"%s\", \"threads\": %d, \"bandwidth_gbs\": %.2f, \"peak_gflops\": %.1f, "
                "\"prefill_tokens\": %d, \"prefill_tok_s\": %.2f, \"prefill_tok_s_min\": %.2f, \"prefill_tok_s_max\": %.2f, "

@@ -1,4 +1,11 @@
-/* options.c - the commands' option parser and --help, and model loading. */
+/* options.c - the commands' option parser and --help, random seeds, JSON
+ * strings, and model loading. */
+#if (defined(__unix__) || defined(__APPLE__)) && !defined(_POSIX_C_SOURCE)
+#define _POSIX_C_SOURCE 200809L
+#endif
+#if defined(_WIN32) && !defined(_CRT_RAND_S)
+#define _CRT_RAND_S /* rand_s in stdlib.h */
+#endif
 #include <errno.h>
 #include <limits.h>
 #include <math.h>
@@ -6,8 +13,15 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "cli.h"
+
+#if defined(__unix__) || defined(__APPLE__)
+#include <unistd.h>
+#elif defined(_WIN32)
+#include <process.h>
+#endif
 
 static int is_end(const cli_option *o) { return o->kind == CLI_SECTION && o->help == NULL; }
 
@@ -138,6 +152,23 @@ static int parse_value(const char *cmd, const cli_option *o, const char *opt, co
         list_choices(o->choices, all, sizeof all);
         return usage_error(cmd, "%s expects %s, not \"%s\"", opt, all, v);
     }
+    case CLI_SEED: {
+        unsigned long long x;
+        cli_seed *seed = (cli_seed *)o->value;
+        if (!strcmp(v, "-1")) {
+            seed->value = cli_random_seed();
+            seed->random = 1;
+            return 0;
+        }
+        errno = 0;
+        x = strtoull(v, &end, 10);
+        if (errno || end == v || *end || !(v[0] >= '0' && v[0] <= '9'))
+            return usage_error(cmd, "%s expects an integer in 0 .. 18446744073709551615 or -1 (a random seed), not "
+                               "\"%s\"", opt, v);
+        seed->value = (uint64_t)x;
+        seed->random = 0;
+        return 0;
+    }
     case CLI_STRING:
     case CLI_LIST:
         if ((o->flags & CLI_NONEMPTY) && !v[0]) return usage_error(cmd, "%s needs a non-empty value", opt);
@@ -205,6 +236,135 @@ int cli_parse(const cli_command *cmd, int argc, char **argv)
         if ((rc = parse_value(cmd->name, o, opt, v)) != 0) return rc;
     }
     return -1;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Random seeds                                                             */
+
+/* SplitMix64's finalizer: spreads the bits of a weak source. */
+static uint64_t mix64(uint64_t x)
+{
+    x ^= x >> 30;
+    x *= 0xbf58476d1ce4e5b9ULL;
+    x ^= x >> 27;
+    x *= 0x94d049bb133111ebULL;
+    return x ^ (x >> 31);
+}
+
+uint64_t cli_random_seed(void)
+{
+    const uint64_t mask = ((uint64_t)1 << 53) - 1;
+    uint64_t x = 0;
+    int got = 0;
+#if defined(__unix__) || defined(__APPLE__)
+    FILE *f = fopen("/dev/urandom", "rb");
+    if (f) {
+        got = fread(&x, sizeof x, 1, f) == 1;
+        fclose(f);
+    }
+#elif defined(_WIN32)
+    unsigned int a, b;
+    if (rand_s(&a) == 0 && rand_s(&b) == 0) {
+        x = (uint64_t)a << 32 | b;
+        got = 1;
+    }
+#endif
+    if (!got) { /* the time, the processor clock, the process and a stack address */
+        uint64_t pid = 0;
+        int local = 0;
+#if defined(__unix__) || defined(__APPLE__)
+        pid = (uint64_t)getpid();
+#elif defined(_WIN32)
+        pid = (uint64_t)_getpid();
+#endif
+        x = mix64((uint64_t)time(NULL) ^ mix64((uint64_t)clock() + 0x9e3779b97f4a7c15ULL) ^ mix64(pid << 17) ^
+                  mix64((uint64_t)(uintptr_t)&local));
+    }
+    return mix64(x) & mask;
+}
+
+/* ------------------------------------------------------------------------ */
+/* JSON strings                                                             */
+
+/* Length of the well-formed UTF-8 character at s[0 .. n) (Unicode's Table
+ * 3-7), or 0; *sub is then the length of the maximal subpart that starts
+ * there (at least 1). */
+static size_t utf8_char(const unsigned char *s, size_t n, size_t *sub)
+{
+    unsigned c = s[0], lo = 0x80, hi = 0xBF;
+    size_t want, i;
+    *sub = 1;
+    if (c < 0x80) return 1;
+    if (c >= 0xC2 && c <= 0xDF) want = 2;
+    else if (c >= 0xE0 && c <= 0xEF) {
+        want = 3;
+        if (c == 0xE0) lo = 0xA0;
+        if (c == 0xED) hi = 0x9F;
+    } else if (c >= 0xF0 && c <= 0xF4) {
+        want = 4;
+        if (c == 0xF0) lo = 0x90;
+        if (c == 0xF4) hi = 0x8F;
+    } else return 0;
+    for (i = 1; i < want; i++) {
+        unsigned b = i < n ? s[i] : 0x100;
+        if (i == 1 ? (b < lo || b > hi) : (b < 0x80 || b > 0xBF)) {
+            *sub = i;
+            return 0;
+        }
+    }
+    return want;
+}
+
+int cli_utf8_valid(const char *text, size_t n)
+{
+    const unsigned char *s = (const unsigned char *)text;
+    size_t i = 0, len, sub;
+    while (i < n) {
+        if ((len = utf8_char(s + i, n - i, &sub)) == 0) return 0;
+        i += len;
+    }
+    return 1;
+}
+
+size_t cli_json_escape(const char *text, size_t n, char *out)
+{
+    static const char hex[] = "0123456789abcdef";
+    const unsigned char *s = (const unsigned char *)text;
+    size_t i = 0, o = 0, len, sub;
+    while (i < n) {
+        unsigned c = s[i];
+        if (c == '"' || c == '\\') {
+            out[o++] = '\\';
+            out[o++] = (char)c;
+            i++;
+        } else if (c < 0x20) {
+            const char *e = c == '\n'   ? "\\n"
+                            : c == '\t' ? "\\t"
+                            : c == '\r' ? "\\r"
+                            : c == '\b' ? "\\b"
+                            : c == '\f' ? "\\f"
+                                        : NULL;
+            if (e) {
+                memcpy(out + o, e, 2);
+                o += 2;
+            } else {
+                memcpy(out + o, "\\u00", 4);
+                out[o + 4] = hex[c >> 4];
+                out[o + 5] = hex[c & 15];
+                o += 6;
+            }
+            i++;
+        } else if ((len = utf8_char(s + i, n - i, &sub)) > 0) {
+            memcpy(out + o, s + i, len);
+            o += len;
+            i += len;
+        } else {
+            memcpy(out + o, "\\ufffd", 6);
+            o += 6;
+            i += sub;
+        }
+    }
+    return o;
 }
 
 /* ------------------------------------------------------------------------ */

@@ -57,7 +57,8 @@ usage_case options_int_range_equals "--threads expects an integer in 0 .. 256, n
 usage_case options_float_range "--top-p expects a number in 1e-09 .. 1, not \"2\"" generate --top-p 2
 usage_case options_float_equals "--temp expects a number in 0 .. 1e+06, not \"-1\"" generate --temp=-1
 usage_case options_float_nan "--min-p expects a number in 0 .. 1, not \"nan\"" generate --min-p nan
-usage_case options_u64_negative "--seed expects an integer in 0 .. 18446744073709551615, not \"-1\"" generate --seed -1
+usage_case options_u64_negative "--seed expects an integer in 0 .. 18446744073709551615, not \"-1\"" convert --seed -1
+usage_case options_seed_below_minus_one "--seed expects an integer in 0 .. 18446744073709551615 or -1 (a random seed), not \"-2\"" generate --seed -2
 usage_case options_u64_too_large "-s (--seed) expects an integer in 0 .. 18446744073709551615" generate -s 18446744073709551616
 usage_case options_choice "--kv expects auto, f16 or f32, not \"f8\"" score --kv=f8
 usage_case options_bench_repeats "-r (--repeats) expects an integer in 1 .. 1000, not \"0\"" bench -r 0

@@ -1,10 +1,13 @@
 #!/bin/sh
 # make bench: gpt bench on random GPT-2 124M-shaped checkpoints in f32, bf16
-# and q8_0 (written once with `gpt convert --random`), then the tokenizer
-# benchmark; prints one table (the JSON of each run is kept in build/bench/).
+# and q8_0 (written once with `gpt convert --random`), then batched decoding
+# (gpt bench -B) on the same checkpoints, then the tokenizer benchmark; prints
+# two tables (the JSON of each run is kept in build/bench/).
 # Environment: BUILD (default build), THREADS (default: all CPUs), REPEATS
 # (default 5), PROMPT (default 512), GEN (128), DTYPES (default "f32 bf16
-# q8_0"), KV (the --kv of gpt bench; default auto).
+# q8_0"), KV (the --kv of gpt bench; default auto); for the batched rows
+# BATCHES (default 1,2,4,8,16; empty: none), BATCH_PROMPT (128), BATCH_GEN
+# (64 per sequence) and BATCH_REPEATS (3).
 set -eu
 BUILD=${BUILD:-build}
 GPT=${GPT:-$BUILD/gpt}
@@ -12,10 +15,16 @@ REPEATS=${REPEATS:-5}
 PROMPT=${PROMPT:-512}
 GEN=${GEN:-128}
 DTYPES=${DTYPES:-"f32 bf16 q8_0"}
+BATCHES=${BATCHES-1,2,4,8,16}
+BATCH_PROMPT=${BATCH_PROMPT:-128}
+BATCH_GEN=${BATCH_GEN:-64}
+BATCH_REPEATS=${BATCH_REPEATS:-3}
 DIR=$BUILD/bench
 mkdir -p "$DIR"
 T=
 if [ -n "${THREADS:-}" ]; then T="-t $THREADS"; fi
+# pull the numbers out of a one-line JSON object
+get() { echo "$1" | sed -n "s/.*\"$2\": \([0-9.]*\).*/\1/p"; }
 
 # Two runs per model: the prompt and decoding right after it (positions P ..
 # P+GEN-1, where attention also reads P positions of cache), and decoding from
@@ -31,8 +40,6 @@ for d in $DTYPES; do
         { echo "gpt bench -d 0 failed on $m: $(cat "$DIR/err")" >&2; exit 1; }
     echo "$j" >"$DIR/bench-$d.json"
     echo "$z" >"$DIR/bench-$d-depth0.json"
-    # pull the numbers out of a one-line JSON object
-    get() { echo "$1" | sed -n "s/.*\"$2\": \([0-9.]*\).*/\1/p"; }
     kv=$(echo "$j" | sed -n 's/.*"kv_cache": "\([a-z0-9]*\)".*/\1/p')
     printf '%-6s %7s %7s %7s (%s..%s) %6s %6s %7s (%s..%s) %6s %6s %7s (%s..%s) %6s %6s %5s\n' "$d" \
         "$(get "$j" threads)" "$(get "$j" peak_gflops)" \
@@ -43,5 +50,27 @@ for d in $DTYPES; do
         "$(get "$j" decode_tok_s)" "$(get "$j" decode_tok_s_min)" "$(get "$j" decode_tok_s_max)" \
         "$(get "$j" decode_roofline)" "$(get "$j" decode_roofline_kv)" "$kv"
 done
+
+# Batched decoding: for each B, B sequences with prompts of their own
+# (BATCH_PROMPT tokens each), then BATCH_GEN tokens per sequence in B-wide
+# steps. decode tok/s is over all B sequences; the roofline is against the
+# step's bound (weights / bandwidth or B tokens' FLOPs / FMA peak).
+if [ -n "$BATCHES" ]; then
+    echo
+    printf '%-6s %5s %7s %7s %22s %9s %9s %6s %6s\n' dtype batch "GB/s" "GFLOP/s" "decode tok/s" "per seq" bound roof "+KV"
+    for d in $DTYPES; do
+        m=$DIR/random-124M-$d.bin
+        "$GPT" bench -m "$m" $T -p "$BATCH_PROMPT" -n "$BATCH_GEN" -B "$BATCHES" -r "$BATCH_REPEATS" \
+            --kv "${KV:-auto}" --json >"$DIR/bench-$d-batch.json" 2>"$DIR/err" ||
+            { echo "gpt bench -B failed on $m: $(cat "$DIR/err")" >&2; exit 1; }
+        while read -r j; do
+            b=$(echo "$j" | sed -n 's/.*"decode_bound": "\([a-z]*\)".*/\1/p')
+            printf '%-6s %5s %7s %7s %7s (%s..%s) %9s %9s %6s %6s\n' "$d" "$(get "$j" batch)" \
+                "$(get "$j" bandwidth_gbs)" "$(get "$j" peak_gflops)" \
+                "$(get "$j" decode_tok_s)" "$(get "$j" decode_tok_s_min)" "$(get "$j" decode_tok_s_max)" \
+                "$(get "$j" decode_tok_s_per_seq)" "$b" "$(get "$j" decode_roofline)" "$(get "$j" decode_roofline_kv)"
+        done <"$DIR/bench-$d-batch.json"
+    done
+fi
 echo
 if [ -x "$BUILD/tests/bench_tokenizer" ]; then "$BUILD/tests/bench_tokenizer"; fi

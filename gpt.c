@@ -68,6 +68,16 @@
 #elif !defined(GPT_NO_MMAP) && defined(_WIN32)
 #define GP_MMAP_WIN32 1
 #endif
+/* Checking that an input is a regular file before reading it (section 12). */
+#if defined(__unix__) || defined(__APPLE__)
+#define GP_FILES_POSIX 1
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#elif defined(_WIN32)
+#define GP_FILES_WIN32 1
+#include <sys/stat.h>
+#endif
 
 /* Threads need a thread API and atomics; without both we run on one thread. */
 #if !defined(GPT_NO_THREADS) && defined(__GNUC__) && (defined(__unix__) || defined(__APPLE__))
@@ -4850,31 +4860,130 @@ FILE *gpt__fopen(const char *path, const char *mode)
 #endif
 }
 
-/* Reads a whole file with stdio into an aligned buffer: *out (freed with
+const char *gpt__file_kind(unsigned long mode)
+{
+#if defined(GP_FILES_POSIX)
+    mode_t m = (mode_t)mode;
+    if (S_ISREG(m)) return "a regular file";
+    if (S_ISDIR(m)) return "a directory";
+    if (S_ISFIFO(m)) return "a FIFO (named pipe)";
+    if (S_ISCHR(m)) return "a character device";
+    if (S_ISBLK(m)) return "a block device";
+#if defined(S_ISSOCK)
+    if (S_ISSOCK(m)) return "a socket";
+#endif
+#elif defined(GP_FILES_WIN32)
+    if ((mode & _S_IFMT) == _S_IFREG) return "a regular file";
+    if ((mode & _S_IFMT) == _S_IFDIR) return "a directory";
+    if ((mode & _S_IFMT) == _S_IFCHR) return "a character device";
+#else
+    (void)mode;
+#endif
+    return "a special file";
+}
+
+/* The check of gpt__open_regular on an open file's mode and size. */
+static gpt_status gp_check_regular(const char *path, unsigned long mode, int is_regular, uint64_t size,
+                                   uint64_t max_size, gpt_error *err)
+{
+    if (!is_regular)
+        return gpt__set_error(err, GPT_ERR_IO, "%s is %s, not a regular file", path, gpt__file_kind(mode));
+    if (max_size && size > max_size)
+        return gpt__set_error(err, GPT_ERR_IO, "%s is %llu bytes, more than the %llu bytes this input may have", path,
+                              (unsigned long long)size, (unsigned long long)max_size);
+    return GPT_OK;
+}
+
+FILE *gpt__open_regular(const char *path, uint64_t max_size, uint64_t *size, gpt_error *err)
+{
+    FILE *f;
+    uint64_t bytes = 0;
+#if defined(GP_FILES_POSIX)
+    /* Non-blocking, so that opening a FIFO does not wait for a writer; the
+     * checks are made on the open file, not on a name that may change. */
+    struct stat st;
+    int fd = open(path, O_RDONLY | O_NONBLOCK), flags;
+    if (fd < 0) {
+        gpt__set_error(err, GPT_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
+        return NULL;
+    }
+    if (fstat(fd, &st) != 0) {
+        gpt__set_error(err, GPT_ERR_IO, "%s: cannot stat: %s", path, strerror(errno));
+        close(fd);
+        return NULL;
+    }
+    if (gp_check_regular(path, (unsigned long)st.st_mode, S_ISREG(st.st_mode), (uint64_t)st.st_size, max_size,
+                         err) != GPT_OK) {
+        close(fd);
+        return NULL;
+    }
+    flags = fcntl(fd, F_GETFL);
+    if (flags == -1 || fcntl(fd, F_SETFL, flags & ~O_NONBLOCK) == -1 || !(f = fdopen(fd, "rb"))) {
+        gpt__set_error(err, GPT_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
+        close(fd);
+        return NULL;
+    }
+    bytes = (uint64_t)st.st_size;
+#else
+    long end;
+    if (!(f = gpt__fopen(path, "rb"))) {
+        gpt__set_error(err, GPT_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
+        return NULL;
+    }
+#if defined(GP_FILES_WIN32)
+    {
+        struct _stat64 st;
+        if (_fstat64(_fileno(f), &st) != 0 ||
+            gp_check_regular(path, (unsigned long)st.st_mode, (st.st_mode & _S_IFMT) == _S_IFREG,
+                             (uint64_t)st.st_size, max_size, err) != GPT_OK) {
+            if (err && err->status == GPT_OK) gpt__set_error(err, GPT_ERR_IO, "%s: cannot stat", path);
+            fclose(f);
+            return NULL;
+        }
+    }
+#endif
+    /* Plain C: the size is where the end is. */
+    if (fseek(f, 0, SEEK_END) != 0 || (end = ftell(f)) < 0 || fseek(f, 0, SEEK_SET) != 0) {
+        gpt__set_error(err, GPT_ERR_IO, "%s: cannot determine the file size", path);
+        fclose(f);
+        return NULL;
+    }
+    bytes = (uint64_t)end;
+    if (gp_check_regular(path, 0, 1, bytes, max_size, err) != GPT_OK) {
+        fclose(f);
+        return NULL;
+    }
+#endif
+    if (size) *size = bytes;
+    return f;
+}
+
+/* Reads a whole regular file into an aligned buffer: *out (freed with
  * gp_free_aligned) and *len. */
 static gpt_status gp_read_whole_file(const char *path, unsigned char **out, uint64_t *len, gpt_error *err)
 {
-    FILE *f = gpt__fopen(path, "rb");
+    uint64_t size;
+    FILE *f = gpt__open_regular(path, 0, &size, err);
     unsigned char *buf;
-    long size;
-    if (!f) return gpt__set_error(err, GPT_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
-    if (fseek(f, 0, SEEK_END) != 0 || (size = ftell(f)) < 0 || fseek(f, 0, SEEK_SET) != 0) {
+    if (!f) return err ? err->status : GPT_ERR_IO;
+    if (size > (uint64_t)SIZE_MAX - GP_ALIGN - sizeof(void *)) {
         fclose(f);
-        return gpt__set_error(err, GPT_ERR_IO, "%s: cannot determine the file size", path);
+        return gpt__set_error(err, GPT_ERR_UNSUPPORTED, "%s: file too large for this address space", path);
     }
     buf = (unsigned char *)gp_alloc_aligned((size_t)size ? (size_t)size : 1);
     if (!buf) {
         fclose(f);
-        return gpt__set_error(err, GPT_ERR_OUT_OF_MEMORY, "%s: out of memory reading %ld bytes", path, size);
+        return gpt__set_error(err, GPT_ERR_OUT_OF_MEMORY, "%s: out of memory reading %llu bytes", path,
+                              (unsigned long long)size);
     }
     if (fread(buf, 1, (size_t)size, f) != (size_t)size) {
         gp_free_aligned(buf);
         fclose(f);
-        return gpt__set_error(err, GPT_ERR_IO, "%s: read error", path);
+        return gpt__set_error(err, GPT_ERR_IO, "%s: read error (the file is shorter than it was)", path);
     }
     fclose(f);
     *out = buf;
-    *len = (uint64_t)size;
+    *len = size;
     return GPT_OK;
 }
 
@@ -4885,44 +4994,31 @@ static gpt_model *gp_load_read(const char *path, gpt_error *err);
 #if defined(GP_MMAP_POSIX)
 static gpt_model *gp_load_mapped(const char *path, gpt_error *err)
 {
-    struct stat st;
-    int fd = open(path, O_RDONLY);
+    uint64_t size;
+    FILE *f = gpt__open_regular(path, 0, &size, err);
     void *p;
     gpt_model *m;
-    if (fd < 0) {
-        gpt__set_error(err, GPT_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
-        return NULL;
-    }
-    if (fstat(fd, &st) != 0) {
-        gpt__set_error(err, GPT_ERR_IO, "%s: cannot stat: %s", path, strerror(errno));
-        close(fd);
-        return NULL;
-    }
-    if (!S_ISREG(st.st_mode)) {
-        gpt__set_error(err, GPT_ERR_IO, "%s: not a regular file", path);
-        close(fd);
-        return NULL;
-    }
-    if (st.st_size < GP_HEADER_SIZE) {
-        close(fd);
+    if (!f) return NULL;
+    if (size < GP_HEADER_SIZE) {
+        fclose(f);
         return gp_load_read(path, err); /* tiny: reading gives the precise message */
     }
-    if ((uint64_t)st.st_size > (uint64_t)SIZE_MAX) {
+    if (size > (uint64_t)SIZE_MAX) {
         gpt__set_error(err, GPT_ERR_UNSUPPORTED, "%s: file too large for this address space", path);
-        close(fd);
+        fclose(f);
         return NULL;
     }
-    p = mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_PRIVATE, fd, 0);
-    close(fd);
+    p = mmap(NULL, (size_t)size, PROT_READ, MAP_PRIVATE, fileno(f), 0);
+    fclose(f);
     if (p == MAP_FAILED) return gp_load_read(path, err);
-    m = gp_parse_checkpoint((const unsigned char *)p, (uint64_t)st.st_size, path, 1, err);
+    m = gp_parse_checkpoint((const unsigned char *)p, size, path, 1, err);
     if (!m) {
-        munmap(p, (size_t)st.st_size);
+        munmap(p, (size_t)size);
         return NULL;
     }
     m->storage = GP_STORAGE_MMAP;
     m->map_base = p;
-    m->map_len = (size_t)st.st_size;
+    m->map_len = (size_t)size;
     return m;
 }
 

@@ -40,10 +40,6 @@
 
 #include <stddef.h>
 #include <stdint.h>
-#if defined(GPT_INTERNAL)
-#include <stdio.h>
-#include <stdlib.h>
-#endif
 
 #define GPT_VERSION_MAJOR 0
 #define GPT_VERSION_MINOR 3
@@ -121,7 +117,10 @@ GPT_API gpt_status gpt_dtype_from_name(const char *name, gpt_dtype *out);
 typedef struct gpt_tokenizer gpt_tokenizer;
 
 /* Loads a vocabulary and merges from files: OpenAI's encoder.json + vocab.bpe
- * or Hugging Face's vocab.json + merges.txt (same formats). */
+ * or Hugging Face's vocab.json + merges.txt (same formats). Each must be a
+ * regular file of at most GPT_TOKENIZER_FILE_MAX bytes (GPT-2's are 1 MB and
+ * 0.5 MB); a directory, FIFO or device is refused without being read. */
+#define GPT_TOKENIZER_FILE_MAX ((size_t)64 << 20)
 GPT_API gpt_tokenizer *gpt_tokenizer_load(const char *vocab_json_path, const char *merges_path,
                                           gpt_error *err);
 /* The same from memory. */
@@ -201,7 +200,8 @@ typedef struct gpt_config {
 } gpt_config;
 
 /* Loads a checkpoint (docs/FORMAT.md). The file is mapped and used in place
- * where the platform allows it, otherwise read into memory. */
+ * where the platform allows it, otherwise read into memory. It must be a
+ * regular file: a directory, FIFO or device is refused without being read. */
 GPT_API gpt_model *gpt_model_load(const char *path, gpt_error *err);
 /* How gpt_model_load_ex reads the file. */
 typedef struct gpt_load_params {
@@ -600,12 +600,25 @@ GPT_API gpt_status gpt_generate(gpt_context *c, const char *prompt, const gpt_ge
 GPT_API gpt_status gpt_generate_ex(gpt_context *c, const char *prompt, const gpt_generate_params *p,
                                    gpt_on_text on_text, void *user, gpt_generate_result *result);
 
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* GPT_H */
+
 /* ------------------------------------------------------------------------ */
 /* Internal: shared by gpt.c, tokenizer.c and the gpt command, which define  */
-/* GPT_INTERNAL before including this header. Not part of the API and not    */
-/* exported from the shared library.                                         */
+/* GPT_INTERNAL before including this header (again: this part has its own */
+/* guard, so a file that included gpt.h earlier can still get it). Not part */
+/* of the API and not exported from the shared library.                     */
 
-#if defined(GPT_INTERNAL)
+#if defined(GPT_INTERNAL) && !defined(GPT_H_INTERNAL)
+#define GPT_H_INTERNAL
+#include <stdio.h>
+#include <stdlib.h>
+#ifdef __cplusplus
+extern "C" {
+#endif
 #if !defined(GPT_MALLOC) && !defined(GPT_REALLOC) && !defined(GPT_FREE)
 #define GPT_MALLOC(n) malloc(n)
 #define GPT_REALLOC(p, n) realloc((p), (n))
@@ -630,6 +643,14 @@ gpt_status gpt__set_error(gpt_error *err, gpt_status status, const char *fmt, ..
 void gpt__clear_error(gpt_error *err);
 /* fopen with a UTF-8 file name on every platform (Windows included). */
 FILE *gpt__fopen(const char *path, const char *mode);
+/* Opens path for reading ("rb") only if it is a regular file of at most
+ * max_size bytes (0: no limit), without blocking on a FIFO; *size (may be
+ * NULL) gets its size. Anything else (a directory, FIFO, device, socket, a
+ * file over the limit) fails with GPT_ERR_IO and a message naming what it
+ * is. Without POSIX or Windows file calls only the size is checked. */
+FILE *gpt__open_regular(const char *path, uint64_t max_size, uint64_t *size, gpt_error *err);
+/* "a directory", "a FIFO (named pipe)", ... for a stat() st_mode. */
+const char *gpt__file_kind(unsigned long mode);
 /* Length of the well-formed UTF-8 character at s[0 .. avail) (Unicode's
  * Table 3-7) and its code point, or 0 when none starts there. */
 size_t gpt__utf8_decode(const unsigned char *s, size_t avail, uint32_t *cp);
@@ -648,10 +669,8 @@ uint16_t gpt__f32_to_bf16(float f);
 void gpt__tensor_name(uint32_t k, uint32_t n_layer, char *buf, size_t cap);
 void gpt__tensor_shape(uint32_t k, const gpt_config *c, uint32_t *rows, uint32_t *cols);
 uint64_t gpt__tensor_nbytes(gpt_dtype t, uint64_t rows, uint64_t cols);
-#endif /* GPT_INTERNAL */
 
 #ifdef __cplusplus
 }
 #endif
-
-#endif /* GPT_H */
+#endif /* GPT_INTERNAL */

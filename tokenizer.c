@@ -1790,46 +1790,28 @@ gpt_tokenizer *gpt_tokenizer_load_memory(const void *vocab_json, size_t vocab_le
     return tk_load_json(vocab_json, vocab_len, "vocab JSON", merges, merges_len, "merges", err);
 }
 
+/* Reads a vocabulary or merges file (a regular file of at most
+ * GPT_TOKENIZER_FILE_MAX bytes) into memory. */
 static unsigned char *tk_read_file(const char *path, size_t *len, gpt_error *err)
 {
-    FILE *f;
-    unsigned char *buf = NULL;
-    size_t cap = 0, n = 0;
-    if (!path) {
-        gpt__set_error(err, GPT_ERR_INVALID_ARG, "gpt_tokenizer_load: NULL path");
+    uint64_t size;
+    FILE *f = gpt__open_regular(path, GPT_TOKENIZER_FILE_MAX, &size, err);
+    unsigned char *buf;
+    if (!f) return NULL;
+    if (!(buf = (unsigned char *)gpt__alloc((size_t)size))) {
+        fclose(f);
+        gpt__set_error(err, GPT_ERR_OUT_OF_MEMORY, "%s: out of memory reading the file", path);
         return NULL;
     }
-    f = gpt__fopen(path, "rb");
-    if (!f) {
-        gpt__set_error(err, GPT_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
-        return NULL;
-    }
-    for (;;) {
-        size_t got;
-        if (n == cap) {
-            size_t ncap = cap ? cap * 2 : (size_t)1 << 20;
-            unsigned char *nb = ncap > cap ? (unsigned char *)gpt__realloc(buf, ncap) : NULL;
-            if (!nb) {
-                gpt__free(buf);
-                fclose(f);
-                gpt__set_error(err, GPT_ERR_OUT_OF_MEMORY, "%s: out of memory reading the file", path);
-                return NULL;
-            }
-            buf = nb;
-            cap = ncap;
-        }
-        got = fread(buf + n, 1, cap - n, f);
-        n += got;
-        if (got == 0) break;
-    }
-    if (ferror(f)) {
+    /* a file that changed size since it was opened reads short or long */
+    if (fread(buf, 1, (size_t)size, f) != (size_t)size || fgetc(f) != EOF || ferror(f)) {
         gpt__free(buf);
         fclose(f);
-        gpt__set_error(err, GPT_ERR_IO, "%s: read error", path);
+        gpt__set_error(err, GPT_ERR_IO, "%s: read error (the file changed while it was read)", path);
         return NULL;
     }
     fclose(f);
-    *len = n;
+    *len = (size_t)size;
     return buf;
 }
 

@@ -36,22 +36,16 @@ int ckpt_n_tensors(const ckpt_spec *spec) { return 12 * spec->n_layer + 4; }
 
 void ckpt_tensor_shape(const ckpt_spec *spec, int k, int *rows, int *cols)
 {
-    int C = spec->n_embd, L = spec->n_layer;
-    *rows = 1;
-    *cols = C;
-    if (k == 0) *rows = spec->n_vocab;
-    else if (k == 1) *rows = spec->n_ctx;
-    else if (k < 2 + 12 * L) {
-        switch ((k - 2) % 12) {
-        case 2: *rows = 3 * C; break;
-        case 3: *cols = 3 * C; break;
-        case 4: *rows = C; break;
-        case 8: *rows = 4 * C; break;
-        case 9: *cols = 4 * C; break;
-        case 10: *rows = C; *cols = 4 * C; break;
-        default: break;
-        }
-    }
+    gpt_config c;
+    uint32_t r, q;
+    memset(&c, 0, sizeof c);
+    c.n_vocab = spec->n_vocab;
+    c.n_ctx = spec->n_ctx;
+    c.n_embd = spec->n_embd;
+    c.n_layer = spec->n_layer;
+    gpt__tensor_shape((uint32_t)k, &c, &r, &q);
+    *rows = (int)r;
+    *cols = (int)q;
 }
 
 int ckpt_tensor_is_matrix(const ckpt_spec *spec, int k)
@@ -65,89 +59,7 @@ int ckpt_tensor_is_matrix(const ckpt_spec *spec, int k)
 
 void ckpt_tensor_name(const ckpt_spec *spec, int k, char *buf, size_t cap)
 {
-    static const char *const names[12] = {
-        "ln_1.weight", "ln_1.bias", "attn.c_attn.weight", "attn.c_attn.bias",
-        "attn.c_proj.weight", "attn.c_proj.bias", "ln_2.weight", "ln_2.bias",
-        "mlp.c_fc.weight", "mlp.c_fc.bias", "mlp.c_proj.weight", "mlp.c_proj.bias"};
-    if (k == 0) snprintf(buf, cap, "wte.weight");
-    else if (k == 1) snprintf(buf, cap, "wpe.weight");
-    else if (k < 2 + 12 * spec->n_layer) snprintf(buf, cap, "h.%d.%s", (k - 2) / 12, names[(k - 2) % 12]);
-    else if (k == 2 + 12 * spec->n_layer) snprintf(buf, cap, "ln_f.weight");
-    else snprintf(buf, cap, "ln_f.bias");
-}
-
-/* ------------------------------------------------------------------------ */
-/* Number formats                                                           */
-
-uint16_t ckpt_f32_to_f16(float f)
-{
-    uint32_t x, sign, exp, man, h, rem;
-    int e;
-    memcpy(&x, &f, 4);
-    sign = (x >> 16) & 0x8000u;
-    exp = (x >> 23) & 0xffu;
-    man = x & 0x7fffffu;
-    if (exp == 0xff) return (uint16_t)(sign | 0x7c00u | (man ? 0x200u | (man >> 13) : 0)); /* inf, NaN */
-    e = (int)exp - 127 + 15;
-    if (e >= 0x1f) return (uint16_t)(sign | 0x7c00u); /* overflow: infinity */
-    if (e <= 0) {
-        /* subnormal: the value in units of 2^-24 is (1.man) * 2^(e - 14) */
-        uint32_t m = man | 0x800000u, half, halfway;
-        int shift = 14 - e;
-        if (shift > 24) return (uint16_t)sign; /* below half the smallest subnormal */
-        half = m >> shift;
-        rem = m & ((1u << shift) - 1);
-        halfway = 1u << (shift - 1);
-        if (rem > halfway || (rem == halfway && (half & 1))) half++;
-        return (uint16_t)(sign | half);
-    }
-    h = sign | ((uint32_t)e << 10) | (man >> 13);
-    rem = man & 0x1fffu;
-    if (rem > 0x1000u || (rem == 0x1000u && (h & 1))) h++; /* a carry rounds up into the exponent, as it should */
-    return (uint16_t)h;
-}
-
-uint16_t ckpt_f32_to_bf16(float f)
-{
-    uint32_t x;
-    memcpy(&x, &f, 4);
-    if ((x & 0x7fffffffu) > 0x7f800000u) return (uint16_t)((x >> 16) | 0x40); /* quiet NaN */
-    x += 0x7fffu + ((x >> 16) & 1); /* round to nearest even */
-    return (uint16_t)(x >> 16);
-}
-
-float ckpt_f16_to_f32(uint16_t h)
-{
-    uint32_t sign = (uint32_t)(h & 0x8000) << 16, exp = (h >> 10) & 0x1f, man = h & 0x3ff, bits;
-    float f;
-    if (exp == 0x1f) bits = sign | 0x7f800000u | (man << 13);
-    else if (exp != 0) bits = sign | ((exp + 112) << 23) | (man << 13);
-    else {
-        f = (float)man * (1.0f / 16777216.0f);
-        return sign ? -f : f;
-    }
-    memcpy(&f, &bits, 4);
-    return f;
-}
-
-float ckpt_bf16_to_f32(uint16_t b)
-{
-    uint32_t bits = (uint32_t)b << 16;
-    float f;
-    memcpy(&f, &bits, 4);
-    return f;
-}
-
-static uint64_t nbytes_of(gpt_dtype t, uint64_t rows, uint64_t cols)
-{
-    uint64_t nb = (cols + 31) / 32;
-    switch (t) {
-    case GPT_DTYPE_F32: return rows * cols * 4;
-    case GPT_DTYPE_F16:
-    case GPT_DTYPE_BF16: return rows * cols * 2;
-    case GPT_DTYPE_Q8_0: return (rows * nb * 32 + 63) / 64 * 64 + rows * nb * 2;
-    }
-    return 0;
+    gpt__tensor_name((uint32_t)k, (uint32_t)spec->n_layer, buf, cap);
 }
 
 static void put_u32(unsigned char *p, uint32_t v)
@@ -184,14 +96,14 @@ static void encode_tensor(gpt_dtype t, const float *x, int rows, int cols, unsig
     case GPT_DTYPE_F16:
     case GPT_DTYPE_BF16:
         for (i = 0; i < n; i++) {
-            uint16_t h = t == GPT_DTYPE_F16 ? ckpt_f32_to_f16(x[i]) : ckpt_f32_to_bf16(x[i]);
+            uint16_t h = t == GPT_DTYPE_F16 ? gpt__f32_to_f16(x[i]) : gpt__f32_to_bf16(x[i]);
             out[2 * i] = (unsigned char)h;
             out[2 * i + 1] = (unsigned char)(h >> 8);
         }
         break;
     case GPT_DTYPE_Q8_0: {
         size_t nb = ((size_t)cols + 31) / 32, qbytes = ((size_t)rows * nb * 32 + 63) / 64 * 64, r, b;
-        memset(out, 0, (size_t)nbytes_of(t, (uint64_t)rows, (uint64_t)cols));
+        memset(out, 0, (size_t)gpt__tensor_nbytes(t, (uint64_t)rows, (uint64_t)cols));
         for (r = 0; r < (size_t)rows; r++) {
             for (b = 0; b < nb; b++) {
                 const float *blk = x + r * (size_t)cols + b * 32;
@@ -201,8 +113,8 @@ static void encode_tensor(gpt_dtype t, const float *x, int rows, int cols, unsig
                 uint16_t s16;
                 for (j = 0; j < len; j++)
                     if (fabsf(blk[j]) > amax) amax = fabsf(blk[j]);
-                s16 = ckpt_f32_to_f16(amax / 127.0f);
-                scale = ckpt_f16_to_f32(s16);
+                s16 = gpt__f32_to_f16(amax / 127.0f);
+                scale = gpt__f16_to_f32(s16);
                 for (j = 0; j < len; j++) {
                     float v = scale > 0.0f ? roundf(blk[j] / scale) : 0.0f;
                     if (v > 127.0f) v = 127.0f;
@@ -232,7 +144,7 @@ static gpt_status sink_write(sink *s, const void *p, size_t n, gpt_error *err)
     if (n == 0) return GPT_OK;
     if (s->f) {
         if (fwrite(p, 1, n, s->f) != n)
-            return cli_fail(err, GPT_ERR_IO, "write error at offset %llu: %s", (unsigned long long)s->pos,
+            return gpt__set_error(err, GPT_ERR_IO, "write error at offset %llu: %s", (unsigned long long)s->pos,
                             strerror(errno));
     } else {
         memcpy(s->mem + s->pos, p, n);
@@ -271,19 +183,19 @@ static gpt_status plan(const ckpt_spec *spec, layout *lay, gpt_error *err)
 {
     int k, rows, cols;
     uint64_t at;
-    if (!spec->tok) return cli_fail(err, GPT_ERR_INVALID_ARG, "no tokenizer for the checkpoint");
+    if (!spec->tok) return gpt__set_error(err, GPT_ERR_INVALID_ARG, "no tokenizer for the checkpoint");
     if (spec->n_vocab < 1 || spec->n_ctx < 1 || spec->n_embd < 1 || spec->n_head < 1 || spec->n_layer < 1 ||
         spec->n_embd % spec->n_head != 0)
-        return cli_fail(err, GPT_ERR_INVALID_ARG, "impossible shape: n_vocab %d n_ctx %d n_embd %d n_head %d n_layer %d",
+        return gpt__set_error(err, GPT_ERR_INVALID_ARG, "impossible shape: n_vocab %d n_ctx %d n_embd %d n_head %d n_layer %d",
                         spec->n_vocab, spec->n_ctx, spec->n_embd, spec->n_head, spec->n_layer);
     if (gpt_tokenizer_n_vocab(spec->tok) != spec->n_vocab)
-        return cli_fail(err, GPT_ERR_INVALID_ARG, "the tokenizer has %d tokens but n_vocab is %d",
+        return gpt__set_error(err, GPT_ERR_INVALID_ARG, "the tokenizer has %d tokens but n_vocab is %d",
                         gpt_tokenizer_n_vocab(spec->tok), spec->n_vocab);
     lay->n_tensors = ckpt_n_tensors(spec);
     lay->off = (uint64_t *)calloc((size_t)lay->n_tensors, sizeof(uint64_t));
     lay->nbytes = (uint64_t *)calloc((size_t)lay->n_tensors, sizeof(uint64_t));
     lay->type = (gpt_dtype *)calloc((size_t)lay->n_tensors, sizeof(gpt_dtype));
-    if (!lay->off || !lay->nbytes || !lay->type) return cli_fail(err, GPT_ERR_OUT_OF_MEMORY, "out of memory");
+    if (!lay->off || !lay->nbytes || !lay->type) return gpt__set_error(err, GPT_ERR_OUT_OF_MEMORY, "out of memory");
     lay->dir_end = 128 + 32 * (uint64_t)lay->n_tensors;
     lay->tok_off = align64(lay->dir_end);
     lay->tok_size = gpt_tokenizer_serialize(spec->tok, NULL, 0);
@@ -291,7 +203,7 @@ static gpt_status plan(const ckpt_spec *spec, layout *lay, gpt_error *err)
     for (k = 0; k < lay->n_tensors; k++) {
         ckpt_tensor_shape(spec, k, &rows, &cols);
         lay->type[k] = tensor_dtype(spec, k);
-        lay->nbytes[k] = nbytes_of(lay->type[k], (uint64_t)rows, (uint64_t)cols);
+        lay->nbytes[k] = gpt__tensor_nbytes(lay->type[k], (uint64_t)rows, (uint64_t)cols);
         lay->off[k] = align64(at);
         at = lay->off[k] + lay->nbytes[k];
     }
@@ -314,7 +226,7 @@ static int fits(gpt_dtype t, float x)
     if (!(a <= FLT_MAX)) return 0; /* NaN or infinite */
     switch (t) {
     case GPT_DTYPE_F16: return a < 65520.0f;
-    case GPT_DTYPE_BF16: return (ckpt_f32_to_bf16(x) & 0x7f80u) != 0x7f80u;
+    case GPT_DTYPE_BF16: return (gpt__f32_to_bf16(x) & 0x7f80u) != 0x7f80u;
     case GPT_DTYPE_Q8_0: return a / 127.0f < 65520.0f;
     default: return 1;
     }
@@ -332,10 +244,10 @@ static gpt_status check_values(const ckpt_spec *spec, int k, gpt_dtype t, const 
     if (i == n) return GPT_OK;
     ckpt_tensor_name(spec, k, name, sizeof name);
     if (x[i] != x[i] || fabsf(x[i]) > FLT_MAX)
-        return cli_fail(err, GPT_ERR_NUMERIC, "tensor %s (%d) has a non-finite value (%g) at row %llu, column %llu: "
+        return gpt__set_error(err, GPT_ERR_NUMERIC, "tensor %s (%d) has a non-finite value (%g) at row %llu, column %llu: "
                         "the source's weights are damaged (--allow-nonfinite writes them anyway)", name, k,
                         (double)x[i], (unsigned long long)(i / (size_t)cols), (unsigned long long)(i % (size_t)cols));
-    return cli_fail(err, GPT_ERR_NUMERIC, "tensor %s (%d): the value %g at row %llu, column %llu is too large for %s "
+    return gpt__set_error(err, GPT_ERR_NUMERIC, "tensor %s (%d): the value %g at row %llu, column %llu is too large for %s "
                     "(it would become infinite; --allow-nonfinite writes it anyway)", name, k, (double)x[i],
                     (unsigned long long)(i / (size_t)cols), (unsigned long long)(i % (size_t)cols),
                     gpt_dtype_name(t));
@@ -373,7 +285,7 @@ static gpt_status write_all(sink *s, const ckpt_spec *spec, const layout *lay, c
     dir = (unsigned char *)calloc((size_t)lay->n_tensors, 32);
     tokbuf = (unsigned char *)malloc((size_t)lay->tok_size);
     if (!dir || !tokbuf) {
-        st = cli_fail(err, GPT_ERR_OUT_OF_MEMORY, "out of memory");
+        st = gpt__set_error(err, GPT_ERR_OUT_OF_MEMORY, "out of memory");
         goto done;
     }
     for (k = 0; k < lay->n_tensors; k++) {
@@ -393,13 +305,13 @@ static gpt_status write_all(sink *s, const ckpt_spec *spec, const layout *lay, c
     if ((st = sink_write(s, tokbuf, (size_t)lay->tok_size, err)) != GPT_OK) goto done;
 
     if (max_vals > (uint64_t)((size_t)-1) / sizeof(float)) {
-        st = cli_fail(err, GPT_ERR_OUT_OF_MEMORY, "a tensor is too large for this address space");
+        st = gpt__set_error(err, GPT_ERR_OUT_OF_MEMORY, "a tensor is too large for this address space");
         goto done;
     }
     vals = (float *)malloc((size_t)max_vals * sizeof(float));
     enc = (unsigned char *)malloc((size_t)max_enc);
     if (!vals || !enc) {
-        st = cli_fail(err, GPT_ERR_OUT_OF_MEMORY, "out of memory for a tensor of %llu values",
+        st = gpt__set_error(err, GPT_ERR_OUT_OF_MEMORY, "out of memory for a tensor of %llu values",
                       (unsigned long long)max_vals);
         goto done;
     }
@@ -443,7 +355,7 @@ gpt_status ckpt_write_memory(const ckpt_spec *spec, ckpt_source src, void *user,
     s.mem = (unsigned char *)malloc((size_t)lay.file_size);
     if (!s.mem) {
         layout_free(&lay);
-        return cli_fail(err, GPT_ERR_OUT_OF_MEMORY, "out of memory for a %llu-byte checkpoint",
+        return gpt__set_error(err, GPT_ERR_OUT_OF_MEMORY, "out of memory for a %llu-byte checkpoint",
                         (unsigned long long)lay.file_size);
     }
     st = write_all(&s, spec, &lay, src, user, 0, err);
@@ -467,23 +379,23 @@ static int output_state(const char *path, gpt_error *err)
     struct stat st;
     if (lstat(path, &st) != 0) {
         if (errno == ENOENT) return 0;
-        cli_fail(err, GPT_ERR_IO, "%s: cannot examine it: %s", path, strerror(errno));
+        gpt__set_error(err, GPT_ERR_IO, "%s: cannot examine it: %s", path, strerror(errno));
         return -1;
     }
     if (S_ISREG(st.st_mode) || S_ISLNK(st.st_mode)) return 1;
-    cli_fail(err, GPT_ERR_IO, "%s is %s: gpt convert writes regular files only and replaces nothing else, even with "
-             "--force", path, cli_kind_of_mode((unsigned long)st.st_mode));
+    gpt__set_error(err, GPT_ERR_IO, "%s is %s: gpt convert writes regular files only and replaces nothing else, even with "
+             "--force", path, gpt__file_kind((unsigned long)st.st_mode));
     return -1;
 #elif defined(_WIN32)
     struct _stat64 st;
     if (_stat64(path, &st) != 0) {
         if (errno == ENOENT) return 0;
-        cli_fail(err, GPT_ERR_IO, "%s: cannot examine it: %s", path, strerror(errno));
+        gpt__set_error(err, GPT_ERR_IO, "%s: cannot examine it: %s", path, strerror(errno));
         return -1;
     }
     if ((st.st_mode & _S_IFMT) == _S_IFREG) return 1;
-    cli_fail(err, GPT_ERR_IO, "%s is %s: gpt convert writes regular files only and replaces nothing else, even with "
-             "--force", path, cli_kind_of_mode((unsigned long)st.st_mode));
+    gpt__set_error(err, GPT_ERR_IO, "%s is %s: gpt convert writes regular files only and replaces nothing else, even with "
+             "--force", path, gpt__file_kind((unsigned long)st.st_mode));
     return -1;
 #else
     FILE *f = fopen(path, "rb");
@@ -499,7 +411,7 @@ gpt_status ckpt_check_output(const char *path, int force, gpt_error *err)
     int state = output_state(path, err);
     if (state < 0) return err ? err->status : GPT_ERR_IO;
     if (state > 0 && !force)
-        return cli_fail(err, GPT_ERR_EXISTS, "%s already exists (use --force to overwrite it)", path);
+        return gpt__set_error(err, GPT_ERR_EXISTS, "%s already exists (use --force to overwrite it)", path);
     return GPT_OK;
 }
 
@@ -531,7 +443,7 @@ static FILE *create_temporary(const char *path, char *tmp, size_t cap, gpt_error
     snprintf(tmp, cap, "%s.partial", path);
     f = fopen(tmp, "wb");
 #endif
-    if (!f) cli_fail(err, GPT_ERR_IO, "cannot create a temporary file next to %s: %s", path, strerror(errno));
+    if (!f) gpt__set_error(err, GPT_ERR_IO, "cannot create a temporary file next to %s: %s", path, strerror(errno));
     return f;
 }
 
@@ -542,7 +454,7 @@ static gpt_status move_into_place(const char *tmp, const char *path, int force, 
 {
     gpt_status st = ckpt_check_output(path, force, err);
     if (st == GPT_ERR_EXISTS)
-        return cli_fail(err, GPT_ERR_EXISTS, "%s appeared while converting; not overwriting it (--force does)", path);
+        return gpt__set_error(err, GPT_ERR_EXISTS, "%s appeared while converting; not overwriting it (--force does)", path);
     if (st != GPT_OK) return st;
 #if defined(CKPT_POSIX)
     if (!force) {
@@ -551,32 +463,32 @@ static gpt_status move_into_place(const char *tmp, const char *path, int force, 
             return GPT_OK;
         }
         if (errno == EEXIST)
-            return cli_fail(err, GPT_ERR_EXISTS, "%s appeared while converting; not overwriting it (--force does)",
+            return gpt__set_error(err, GPT_ERR_EXISTS, "%s appeared while converting; not overwriting it (--force does)",
                             path);
         if (errno != EPERM && errno != EXDEV && errno != EMLINK && errno != ENOSYS
 #if defined(EOPNOTSUPP)
             && errno != EOPNOTSUPP
 #endif
         )
-            return cli_fail(err, GPT_ERR_IO, "cannot create %s: %s", path, strerror(errno));
+            return gpt__set_error(err, GPT_ERR_IO, "cannot create %s: %s", path, strerror(errno));
         /* a file system without hard links: rename right after the check */
     }
     if (rename(tmp, path) != 0)
-        return cli_fail(err, GPT_ERR_IO, "cannot rename %s to %s: %s", tmp, path, strerror(errno));
+        return gpt__set_error(err, GPT_ERR_IO, "cannot rename %s to %s: %s", tmp, path, strerror(errno));
     return GPT_OK;
 #elif defined(_WIN32)
     if (!MoveFileExA(tmp, path, force ? MOVEFILE_REPLACE_EXISTING : 0)) {
         DWORD e = GetLastError();
         if (e == ERROR_ALREADY_EXISTS || e == ERROR_FILE_EXISTS)
-            return cli_fail(err, GPT_ERR_EXISTS, "%s appeared while converting; not overwriting it (--force does)",
+            return gpt__set_error(err, GPT_ERR_EXISTS, "%s appeared while converting; not overwriting it (--force does)",
                             path);
-        return cli_fail(err, GPT_ERR_IO, "cannot move %s to %s (Windows error %lu)", tmp, path, (unsigned long)e);
+        return gpt__set_error(err, GPT_ERR_IO, "cannot move %s to %s (Windows error %lu)", tmp, path, (unsigned long)e);
     }
     return GPT_OK;
 #else
     if (force) remove(path);
     if (rename(tmp, path) != 0)
-        return cli_fail(err, GPT_ERR_IO, "cannot rename %s to %s: %s", tmp, path, strerror(errno));
+        return gpt__set_error(err, GPT_ERR_IO, "cannot rename %s to %s: %s", tmp, path, strerror(errno));
     return GPT_OK;
 #endif
 }
@@ -598,7 +510,7 @@ gpt_status ckpt_write_file(const char *path, const ckpt_spec *spec, ckpt_source 
     tmp = (char *)malloc(cap);
     if (!tmp) {
         layout_free(&lay);
-        return cli_fail(err, GPT_ERR_OUT_OF_MEMORY, "out of memory");
+        return gpt__set_error(err, GPT_ERR_OUT_OF_MEMORY, "out of memory");
     }
     memset(&s, 0, sizeof s);
     if (!(s.f = create_temporary(path, tmp, cap, err))) {
@@ -608,14 +520,14 @@ gpt_status ckpt_write_file(const char *path, const ckpt_spec *spec, ckpt_source 
     }
     st = write_all(&s, spec, &lay, src, user, progress, err);
     if (st == GPT_OK && fflush(s.f) != 0)
-        st = cli_fail(err, GPT_ERR_IO, "%s: write error: %s", path, strerror(errno));
+        st = gpt__set_error(err, GPT_ERR_IO, "%s: write error: %s", path, strerror(errno));
 #if defined(CKPT_POSIX)
     /* on the disk before it replaces anything */
     if (st == GPT_OK && fsync(fileno(s.f)) != 0 && errno != EINVAL && errno != ENOTSUP)
-        st = cli_fail(err, GPT_ERR_IO, "%s: write error: %s", path, strerror(errno));
+        st = gpt__set_error(err, GPT_ERR_IO, "%s: write error: %s", path, strerror(errno));
 #endif
     if (fclose(s.f) != 0 && st == GPT_OK)
-        st = cli_fail(err, GPT_ERR_IO, "%s: write error on close: %s", path, strerror(errno));
+        st = gpt__set_error(err, GPT_ERR_IO, "%s: write error on close: %s", path, strerror(errno));
     if (st == GPT_OK) st = move_into_place(tmp, path, force, err);
     if (st != GPT_OK) remove(tmp);
     free(tmp);
@@ -642,7 +554,7 @@ gpt_status ckpt_check_finite(const char *path, uint64_t *n_values, gpt_error *er
     buf = (float *)malloc(per * sizeof(float));
     if (!buf) {
         fclose(f);
-        return cli_fail(err, GPT_ERR_OUT_OF_MEMORY, "out of memory");
+        return gpt__set_error(err, GPT_ERR_OUT_OF_MEMORY, "out of memory");
     }
     if ((st = cv_read_at(f, path, 0, head, sizeof head, err)) != GPT_OK) goto done;
     n_layer = get_u32(head + 32);
@@ -678,7 +590,7 @@ gpt_status ckpt_check_finite(const char *path, uint64_t *n_values, gpt_error *er
             if (i < m) {
                 uint64_t at = done + i, c = dt == GPT_DTYPE_Q8_0 ? (cols + 31) / 32 : cols;
                 ckpt_tensor_name(&spec, (int)k, name, sizeof name);
-                st = cli_fail(err, GPT_ERR_NUMERIC, "%s: tensor %u (%s) holds %s at %s %llu (row %llu, %s %llu)",
+                st = gpt__set_error(err, GPT_ERR_NUMERIC, "%s: tensor %u (%s) holds %s at %s %llu (row %llu, %s %llu)",
                               path, k, name, buf[i] != buf[i] ? "NaN" : "an infinity",
                               dt == GPT_DTYPE_Q8_0 ? "scale" : "element", (unsigned long long)at,
                               (unsigned long long)(at / c), dt == GPT_DTYPE_Q8_0 ? "block" : "column",
@@ -721,7 +633,7 @@ gpt_status ckpt_random_source(void *user, int k, int rows, int cols, float *dst,
     uint64_t key = mix64(r->seed + GOLDEN * (uint64_t)(k + 1));
     int L = r->n_layer, kind; /* 0 matrix, 1 layer-norm weight, 2 bias */
     float s = (float)sqrt(3.0 / (double)cols);
-    if (L < 1) return cli_fail(err, GPT_ERR_INVALID_ARG, "random source without n_layer");
+    if (L < 1) return gpt__set_error(err, GPT_ERR_INVALID_ARG, "random source without n_layer");
     if (k < 2) kind = 0;
     else if (k >= 2 + 12 * L) kind = k == 2 + 12 * L ? 1 : 2;
     else {
@@ -738,7 +650,7 @@ gpt_status ckpt_random_source(void *user, int k, int rows, int cols, float *dst,
 
 gpt_tokenizer *ckpt_gpt2_tokenizer(const char *vocab_path, const char *merges_path, int n_vocab, gpt_error *err)
 {
-    gpt_tokenizer *full = cli_tokenizer_load(vocab_path, merges_path, err), *cut;
+    gpt_tokenizer *full = gpt_tokenizer_load(vocab_path, merges_path, err), *cut;
     unsigned char *sec, *out;
     size_t len, blob, merges_at, out_len, out_merges_at;
     uint32_t n_full, n_merges, keep_merges, i;
@@ -747,14 +659,14 @@ gpt_tokenizer *ckpt_gpt2_tokenizer(const char *vocab_path, const char *merges_pa
     if (n_vocab == (int)n_full) return full;
     if (n_vocab < 256 || (uint32_t)n_vocab > n_full) {
         gpt_tokenizer_free(full);
-        cli_fail(err, GPT_ERR_INVALID_ARG, "a GPT-2 vocabulary can be cut to 256 .. %u tokens, not %d", n_full, n_vocab);
+        gpt__set_error(err, GPT_ERR_INVALID_ARG, "a GPT-2 vocabulary can be cut to 256 .. %u tokens, not %d", n_full, n_vocab);
         return NULL;
     }
     len = gpt_tokenizer_serialize(full, NULL, 0);
     sec = (unsigned char *)malloc(len);
     if (!sec) {
         gpt_tokenizer_free(full);
-        cli_fail(err, GPT_ERR_OUT_OF_MEMORY, "out of memory");
+        gpt__set_error(err, GPT_ERR_OUT_OF_MEMORY, "out of memory");
         return NULL;
     }
     gpt_tokenizer_serialize(full, sec, len);
@@ -771,7 +683,7 @@ gpt_tokenizer *ckpt_gpt2_tokenizer(const char *vocab_path, const char *merges_pa
         out = (unsigned char *)calloc(out_len, 1);
         if (!out) {
             free(sec);
-            cli_fail(err, GPT_ERR_OUT_OF_MEMORY, "out of memory");
+            gpt__set_error(err, GPT_ERR_OUT_OF_MEMORY, "out of memory");
             return NULL;
         }
         memcpy(out, sec, 24);
@@ -805,9 +717,9 @@ gpt_status ckpt_parse_shape(const char *s, ckpt_spec *spec, gpt_error *err)
             return GPT_OK;
         }
     if (sscanf(s, "%d,%d,%d,%d%c", &L, &H, &C, &T, &tail) != 4)
-        return cli_fail(err, GPT_ERR_INVALID_ARG, "shape \"%s\" is not 124M, 355M, 774M, 1558M or L,H,C,T", s);
+        return gpt__set_error(err, GPT_ERR_INVALID_ARG, "shape \"%s\" is not 124M, 355M, 774M, 1558M or L,H,C,T", s);
     if (L < 1 || H < 1 || C < 1 || T < 1 || L > 4096 || C > 65536 || T > 1048576 || C % H != 0)
-        return cli_fail(err, GPT_ERR_INVALID_ARG,
+        return gpt__set_error(err, GPT_ERR_INVALID_ARG,
                         "shape %d,%d,%d,%d: need layers, heads, n_embd, n_ctx >= 1 with n_embd a multiple of heads",
                         L, H, C, T);
     spec->n_layer = L;

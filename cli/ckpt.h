@@ -8,6 +8,10 @@
 #include <stddef.h>
 #include <stdint.h>
 
+/* The gpt command shares the library's internal helpers (gpt.h's end). */
+#ifndef GPT_INTERNAL
+#define GPT_INTERNAL
+#endif
 #include "gpt.h"
 
 typedef struct ckpt_spec {
@@ -58,12 +62,6 @@ void ckpt_tensor_shape(const ckpt_spec *spec, int k, int *rows, int *cols);
 void ckpt_tensor_name(const ckpt_spec *spec, int k, char *buf, size_t cap);
 /* 1 for weight matrices (wte, wpe and the four per block), 0 for vectors. */
 int ckpt_tensor_is_matrix(const ckpt_spec *spec, int k);
-
-/* Number conversions used by the writer. */
-uint16_t ckpt_f32_to_f16(float f);
-uint16_t ckpt_f32_to_bf16(float f);
-float ckpt_f16_to_f32(uint16_t h);
-float ckpt_bf16_to_f32(uint16_t b);
 
 /* Random weights of FORMAT.md "Random weights". */
 typedef struct ckpt_random {

@@ -11,6 +11,10 @@
 #include <stdint.h>
 #include <stdio.h>
 
+/* The gpt command shares the library's internal helpers (gpt.h's end). */
+#ifndef GPT_INTERNAL
+#define GPT_INTERNAL
+#endif
 #include "gpt.h"
 
 #if defined(__GNUC__)
@@ -129,8 +133,6 @@ int cli_utf8_valid(const char *s, size_t n);
 /* ------------------------------------------------------------------------ */
 /* Errors, inputs and outputs                                               */
 
-/* Fills err (may be NULL) and returns status. */
-gpt_status cli_fail(gpt_error *err, gpt_status status, const char *fmt, ...) CLI_PRINTF(3, 4);
 
 /* The most bytes the command reads from a text input (a prompt, text or ids
  * on stdin or in a file): 256 MiB. */
@@ -144,12 +146,6 @@ gpt_status cli_fail(gpt_error *err, gpt_status status, const char *fmt, ...) CLI
  * FIFO or a device never blocks or floods the reader. GPT_OK, or
  * GPT_ERR_IO with a message naming the path and what it is. */
 gpt_status cli_check_regular(const char *path, uint64_t max_size, gpt_error *err);
-/* "a directory", "a FIFO (named pipe)", "a character device", ... for a
- * st_mode, for messages. */
-const char *cli_kind_of_mode(unsigned long mode);
-/* Opens a regular file for reading (as cli_check_regular, checked again on
- * the open file) and gives its size. NULL with err filled otherwise. */
-FILE *cli_open_regular(const char *path, uint64_t max_size, uint64_t *size, gpt_error *err);
 /* Reads a whole regular file of at most max_size bytes into a malloc'd,
  * NUL-terminated buffer. */
 char *cli_read_file(const char *path, size_t max_size, size_t *len, gpt_error *err);
@@ -177,9 +173,6 @@ void cli_stdout_note_errno(int e);
  * it. Prints the error and returns NULL on failure. */
 gpt_model *cli_load_model(const char *path, int no_mmap, const char **used);
 
-/* gpt_tokenizer_load after checking that both files are regular files of
- * at most CLI_MAX_JSON bytes (a FIFO or /dev/zero would block or flood). */
-gpt_tokenizer *cli_tokenizer_load(const char *vocab_path, const char *merges_path, gpt_error *err);
 
 /* Path of a file shipped in the repository or installation, e.g.
  * "models/demo.bin": looked up next to the executable (../models/demo.bin in

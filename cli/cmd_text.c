@@ -67,7 +67,7 @@ static int open_tokenizer(const char *cmd, tok_source *s, const char *model, con
         return 2;
     }
     if (vocab) {
-        s->own = cli_tokenizer_load(vocab, merges, &err);
+        s->own = gpt_tokenizer_load(vocab, merges, &err);
         if (!s->own) {
             fprintf(stderr, "gpt %s: %s\n", cmd, err.message);
             return 1;
@@ -358,7 +358,7 @@ int cmd_info(int argc, char **argv)
     if (!(m = cli_load_model(model, no_mmap, &model))) return 1;
     cfg = gpt_model_config(m);
     tok = gpt_model_tokenizer(m);
-    if ((f = cli_open_regular(model, 0, &size, NULL)) != NULL) fclose(f);
+    if ((f = gpt__open_regular(model, 0, &size, NULL)) != NULL) fclose(f);
     printf("file       %s\n", model);
     printf("size       %llu bytes\n", (unsigned long long)size);
     printf("n_vocab    %d\n", cfg.n_vocab);

@@ -32,18 +32,6 @@
 #define GPT_PREFIX "/usr/local"
 #endif
 
-gpt_status cli_fail(gpt_error *err, gpt_status status, const char *fmt, ...)
-{
-    va_list ap;
-    if (err) {
-        err->status = status;
-        va_start(ap, fmt);
-        vsnprintf(err->message, sizeof err->message, fmt, ap);
-        va_end(ap);
-    }
-    return status;
-}
-
 /* "256 MiB" for messages. */
 static const char *size_text(uint64_t n, char *buf, size_t cap)
 {
@@ -58,7 +46,7 @@ char *cli_read_stream(FILE *f, size_t max_size, size_t *len, gpt_error *err)
     size_t cap = 1 << 16, n = 0, got;
     char *buf = (char *)malloc(cap + 1), *grown, lim[32];
     if (!buf) {
-        cli_fail(err, GPT_ERR_OUT_OF_MEMORY, "out of memory reading input");
+        gpt__set_error(err, GPT_ERR_OUT_OF_MEMORY, "out of memory reading input");
         return NULL;
     }
     /* reads at most max_size + 1 bytes: one more than allowed is the error */
@@ -66,7 +54,7 @@ char *cli_read_stream(FILE *f, size_t max_size, size_t *len, gpt_error *err)
         n += got;
         if (n > max_size) {
             free(buf);
-            cli_fail(err, GPT_ERR_IO, "more than %s of input (the limit; docs/SAFETY.md)",
+            gpt__set_error(err, GPT_ERR_IO, "more than %s of input (the limit; docs/SAFETY.md)",
                      size_text(max_size, lim, sizeof lim));
             return NULL;
         }
@@ -75,7 +63,7 @@ char *cli_read_stream(FILE *f, size_t max_size, size_t *len, gpt_error *err)
             grown = (char *)realloc(buf, want + 1);
             if (!grown) {
                 free(buf);
-                cli_fail(err, GPT_ERR_OUT_OF_MEMORY, "out of memory reading input");
+                gpt__set_error(err, GPT_ERR_OUT_OF_MEMORY, "out of memory reading input");
                 return NULL;
             }
             buf = grown;
@@ -84,7 +72,7 @@ char *cli_read_stream(FILE *f, size_t max_size, size_t *len, gpt_error *err)
     }
     if (ferror(f)) {
         free(buf);
-        cli_fail(err, GPT_ERR_IO, "read error: %s", strerror(errno));
+        gpt__set_error(err, GPT_ERR_IO, "read error: %s", strerror(errno));
         return NULL;
     }
     buf[n] = 0;
@@ -92,135 +80,42 @@ char *cli_read_stream(FILE *f, size_t max_size, size_t *len, gpt_error *err)
     return buf;
 }
 
-/* What a file that is not a regular file is, for messages. */
-#if defined(CLI_POSIX)
-static const char *kind_of(mode_t m)
-{
-    if (S_ISDIR(m)) return "a directory";
-    if (S_ISFIFO(m)) return "a FIFO (named pipe)";
-    if (S_ISCHR(m)) return "a character device";
-    if (S_ISBLK(m)) return "a block device";
-#if defined(S_ISSOCK)
-    if (S_ISSOCK(m)) return "a socket";
-#endif
-    return "a special file";
-}
-#define CLI_STAT struct stat
-#define CLI_IS_REG(m) S_ISREG(m)
-#define cli_stat stat
-#define cli_fstat fstat
-#elif defined(_WIN32)
-static const char *kind_of(unsigned m)
-{
-    if ((m & _S_IFMT) == _S_IFDIR) return "a directory";
-    if ((m & _S_IFMT) == _S_IFCHR) return "a character device";
-    return "a special file";
-}
-#define CLI_STAT struct _stat64
-#define CLI_IS_REG(m) (((m)&_S_IFMT) == _S_IFREG)
-#define cli_stat _stat64
-#define cli_fstat _fstat64
-#endif
-
-const char *cli_kind_of_mode(unsigned long mode)
-{
-#if defined(CLI_STAT)
-    if (CLI_IS_REG(mode)) return "a regular file";
-    return kind_of(mode);
-#else
-    (void)mode;
-    return "not a regular file";
-#endif
-}
-
-#if defined(CLI_STAT)
-static gpt_status check_stat(const char *path, const CLI_STAT *st, uint64_t max_size, gpt_error *err)
-{
-    char lim[32];
-    if (!CLI_IS_REG(st->st_mode))
-        return cli_fail(err, GPT_ERR_IO, "%s is %s, not a regular file", path, kind_of(st->st_mode));
-    if (max_size && (uint64_t)st->st_size > max_size)
-        return cli_fail(err, GPT_ERR_IO, "%s is %llu bytes, more than the %s this input may have (docs/SAFETY.md)",
-                        path, (unsigned long long)st->st_size, size_text(max_size, lim, sizeof lim));
-    return GPT_OK;
-}
-#endif
-
 gpt_status cli_check_regular(const char *path, uint64_t max_size, gpt_error *err)
 {
-#if defined(CLI_STAT)
-    CLI_STAT st;
-    if (cli_stat(path, &st) != 0) return cli_fail(err, GPT_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
-    return check_stat(path, &st, max_size, err);
+#if defined(CLI_POSIX) || defined(_WIN32)
+#if defined(CLI_POSIX)
+    struct stat st;
+    if (stat(path, &st) != 0) return gpt__set_error(err, GPT_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
+    int is_regular = S_ISREG(st.st_mode);
+#else
+    struct _stat64 st;
+    if (_stat64(path, &st) != 0) return gpt__set_error(err, GPT_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
+    int is_regular = (st.st_mode & _S_IFMT) == _S_IFREG;
+#endif
+    char lim[32];
+    if (!is_regular)
+        return gpt__set_error(err, GPT_ERR_IO, "%s is %s, not a regular file", path,
+                              gpt__file_kind((unsigned long)st.st_mode));
+    if (max_size && (uint64_t)st.st_size > max_size)
+        return gpt__set_error(err, GPT_ERR_IO, "%s is %llu bytes, more than the %s this input may have (docs/SAFETY.md)",
+                              path, (unsigned long long)st.st_size, size_text(max_size, lim, sizeof lim));
 #else
     (void)path;
     (void)max_size;
     (void)err;
+#endif
     return GPT_OK;
-#endif
-}
-
-FILE *cli_open_regular(const char *path, uint64_t max_size, uint64_t *size, gpt_error *err)
-{
-    FILE *f = NULL;
-#if defined(CLI_POSIX)
-    /* Non-blocking, so that opening a FIFO that replaced the file since it
-     * was checked does not wait for a writer; then checked on the open file. */
-    CLI_STAT st;
-    int fd = open(path, O_RDONLY | O_NONBLOCK);
-    if (fd < 0) {
-        cli_fail(err, GPT_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
-        return NULL;
-    }
-    if (fstat(fd, &st) != 0) {
-        cli_fail(err, GPT_ERR_IO, "%s: cannot find its size: %s", path, strerror(errno));
-        close(fd);
-        return NULL;
-    }
-    if (check_stat(path, &st, max_size, err) != GPT_OK) {
-        close(fd);
-        return NULL;
-    }
-    fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK);
-    f = fdopen(fd, "rb");
-    if (!f) {
-        cli_fail(err, GPT_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
-        close(fd);
-        return NULL;
-    }
-    if (size) *size = (uint64_t)st.st_size;
-#else
-    if (cli_check_regular(path, max_size, err) != GPT_OK) return NULL;
-    f = fopen(path, "rb");
-    if (!f) {
-        cli_fail(err, GPT_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
-        return NULL;
-    }
-#if defined(CLI_STAT)
-    {
-        CLI_STAT st;
-        if (cli_fstat(_fileno(f), &st) != 0 || check_stat(path, &st, max_size, err) != GPT_OK) {
-            fclose(f);
-            return NULL;
-        }
-        if (size) *size = (uint64_t)st.st_size;
-    }
-#else
-    if (size) *size = 0;
-#endif
-#endif
-    return f;
 }
 
 char *cli_read_file(const char *path, size_t max_size, size_t *len, gpt_error *err)
 {
-    FILE *f = cli_open_regular(path, max_size, NULL, err);
+    FILE *f = gpt__open_regular(path, max_size, NULL, err);
     char *buf;
     gpt_error e;
     if (!f) return NULL;
     buf = cli_read_stream(f, max_size, len, &e);
     fclose(f);
-    if (!buf) cli_fail(err, e.status, "%s: %s", path, e.message);
+    if (!buf) gpt__set_error(err, e.status, "%s: %s", path, e.message);
     return buf;
 }
 
@@ -230,16 +125,8 @@ char *cli_read_input(const char *path, size_t max_size, size_t *len, gpt_error *
     gpt_error e;
     if (strcmp(path, "-") != 0) return cli_read_file(path, max_size, len, err);
     buf = cli_read_stream(stdin, max_size, len, &e);
-    if (!buf) cli_fail(err, e.status, "stdin: %s", e.message);
+    if (!buf) gpt__set_error(err, e.status, "stdin: %s", e.message);
     return buf;
-}
-
-gpt_tokenizer *cli_tokenizer_load(const char *vocab_path, const char *merges_path, gpt_error *err)
-{
-    if (cli_check_regular(vocab_path, CLI_MAX_JSON, err) != GPT_OK ||
-        cli_check_regular(merges_path, CLI_MAX_JSON, err) != GPT_OK)
-        return NULL;
-    return gpt_tokenizer_load(vocab_path, merges_path, err);
 }
 
 /* ------------------------------------------------------------------------ */

@@ -67,7 +67,7 @@ static gpt_status cfg_int(const json *root, const char *key, const char *path, i
     if (!v) return GPT_OK;
     if (!json_int(v, &x) || x < 1 || x > hi) {
         describe(v, d, sizeof d);
-        return cli_fail(err, GPT_ERR_FORMAT, "%s: \"%s\" must be an integer in 1 .. %lld, not %s", path, key,
+        return gpt__set_error(err, GPT_ERR_FORMAT, "%s: \"%s\" must be an integer in 1 .. %lld, not %s", path, key,
                         (long long)hi, d);
     }
     *out = (int)x;
@@ -79,7 +79,7 @@ static gpt_status cfg_need_int(const json *root, const char *key, const char *pa
 {
     int present;
     gpt_status st = cfg_int(root, key, path, hi, out, &present, err);
-    if (st == GPT_OK && !present) return cli_fail(err, GPT_ERR_FORMAT, "%s: \"%s\" is missing", path, key);
+    if (st == GPT_OK && !present) return gpt__set_error(err, GPT_ERR_FORMAT, "%s: \"%s\" is missing", path, key);
     return st;
 }
 
@@ -91,10 +91,10 @@ static gpt_status cfg_bool_is(const json *root, const char *key, int want, const
     const json *v = json_get(root, key);
     if (!v) return GPT_OK;
     if (v->type != JSON_BOOL)
-        return cli_fail(err, GPT_ERR_FORMAT, "%s: \"%s\" must be true or false, not %s", path, key,
+        return gpt__set_error(err, GPT_ERR_FORMAT, "%s: \"%s\" must be true or false, not %s", path, key,
                         json_type_name(v->type));
     if (v->boolean != want)
-        return cli_fail(err, GPT_ERR_UNSUPPORTED, "%s: \"%s\": %s is not supported (%s)", path, key,
+        return gpt__set_error(err, GPT_ERR_UNSUPPORTED, "%s: \"%s\": %s is not supported (%s)", path, key,
                         v->boolean ? "true" : "false", why);
     return GPT_OK;
 }
@@ -112,16 +112,16 @@ static gpt_status read_config(hf_model *m, const char *path, gpt_error *err)
     root = json_parse(text, len, &je);
     free(text);
     if (!root)
-        return cli_fail(err, GPT_ERR_FORMAT, "%s: not valid JSON: %s at byte %llu", path, je.message,
+        return gpt__set_error(err, GPT_ERR_FORMAT, "%s: not valid JSON: %s at byte %llu", path, je.message,
                         (unsigned long long)je.offset);
     if (root->type != JSON_OBJECT) {
-        st = cli_fail(err, GPT_ERR_FORMAT, "%s: expected a JSON object, found %s", path, json_type_name(root->type));
+        st = gpt__set_error(err, GPT_ERR_FORMAT, "%s: expected a JSON object, found %s", path, json_type_name(root->type));
         goto done;
     }
     v = json_get(root, "model_type");
     if (v && (v->type != JSON_STRING || strcmp(v->str, "gpt2") != 0)) {
         describe(v, d, sizeof d);
-        st = cli_fail(err, GPT_ERR_UNSUPPORTED, "%s: model_type is %s; gpt convert --hf reads GPT-2 models (\"gpt2\")",
+        st = gpt__set_error(err, GPT_ERR_UNSUPPORTED, "%s: model_type is %s; gpt convert --hf reads GPT-2 models (\"gpt2\")",
                       path, d);
         goto done;
     }
@@ -133,12 +133,12 @@ static gpt_status read_config(hf_model *m, const char *path, gpt_error *err)
     if (!present) {
         if ((st = cfg_int(root, "n_ctx", path, 1048576, &m->n_ctx, &present, err)) != GPT_OK) goto done;
         if (!present) {
-            st = cli_fail(err, GPT_ERR_FORMAT, "%s: \"n_positions\" (or \"n_ctx\") is missing", path);
+            st = gpt__set_error(err, GPT_ERR_FORMAT, "%s: \"n_positions\" (or \"n_ctx\") is missing", path);
             goto done;
         }
     }
     if (m->n_embd % m->n_head != 0) {
-        st = cli_fail(err, GPT_ERR_FORMAT, "%s: n_embd %d is not a multiple of n_head %d", path, m->n_embd,
+        st = gpt__set_error(err, GPT_ERR_FORMAT, "%s: n_embd %d is not a multiple of n_head %d", path, m->n_embd,
                       m->n_head);
         goto done;
     }
@@ -147,7 +147,7 @@ static gpt_status read_config(hf_model *m, const char *path, gpt_error *err)
     if (v) {
         if (v->type != JSON_NUMBER || !(v->number > 0 && v->number < 1) || !((float)v->number > 0.0f)) {
             describe(v, d, sizeof d);
-            st = cli_fail(err, GPT_ERR_FORMAT, "%s: \"layer_norm_epsilon\" must be a number in (0, 1), not %s", path,
+            st = gpt__set_error(err, GPT_ERR_FORMAT, "%s: \"layer_norm_epsilon\" must be a number in (0, 1), not %s", path,
                           d);
             goto done;
         }
@@ -156,7 +156,7 @@ static gpt_status read_config(hf_model *m, const char *path, gpt_error *err)
     v = json_get(root, "activation_function");
     if (v && (v->type != JSON_STRING || (strcmp(v->str, "gelu_new") != 0 && strcmp(v->str, "gelu_pytorch_tanh") != 0))) {
         describe(v, d, sizeof d);
-        st = cli_fail(err, GPT_ERR_UNSUPPORTED,
+        st = gpt__set_error(err, GPT_ERR_UNSUPPORTED,
                       "%s: activation_function %s is not supported: gpt.c computes GELU in its tanh form "
                       "(\"gelu_new\" or \"gelu_pytorch_tanh\")",
                       path, d);
@@ -167,7 +167,7 @@ static gpt_status read_config(hf_model *m, const char *path, gpt_error *err)
         int64_t x;
         if (!json_int(v, &x) || x != 4 * (int64_t)m->n_embd) {
             describe(v, d, sizeof d);
-            st = cli_fail(err, GPT_ERR_UNSUPPORTED,
+            st = gpt__set_error(err, GPT_ERR_UNSUPPORTED,
                           "%s: n_inner %s is not supported: gpt.c's MLP is 4 x n_embd = %d wide (n_inner null)", path,
                           d, 4 * m->n_embd);
             goto done;
@@ -299,13 +299,13 @@ static gpt_status check_tensor(const hf_model *m, const hf_slot *s, int k, const
     char nm[96], a[160], b[160];
     cv_type ct = CV_F32;
     if (!cv_type_of(t->dtype, &ct))
-        return cli_fail(err, GPT_ERR_UNSUPPORTED, "%s: tensor %s has dtype %s; gpt convert reads F32, F16 and BF16",
+        return gpt__set_error(err, GPT_ERR_UNSUPPORTED, "%s: tensor %s has dtype %s; gpt convert reads F32, F16 and BF16",
                         file, st_printable(t->name, nm, sizeof nm), st_dtype_name(t->dtype));
     for (i = 0; same && i < nd; i++) same = t->shape[i] == want[i];
     if (!same) {
         fmt_shape(t->shape, t->ndim, a, sizeof a);
         fmt_shape(want, nd, b, sizeof b);
-        return cli_fail(err, GPT_ERR_FORMAT, "%s: tensor %s has shape %s, expected %s (%s from config.json)", file,
+        return gpt__set_error(err, GPT_ERR_FORMAT, "%s: tensor %s has shape %s, expected %s (%s from config.json)", file,
                         st_printable(t->name, nm, sizeof nm), a, b, why);
     }
     return GPT_OK;
@@ -339,11 +339,11 @@ static gpt_status open_shard(hf_model *m, const char *name, const char *named_by
     s->path = cv_join(m->dir, name);
     s->file = (char *)malloc(strlen(name) + 1);
     if (s->file) strcpy(s->file, name);
-    if (!s->path || !s->file) return cli_fail(err, GPT_ERR_OUT_OF_MEMORY, "out of memory");
+    if (!s->path || !s->file) return gpt__set_error(err, GPT_ERR_OUT_OF_MEMORY, "out of memory");
     s->f = cv_open(s->path, &s->size, &e);
     if (!s->f) {
-        if (named_by) return cli_fail(err, e.status, "%s (named in %s)", e.message, named_by);
-        return cli_fail(err, e.status, "%s", e.message);
+        if (named_by) return gpt__set_error(err, e.status, "%s (named in %s)", e.message, named_by);
+        return gpt__set_error(err, e.status, "%s", e.message);
     }
     st = st_read_file(s->f, s->size, s->path, &s->h, err);
     return st;
@@ -362,16 +362,16 @@ static gpt_status assign(hf_model *m, int si, const st_tensor *t, gpt_error *err
     switch (cls) {
     case CLS_SKIP: return GPT_OK;
     case CLS_UNKNOWN:
-        return cli_fail(err, GPT_ERR_FORMAT, "%s: unexpected tensor \"%s\": not part of a GPT-2 language model",
+        return gpt__set_error(err, GPT_ERR_FORMAT, "%s: unexpected tensor \"%s\": not part of a GPT-2 language model",
                         m->shards[si].path, st_printable(t->name, nm, sizeof nm));
     case CLS_BAD_LAYER:
-        return cli_fail(err, GPT_ERR_FORMAT, "%s: tensor %s is in layer %ld, but config.json says n_layer %d",
+        return gpt__set_error(err, GPT_ERR_FORMAT, "%s: tensor %s is in layer %ld, but config.json says n_layer %d",
                         m->shards[si].path, st_printable(t->name, nm, sizeof nm), layer, m->n_layer);
     case CLS_LM_HEAD: slot = &m->lm_head; break;
     default: slot = &m->slots[k]; break;
     }
     if (slot->shard >= 0)
-        return cli_fail(err, GPT_ERR_FORMAT, "%s: tensor %s appears twice (also as %s in %s)", m->shards[si].path,
+        return gpt__set_error(err, GPT_ERR_FORMAT, "%s: tensor %s appears twice (also as %s in %s)", m->shards[si].path,
                         st_printable(t->name, nm, sizeof nm), st_printable(slot->t->name, other, sizeof other),
                         m->shards[slot->shard].path);
     slot->shard = si;
@@ -389,13 +389,13 @@ static gpt_status find_tensors(hf_model *m, gpt_error *err)
     size_t i, len;
     int si;
     if (!single || !index) {
-        st = cli_fail(err, GPT_ERR_OUT_OF_MEMORY, "out of memory");
+        st = gpt__set_error(err, GPT_ERR_OUT_OF_MEMORY, "out of memory");
         goto done;
     }
     if (cv_exists(single)) {
         m->shards = (hf_shard *)calloc(1, sizeof(hf_shard));
         if (!m->shards) {
-            st = cli_fail(err, GPT_ERR_OUT_OF_MEMORY, "out of memory");
+            st = gpt__set_error(err, GPT_ERR_OUT_OF_MEMORY, "out of memory");
             goto done;
         }
         if ((st = open_shard(m, "model.safetensors", NULL, err)) != GPT_OK) goto done;
@@ -412,20 +412,20 @@ static gpt_status find_tensors(hf_model *m, gpt_error *err)
         }
         root = json_parse(text, len, &je);
         if (!root) {
-            st = cli_fail(err, GPT_ERR_FORMAT, "%s: not valid JSON: %s at byte %llu", index, je.message,
+            st = gpt__set_error(err, GPT_ERR_FORMAT, "%s: not valid JSON: %s at byte %llu", index, je.message,
                           (unsigned long long)je.offset);
             goto done;
         }
         wm = json_get(root, "weight_map");
         if (!wm || wm->type != JSON_OBJECT || wm->len == 0) {
-            st = cli_fail(err, GPT_ERR_FORMAT, "%s: no \"weight_map\" object naming the tensors' files", index);
+            st = gpt__set_error(err, GPT_ERR_FORMAT, "%s: no \"weight_map\" object naming the tensors' files", index);
             goto done;
         }
         files = (const char **)malloc(wm->len * sizeof(char *));
         m->shards = (hf_shard *)calloc(wm->len, sizeof(hf_shard));
         if (!files || !m->shards) {
             free((void *)files);
-            st = cli_fail(err, GPT_ERR_OUT_OF_MEMORY, "out of memory");
+            st = gpt__set_error(err, GPT_ERR_OUT_OF_MEMORY, "out of memory");
             goto done;
         }
         /* the distinct file names, in order of first appearance */
@@ -434,7 +434,7 @@ static gpt_status find_tensors(hf_model *m, gpt_error *err)
             char nm[96];
             if (v->type != JSON_STRING || !plain_file_name(v->str, v->len)) {
                 free((void *)files);
-                st = cli_fail(err, GPT_ERR_FORMAT, "%s: the file of tensor %s is not a plain file name in the folder",
+                st = gpt__set_error(err, GPT_ERR_FORMAT, "%s: the file of tensor %s is not a plain file name in the folder",
                               index, st_printable(wm->keys[i].str, nm, sizeof nm));
                 goto done;
             }
@@ -443,7 +443,7 @@ static gpt_status find_tensors(hf_model *m, gpt_error *err)
             if (j == n_files) {
                 if (n_files == 4096) {
                     free((void *)files);
-                    st = cli_fail(err, GPT_ERR_FORMAT, "%s names more than 4096 files", index);
+                    st = gpt__set_error(err, GPT_ERR_FORMAT, "%s names more than 4096 files", index);
                     goto done;
                 }
                 files[n_files++] = v->str;
@@ -469,7 +469,7 @@ static gpt_status find_tensors(hf_model *m, gpt_error *err)
              * shard's names sorted once, then a binary search per entry */
             const st_tensor ***sorted = (const st_tensor ***)calloc((size_t)m->n_shards, sizeof(void *));
             char nm[96];
-            st = cli_fail(err, GPT_ERR_FORMAT, "%s: its weight_map does not match its files", index);
+            st = gpt__set_error(err, GPT_ERR_FORMAT, "%s: its weight_map does not match its files", index);
             for (si = 0; sorted && si < m->n_shards; si++) {
                 sorted[si] = (const st_tensor **)malloc((m->shards[si].h.n + 1) * sizeof(void *));
                 if (!sorted[si]) break;
@@ -486,7 +486,7 @@ static gpt_status find_tensors(hf_model *m, gpt_error *err)
                 if (s2 < m->n_shards && strlen(key.name) == wm->keys[i].len &&
                     bsearch(&kp, (const void *)sorted[s2], m->shards[s2].h.n, sizeof(void *), name_cmp))
                     continue;
-                st = cli_fail(err, GPT_ERR_FORMAT, "%s puts tensor %s in %s, but that file does not have it", index,
+                st = gpt__set_error(err, GPT_ERR_FORMAT, "%s puts tensor %s in %s, but that file does not have it", index,
                               st_printable(key.name, nm, sizeof nm), s2 < m->n_shards ? m->shards[s2].path : file);
                 break;
             }
@@ -497,12 +497,12 @@ static gpt_status find_tensors(hf_model *m, gpt_error *err)
     } else {
         bin = cv_join(m->dir, "pytorch_model.bin");
         if (bin && cv_exists(bin))
-            st = cli_fail(err, GPT_ERR_UNSUPPORTED,
+            st = gpt__set_error(err, GPT_ERR_UNSUPPORTED,
                           "%s has pytorch_model.bin but no model.safetensors; gpt convert reads safetensors "
                           "(save the model with safe_serialization=True, or download model.safetensors)",
                           m->dir);
         else
-            st = cli_fail(err, GPT_ERR_IO, "%s: no model.safetensors (nor model.safetensors.index.json) in the folder",
+            st = gpt__set_error(err, GPT_ERR_IO, "%s: no model.safetensors (nor model.safetensors.index.json) in the folder",
                           m->dir);
         goto done;
     }
@@ -514,7 +514,7 @@ static gpt_status find_tensors(hf_model *m, gpt_error *err)
             memset(&sp, 0, sizeof sp);
             sp.n_layer = m->n_layer;
             ckpt_tensor_name(&sp, si, nm, sizeof nm);
-            st = cli_fail(err, GPT_ERR_FORMAT, "%s: tensor %s is missing (looked in %s%s)", m->dir, nm,
+            st = gpt__set_error(err, GPT_ERR_FORMAT, "%s: tensor %s is missing (looked in %s%s)", m->dir, nm,
                           m->n_shards == 1 ? m->shards[0].path : "the files of ",
                           m->n_shards == 1 ? "" : "model.safetensors.index.json");
             goto done;
@@ -544,7 +544,7 @@ hf_model *hf_open(const char *dir, gpt_error *err)
     int k;
     if (!m || !(m->dir = (char *)malloc(strlen(dir) + 1))) {
         free(m);
-        cli_fail(err, GPT_ERR_OUT_OF_MEMORY, "out of memory");
+        gpt__set_error(err, GPT_ERR_OUT_OF_MEMORY, "out of memory");
         return NULL;
     }
     strcpy(m->dir, dir);
@@ -557,22 +557,22 @@ hf_model *hf_open(const char *dir, gpt_error *err)
     vocab = cv_join(m->dir, "vocab.json");
     merges = cv_join(m->dir, "merges.txt");
     if (!config || !vocab || !merges) {
-        st = cli_fail(err, GPT_ERR_OUT_OF_MEMORY, "out of memory");
+        st = gpt__set_error(err, GPT_ERR_OUT_OF_MEMORY, "out of memory");
         goto done;
     }
     if (!cv_exists(config)) {
-        st = cli_fail(err, GPT_ERR_IO, "%s is missing (is %s a Hugging Face GPT-2 folder?)", config, m->dir);
+        st = gpt__set_error(err, GPT_ERR_IO, "%s is missing (is %s a Hugging Face GPT-2 folder?)", config, m->dir);
         goto done;
     }
     if ((st = read_config(m, config, err)) != GPT_OK) goto done;
     if (!cv_exists(vocab) || !cv_exists(merges)) {
-        st = cli_fail(err, GPT_ERR_IO, "%s is missing: the tokenizer needs vocab.json and merges.txt",
+        st = gpt__set_error(err, GPT_ERR_IO, "%s is missing: the tokenizer needs vocab.json and merges.txt",
                       cv_exists(vocab) ? merges : vocab);
         goto done;
     }
     m->slots = (hf_slot *)malloc(sizeof(hf_slot) * (size_t)(12 * m->n_layer + 4));
     if (!m->slots) {
-        st = cli_fail(err, GPT_ERR_OUT_OF_MEMORY, "out of memory");
+        st = gpt__set_error(err, GPT_ERR_OUT_OF_MEMORY, "out of memory");
         goto done;
     }
     for (k = 0; k < 12 * m->n_layer + 4; k++) {
@@ -580,13 +580,13 @@ hf_model *hf_open(const char *dir, gpt_error *err)
         m->slots[k].t = NULL;
     }
     if ((st = find_tensors(m, err)) != GPT_OK) goto done;
-    m->tok = cli_tokenizer_load(vocab, merges, err);
+    m->tok = gpt_tokenizer_load(vocab, merges, err);
     if (!m->tok) {
         st = err ? err->status : GPT_ERR_FORMAT;
         goto done;
     }
     if (gpt_tokenizer_n_vocab(m->tok) != m->n_vocab)
-        st = cli_fail(err, GPT_ERR_FORMAT,
+        st = gpt__set_error(err, GPT_ERR_FORMAT,
                       "%s has %d tokens, but config.json says vocab_size %d (added tokens are not supported)", vocab,
                       gpt_tokenizer_n_vocab(m->tok), m->n_vocab);
 done:
@@ -651,7 +651,7 @@ static gpt_status read_transposed(const hf_shard *sh, const st_tensor *t, int ro
     if (!raw || !vals) {
         free(raw);
         free(vals);
-        return cli_fail(err, GPT_ERR_OUT_OF_MEMORY, "out of memory");
+        return gpt__set_error(err, GPT_ERR_OUT_OF_MEMORY, "out of memory");
     }
     st = cv_seek(sh->f, sh->path, off, err);
     for (i0 = 0; st == GPT_OK && i0 < (size_t)cols; i0 += per) {
@@ -679,7 +679,7 @@ static gpt_status check_tied(const hf_model *m, const float *wte, size_t n, gpt_
     float *buf = (float *)malloc(per * sizeof(float));
     cv_type ct = CV_F32;
     gpt_status st = GPT_OK;
-    if (!buf) return cli_fail(err, GPT_ERR_OUT_OF_MEMORY, "out of memory");
+    if (!buf) return gpt__set_error(err, GPT_ERR_OUT_OF_MEMORY, "out of memory");
     cv_type_of(t->dtype, &ct);
     while (done < n) {
         size_t k = n - done < per ? n - done : per;
@@ -690,7 +690,7 @@ static gpt_status check_tied(const hf_model *m, const float *wte, size_t n, gpt_
             float a = wte[done + i], b = buf[i];
             if (a != b && !(a != a && b != b)) {
                 size_t at = done + i;
-                st = cli_fail(err, GPT_ERR_UNSUPPORTED,
+                st = gpt__set_error(err, GPT_ERR_UNSUPPORTED,
                               "%s: lm_head.weight differs from wte.weight (row %llu, column %llu: %.9g vs %.9g): "
                               "an untied output head is not supported (gpt.c ties it to the token embedding)",
                               sh->path, (unsigned long long)(at / (size_t)m->n_embd),
@@ -713,11 +713,11 @@ gpt_status hf_source(void *user, int k, int rows, int cols, float *dst, gpt_erro
     cv_type ct = CV_F32;
     gpt_status st;
     if (k < 0 || k >= 12 * m->n_layer + 4 || m->slots[k].shard < 0)
-        return cli_fail(err, GPT_ERR_INVALID_ARG, "no tensor %d in %s", k, m->dir);
+        return gpt__set_error(err, GPT_ERR_INVALID_ARG, "no tensor %d in %s", k, m->dir);
     s = &m->slots[k];
     sh = &m->shards[s->shard];
     if ((uint64_t)rows * (uint64_t)cols != s->t->numel)
-        return cli_fail(err, GPT_ERR_INVALID_ARG, "tensor %d: asked for %d x %d values, %s has %llu", k, rows, cols,
+        return gpt__set_error(err, GPT_ERR_INVALID_ARG, "tensor %d: asked for %d x %d values, %s has %llu", k, rows, cols,
                         s->t->name, (unsigned long long)s->t->numel);
     if (is_conv1d(m, k)) return read_transposed(sh, s->t, rows, cols, dst, err);
     cv_type_of(s->t->dtype, &ct);

@@ -45,14 +45,14 @@ static int seek_to(FILE *f, uint64_t off)
 FILE *cv_open(const char *path, uint64_t *size, gpt_error *err)
 {
     /* a regular file only: a FIFO or a device would block or never end */
-    return cli_open_regular(path, 0, size, err);
+    return gpt__open_regular(path, 0, size, err);
 }
 
 gpt_status cv_seek(FILE *f, const char *path, uint64_t off, gpt_error *err)
 {
     errno = 0;
     if (seek_to(f, off) != 0)
-        return cli_fail(err, GPT_ERR_IO, "%s: cannot seek to offset %llu: %s", path, (unsigned long long)off,
+        return gpt__set_error(err, GPT_ERR_IO, "%s: cannot seek to offset %llu: %s", path, (unsigned long long)off,
                         errno ? strerror(errno) : "offset too large for this platform");
     return GPT_OK;
 }
@@ -62,9 +62,9 @@ gpt_status cv_read(FILE *f, const char *path, uint64_t off, void *buf, size_t n,
     size_t got = fread(buf, 1, n, f);
     if (got != n) {
         if (ferror(f))
-            return cli_fail(err, GPT_ERR_IO, "%s: read error at offset %llu: %s", path, (unsigned long long)off,
+            return gpt__set_error(err, GPT_ERR_IO, "%s: read error at offset %llu: %s", path, (unsigned long long)off,
                             strerror(errno));
-        return cli_fail(err, GPT_ERR_FORMAT, "%s: the file ends at offset %llu, before the %llu bytes at %llu", path,
+        return gpt__set_error(err, GPT_ERR_FORMAT, "%s: the file ends at offset %llu, before the %llu bytes at %llu", path,
                         (unsigned long long)(off + got), (unsigned long long)n, (unsigned long long)off);
     }
     return GPT_OK;
@@ -90,10 +90,10 @@ void cv_decode(const unsigned char *src, cv_type t, size_t n, float *dst)
         }
         break;
     case CV_F16:
-        for (i = 0; i < n; i++) dst[i] = ckpt_f16_to_f32((uint16_t)(src[2 * i] | src[2 * i + 1] << 8));
+        for (i = 0; i < n; i++) dst[i] = gpt__f16_to_f32((uint16_t)(src[2 * i] | src[2 * i + 1] << 8));
         break;
     case CV_BF16:
-        for (i = 0; i < n; i++) dst[i] = ckpt_bf16_to_f32((uint16_t)(src[2 * i] | src[2 * i + 1] << 8));
+        for (i = 0; i < n; i++) dst[i] = gpt__bf16_to_f32((uint16_t)(src[2 * i] | src[2 * i + 1] << 8));
         break;
     }
 }

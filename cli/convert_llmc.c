@@ -40,7 +40,7 @@ static int32_t get_i32(const unsigned char *p)
 static gpt_status check_field(const char *path, const char *name, int32_t v, int32_t hi, gpt_error *err)
 {
     if (v < 1 || v > hi)
-        return cli_fail(err, GPT_ERR_FORMAT, "%s: header %s is %ld; it must be in 1 .. %ld", path, name, (long)v,
+        return gpt__set_error(err, GPT_ERR_FORMAT, "%s: header %s is %ld; it must be in 1 .. %ld", path, name, (long)v,
                         (long)hi);
     return GPT_OK;
 }
@@ -53,7 +53,7 @@ static gpt_status read_header(llmc_model *m, gpt_error *err)
     gpt_status st;
     int i;
     if (m->size < 1024)
-        return cli_fail(err, GPT_ERR_FORMAT, "%s: %llu bytes is too short for an llm.c checkpoint (1024-byte header)",
+        return gpt__set_error(err, GPT_ERR_FORMAT, "%s: %llu bytes is too short for an llm.c checkpoint (1024-byte header)",
                         m->path, (unsigned long long)m->size);
     if ((st = cv_read_at(m->f, m->path, 0, h, sizeof h, err)) != GPT_OK) return st;
     for (i = 0; i < 8; i++) f[i] = get_i32(h + 4 * i);
@@ -63,14 +63,14 @@ static gpt_status read_header(llmc_model *m, gpt_error *err)
                            : magic == 20240327 ? " (that is an llm.c training-state file)"
                            : magic == 20240520 || magic == 20240522 ? " (that is an llm.c token data file)"
                                                                     : "";
-        return cli_fail(err, GPT_ERR_FORMAT, "%s: not an llm.c model checkpoint: magic %ld, expected %d%s", m->path,
+        return gpt__set_error(err, GPT_ERR_FORMAT, "%s: not an llm.c model checkpoint: magic %ld, expected %d%s", m->path,
                         (long)magic, LLMC_MAGIC, what);
     }
     m->version = f[1];
     if (m->version == 3) m->type = CV_F32;
     else if (m->version == 5) m->type = CV_BF16;
     else
-        return cli_fail(err, GPT_ERR_UNSUPPORTED, "%s: llm.c checkpoint version %ld is not supported (3 = fp32, 5 = bf16)",
+        return gpt__set_error(err, GPT_ERR_UNSUPPORTED, "%s: llm.c checkpoint version %ld is not supported (3 = fp32, 5 = bf16)",
                         m->path, (long)m->version);
     if ((st = check_field(m->path, "max_seq_len", f[2], 1048576, err)) != GPT_OK) return st;
     if ((st = check_field(m->path, "vocab_size", f[3], 16777216, err)) != GPT_OK) return st;
@@ -85,10 +85,10 @@ static gpt_status read_header(llmc_model *m, gpt_error *err)
     m->C = f[6];
     m->Vp = f[7];
     if (m->Vp < m->V)
-        return cli_fail(err, GPT_ERR_FORMAT, "%s: padded_vocab_size %d is smaller than vocab_size %d", m->path, m->Vp,
+        return gpt__set_error(err, GPT_ERR_FORMAT, "%s: padded_vocab_size %d is smaller than vocab_size %d", m->path, m->Vp,
                         m->V);
     if (m->C % m->H != 0)
-        return cli_fail(err, GPT_ERR_FORMAT, "%s: channels %d is not a multiple of num_heads %d", m->path, m->C, m->H);
+        return gpt__set_error(err, GPT_ERR_FORMAT, "%s: channels %d is not a multiple of num_heads %d", m->path, m->C, m->H);
     C = (uint64_t)m->C;
     L = (uint64_t)m->L;
     m->numel[0] = (uint64_t)m->Vp * C;
@@ -114,7 +114,7 @@ static gpt_status read_header(llmc_model *m, gpt_error *err)
     }
     expect = 1024 + total * es;
     if (m->size != expect)
-        return cli_fail(err, GPT_ERR_FORMAT,
+        return gpt__set_error(err, GPT_ERR_FORMAT,
                         "%s: the file is %llu bytes, but its header (%s, L %d, H %d, C %d, T %d, V %d padded to %d) "
                         "says %llu: %s",
                         m->path, (unsigned long long)m->size, m->version == 3 ? "fp32" : "bf16", m->L, m->H, m->C,
@@ -129,7 +129,7 @@ llmc_model *llmc_open(const char *path, const char *vocab_path, const char *merg
     gpt_status st = GPT_OK;
     if (!m || !(m->path = (char *)malloc(strlen(path) + 1))) {
         free(m);
-        cli_fail(err, GPT_ERR_OUT_OF_MEMORY, "out of memory");
+        gpt__set_error(err, GPT_ERR_OUT_OF_MEMORY, "out of memory");
         return NULL;
     }
     strcpy(m->path, path);
@@ -140,21 +140,21 @@ llmc_model *llmc_open(const char *path, const char *vocab_path, const char *merg
     }
     if ((st = read_header(m, err)) != GPT_OK) goto done;
     if (!vocab_path || !merges_path) {
-        st = cli_fail(err, GPT_ERR_INVALID_ARG, "an llm.c checkpoint holds no tokenizer: give vocab.json and merges.txt");
+        st = gpt__set_error(err, GPT_ERR_INVALID_ARG, "an llm.c checkpoint holds no tokenizer: give vocab.json and merges.txt");
         goto done;
     }
     if (!cv_exists(vocab_path) || !cv_exists(merges_path)) {
-        st = cli_fail(err, GPT_ERR_IO, "%s: cannot open it (the tokenizer needs vocab.json and merges.txt)",
+        st = gpt__set_error(err, GPT_ERR_IO, "%s: cannot open it (the tokenizer needs vocab.json and merges.txt)",
                       cv_exists(vocab_path) ? merges_path : vocab_path);
         goto done;
     }
-    m->tok = cli_tokenizer_load(vocab_path, merges_path, err);
+    m->tok = gpt_tokenizer_load(vocab_path, merges_path, err);
     if (!m->tok) {
         st = err ? err->status : GPT_ERR_FORMAT;
         goto done;
     }
     if (gpt_tokenizer_n_vocab(m->tok) != m->V)
-        st = cli_fail(err, GPT_ERR_FORMAT, "%s has %d tokens, but the checkpoint's vocab_size is %d", vocab_path,
+        st = gpt__set_error(err, GPT_ERR_FORMAT, "%s has %d tokens, but the checkpoint's vocab_size is %d", vocab_path,
                       gpt_tokenizer_n_vocab(m->tok), m->V);
 done:
     if (st != GPT_OK) {
@@ -210,6 +210,6 @@ gpt_status llmc_source(void *user, int k, int rows, int cols, float *dst, gpt_er
         off = m->off[t] + (uint64_t)l * (m->numel[t] / (uint64_t)m->L) * cv_type_size(m->type);
         if (n != m->numel[t] / (uint64_t)m->L) t = -1;
     }
-    if (t < 0) return cli_fail(err, GPT_ERR_INVALID_ARG, "%s: tensor %d has no %d x %d values", m->path, k, rows, cols);
+    if (t < 0) return gpt__set_error(err, GPT_ERR_INVALID_ARG, "%s: tensor %d has no %d x %d values", m->path, k, rows, cols);
     return cv_read_floats(m->f, m->path, off, m->type, (size_t)n, dst, err);
 }

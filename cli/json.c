@@ -1,6 +1,9 @@
 /* json.c - the strict JSON reader of json.h. */
 #include "json.h"
 
+#define GPT_INTERNAL /* gpt__utf8_decode */
+#include "gpt.h"
+
 #include <errno.h>
 #include <locale.h>
 #include <math.h>
@@ -187,23 +190,6 @@ static int hex4(parser *p, size_t at, unsigned *out)
     return 1;
 }
 
-/* Length of the valid UTF-8 sequence at s[0..avail), 0 if invalid. */
-static size_t utf8_len(const unsigned char *s, size_t avail)
-{
-    unsigned c = s[0];
-    if (c < 0x80) return 1;
-    if (c >= 0xC2 && c <= 0xDF) return avail >= 2 && (s[1] & 0xC0) == 0x80 ? 2 : 0;
-    if (c >= 0xE0 && c <= 0xEF) {
-        unsigned lo = c == 0xE0 ? 0xA0 : 0x80, hi = c == 0xED ? 0x9F : 0xBF; /* no overlongs, no surrogates */
-        return avail >= 3 && s[1] >= lo && s[1] <= hi && (s[2] & 0xC0) == 0x80 ? 3 : 0;
-    }
-    if (c >= 0xF0 && c <= 0xF4) {
-        unsigned lo = c == 0xF0 ? 0x90 : 0x80, hi = c == 0xF4 ? 0x8F : 0xBF; /* U+10000 .. U+10FFFF */
-        return avail >= 4 && s[1] >= lo && s[1] <= hi && (s[2] & 0xC0) == 0x80 && (s[3] & 0xC0) == 0x80 ? 4 : 0;
-    }
-    return 0;
-}
-
 static size_t put_utf8(char *o, unsigned cp)
 {
     if (cp < 0x80) {
@@ -299,7 +285,8 @@ static int parse_string(parser *p, json *out)
             o[w++] = (char)c;
             p->pos++;
         } else {
-            size_t k = utf8_len(p->s + p->pos, p->n - p->pos);
+            uint32_t cp_unused;
+            size_t k = gpt__utf8_decode(p->s + p->pos, p->n - p->pos, &cp_unused);
             if (!k) return fail(p, p->pos, "invalid UTF-8 in a string");
             memcpy(o + w, p->s + p->pos, k);
             w += k;

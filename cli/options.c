@@ -291,20 +291,11 @@ uint64_t cli_random_seed(void)
  * there (at least 1). */
 static size_t utf8_char(const unsigned char *s, size_t n, size_t *sub)
 {
-    unsigned c = s[0], lo = 0x80, hi = 0xBF;
-    size_t want, i;
+    unsigned lo, hi;
+    size_t want = gpt__utf8_seq_len(s[0], &lo, &hi), i;
     *sub = 1;
-    if (c < 0x80) return 1;
-    if (c >= 0xC2 && c <= 0xDF) want = 2;
-    else if (c >= 0xE0 && c <= 0xEF) {
-        want = 3;
-        if (c == 0xE0) lo = 0xA0;
-        if (c == 0xED) hi = 0x9F;
-    } else if (c >= 0xF0 && c <= 0xF4) {
-        want = 4;
-        if (c == 0xF0) lo = 0x90;
-        if (c == 0xF4) hi = 0x8F;
-    } else return 0;
+    if (s[0] < 0x80) return 1;
+    if (want == 0) return 0;
     for (i = 1; i < want; i++) {
         unsigned b = i < n ? s[i] : 0x100;
         if (i == 1 ? (b < lo || b > hi) : (b < 0x80 || b > 0xBF)) {

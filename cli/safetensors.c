@@ -81,59 +81,59 @@ static gpt_status parse_entry(const json *key, const json *e, uint64_t data_size
     uint64_t bytes;
     st_printable(key->str, nm, sizeof nm);
     if (strlen(key->str) != key->len)
-        return cli_fail(err, GPT_ERR_FORMAT, "%s: tensor name \"%s\" holds a NUL character", what, nm);
+        return gpt__set_error(err, GPT_ERR_FORMAT, "%s: tensor name \"%s\" holds a NUL character", what, nm);
     if (e->type != JSON_OBJECT)
-        return cli_fail(err, GPT_ERR_FORMAT, "%s: the entry of tensor \"%s\" is %s, not an object", what, nm,
+        return gpt__set_error(err, GPT_ERR_FORMAT, "%s: the entry of tensor \"%s\" is %s, not an object", what, nm,
                         json_type_name(e->type));
     if (!dt || dt->type != JSON_STRING)
-        return cli_fail(err, GPT_ERR_FORMAT, "%s: tensor \"%s\" has no \"dtype\" string", what, nm);
+        return gpt__set_error(err, GPT_ERR_FORMAT, "%s: tensor \"%s\" has no \"dtype\" string", what, nm);
     for (i = 0; i < ST_N_DTYPES; i++)
         if (strcmp(dt->str, dtypes[i].name) == 0 && strlen(dt->str) == dt->len) break;
     if (i == ST_N_DTYPES) {
         char d[40];
-        return cli_fail(err, GPT_ERR_FORMAT, "%s: tensor \"%s\" has an unknown dtype \"%s\"", what, nm,
+        return gpt__set_error(err, GPT_ERR_FORMAT, "%s: tensor \"%s\" has an unknown dtype \"%s\"", what, nm,
                         st_printable(dt->str, d, sizeof d));
     }
     t->dtype = (st_dtype)i;
     if (!shape || shape->type != JSON_ARRAY)
-        return cli_fail(err, GPT_ERR_FORMAT, "%s: tensor \"%s\" has no \"shape\" array", what, nm);
+        return gpt__set_error(err, GPT_ERR_FORMAT, "%s: tensor \"%s\" has no \"shape\" array", what, nm);
     if (shape->len > ST_MAX_DIMS)
-        return cli_fail(err, GPT_ERR_FORMAT, "%s: tensor \"%s\" has %llu dimensions (at most %d are read)", what, nm,
+        return gpt__set_error(err, GPT_ERR_FORMAT, "%s: tensor \"%s\" has %llu dimensions (at most %d are read)", what, nm,
                         (unsigned long long)shape->len, ST_MAX_DIMS);
     t->ndim = (int)shape->len;
     t->numel = 1;
     for (i = 0; i < shape->len; i++) {
         if (!get_u64(&shape->items[i], &t->shape[i]))
-            return cli_fail(err, GPT_ERR_FORMAT, "%s: tensor \"%s\": the shape must be non-negative integers", what,
+            return gpt__set_error(err, GPT_ERR_FORMAT, "%s: tensor \"%s\": the shape must be non-negative integers", what,
                             nm);
         if (t->shape[i] && t->numel > (uint64_t)-1 / t->shape[i])
-            return cli_fail(err, GPT_ERR_FORMAT, "%s: tensor \"%s\": the shape's size overflows", what, nm);
+            return gpt__set_error(err, GPT_ERR_FORMAT, "%s: tensor \"%s\": the shape's size overflows", what, nm);
         t->numel *= t->shape[i];
     }
     if (t->numel > (uint64_t)-1 / 8)
-        return cli_fail(err, GPT_ERR_FORMAT, "%s: tensor \"%s\": the shape's size overflows", what, nm);
+        return gpt__set_error(err, GPT_ERR_FORMAT, "%s: tensor \"%s\": the shape's size overflows", what, nm);
     if (!offs || offs->type != JSON_ARRAY || offs->len != 2 || !get_u64(&offs->items[0], &t->begin) ||
         !get_u64(&offs->items[1], &t->end))
-        return cli_fail(err, GPT_ERR_FORMAT, "%s: tensor \"%s\" needs \"data_offsets\": [begin, end] (integers >= 0)",
+        return gpt__set_error(err, GPT_ERR_FORMAT, "%s: tensor \"%s\" needs \"data_offsets\": [begin, end] (integers >= 0)",
                         what, nm);
     if (t->begin > t->end)
-        return cli_fail(err, GPT_ERR_FORMAT, "%s: tensor \"%s\": data_offsets [%llu, %llu] end before they begin",
+        return gpt__set_error(err, GPT_ERR_FORMAT, "%s: tensor \"%s\": data_offsets [%llu, %llu] end before they begin",
                         what, nm, (unsigned long long)t->begin, (unsigned long long)t->end);
     if (t->end > data_size)
-        return cli_fail(err, GPT_ERR_FORMAT,
+        return gpt__set_error(err, GPT_ERR_FORMAT,
                         "%s: tensor \"%s\": data_offsets [%llu, %llu] lie outside the data (%llu bytes after the header)",
                         what, nm, (unsigned long long)t->begin, (unsigned long long)t->end,
                         (unsigned long long)data_size);
     bytes = t->numel * dtypes[t->dtype].size;
     if (t->end - t->begin != bytes) {
         shape_str(t, sh, sizeof sh);
-        return cli_fail(err, GPT_ERR_FORMAT,
+        return gpt__set_error(err, GPT_ERR_FORMAT,
                         "%s: tensor \"%s\": data_offsets [%llu, %llu] cover %llu bytes, but %s %s needs %llu", what, nm,
                         (unsigned long long)t->begin, (unsigned long long)t->end,
                         (unsigned long long)(t->end - t->begin), dtypes[t->dtype].name, sh, (unsigned long long)bytes);
     }
     t->name = (char *)malloc(key->len + 1);
-    if (!t->name) return cli_fail(err, GPT_ERR_OUT_OF_MEMORY, "out of memory");
+    if (!t->name) return gpt__set_error(err, GPT_ERR_OUT_OF_MEMORY, "out of memory");
     memcpy(t->name, key->str, key->len + 1);
     return GPT_OK;
 }
@@ -153,10 +153,10 @@ gpt_status st_parse_header(const char *text, size_t len, uint64_t data_size, con
     out->data_start = 8 + (uint64_t)len;
     out->data_size = data_size;
     if (len == 0 || text[0] != '{')
-        return cli_fail(err, GPT_ERR_FORMAT, "%s: the header does not start with '{' (not a safetensors file?)", what);
+        return gpt__set_error(err, GPT_ERR_FORMAT, "%s: the header does not start with '{' (not a safetensors file?)", what);
     root = json_parse(text, len, &je);
     if (!root)
-        return cli_fail(err, GPT_ERR_FORMAT, "%s: the header is not valid JSON: %s at byte %llu of the header", what,
+        return gpt__set_error(err, GPT_ERR_FORMAT, "%s: the header is not valid JSON: %s at byte %llu of the header", what,
                         je.message, (unsigned long long)je.offset);
     /* the header starts with '{', so root is an object */
     for (i = 0; i < root->len; i++) {
@@ -165,13 +165,13 @@ gpt_status st_parse_header(const char *text, size_t len, uint64_t data_size, con
             size_t j;
             n_meta++;
             if (v->type != JSON_OBJECT) {
-                st = cli_fail(err, GPT_ERR_FORMAT, "%s: __metadata__ is %s, not an object of strings", what,
+                st = gpt__set_error(err, GPT_ERR_FORMAT, "%s: __metadata__ is %s, not an object of strings", what,
                               json_type_name(v->type));
                 goto done;
             }
             for (j = 0; j < v->len; j++)
                 if (v->items[j].type != JSON_STRING) {
-                    st = cli_fail(err, GPT_ERR_FORMAT, "%s: __metadata__ holds %s; its values must be strings", what,
+                    st = gpt__set_error(err, GPT_ERR_FORMAT, "%s: __metadata__ holds %s; its values must be strings", what,
                                   json_type_name(v->items[j].type));
                     goto done;
                 }
@@ -181,7 +181,7 @@ gpt_status st_parse_header(const char *text, size_t len, uint64_t data_size, con
     out->tensors = (st_tensor *)calloc(out->n ? out->n : 1, sizeof(st_tensor));
     order = (st_tensor **)malloc((out->n ? out->n : 1) * sizeof(st_tensor *));
     if (!out->tensors || !order) {
-        st = cli_fail(err, GPT_ERR_OUT_OF_MEMORY, "out of memory for %llu tensors", (unsigned long long)out->n);
+        st = gpt__set_error(err, GPT_ERR_OUT_OF_MEMORY, "out of memory for %llu tensors", (unsigned long long)out->n);
         goto done;
     }
     out->n = 0;
@@ -208,21 +208,21 @@ gpt_status st_parse_header(const char *text, size_t len, uint64_t data_size, con
                     prev = order[j];
                     break;
                 }
-            st = cli_fail(err, GPT_ERR_FORMAT, "%s: tensors \"%s\" [%llu, %llu] and \"%s\" [%llu, %llu] overlap", what,
+            st = gpt__set_error(err, GPT_ERR_FORMAT, "%s: tensors \"%s\" [%llu, %llu] and \"%s\" [%llu, %llu] overlap", what,
                           st_printable(prev->name, a, sizeof a), (unsigned long long)prev->begin,
                           (unsigned long long)prev->end, st_printable(t->name, b, sizeof b),
                           (unsigned long long)t->begin, (unsigned long long)t->end);
             goto done;
         }
         if (t->begin > at) {
-            st = cli_fail(err, GPT_ERR_FORMAT, "%s: bytes %llu .. %llu of the data belong to no tensor", what,
+            st = gpt__set_error(err, GPT_ERR_FORMAT, "%s: bytes %llu .. %llu of the data belong to no tensor", what,
                           (unsigned long long)at, (unsigned long long)t->begin - 1);
             goto done;
         }
         if (t->end > at) at = t->end;
     }
     if (at != data_size)
-        st = cli_fail(err, GPT_ERR_FORMAT, "%s: bytes %llu .. %llu of the data belong to no tensor", what,
+        st = gpt__set_error(err, GPT_ERR_FORMAT, "%s: bytes %llu .. %llu of the data belong to no tensor", what,
                       (unsigned long long)at, (unsigned long long)data_size - 1);
 done:
     free(order);
@@ -242,14 +242,14 @@ static uint64_t get_u64le(const unsigned char *p)
 static gpt_status check_length(uint64_t hlen, uint64_t file_size, const char *what, gpt_error *err)
 {
     if (file_size < 8)
-        return cli_fail(err, GPT_ERR_FORMAT, "%s: %llu bytes is too short for a safetensors file (no header length)",
+        return gpt__set_error(err, GPT_ERR_FORMAT, "%s: %llu bytes is too short for a safetensors file (no header length)",
                         what, (unsigned long long)file_size);
     if (hlen > file_size - 8)
-        return cli_fail(err, GPT_ERR_FORMAT,
+        return gpt__set_error(err, GPT_ERR_FORMAT,
                         "%s: the header length %llu runs past the end of the file (%llu bytes, so at most %llu)", what,
                         (unsigned long long)hlen, (unsigned long long)file_size, (unsigned long long)(file_size - 8));
     if (hlen > ST_MAX_HEADER)
-        return cli_fail(err, GPT_ERR_FORMAT, "%s: the header length %llu is more than safetensors allows (%llu)", what,
+        return gpt__set_error(err, GPT_ERR_FORMAT, "%s: the header length %llu is more than safetensors allows (%llu)", what,
                         (unsigned long long)hlen, (unsigned long long)ST_MAX_HEADER);
     return GPT_OK;
 }
@@ -279,7 +279,7 @@ gpt_status st_read_file(FILE *f, uint64_t file_size, const char *path, st_header
     if ((st = check_length(hlen, file_size, path, err)) != GPT_OK) return st;
     text = (char *)malloc((size_t)hlen + 1);
     if (!text)
-        return cli_fail(err, GPT_ERR_OUT_OF_MEMORY, "%s: out of memory for a %llu-byte header", path,
+        return gpt__set_error(err, GPT_ERR_OUT_OF_MEMORY, "%s: out of memory for a %llu-byte header", path,
                         (unsigned long long)hlen);
     if ((st = cv_read_at(f, path, 8, text, (size_t)hlen, err)) == GPT_OK)
         st = st_parse_header(text, (size_t)hlen, file_size - 8 - hlen, path, out, err);

@@ -61,8 +61,6 @@ void jw_num(sbuf *b, double v);
 /* A token as OpenAI names it in logprobs: its text when its bytes are
  * well-formed UTF-8, otherwise "bytes:\xNN..." with the bytes in hex. */
 void jw_token(sbuf *b, const char *bytes, size_t n);
-/* Are the n bytes well-formed UTF-8? */
-int utf8_valid(const char *s, size_t n);
 /* Unicode characters in n bytes (text offsets count characters). */
 size_t utf8_chars(const char *s, size_t n);
 

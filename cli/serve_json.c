@@ -1,11 +1,11 @@
 /* serve_json.c - growable byte buffers and the JSON writer of `gpt serve`. */
-#define GPT_INTERNAL
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "cli.h"
 #include "serve.h"
 
 static int sb_reserve(sbuf *b, size_t extra)
@@ -150,28 +150,11 @@ void jw_num(sbuf *b, double v)
     else sb_printf(b, "%.9g", v);
 }
 
-int utf8_valid(const char *s, size_t n)
-{
-    const unsigned char *u = (const unsigned char *)s;
-    size_t i = 0;
-    while (i < n) {
-        uint32_t cp;
-        size_t len;
-        if (u[i] < 0x80) {
-            i++;
-            continue;
-        }
-        if ((len = gpt__utf8_decode(u + i, n - i, &cp)) == 0) return 0;
-        i += len;
-    }
-    return 1;
-}
-
 void jw_token(sbuf *b, const char *bytes, size_t n)
 {
     static const char hex[] = "0123456789abcdef";
     size_t i;
-    if (utf8_valid(bytes, n)) {
+    if (cli_utf8_valid(bytes, n)) {
         jw_str(b, bytes, n);
         return;
     }

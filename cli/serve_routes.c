@@ -13,6 +13,7 @@
 #if (defined(__unix__) || defined(__APPLE__)) && !defined(_POSIX_C_SOURCE)
 #define _POSIX_C_SOURCE 200809L
 #endif
+#include "cli.h"
 #include "serve.h"
 
 #if !defined(_WIN32)
@@ -189,7 +190,7 @@ static void post_tokenize(srv_server *s, const char *body, size_t len, int keep_
             size_t bl = 0, k;
             const char *bytes = gpt_token_bytes(s->tok, ids[i], &bl);
             sb_printf(&b, "{\"id\":%d,\"piece\":", ids[i]);
-            if (utf8_valid(bytes, bl)) {
+            if (cli_utf8_valid(bytes, bl)) {
                 jw_str(&b, bytes, bl);
             } else { /* llama.cpp's form for a piece that is not text: its bytes */
                 sb_puts(&b, "[");

@@ -3,9 +3,18 @@
  * damage the format allows, each refused with a status and a message that
  * names the problem.
  */
+#if (defined(__unix__) || defined(__APPLE__)) && !defined(_POSIX_C_SOURCE)
+#define _POSIX_C_SOURCE 200809L /* mkfifo, alarm */
+#endif
 #include "model_util.h"
 #include "test.h"
 #include "util.h"
+
+#include <errno.h>
+#if defined(__unix__) || defined(__APPLE__)
+#include <sys/stat.h>
+#include <unistd.h>
+#endif
 
 static unsigned char *good;
 static size_t good_len;
@@ -283,6 +292,74 @@ TEST(no_mmap_reads_the_same_model)
     gpt_model_free(a);
 }
 
+/* Loads path both ways (mapped and read) and the tokenizer with path as its
+ * vocabulary; each must fail with GPT_ERR_IO and a message naming path and
+ * containing `kind` (NULL: any). Returns 1 if so. */
+static int input_refused(const char *path, const char *kind)
+{
+    gpt_load_params lp;
+    gpt_error err;
+    int round, ok = 1;
+    memset(&lp, 0, sizeof lp);
+    for (round = 0; round < 3; round++) {
+        void *obj;
+        lp.no_mmap = round == 1;
+        obj = round < 2 ? (void *)gpt_model_load_ex(path, &lp, &err)
+                        : (void *)gpt_tokenizer_load(path, GPT2_MERGES, &err);
+        if (obj || err.status != GPT_ERR_IO || !strstr(err.message, path) || (kind && !strstr(err.message, kind))) {
+            printf("# %s (%s): %s \"%s\", expected GPT_ERR_IO naming \"%s\"\n", path,
+                   round == 0 ? "mapped" : round == 1 ? "read" : "tokenizer", obj ? "loaded" : gpt_status_name(err.status),
+                   obj ? "" : err.message, kind ? kind : "the path");
+            ok = 0;
+            if (obj) round < 2 ? gpt_model_free((gpt_model *)obj) : gpt_tokenizer_free((gpt_tokenizer *)obj);
+        }
+    }
+    return ok;
+}
+
+/* The library reads only regular files: a directory, a FIFO (which would
+ * block until a writer comes) or a device such as /dev/zero (which would
+ * fill the memory) is refused without being read, as is a vocabulary over
+ * GPT_TOKENIZER_FILE_MAX. */
+TEST(inputs_that_are_not_regular_files_are_refused)
+{
+    const char *build = getenv("BUILD");
+    char fifo[512], big[512];
+    gpt_error err;
+    FILE *f;
+    int posix = 0;
+#if defined(__unix__) || defined(__APPLE__)
+    posix = 1;
+#endif
+    if (!build) build = "build";
+    CHECK(input_refused(build, NULL)); /* a directory: on Windows CreateFile says "access denied" */
+    if (posix) {
+        CHECK(input_refused(build, "a directory"));
+        CHECK(input_refused("/dev/zero", "a character device"));
+    }
+#if defined(__unix__) || defined(__APPLE__)
+    snprintf(fifo, sizeof fifo, "%s/test_loader.fifo", build);
+    remove(fifo);
+    CHECKF(mkfifo(fifo, 0600) == 0, "mkfifo %s: %s", fifo, strerror(errno));
+    alarm(60); /* a regression would block in open(): end the test instead of hanging */
+    CHECK(input_refused(fifo, "a FIFO"));
+    alarm(0);
+    remove(fifo);
+#else
+    (void)fifo;
+#endif
+    /* a sparse file one byte over the vocabulary limit */
+    snprintf(big, sizeof big, "%s/test_loader.big.json", build);
+    f = fopen(big, "wb");
+    CHECK(f != NULL);
+    CHECK(fseek(f, (long)GPT_TOKENIZER_FILE_MAX, SEEK_SET) == 0 && fputc('}', f) != EOF && fclose(f) == 0);
+    CHECK(gpt_tokenizer_load(big, GPT2_MERGES, &err) == NULL && err.status == GPT_ERR_IO);
+    CHECKF(strstr(err.message, "67108865 bytes") && strstr(err.message, "more than"), "%s", err.message);
+    CHECK(gpt_tokenizer_load(GPT2_VOCAB, big, &err) == NULL && err.status == GPT_ERR_IO);
+    remove(big);
+    (void)posix;
+}
+
 int main(void)
 {
     gpt_error err;
@@ -297,6 +374,7 @@ int main(void)
     RUN(overlapping_regions_are_refused);
     RUN(damaged_tokenizer_section_is_refused);
     RUN(no_mmap_reads_the_same_model);
+    RUN(inputs_that_are_not_regular_files_are_refused);
     free(good);
     return test_summary();
 }

@@ -4888,9 +4888,14 @@ static gpt_status gp_check_regular(const char *path, unsigned long mode, int is_
 {
     if (!is_regular)
         return gpt__set_error(err, GPT_ERR_IO, "%s is %s, not a regular file", path, gpt__file_kind(mode));
-    if (max_size && size > max_size)
-        return gpt__set_error(err, GPT_ERR_IO, "%s is %llu bytes, more than the %llu bytes this input may have", path,
-                              (unsigned long long)size, (unsigned long long)max_size);
+    if (max_size && size > max_size) {
+        char limit[32];
+        if (max_size % ((uint64_t)1 << 20) == 0)
+            snprintf(limit, sizeof limit, "%llu MiB", (unsigned long long)(max_size >> 20));
+        else snprintf(limit, sizeof limit, "%llu bytes", (unsigned long long)max_size);
+        return gpt__set_error(err, GPT_ERR_IO, "%s is %llu bytes, more than the %s this input may have", path,
+                              (unsigned long long)size, limit);
+    }
     return GPT_OK;
 }
 

@@ -192,9 +192,9 @@ static gpt_status plan(const ckpt_spec *spec, layout *lay, gpt_error *err)
         return gpt__set_error(err, GPT_ERR_INVALID_ARG, "the tokenizer has %d tokens but n_vocab is %d",
                         gpt_tokenizer_n_vocab(spec->tok), spec->n_vocab);
     lay->n_tensors = ckpt_n_tensors(spec);
-    lay->off = (uint64_t *)calloc((size_t)lay->n_tensors, sizeof(uint64_t));
-    lay->nbytes = (uint64_t *)calloc((size_t)lay->n_tensors, sizeof(uint64_t));
-    lay->type = (gpt_dtype *)calloc((size_t)lay->n_tensors, sizeof(gpt_dtype));
+    lay->off = (uint64_t *)gpt__calloc((size_t)lay->n_tensors, sizeof(uint64_t));
+    lay->nbytes = (uint64_t *)gpt__calloc((size_t)lay->n_tensors, sizeof(uint64_t));
+    lay->type = (gpt_dtype *)gpt__calloc((size_t)lay->n_tensors, sizeof(gpt_dtype));
     if (!lay->off || !lay->nbytes || !lay->type) return gpt__set_error(err, GPT_ERR_OUT_OF_MEMORY, "out of memory");
     lay->dir_end = 128 + 32 * (uint64_t)lay->n_tensors;
     lay->tok_off = align64(lay->dir_end);
@@ -213,9 +213,9 @@ static gpt_status plan(const ckpt_spec *spec, layout *lay, gpt_error *err)
 
 static void layout_free(layout *lay)
 {
-    free(lay->off);
-    free(lay->nbytes);
-    free(lay->type);
+    gpt__free(lay->off);
+    gpt__free(lay->nbytes);
+    gpt__free(lay->type);
 }
 
 /* Whether a finite f32 stays finite once stored as type t (f16 ends at
@@ -282,8 +282,8 @@ static gpt_status write_all(sink *s, const ckpt_spec *spec, const layout *lay, c
     put_u64(head + 64, lay->file_size);
     put_u32(head + 72, (uint32_t)lay->n_tensors);
 
-    dir = (unsigned char *)calloc((size_t)lay->n_tensors, 32);
-    tokbuf = (unsigned char *)malloc((size_t)lay->tok_size);
+    dir = (unsigned char *)gpt__calloc((size_t)lay->n_tensors, 32);
+    tokbuf = (unsigned char *)gpt__alloc((size_t)lay->tok_size);
     if (!dir || !tokbuf) {
         st = gpt__set_error(err, GPT_ERR_OUT_OF_MEMORY, "out of memory");
         goto done;
@@ -308,8 +308,8 @@ static gpt_status write_all(sink *s, const ckpt_spec *spec, const layout *lay, c
         st = gpt__set_error(err, GPT_ERR_OUT_OF_MEMORY, "a tensor is too large for this address space");
         goto done;
     }
-    vals = (float *)malloc((size_t)max_vals * sizeof(float));
-    enc = (unsigned char *)malloc((size_t)max_enc);
+    vals = (float *)gpt__alloc((size_t)max_vals * sizeof(float));
+    enc = (unsigned char *)gpt__alloc((size_t)max_enc);
     if (!vals || !enc) {
         st = gpt__set_error(err, GPT_ERR_OUT_OF_MEMORY, "out of memory for a tensor of %llu values",
                       (unsigned long long)max_vals);
@@ -331,10 +331,10 @@ static gpt_status write_all(sink *s, const ckpt_spec *spec, const layout *lay, c
     }
     if (progress) fprintf(stderr, "\n");
 done:
-    free(dir);
-    free(tokbuf);
-    free(vals);
-    free(enc);
+    gpt__free(dir);
+    gpt__free(tokbuf);
+    gpt__free(vals);
+    gpt__free(enc);
     return st;
 }
 
@@ -352,7 +352,7 @@ gpt_status ckpt_write_memory(const ckpt_spec *spec, ckpt_source src, void *user,
         return st;
     }
     memset(&s, 0, sizeof s);
-    s.mem = (unsigned char *)malloc((size_t)lay.file_size);
+    s.mem = (unsigned char *)gpt__alloc((size_t)lay.file_size);
     if (!s.mem) {
         layout_free(&lay);
         return gpt__set_error(err, GPT_ERR_OUT_OF_MEMORY, "out of memory for a %llu-byte checkpoint",
@@ -360,7 +360,7 @@ gpt_status ckpt_write_memory(const ckpt_spec *spec, ckpt_source src, void *user,
     }
     st = write_all(&s, spec, &lay, src, user, 0, err);
     if (st != GPT_OK) {
-        free(s.mem);
+        gpt__free(s.mem);
     } else {
         *out = s.mem;
         *len = (size_t)lay.file_size;
@@ -507,14 +507,14 @@ gpt_status ckpt_write_file(const char *path, const ckpt_spec *spec, ckpt_source 
         layout_free(&lay);
         return st;
     }
-    tmp = (char *)malloc(cap);
+    tmp = (char *)gpt__alloc(cap);
     if (!tmp) {
         layout_free(&lay);
         return gpt__set_error(err, GPT_ERR_OUT_OF_MEMORY, "out of memory");
     }
     memset(&s, 0, sizeof s);
     if (!(s.f = create_temporary(path, tmp, cap, err))) {
-        free(tmp);
+        gpt__free(tmp);
         layout_free(&lay);
         return GPT_ERR_IO;
     }
@@ -530,7 +530,7 @@ gpt_status ckpt_write_file(const char *path, const ckpt_spec *spec, ckpt_source 
         st = gpt__set_error(err, GPT_ERR_IO, "%s: write error on close: %s", path, strerror(errno));
     if (st == GPT_OK) st = move_into_place(tmp, path, force, err);
     if (st != GPT_OK) remove(tmp);
-    free(tmp);
+    gpt__free(tmp);
     layout_free(&lay);
     return st;
 }
@@ -551,7 +551,7 @@ gpt_status ckpt_check_finite(const char *path, uint64_t *n_values, gpt_error *er
     ckpt_spec spec;
     FILE *f = cv_open(path, &size, err);
     if (!f) return err ? err->status : GPT_ERR_IO;
-    buf = (float *)malloc(per * sizeof(float));
+    buf = (float *)gpt__alloc(per * sizeof(float));
     if (!buf) {
         fclose(f);
         return gpt__set_error(err, GPT_ERR_OUT_OF_MEMORY, "out of memory");
@@ -601,7 +601,7 @@ gpt_status ckpt_check_finite(const char *path, uint64_t *n_values, gpt_error *er
         }
     }
 done:
-    free(buf);
+    gpt__free(buf);
     fclose(f);
     if (st == GPT_OK && n_values) *n_values = total;
     return st;
@@ -663,7 +663,7 @@ gpt_tokenizer *ckpt_gpt2_tokenizer(const char *vocab_path, const char *merges_pa
         return NULL;
     }
     len = gpt_tokenizer_serialize(full, NULL, 0);
-    sec = (unsigned char *)malloc(len);
+    sec = (unsigned char *)gpt__alloc(len);
     if (!sec) {
         gpt_tokenizer_free(full);
         gpt__set_error(err, GPT_ERR_OUT_OF_MEMORY, "out of memory");
@@ -680,9 +680,9 @@ gpt_tokenizer *ckpt_gpt2_tokenizer(const char *vocab_path, const char *merges_pa
         size_t cut_blob = get_u32(sec + 24 + 4 * (size_t)n_vocab);
         out_merges_at = (24 + 4 * ((size_t)n_vocab + 1) + cut_blob + 3) / 4 * 4;
         out_len = out_merges_at + 8 * (size_t)keep_merges;
-        out = (unsigned char *)calloc(out_len, 1);
+        out = (unsigned char *)gpt__calloc(out_len, 1);
         if (!out) {
-            free(sec);
+            gpt__free(sec);
             gpt__set_error(err, GPT_ERR_OUT_OF_MEMORY, "out of memory");
             return NULL;
         }
@@ -694,9 +694,9 @@ gpt_tokenizer *ckpt_gpt2_tokenizer(const char *vocab_path, const char *merges_pa
         memcpy(out + 24 + 4 * ((size_t)n_vocab + 1), sec + 24 + 4 * ((size_t)n_full + 1), cut_blob);
         for (i = 0; i < keep_merges; i++) memcpy(out + out_merges_at + 8 * i, sec + merges_at + 8 * i, 8);
     }
-    free(sec);
+    gpt__free(sec);
     cut = gpt_tokenizer_deserialize(out, out_len, err);
-    free(out);
+    gpt__free(out);
     return cut;
 }
 

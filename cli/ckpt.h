@@ -44,7 +44,8 @@ gpt_status ckpt_write_file(const char *path, const ckpt_spec *spec, ckpt_source 
  * be written (nothing there, or a file or link and force). */
 gpt_status ckpt_check_output(const char *path, int force, gpt_error *err);
 
-/* The same into a malloc'd buffer (*out, *len); the caller frees it. */
+/* The same into a buffer (*out, *len) the caller frees with gpt__free (the
+ * library's allocator, as every allocation of the command). */
 gpt_status ckpt_write_memory(const ckpt_spec *spec, ckpt_source src, void *user, unsigned char **out, size_t *len,
                              gpt_error *err);
 

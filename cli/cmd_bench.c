@@ -281,7 +281,7 @@ static int read_buffer_init(read_buffer *rb)
 {
     size_t i;
     rb->len = (size_t)512 << 20;
-    rb->raw = (unsigned char *)malloc(rb->len + 64);
+    rb->raw = (unsigned char *)gpt__alloc(rb->len + 64);
     if (!rb->raw) return 0;
     rb->buf = rb->raw + (64 - (size_t)rb->raw % 64) % 64;
     for (i = 0; i < rb->len; i += 4096) rb->buf[i] = (unsigned char)i; /* fault the pages in */
@@ -398,11 +398,11 @@ static int bench_batch(const bench_setup *su, int B, batch_row *row, double *bw)
     int P = su->P, N = su->N, D = su->D, R = su->R, V = cfg.n_vocab, hi = (P > D ? P : D) + N, rc = 1;
     int *tok = NULL, *seq = NULL, s, i, r, n;
     double t0, t1;
-    double *pre = (double *)malloc(sizeof(double) * (size_t)R), *dec = (double *)malloc(sizeof(double) * (size_t)R);
+    double *pre = (double *)gpt__alloc(sizeof(double) * (size_t)R), *dec = (double *)gpt__alloc(sizeof(double) * (size_t)R);
     size_t cap = (size_t)B * (size_t)(P > D - P ? P : D - P);
     if (cap < (size_t)B) cap = (size_t)B;
-    tok = (int *)malloc(sizeof(int) * cap);
-    seq = (int *)malloc(sizeof(int) * cap);
+    tok = (int *)gpt__alloc(sizeof(int) * cap);
+    seq = (int *)gpt__alloc(sizeof(int) * cap);
     if (!pre || !dec || !tok || !seq) {
         fprintf(stderr, "gpt bench: out of memory\n");
         goto done;
@@ -481,10 +481,10 @@ fail:
     fprintf(stderr, "gpt bench: batch %d: %s\n", B, gpt_context_error(c));
 done:
     gpt_context_free(c);
-    free(pre);
-    free(dec);
-    free(tok);
-    free(seq);
+    gpt__free(pre);
+    gpt__free(dec);
+    gpt__free(tok);
+    gpt__free(seq);
     return rc;
 }
 
@@ -512,7 +512,7 @@ static int bench_batches(const gpt_model *m, gpt_context_params cp, const char *
         if (!json) fprintf(stderr, "batch %d...\n", batches[k]);
         if (bench_batch(&su, batches[k], &rows[k], &bw) != 0) return 1;
     }
-    if (!(esc = (char *)malloc(6 * strlen(model) + 1))) {
+    if (!(esc = (char *)gpt__alloc(6 * strlen(model) + 1))) {
         fprintf(stderr, "gpt bench: out of memory\n");
         return 1;
     }
@@ -554,7 +554,7 @@ static int bench_batches(const gpt_model *m, gpt_context_params cp, const char *
                    w->sd.min, w->sd.max, w->sd.median / B, bound, roof, roof_kv);
         }
     }
-    free(esc);
+    gpt__free(esc);
     return 0;
 }
 
@@ -617,9 +617,9 @@ int cmd_bench(int argc, char **argv)
     }
     threads = gpt_context_n_threads(c); /* the default when -t was not given */
     kv_name = gpt_context_kv_type(c) == GPT_KV_F16 ? "f16" : "f32";
-    ids = (int *)malloc(sizeof(int) * (size_t)n_ids);
-    pre = (double *)malloc(sizeof(double) * (size_t)R);
-    dec = (double *)malloc(sizeof(double) * (size_t)R);
+    ids = (int *)gpt__alloc(sizeof(int) * (size_t)n_ids);
+    pre = (double *)gpt__alloc(sizeof(double) * (size_t)R);
+    dec = (double *)gpt__alloc(sizeof(double) * (size_t)R);
     if (!ids || !pre || !dec) goto done;
     for (i = 0; i < n_ids; i++) ids[i] = (int)((uint64_t)(i + 1) * 2654435761u % (uint64_t)cfg.n_vocab);
 
@@ -714,10 +714,10 @@ int cmd_bench(int argc, char **argv)
     }
     rc = 0;
 done:
-    free(rb.raw);
-    free(ids);
-    free(pre);
-    free(dec);
+    gpt__free(rb.raw);
+    gpt__free(ids);
+    gpt__free(pre);
+    gpt__free(dec);
     gpt_context_free(c);
     gpt_model_free(m);
     return rc;

@@ -68,7 +68,7 @@ static int buf_reserve(buf *b, size_t n)
         size_t cap = b->cap ? b->cap : 256;
         char *grown;
         while (cap < b->n + n + 1) cap *= 2;
-        if (!(grown = (char *)realloc(b->p, cap))) return -1;
+        if (!(grown = (char *)gpt__realloc(b->p, cap))) return -1;
         b->p = grown;
         b->cap = cap;
     }
@@ -114,7 +114,7 @@ static int buf_float(buf *b, double x)
 
 static void buf_free(buf *b)
 {
-    free(b->p);
+    gpt__free(b->p);
     b->p = NULL;
     b->n = b->cap = 0;
 }
@@ -537,7 +537,7 @@ int cmd_generate(int argc, char **argv)
     }
 
     out.n = beams > 1 ? n_seq : n_streams;
-    out.seqs = (seq_out *)calloc((size_t)out.n, sizeof(seq_out));
+    out.seqs = (seq_out *)gpt__calloc((size_t)out.n, sizeof(seq_out));
     if (!out.seqs) {
         fprintf(stderr, "gpt generate: out of memory\n");
         goto done;
@@ -607,11 +607,11 @@ done:
             buf_free(&out.seqs[i].tokens);
             buf_free(&out.seqs[i].logprobs);
         }
-    free(out.seqs);
+    gpt__free(out.seqs);
     gpt_generator_free(g);
     gpt_context_free(c);
     gpt_model_free(m);
-    free(prompt_buf);
-    free((void *)stops.v);
+    gpt__free(prompt_buf);
+    gpt__free((void *)stops.v);
     return rc;
 }

@@ -59,7 +59,7 @@ static char *read_key_file(const char *path)
     if ((nl = strpbrk(s, "\r\n")) != NULL) *nl = 0;
     if (!s[0]) {
         fprintf(stderr, "gpt serve: %s holds no key on its first line\n", path);
-        free(s);
+        gpt__free(s);
         return NULL;
     }
     return s;
@@ -124,14 +124,14 @@ int cmd_serve(int argc, char **argv)
 #else
     if (key_file && !(api_key = key_buf = read_key_file(key_file))) return 1;
     if (!(m = cli_load_model(model_path, no_mmap, &used))) {
-        free(key_buf);
+        gpt__free(key_buf);
         return 1;
     }
     mc = gpt_model_config(m);
     if (n_ctx > mc.n_ctx) {
         fprintf(stderr, "gpt serve: -c %d is more than the model's context (%d positions)\n", n_ctx, mc.n_ctx);
         gpt_model_free(m);
-        free(key_buf);
+        gpt__free(key_buf);
         return 2;
     }
     if (n_ctx == 0) n_ctx = mc.n_ctx;
@@ -165,7 +165,7 @@ int cmd_serve(int argc, char **argv)
             model_path ? model_path : used ? used : "demo", slots, n_ctx, queue);
     rc = srv_run(&s, &sp);
     gpt_model_free(m);
-    free(key_buf);
+    gpt__free(key_buf);
     return rc;
 #endif
 }

@@ -15,7 +15,7 @@
 static int *parse_ids(const char *cmd, const char *text, int *n_out)
 {
     size_t cap = 1024;
-    int n = 0, *ids = (int *)malloc(cap * sizeof(int)), *grown;
+    int n = 0, *ids = (int *)gpt__alloc(cap * sizeof(int)), *grown;
     const char *p = text;
     if (!ids) return NULL;
     for (;;) {
@@ -27,14 +27,14 @@ static int *parse_ids(const char *cmd, const char *text, int *n_out)
         v = strtol(p, &end, 10);
         if (end == p || errno || v < INT_MIN || v > INT_MAX || (*end && !strchr(" \t\r\n,", *end))) {
             fprintf(stderr, "gpt %s: \"%.20s\" is not a token id (expected decimal integers)\n", cmd, p);
-            free(ids);
+            gpt__free(ids);
             return NULL;
         }
         if ((size_t)n == cap) {
             cap *= 2;
-            grown = (int *)realloc(ids, cap * sizeof(int));
+            grown = (int *)gpt__realloc(ids, cap * sizeof(int));
             if (!grown) {
-                free(ids);
+                gpt__free(ids);
                 return NULL;
             }
             ids = grown;
@@ -126,18 +126,18 @@ int cmd_tokenize(int argc, char **argv)
         return 1;
     }
     n = gpt_tokenize_ex(s.tok, text, len, NULL, 0, special ? GPT_TOKENIZE_SPECIAL : 0);
-    ids = n >= 0 ? (int *)malloc(sizeof(int) * (size_t)(n + 1)) : NULL;
+    ids = n >= 0 ? (int *)gpt__alloc(sizeof(int) * (size_t)(n + 1)) : NULL;
     if (n < 0 || !ids) {
         fprintf(stderr, "gpt tokenize: %s\n", n < 0 ? gpt_status_name((gpt_status)n) : "out of memory");
-        free(text);
+        gpt__free(text);
         close_tokenizer(&s);
         return 1;
     }
     gpt_tokenize_ex(s.tok, text, len, ids, n, special ? GPT_TOKENIZE_SPECIAL : 0);
     for (i = 0; i < n; i++) printf(i ? " %d" : "%d", ids[i]);
     printf("\n");
-    free(ids);
-    free(text);
+    gpt__free(ids);
+    gpt__free(text);
     close_tokenizer(&s);
     return cli_stdout_failed("tokenize");
 }
@@ -170,7 +170,7 @@ int cmd_detokenize(int argc, char **argv)
         return 1;
     }
     ids = parse_ids("detokenize", text, &n);
-    free(text);
+    gpt__free(text);
     if (!ids) {
         close_tokenizer(&s);
         return 1;
@@ -184,20 +184,20 @@ int cmd_detokenize(int argc, char **argv)
                     gpt_tokenizer_n_vocab(s.tok) - 1);
         else
             fprintf(stderr, "gpt detokenize: %s\n", gpt_status_name((gpt_status)need));
-        free(ids);
+        gpt__free(ids);
         close_tokenizer(&s);
         return 1;
     }
-    out = (char *)malloc((size_t)need + 1);
+    out = (char *)gpt__alloc((size_t)need + 1);
     if (!out) {
-        free(ids);
+        gpt__free(ids);
         close_tokenizer(&s);
         return 1;
     }
     gpt_detokenize(s.tok, ids, n, out, (size_t)need + 1);
     fwrite(out, 1, (size_t)need, stdout);
-    free(out);
-    free(ids);
+    gpt__free(out);
+    gpt__free(ids);
     close_tokenizer(&s);
     return cli_stdout_failed("detokenize");
 }
@@ -288,7 +288,7 @@ int cmd_score(int argc, char **argv)
                 fprintf(stderr, "gpt score: warning: the text on stdin is only numbers; it is scored as text "
                                 "(to score token ids, use --ids -)\n");
             n = gpt_tokenize(gpt_model_tokenizer(m), input, len, NULL, 0);
-            ids = n >= 0 ? (int *)malloc(sizeof(int) * (size_t)(n + 1)) : NULL;
+            ids = n >= 0 ? (int *)gpt__alloc(sizeof(int) * (size_t)(n + 1)) : NULL;
             if (ids) gpt_tokenize(gpt_model_tokenizer(m), input, len, ids, n);
             if (!ids) {
                 fprintf(stderr, "gpt score: cannot tokenize the input\n");
@@ -304,7 +304,7 @@ int cmd_score(int argc, char **argv)
         fprintf(stderr, "gpt score: %s\n", err.message);
         goto done;
     }
-    lp = (float *)malloc(sizeof(float) * (size_t)n);
+    lp = (float *)gpt__alloc(sizeof(float) * (size_t)n);
     if (!lp) {
         fprintf(stderr, "gpt score: out of memory for %d log-probabilities\n", n);
         goto done;
@@ -322,9 +322,9 @@ int cmd_score(int argc, char **argv)
     printf("ppl\t%.6f\n", exp(-sum / (n - 1)));
     rc = cli_stdout_failed("score");
 done:
-    free(input);
-    free(lp);
-    free(ids);
+    gpt__free(input);
+    gpt__free(lp);
+    gpt__free(ids);
     gpt_context_free(c);
     gpt_model_free(m);
     return rc;

@@ -44,7 +44,7 @@ static const char *size_text(uint64_t n, char *buf, size_t cap)
 char *cli_read_stream(FILE *f, size_t max_size, size_t *len, gpt_error *err)
 {
     size_t cap = 1 << 16, n = 0, got;
-    char *buf = (char *)malloc(cap + 1), *grown, lim[32];
+    char *buf = (char *)gpt__alloc(cap + 1), *grown, lim[32];
     if (!buf) {
         gpt__set_error(err, GPT_ERR_OUT_OF_MEMORY, "out of memory reading input");
         return NULL;
@@ -53,16 +53,16 @@ char *cli_read_stream(FILE *f, size_t max_size, size_t *len, gpt_error *err)
     while ((got = fread(buf + n, 1, cap - n, f)) > 0) {
         n += got;
         if (n > max_size) {
-            free(buf);
+            gpt__free(buf);
             gpt__set_error(err, GPT_ERR_IO, "more than %s of input (the limit; docs/SAFETY.md)",
                      size_text(max_size, lim, sizeof lim));
             return NULL;
         }
         if (n == cap) {
             size_t want = cap > max_size / 2 ? max_size + 1 : cap * 2;
-            grown = (char *)realloc(buf, want + 1);
+            grown = (char *)gpt__realloc(buf, want + 1);
             if (!grown) {
-                free(buf);
+                gpt__free(buf);
                 gpt__set_error(err, GPT_ERR_OUT_OF_MEMORY, "out of memory reading input");
                 return NULL;
             }
@@ -71,7 +71,7 @@ char *cli_read_stream(FILE *f, size_t max_size, size_t *len, gpt_error *err)
         }
     }
     if (ferror(f)) {
-        free(buf);
+        gpt__free(buf);
         gpt__set_error(err, GPT_ERR_IO, "read error: %s", strerror(errno));
         return NULL;
     }

@@ -110,9 +110,9 @@ static gpt_status read_config(hf_model *m, const char *path, gpt_error *err)
     gpt_status st;
     if (!text) return err ? err->status : GPT_ERR_IO;
     root = json_parse(text, len, &je);
-    free(text);
+    gpt__free(text);
     if (!root)
-        return gpt__set_error(err, GPT_ERR_FORMAT, "%s: not valid JSON: %s at byte %llu", path, je.message,
+        return gpt__set_error(err, je.out_of_memory ? GPT_ERR_OUT_OF_MEMORY : GPT_ERR_FORMAT, "%s: not valid JSON: %s at byte %llu", path, je.message,
                         (unsigned long long)je.offset);
     if (root->type != JSON_OBJECT) {
         st = gpt__set_error(err, GPT_ERR_FORMAT, "%s: expected a JSON object, found %s", path, json_type_name(root->type));
@@ -337,7 +337,7 @@ static gpt_status open_shard(hf_model *m, const char *name, const char *named_by
     memset(s, 0, sizeof *s);
     m->n_shards++; /* hf_close frees what is set */
     s->path = cv_join(m->dir, name);
-    s->file = (char *)malloc(strlen(name) + 1);
+    s->file = (char *)gpt__alloc(strlen(name) + 1);
     if (s->file) strcpy(s->file, name);
     if (!s->path || !s->file) return gpt__set_error(err, GPT_ERR_OUT_OF_MEMORY, "out of memory");
     s->f = cv_open(s->path, &s->size, &e);
@@ -393,7 +393,7 @@ static gpt_status find_tensors(hf_model *m, gpt_error *err)
         goto done;
     }
     if (cv_exists(single)) {
-        m->shards = (hf_shard *)calloc(1, sizeof(hf_shard));
+        m->shards = (hf_shard *)gpt__calloc(1, sizeof(hf_shard));
         if (!m->shards) {
             st = gpt__set_error(err, GPT_ERR_OUT_OF_MEMORY, "out of memory");
             goto done;
@@ -412,7 +412,7 @@ static gpt_status find_tensors(hf_model *m, gpt_error *err)
         }
         root = json_parse(text, len, &je);
         if (!root) {
-            st = gpt__set_error(err, GPT_ERR_FORMAT, "%s: not valid JSON: %s at byte %llu", index, je.message,
+            st = gpt__set_error(err, je.out_of_memory ? GPT_ERR_OUT_OF_MEMORY : GPT_ERR_FORMAT, "%s: not valid JSON: %s at byte %llu", index, je.message,
                           (unsigned long long)je.offset);
             goto done;
         }
@@ -421,10 +421,10 @@ static gpt_status find_tensors(hf_model *m, gpt_error *err)
             st = gpt__set_error(err, GPT_ERR_FORMAT, "%s: no \"weight_map\" object naming the tensors' files", index);
             goto done;
         }
-        files = (const char **)malloc(wm->len * sizeof(char *));
-        m->shards = (hf_shard *)calloc(wm->len, sizeof(hf_shard));
+        files = (const char **)gpt__alloc(wm->len * sizeof(char *));
+        m->shards = (hf_shard *)gpt__calloc(wm->len, sizeof(hf_shard));
         if (!files || !m->shards) {
-            free((void *)files);
+            gpt__free((void *)files);
             st = gpt__set_error(err, GPT_ERR_OUT_OF_MEMORY, "out of memory");
             goto done;
         }
@@ -433,7 +433,7 @@ static gpt_status find_tensors(hf_model *m, gpt_error *err)
             const json *v = &wm->items[i];
             char nm[96];
             if (v->type != JSON_STRING || !plain_file_name(v->str, v->len)) {
-                free((void *)files);
+                gpt__free((void *)files);
                 st = gpt__set_error(err, GPT_ERR_FORMAT, "%s: the file of tensor %s is not a plain file name in the folder",
                               index, st_printable(wm->keys[i].str, nm, sizeof nm));
                 goto done;
@@ -442,7 +442,7 @@ static gpt_status find_tensors(hf_model *m, gpt_error *err)
                 if (!strcmp(files[j], v->str)) break;
             if (j == n_files) {
                 if (n_files == 4096) {
-                    free((void *)files);
+                    gpt__free((void *)files);
                     st = gpt__set_error(err, GPT_ERR_FORMAT, "%s names more than 4096 files", index);
                     goto done;
                 }
@@ -452,7 +452,7 @@ static gpt_status find_tensors(hf_model *m, gpt_error *err)
         for (j = 0; j < n_files; j++) {
             if ((st = open_shard(m, files[j], index, err)) != GPT_OK) break;
         }
-        free((void *)files);
+        gpt__free((void *)files);
         if (st != GPT_OK) goto done;
         /* the tensors of each shard that the weight map puts there */
         for (si = 0; si < m->n_shards; si++) {
@@ -467,11 +467,11 @@ static gpt_status find_tensors(hf_model *m, gpt_error *err)
         if (assigned != wm->len) {
             /* name one tensor of the map that its file does not have: each
              * shard's names sorted once, then a binary search per entry */
-            const st_tensor ***sorted = (const st_tensor ***)calloc((size_t)m->n_shards, sizeof(void *));
+            const st_tensor ***sorted = (const st_tensor ***)gpt__calloc((size_t)m->n_shards, sizeof(void *));
             char nm[96];
             st = gpt__set_error(err, GPT_ERR_FORMAT, "%s: its weight_map does not match its files", index);
             for (si = 0; sorted && si < m->n_shards; si++) {
-                sorted[si] = (const st_tensor **)malloc((m->shards[si].h.n + 1) * sizeof(void *));
+                sorted[si] = (const st_tensor **)gpt__alloc((m->shards[si].h.n + 1) * sizeof(void *));
                 if (!sorted[si]) break;
                 for (j = 0; j < m->shards[si].h.n; j++) sorted[si][j] = &m->shards[si].h.tensors[j];
                 qsort((void *)sorted[si], m->shards[si].h.n, sizeof(void *), name_cmp);
@@ -490,8 +490,8 @@ static gpt_status find_tensors(hf_model *m, gpt_error *err)
                               st_printable(key.name, nm, sizeof nm), s2 < m->n_shards ? m->shards[s2].path : file);
                 break;
             }
-            for (si = 0; sorted && si < m->n_shards; si++) free((void *)sorted[si]);
-            free((void *)sorted);
+            for (si = 0; sorted && si < m->n_shards; si++) gpt__free((void *)sorted[si]);
+            gpt__free((void *)sorted);
             goto done;
         }
     } else {
@@ -526,10 +526,10 @@ static gpt_status find_tensors(hf_model *m, gpt_error *err)
         goto done;
 done:
     json_free(root);
-    free(text);
-    free(single);
-    free(index);
-    free(bin);
+    gpt__free(text);
+    gpt__free(single);
+    gpt__free(index);
+    gpt__free(bin);
     return st;
 }
 
@@ -538,12 +538,12 @@ done:
 
 hf_model *hf_open(const char *dir, gpt_error *err)
 {
-    hf_model *m = (hf_model *)calloc(1, sizeof *m);
+    hf_model *m = (hf_model *)gpt__calloc(1, sizeof *m);
     char *config = NULL, *vocab = NULL, *merges = NULL;
     gpt_status st = GPT_OK;
     int k;
-    if (!m || !(m->dir = (char *)malloc(strlen(dir) + 1))) {
-        free(m);
+    if (!m || !(m->dir = (char *)gpt__alloc(strlen(dir) + 1))) {
+        gpt__free(m);
         gpt__set_error(err, GPT_ERR_OUT_OF_MEMORY, "out of memory");
         return NULL;
     }
@@ -570,7 +570,7 @@ hf_model *hf_open(const char *dir, gpt_error *err)
                       cv_exists(vocab) ? merges : vocab);
         goto done;
     }
-    m->slots = (hf_slot *)malloc(sizeof(hf_slot) * (size_t)(12 * m->n_layer + 4));
+    m->slots = (hf_slot *)gpt__alloc(sizeof(hf_slot) * (size_t)(12 * m->n_layer + 4));
     if (!m->slots) {
         st = gpt__set_error(err, GPT_ERR_OUT_OF_MEMORY, "out of memory");
         goto done;
@@ -590,9 +590,9 @@ hf_model *hf_open(const char *dir, gpt_error *err)
                       "%s has %d tokens, but config.json says vocab_size %d (added tokens are not supported)", vocab,
                       gpt_tokenizer_n_vocab(m->tok), m->n_vocab);
 done:
-    free(config);
-    free(vocab);
-    free(merges);
+    gpt__free(config);
+    gpt__free(vocab);
+    gpt__free(merges);
     if (st != GPT_OK) {
         hf_close(m);
         return NULL;
@@ -607,14 +607,14 @@ void hf_close(hf_model *m)
     for (i = 0; i < m->n_shards; i++) {
         if (m->shards[i].f) fclose(m->shards[i].f);
         st_header_free(&m->shards[i].h);
-        free(m->shards[i].path);
-        free(m->shards[i].file);
+        gpt__free(m->shards[i].path);
+        gpt__free(m->shards[i].file);
     }
-    free(m->shards);
-    free(m->slots);
+    gpt__free(m->shards);
+    gpt__free(m->slots);
     gpt_tokenizer_free(m->tok);
-    free(m->dir);
-    free(m);
+    gpt__free(m->dir);
+    gpt__free(m);
 }
 
 void hf_spec(const hf_model *m, ckpt_spec *spec)
@@ -646,11 +646,11 @@ static gpt_status read_transposed(const hf_shard *sh, const st_tensor *t, int ro
     row_bytes = (size_t)rows * es;
     per = HF_CHUNK / row_bytes ? HF_CHUNK / row_bytes : 1;
     if (per > (size_t)cols) per = (size_t)cols;
-    raw = (unsigned char *)malloc(per * row_bytes);
-    vals = (float *)malloc(per * (size_t)rows * sizeof(float));
+    raw = (unsigned char *)gpt__alloc(per * row_bytes);
+    vals = (float *)gpt__alloc(per * (size_t)rows * sizeof(float));
     if (!raw || !vals) {
-        free(raw);
-        free(vals);
+        gpt__free(raw);
+        gpt__free(vals);
         return gpt__set_error(err, GPT_ERR_OUT_OF_MEMORY, "out of memory");
     }
     st = cv_seek(sh->f, sh->path, off, err);
@@ -665,8 +665,8 @@ static gpt_status read_transposed(const hf_shard *sh, const st_tensor *t, int ro
             for (r = 0; r < cr; r++) d[r] = s[r * (size_t)rows];
         }
     }
-    free(raw);
-    free(vals);
+    gpt__free(raw);
+    gpt__free(vals);
     return st;
 }
 
@@ -676,7 +676,7 @@ static gpt_status check_tied(const hf_model *m, const float *wte, size_t n, gpt_
     const hf_shard *sh = &m->shards[m->lm_head.shard];
     const st_tensor *t = m->lm_head.t;
     size_t done = 0, per = 1 << 16, i;
-    float *buf = (float *)malloc(per * sizeof(float));
+    float *buf = (float *)gpt__alloc(per * sizeof(float));
     cv_type ct = CV_F32;
     gpt_status st = GPT_OK;
     if (!buf) return gpt__set_error(err, GPT_ERR_OUT_OF_MEMORY, "out of memory");
@@ -701,7 +701,7 @@ static gpt_status check_tied(const hf_model *m, const float *wte, size_t n, gpt_
         if (st != GPT_OK) break;
         done += k;
     }
-    free(buf);
+    gpt__free(buf);
     return st;
 }
 

@@ -131,7 +131,7 @@ int cv_exists(const char *path)
 char *cv_join(const char *dir, const char *name)
 {
     size_t a = strlen(dir), b = strlen(name);
-    char *s = (char *)malloc(a + b + 2);
+    char *s = (char *)gpt__alloc(a + b + 2);
     if (!s) return NULL;
     memcpy(s, dir, a);
     if (a && dir[a - 1] != '/'

@@ -125,10 +125,10 @@ static gpt_status read_header(llmc_model *m, gpt_error *err)
 
 llmc_model *llmc_open(const char *path, const char *vocab_path, const char *merges_path, gpt_error *err)
 {
-    llmc_model *m = (llmc_model *)calloc(1, sizeof *m);
+    llmc_model *m = (llmc_model *)gpt__calloc(1, sizeof *m);
     gpt_status st = GPT_OK;
-    if (!m || !(m->path = (char *)malloc(strlen(path) + 1))) {
-        free(m);
+    if (!m || !(m->path = (char *)gpt__alloc(strlen(path) + 1))) {
+        gpt__free(m);
         gpt__set_error(err, GPT_ERR_OUT_OF_MEMORY, "out of memory");
         return NULL;
     }
@@ -169,8 +169,8 @@ void llmc_close(llmc_model *m)
     if (!m) return;
     if (m->f) fclose(m->f);
     gpt_tokenizer_free(m->tok);
-    free(m->path);
-    free(m);
+    gpt__free(m->path);
+    gpt__free(m);
 }
 
 void llmc_spec(const llmc_model *m, ckpt_spec *spec)

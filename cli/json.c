@@ -55,6 +55,12 @@ static int unexpected(parser *p, const char *wanted)
     return fail(p, p->pos, "unexpected %s, expected %s", show_byte(p->s[p->pos], b), wanted);
 }
 
+static int out_of_memory(parser *p, size_t at)
+{
+    if (!p->failed && p->err) p->err->out_of_memory = 1;
+    return fail(p, at, "out of memory");
+}
+
 static void skip_ws(parser *p)
 {
     while (p->pos < p->n) {
@@ -69,9 +75,9 @@ static void node_free(json *v)
     size_t i;
     if (v->type == JSON_ARRAY || v->type == JSON_OBJECT) {
         for (i = 0; i < v->len; i++) node_free(&v->items[i]);
-        free(v->items);
-        free(v->keys); /* keys are strings: their bytes live in the pool */
-        free((void *)v->by_key);
+        gpt__free(v->items);
+        gpt__free(v->keys); /* keys are strings: their bytes live in the pool */
+        gpt__free((void *)v->by_key);
     }
     v->items = NULL;
     v->keys = NULL;
@@ -141,11 +147,11 @@ static int parse_number(parser *p, json *out)
     } else {
         /* strtod on a copy, with the locale's decimal point */
         size_t len = p->pos - start;
-        char *buf = (char *)malloc(len + 8), *end;
+        char *buf = (char *)gpt__alloc(len + 8), *end;
         const char *dp = localeconv()->decimal_point;
         size_t w = 0;
         double x;
-        if (!buf) return fail(p, start, "out of memory");
+        if (!buf) return out_of_memory(p, start);
         for (i = start; i < p->pos; i++) {
             if (p->s[i] == '.' && dp && dp[0] && strlen(dp) < 8) {
                 memcpy(buf + w, dp, strlen(dp));
@@ -159,10 +165,10 @@ static int parse_number(parser *p, json *out)
         errno = 0;
         x = strtod(buf, &end);
         if (*end != 0) {
-            free(buf);
+            gpt__free(buf);
             return fail(p, start, "invalid number");
         }
-        free(buf);
+        gpt__free(buf);
         if (errno == ERANGE && (x == HUGE_VAL || x == -HUGE_VAL)) return fail(p, start, "number out of range for a double");
         if (!(x - x == 0)) return fail(p, start, "number out of range for a double");
         out->number = x;
@@ -311,11 +317,11 @@ static int grow(parser *p, void **arr, size_t *cap, size_t need, size_t elem)
     if (need <= *cap) return 1;
     nc = *cap ? *cap : 4;
     while (nc < need) {
-        if (nc > ((size_t)-1) / 2 / elem) return fail(p, p->pos, "out of memory");
+        if (nc > ((size_t)-1) / 2 / elem) return out_of_memory(p, p->pos);
         nc *= 2;
     }
-    g = realloc(*arr, nc * elem);
-    if (!g) return fail(p, p->pos, "out of memory");
+    g = gpt__realloc(*arr, nc * elem);
+    if (!g) return out_of_memory(p, p->pos);
     *arr = g;
     *cap = nc;
     return 1;
@@ -399,8 +405,8 @@ static int parse_object(parser *p, json *out, int depth)
         }
         return unexpected(p, "',' or '}' in an object");
     }
-    out->by_key = (const json **)malloc(out->len * sizeof(json *));
-    if (!out->by_key) return fail(p, out->offset, "out of memory");
+    out->by_key = (const json **)gpt__alloc(out->len * sizeof(json *));
+    if (!out->by_key) return out_of_memory(p, out->offset);
     for (i = 0; i < out->len; i++) out->by_key[i] = &out->keys[i];
     qsort((void *)out->by_key, out->len, sizeof(json *), by_key_cmp);
     for (i = 1; i < out->len; i++)
@@ -450,6 +456,7 @@ json *json_parse(const char *text, size_t len, json_error *err)
     if (err) {
         err->offset = 0;
         err->message[0] = 0;
+        err->out_of_memory = 0;
     }
     if (!text && len) {
         fail(&p, 0, "no input");
@@ -459,11 +466,11 @@ json *json_parse(const char *text, size_t len, json_error *err)
         fail(&p, 0, "input too large");
         return NULL;
     }
-    d = (doc *)calloc(1, sizeof *d);
-    if (d) d->pool = (char *)malloc(len + 1);
+    d = (doc *)gpt__calloc(1, sizeof *d);
+    if (d) d->pool = (char *)gpt__alloc(len + 1);
     if (!d || !d->pool) {
-        if (d) free(d);
-        fail(&p, 0, "out of memory");
+        if (d) gpt__free(d);
+        out_of_memory(&p, 0);
         return NULL;
     }
     p.s = (const unsigned char *)text;
@@ -492,8 +499,8 @@ void json_free(json *root)
     doc *d = (doc *)root;
     if (!root) return;
     node_free(&d->root);
-    free(d->pool);
-    free(d);
+    gpt__free(d->pool);
+    gpt__free(d);
 }
 
 const json *json_get(const json *v, const char *key)

@@ -42,6 +42,7 @@ struct json {
 typedef struct json_error {
     size_t offset;        /* byte offset of the problem */
     char message[128];    /* what is wrong, without the offset */
+    int out_of_memory;    /* 1: the text may be fine; memory ran out reading it */
 } json_error;
 
 /* Parses len bytes of text. Returns the root value (free it with json_free),

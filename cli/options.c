@@ -176,7 +176,7 @@ static int parse_value(const char *cmd, const cli_option *o, const char *opt, co
             *(const char **)o->value = v;
         } else {
             cli_list *l = (cli_list *)o->value;
-            const char **grown = (const char **)realloc((void *)l->v, sizeof(char *) * (size_t)(l->n + 1));
+            const char **grown = (const char **)gpt__realloc((void *)l->v, sizeof(char *) * (size_t)(l->n + 1));
             if (!grown) {
                 fprintf(stderr, "gpt %s: out of memory\n", cmd);
                 return 1;

@@ -40,8 +40,8 @@ void st_header_free(st_header *h)
 {
     size_t i;
     if (!h) return;
-    for (i = 0; i < h->n; i++) free(h->tensors[i].name);
-    free(h->tensors);
+    for (i = 0; i < h->n; i++) gpt__free(h->tensors[i].name);
+    gpt__free(h->tensors);
     memset(h, 0, sizeof *h);
 }
 
@@ -132,7 +132,7 @@ static gpt_status parse_entry(const json *key, const json *e, uint64_t data_size
                         (unsigned long long)t->begin, (unsigned long long)t->end,
                         (unsigned long long)(t->end - t->begin), dtypes[t->dtype].name, sh, (unsigned long long)bytes);
     }
-    t->name = (char *)malloc(key->len + 1);
+    t->name = (char *)gpt__alloc(key->len + 1);
     if (!t->name) return gpt__set_error(err, GPT_ERR_OUT_OF_MEMORY, "out of memory");
     memcpy(t->name, key->str, key->len + 1);
     return GPT_OK;
@@ -156,7 +156,7 @@ gpt_status st_parse_header(const char *text, size_t len, uint64_t data_size, con
         return gpt__set_error(err, GPT_ERR_FORMAT, "%s: the header does not start with '{' (not a safetensors file?)", what);
     root = json_parse(text, len, &je);
     if (!root)
-        return gpt__set_error(err, GPT_ERR_FORMAT, "%s: the header is not valid JSON: %s at byte %llu of the header", what,
+        return gpt__set_error(err, je.out_of_memory ? GPT_ERR_OUT_OF_MEMORY : GPT_ERR_FORMAT, "%s: the header is not valid JSON: %s at byte %llu of the header", what,
                         je.message, (unsigned long long)je.offset);
     /* the header starts with '{', so root is an object */
     for (i = 0; i < root->len; i++) {
@@ -178,10 +178,11 @@ gpt_status st_parse_header(const char *text, size_t len, uint64_t data_size, con
         }
     }
     out->n = root->len - n_meta;
-    out->tensors = (st_tensor *)calloc(out->n ? out->n : 1, sizeof(st_tensor));
-    order = (st_tensor **)malloc((out->n ? out->n : 1) * sizeof(st_tensor *));
+    out->tensors = (st_tensor *)gpt__calloc(out->n ? out->n : 1, sizeof(st_tensor));
+    order = (st_tensor **)gpt__alloc((out->n ? out->n : 1) * sizeof(st_tensor *));
     if (!out->tensors || !order) {
         st = gpt__set_error(err, GPT_ERR_OUT_OF_MEMORY, "out of memory for %llu tensors", (unsigned long long)out->n);
+        out->n = 0; /* none to free one by one */
         goto done;
     }
     out->n = 0;
@@ -225,7 +226,7 @@ gpt_status st_parse_header(const char *text, size_t len, uint64_t data_size, con
         st = gpt__set_error(err, GPT_ERR_FORMAT, "%s: bytes %llu .. %llu of the data belong to no tensor", what,
                       (unsigned long long)at, (unsigned long long)data_size - 1);
 done:
-    free(order);
+    gpt__free(order);
     json_free(root);
     if (st != GPT_OK) st_header_free(out);
     return st;
@@ -277,12 +278,12 @@ gpt_status st_read_file(FILE *f, uint64_t file_size, const char *path, st_header
     if ((st = cv_read_at(f, path, 0, lenbuf, 8, err)) != GPT_OK) return st;
     hlen = get_u64le(lenbuf);
     if ((st = check_length(hlen, file_size, path, err)) != GPT_OK) return st;
-    text = (char *)malloc((size_t)hlen + 1);
+    text = (char *)gpt__alloc((size_t)hlen + 1);
     if (!text)
         return gpt__set_error(err, GPT_ERR_OUT_OF_MEMORY, "%s: out of memory for a %llu-byte header", path,
                         (unsigned long long)hlen);
     if ((st = cv_read_at(f, path, 8, text, (size_t)hlen, err)) == GPT_OK)
         st = st_parse_header(text, (size_t)hlen, file_size - 8 - hlen, path, out, err);
-    free(text);
+    gpt__free(text);
     return st;
 }

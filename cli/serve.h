@@ -27,6 +27,10 @@
 #include <stddef.h>
 #include <stdint.h>
 
+/* The gpt command shares the library's internal helpers (gpt.h's end). */
+#ifndef GPT_INTERNAL
+#define GPT_INTERNAL
+#endif
 #include "gpt.h"
 #include "json.h"
 

@@ -121,7 +121,7 @@ static int read_ids(const json *a, const api_limits *lim, api_prompt *p, api_err
         return api_fail(e, 400, "invalid_request_error", "context_length_exceeded", "prompt",
                         "This model's maximum context length is %d tokens, however your prompt has %lu tokens.",
                         lim->n_ctx, (unsigned long)a->len);
-    p->ids = (int *)malloc(sizeof(int) * (a->len ? a->len : 1));
+    p->ids = (int *)gpt__alloc(sizeof(int) * (a->len ? a->len : 1));
     if (!p->ids) return api_fail(e, 500, "server_error", NULL, NULL, "out of memory");
     for (i = 0; i < a->len; i++) {
         const json *t = &a->items[i];
@@ -145,7 +145,7 @@ static int read_prompts(const json *root, const api_limits *lim, api_completion 
     size_t i, n;
     int kind;
     if (!v || v->type == JSON_STRING) {
-        if (!(c->prompts = (api_prompt *)calloc(1, sizeof(api_prompt))))
+        if (!(c->prompts = (api_prompt *)gpt__calloc(1, sizeof(api_prompt))))
             return api_fail(e, 500, "server_error", NULL, NULL, "out of memory");
         c->n_prompts = 1;
         c->prompts[0].text = v ? v->str : "";
@@ -166,7 +166,7 @@ static int read_prompts(const json *root, const api_limits *lim, api_completion 
     if (n > (size_t)lim->max_choices)
         return bad_param(e, "prompt", "'prompt' has %lu prompts; this server runs at most %d at once.",
                          (unsigned long)n, lim->max_choices);
-    if (!(c->prompts = (api_prompt *)calloc(n, sizeof(api_prompt))))
+    if (!(c->prompts = (api_prompt *)gpt__calloc(n, sizeof(api_prompt))))
         return api_fail(e, 500, "server_error", NULL, NULL, "out of memory");
     c->n_prompts = (int)n;
     if (kind == JSON_NUMBER) return read_ids(v, lim, &c->prompts[0], e);
@@ -309,8 +309,8 @@ int api_parse_completion(const json *root, const api_limits *lim, api_completion
 void api_completion_free(api_completion *c)
 {
     int i;
-    for (i = 0; c->prompts && i < c->n_prompts; i++) free(c->prompts[i].ids);
-    free(c->prompts);
+    for (i = 0; c->prompts && i < c->n_prompts; i++) gpt__free(c->prompts[i].ids);
+    gpt__free(c->prompts);
     c->prompts = NULL;
     c->n_prompts = 0;
 }
@@ -322,18 +322,18 @@ int srv_tokens_add(srv_tokens *t, int id, float lp, const gpt_token_logprob *top
 {
     if (t->n == t->cap) {
         int cap = t->cap ? t->cap * 2 : 16;
-        int *ids = (int *)realloc(t->ids, sizeof(int) * (size_t)cap);
+        int *ids = (int *)gpt__realloc(t->ids, sizeof(int) * (size_t)cap);
         float *l;
         gpt_token_logprob *tp;
         int *nt;
         if (!ids) return 0;
         t->ids = ids;
-        if (!(l = (float *)realloc(t->lp, sizeof(float) * (size_t)cap))) return 0;
+        if (!(l = (float *)gpt__realloc(t->lp, sizeof(float) * (size_t)cap))) return 0;
         t->lp = l;
-        if (!(nt = (int *)realloc(t->n_tops, sizeof(int) * (size_t)cap))) return 0;
+        if (!(nt = (int *)gpt__realloc(t->n_tops, sizeof(int) * (size_t)cap))) return 0;
         t->n_tops = nt;
         if (t->n_top > 0) {
-            if (!(tp = (gpt_token_logprob *)realloc(t->top, sizeof(gpt_token_logprob) * (size_t)cap * (size_t)t->n_top)))
+            if (!(tp = (gpt_token_logprob *)gpt__realloc(t->top, sizeof(gpt_token_logprob) * (size_t)cap * (size_t)t->n_top)))
                 return 0;
             t->top = tp;
         }
@@ -351,10 +351,10 @@ int srv_tokens_add(srv_tokens *t, int id, float lp, const gpt_token_logprob *top
 
 void srv_tokens_free(srv_tokens *t)
 {
-    free(t->ids);
-    free(t->lp);
-    free(t->top);
-    free(t->n_tops);
+    gpt__free(t->ids);
+    gpt__free(t->lp);
+    gpt__free(t->top);
+    gpt__free(t->n_tops);
     memset(t, 0, sizeof *t);
 }
 
@@ -364,21 +364,21 @@ void srv_request_free(srv_request *r)
     if (!r) return;
     for (i = 0; r->jobs && i < r->n_jobs; i++) {
         srv_job *j = &r->jobs[i];
-        free(j->ids);
-        free(j->prompt_text);
-        free(j->seqs);
+        gpt__free(j->ids);
+        gpt__free(j->prompt_text);
+        gpt__free(j->seqs);
         srv_tokens_free(&j->prompt_toks);
         for (k = 0; j->choices && k < r->n; k++) {
             sb_free(&j->choices[k].text);
             srv_tokens_free(&j->choices[k].toks);
         }
-        free(j->choices);
+        gpt__free(j->choices);
     }
-    free(r->jobs);
-    for (i = 0; r->stop && i < r->gp.n_stop; i++) free(r->stop[i]);
-    free(r->stop);
+    gpt__free(r->jobs);
+    for (i = 0; r->stop && i < r->gp.n_stop; i++) gpt__free(r->stop[i]);
+    gpt__free(r->stop);
     sb_free(&r->events);
-    free(r);
+    gpt__free(r);
 }
 
 /* The prompt of job j: its ids (tokenized with <|endoftext|> as the special
@@ -397,8 +397,8 @@ static int job_prompt(srv_job *j, const api_prompt *p, const gpt_tokenizer *tok,
         n = p->len ? gpt_tokenize_ex(tok, p->text, p->len, NULL, 0, GPT_TOKENIZE_SPECIAL) : 0;
         if (n < 0) return api_fail(e, 500, "server_error", NULL, NULL, "cannot tokenize the prompt: %s",
                                    gpt_status_name((gpt_status)n));
-        if (!(j->ids = (int *)malloc(sizeof(int) * (size_t)(n + 1))) ||
-            !(j->prompt_text = (char *)malloc(p->len + 1)))
+        if (!(j->ids = (int *)gpt__alloc(sizeof(int) * (size_t)(n + 1))) ||
+            !(j->prompt_text = (char *)gpt__alloc(p->len + 1)))
             return api_fail(e, 500, "server_error", NULL, NULL, "out of memory");
         if (n > 0) gpt_tokenize_ex(tok, p->text, p->len, j->ids, n, GPT_TOKENIZE_SPECIAL);
         memcpy(j->prompt_text, p->text, p->len);
@@ -406,11 +406,11 @@ static int job_prompt(srv_job *j, const api_prompt *p, const gpt_tokenizer *tok,
         j->prompt_len = p->len;
     } else {
         n = p->n_ids;
-        if (!(j->ids = (int *)malloc(sizeof(int) * (size_t)(n + 1))))
+        if (!(j->ids = (int *)gpt__alloc(sizeof(int) * (size_t)(n + 1))))
             return api_fail(e, 500, "server_error", NULL, NULL, "out of memory");
         if (n > 0) memcpy(j->ids, p->ids, sizeof(int) * (size_t)n);
         len = n > 0 ? gpt_detokenize(tok, p->ids, n, NULL, 0) : 0;
-        if (len < 0 || !(j->prompt_text = (char *)malloc((size_t)len + 1)))
+        if (len < 0 || !(j->prompt_text = (char *)gpt__alloc((size_t)len + 1)))
             return api_fail(e, 500, "server_error", NULL, NULL, "cannot decode the prompt's tokens");
         if (len > 0) gpt_detokenize(tok, p->ids, n, j->prompt_text, (size_t)len + 1);
         j->prompt_text[len] = 0;
@@ -424,7 +424,7 @@ static int job_prompt(srv_job *j, const api_prompt *p, const gpt_tokenizer *tok,
 srv_request *srv_request_new(const api_completion *c, const gpt_tokenizer *tok, const char *model,
                              const api_limits *lim, api_error *e)
 {
-    srv_request *r = (srv_request *)calloc(1, sizeof *r);
+    srv_request *r = (srv_request *)gpt__calloc(1, sizeof *r);
     int i, k;
     if (!r) {
         api_fail(e, 500, "server_error", NULL, NULL, "out of memory");
@@ -442,23 +442,23 @@ srv_request *srv_request_new(const api_completion *c, const gpt_tokenizer *tok, 
     r->gp.n_stop = 0;
     r->refs = 1;
     if (c->gp.n_stop > 0) {
-        if (!(r->stop = (char **)calloc((size_t)c->gp.n_stop, sizeof(char *)))) goto oom;
+        if (!(r->stop = (char **)gpt__calloc((size_t)c->gp.n_stop, sizeof(char *)))) goto oom;
         for (i = 0; i < c->gp.n_stop; i++) {
             size_t n = strlen(c->stop[i]) + 1;
-            if (!(r->stop[i] = (char *)malloc(n))) goto oom;
+            if (!(r->stop[i] = (char *)gpt__alloc(n))) goto oom;
             memcpy(r->stop[i], c->stop[i], n);
             r->gp.n_stop = i + 1;
         }
         r->gp.stop = (const char *const *)r->stop;
     }
-    if (!(r->jobs = (srv_job *)calloc((size_t)c->n_prompts, sizeof(srv_job)))) goto oom;
+    if (!(r->jobs = (srv_job *)gpt__calloc((size_t)c->n_prompts, sizeof(srv_job)))) goto oom;
     r->n_jobs = c->n_prompts;
     for (i = 0; i < c->n_prompts; i++) {
         srv_job *j = &r->jobs[i];
         j->req = r;
         j->index = i * c->n;
-        if (!(j->choices = (srv_choice *)calloc((size_t)c->n, sizeof(srv_choice))) ||
-            !(j->seqs = (int *)calloc((size_t)c->n, sizeof(int))))
+        if (!(j->choices = (srv_choice *)gpt__calloc((size_t)c->n, sizeof(srv_choice))) ||
+            !(j->seqs = (int *)gpt__calloc((size_t)c->n, sizeof(int))))
             goto oom;
         for (k = 0; k < c->n; k++) j->choices[k].toks.n_top = c->logprobs > 0 ? c->logprobs : 0;
         j->prompt_toks.n_top = c->logprobs > 0 ? c->logprobs : 0;

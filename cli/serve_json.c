@@ -21,7 +21,7 @@ static int sb_reserve(sbuf *b, size_t extra)
     if (want <= b->cap) return 1;
     cap = b->cap ? b->cap : 256;
     while (cap < want) cap *= 2;
-    if (!(p = (char *)realloc(b->p, cap))) {
+    if (!(p = (char *)gpt__realloc(b->p, cap))) {
         b->failed = 1;
         return 0;
     }
@@ -84,7 +84,7 @@ void sb_reset(sbuf *b)
 
 void sb_free(sbuf *b)
 {
-    free(b->p);
+    gpt__free(b->p);
     b->p = NULL;
     b->n = b->cap = 0;
     b->failed = 0;

@@ -167,9 +167,9 @@ static void conn_close(net *N, int i, int cancel)
     conn *c = N->conns[i];
     if (c->req) sched_release(N->s->sched, c->req, cancel);
     close(c->fd);
-    free(c->in);
+    gpt__free(c->in);
     sb_free(&c->out);
-    free(c);
+    gpt__free(c);
     N->conns[i] = N->conns[--N->n_conns];
 }
 
@@ -195,7 +195,7 @@ static int conn_read(net *N, conn *c)
             char *p;
             if (c->in_cap >= N->in_limit) return 0; /* full: the request is too large, or pipelined */
             if (cap > N->in_limit) cap = N->in_limit;
-            if (!(p = (char *)realloc(c->in, cap))) return -1;
+            if (!(p = (char *)gpt__realloc(c->in, cap))) return -1;
             c->in = p;
             c->in_cap = cap;
         }
@@ -243,7 +243,7 @@ static void conn_consume(conn *c, size_t n)
     memmove(c->in, c->in + n, c->in_n - n);
     c->in_n -= n;
     if (c->in_n == 0 && c->in_cap > 65536) { /* an idle connection keeps a small buffer */
-        free(c->in);
+        gpt__free(c->in);
         c->in = NULL;
         c->in_cap = 0;
     }
@@ -287,7 +287,7 @@ static void conn_process(net *N, conn *c)
                  (int)(h.target_len > 32 ? 32 : h.target_len), h.target);
         body = h.body;
         if (h.chunked) {
-            if (!(decoded = (char *)malloc(h.body_len + 1))) {
+            if (!(decoded = (char *)gpt__alloc(h.body_len + 1))) {
                 http_error(c, 500, "out of memory");
                 return;
             }
@@ -296,7 +296,7 @@ static void conn_process(net *N, conn *c)
         }
         keep = h.keep_alive && !N->s->draining;
         srv_route(N->s, &h, body ? body : "", h.body_len, keep, &c->out, &rep);
-        free(decoded);
+        gpt__free(decoded);
         conn_consume(c, h.consumed);
         c->continue_sent = 0;
         c->served++;
@@ -433,7 +433,7 @@ static void accept_all(net *N)
             continue;
         }
         setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-        if (N->n_conns >= N->s->cfg.max_conns || !(c = (conn *)calloc(1, sizeof *c))) {
+        if (N->n_conns >= N->s->cfg.max_conns || !(c = (conn *)gpt__calloc(1, sizeof *c))) {
             refuse(fd, N->s);
             close(fd);
             continue;
@@ -539,8 +539,8 @@ int srv_run(srv_server *s, const srv_sched_params *sp)
     N.wake[0] = N.wake[1] = -1;
     fit_max_conns(&s->cfg);
     N.in_limit = s->cfg.http.max_head + s->cfg.http.max_body + 65536;
-    N.conns = (conn **)calloc((size_t)s->cfg.max_conns, sizeof(conn *));
-    N.pfds = (struct pollfd *)calloc((size_t)s->cfg.max_conns + 2, sizeof(struct pollfd));
+    N.conns = (conn **)gpt__calloc((size_t)s->cfg.max_conns, sizeof(conn *));
+    N.pfds = (struct pollfd *)gpt__calloc((size_t)s->cfg.max_conns + 2, sizeof(struct pollfd));
     if (!N.conns || !N.pfds || pipe(N.wake) != 0 || set_nonblocking(N.wake[0]) != 0 ||
         set_nonblocking(N.wake[1]) != 0) {
         fprintf(stderr, "gpt serve: cannot set up: %s\n", strerror(errno));
@@ -583,8 +583,8 @@ done:
     if (N.listen_fd >= 0) close(N.listen_fd);
     if (N.wake[0] >= 0) close(N.wake[0]);
     if (N.wake[1] >= 0) close(N.wake[1]);
-    free(N.conns);
-    free(N.pfds);
+    gpt__free(N.conns);
+    gpt__free(N.pfds);
     if (rc == 0)
         fprintf(stderr, "gpt serve: stopped after %llu requests (%llu errors)\n", s->n_requests, s->n_errors);
     return rc;

@@ -113,7 +113,9 @@ static json *parse_body(const char *body, size_t len, api_error *e)
 {
     json_error je;
     json *root = json_parse(body, len, &je);
-    if (!root)
+    if (!root && je.out_of_memory)
+        api_fail(e, 503, "server_error", NULL, NULL, "The server ran out of memory reading your request.");
+    else if (!root)
         api_fail(e, 400, "invalid_request_error", NULL, NULL,
                  "We could not parse the JSON body of your request: %s at byte %lu.", je.message,
                  (unsigned long)je.offset);
@@ -177,7 +179,7 @@ static void post_tokenize(srv_server *s, const char *body, size_t len, int keep_
     if (content->len > 0) {
         int flags = special ? GPT_TOKENIZE_SPECIAL : 0;
         n = gpt_tokenize_ex(s->tok, content->str, content->len, NULL, 0, flags);
-        if (n < 0 || !(ids = (int *)malloc(sizeof(int) * (size_t)n))) {
+        if (n < 0 || !(ids = (int *)gpt__alloc(sizeof(int) * (size_t)n))) {
             api_fail(&e, 500, "server_error", NULL, NULL, "cannot tokenize the content");
             goto fail;
         }
@@ -205,12 +207,12 @@ static void post_tokenize(srv_server *s, const char *body, size_t len, int keep_
     sb_puts(&b, "]}");
     json_response(out, 200, &b, keep_alive);
     sb_free(&b);
-    free(ids);
+    gpt__free(ids);
     json_free(root);
     return;
 fail:
     srv_error_response(out, &e, keep_alive, NULL);
-    free(ids);
+    gpt__free(ids);
     json_free(root);
 }
 
@@ -233,7 +235,7 @@ static void post_detokenize(srv_server *s, const char *body, size_t len, int kee
             api_fail(&e, 400, "invalid_request_error", NULL, "tokens", "'tokens' must be an array of token ids.");
             goto fail;
         }
-        if (!(ids = (int *)malloc(sizeof(int) * (toks->len + 1)))) {
+        if (!(ids = (int *)gpt__alloc(sizeof(int) * (toks->len + 1)))) {
             api_fail(&e, 500, "server_error", NULL, NULL, "out of memory");
             goto fail;
         }
@@ -250,7 +252,7 @@ static void post_detokenize(srv_server *s, const char *body, size_t len, int kee
         n = (int)toks->len;
     }
     bytes = n > 0 ? gpt_detokenize(s->tok, ids, n, NULL, 0) : 0;
-    if (bytes < 0 || !(text = (char *)malloc((size_t)bytes + 1))) {
+    if (bytes < 0 || !(text = (char *)gpt__alloc((size_t)bytes + 1))) {
         api_fail(&e, 500, "server_error", NULL, NULL, "cannot decode the tokens");
         goto fail;
     }
@@ -260,14 +262,14 @@ static void post_detokenize(srv_server *s, const char *body, size_t len, int kee
     sb_puts(&b, "}");
     json_response(out, 200, &b, keep_alive);
     sb_free(&b);
-    free(text);
-    free(ids);
+    gpt__free(text);
+    gpt__free(ids);
     json_free(root);
     return;
 fail:
     srv_error_response(out, &e, keep_alive, NULL);
-    free(text);
-    free(ids);
+    gpt__free(text);
+    gpt__free(ids);
     json_free(root);
 }
 

@@ -410,14 +410,14 @@ static void sched_free(srv_sched *s)
 {
     gpt_context_free(s->ctx);
     gpt_context_free(s->score);
-    free(s->free_seqs);
-    free(s->running);
-    free(s->gens);
-    free(s->stepped);
-    free(s->fresh);
-    free(s->dropped);
+    gpt__free(s->free_seqs);
+    gpt__free(s->running);
+    gpt__free(s->gens);
+    gpt__free(s->stepped);
+    gpt__free(s->fresh);
+    gpt__free(s->dropped);
     sb_free(&s->scratch);
-    free(s);
+    gpt__free(s);
 }
 
 static srv_sched *sched_oom(gpt_error *err)
@@ -429,7 +429,7 @@ static srv_sched *sched_oom(gpt_error *err)
 
 srv_sched *sched_start(const gpt_model *m, const srv_sched_params *p, int wake_fd, gpt_error *err)
 {
-    srv_sched *s = (srv_sched *)calloc(1, sizeof *s);
+    srv_sched *s = (srv_sched *)gpt__calloc(1, sizeof *s);
     gpt_context_params cp = gpt_context_defaults();
     sigset_t all, old;
     int i, rc;
@@ -440,12 +440,12 @@ srv_sched *sched_start(const gpt_model *m, const srv_sched_params *p, int wake_f
     s->eot = gpt_tokenizer_eot(s->tok);
     s->p = *p;
     s->wake_fd = wake_fd;
-    s->free_seqs = (int *)malloc(sizeof(int) * n);
-    s->running = (srv_job **)calloc(n, sizeof(srv_job *));
-    s->gens = (gpt_generator **)calloc(n, sizeof(gpt_generator *));
-    s->stepped = (srv_job **)calloc(n, sizeof(srv_job *));
-    s->fresh = (srv_job **)calloc(n, sizeof(srv_job *));
-    s->dropped = (srv_job **)calloc(n, sizeof(srv_job *));
+    s->free_seqs = (int *)gpt__alloc(sizeof(int) * n);
+    s->running = (srv_job **)gpt__calloc(n, sizeof(srv_job *));
+    s->gens = (gpt_generator **)gpt__calloc(n, sizeof(gpt_generator *));
+    s->stepped = (srv_job **)gpt__calloc(n, sizeof(srv_job *));
+    s->fresh = (srv_job **)gpt__calloc(n, sizeof(srv_job *));
+    s->dropped = (srv_job **)gpt__calloc(n, sizeof(srv_job *));
     if (!s->free_seqs || !s->running || !s->gens || !s->stepped || !s->fresh || !s->dropped) {
         sched_free(s);
         return sched_oom(err);

@@ -21,7 +21,8 @@
 #define GPT2_VOCAB "models/tokenizer/encoder.json"
 #define GPT2_MERGES "models/tokenizer/vocab.bpe"
 
-/* Writes a random checkpoint of the given shape into memory. */
+/* Writes a random checkpoint of the given shape into memory (freed with
+ * gpt__free, as ckpt_write_memory's buffers are). */
 MU_UNUSED static unsigned char *random_checkpoint(int L, int H, int C, int T, int V, uint64_t seed, gpt_dtype dtype,
                                         size_t *len, gpt_error *err)
 {
@@ -60,12 +61,12 @@ MU_UNUSED static gpt_model *random_model(int L, int H, int C, int T, int V, uint
     if (shifted) {
         unsigned char *at = shifted + (64 - (size_t)shifted % 64) % 64 + 1;
         memcpy(at, buf, len);
-        free(buf);
+        gpt__free(buf);
         buf = NULL;
         m = gpt_model_load_memory(at, len, err);
         free(shifted);
     }
-    free(buf);
+    gpt__free(buf);
     return m;
 }
 

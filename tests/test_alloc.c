@@ -12,7 +12,11 @@
  *     on any host and under any emulator;
  *   - every allocation along each path (loading a model from memory and from
  *     a file, mapped and read, loading and using a tokenizer, creating a
- *     context, evaluating, scoring, generating, sampling) fails cleanly when
+ *     context, evaluating, scoring, generating (one sequence, several, and
+ *     beam search), sampling, and the gpt
+ *     command's converter, whose objects linked in here allocate through
+ *     the same hooks: writing a random model, converting a Hugging Face
+ *     folder and an llm.c file) fails cleanly when
  *     it is the one that fails: GPT_ERR_OUT_OF_MEMORY with a message,
  *     nothing leaked, and the objects used so far still work.
  * Each path prints how many allocations it has; every one of them is failed
@@ -32,8 +36,17 @@ static void ta_free(void *p);
 #include "../gpt.c"
 #include "../tokenizer.c"
 
+#include "convert.h"
 #include "model_util.h"
 #include "test.h"
+
+#if defined(_WIN32)
+#include <direct.h>
+#define mkdir(path, mode) _mkdir(path)
+#else
+#include <sys/stat.h>
+#include <sys/types.h>
+#endif
 
 /* ---- the counting allocator ---- */
 
@@ -290,6 +303,61 @@ static gpt_status path_generate(void *arg, char *msg, size_t cap)
     return st;
 }
 
+static int on_piece_count(const gpt_piece *piece, void *user)
+{
+    *(size_t *)user += piece->len;
+    return 0;
+}
+
+/* Many sequences: three sampled continuations with log-probabilities, then
+ * beam search with three beams, in a context of four sequences. */
+static void clear_all(gpt_context *c)
+{
+    int i;
+    for (i = 0; i < gpt_context_n_seq(c); i++) gpt_seq_clear(c, i);
+}
+
+static gpt_status path_generate_many(void *arg, char *msg, size_t cap)
+{
+    fixture *f = (fixture *)arg;
+    gpt_context_params cp = gpt_context_defaults();
+    gpt_generate_params gp = gpt_generate_defaults();
+    gpt_context *c;
+    size_t got = 0;
+    gpt_status st;
+    int round;
+    cp.n_seq = 4;
+    c = gpt_context_new(f->model, &cp, NULL);
+    if (!c) return GPT_ERR_OUT_OF_MEMORY;
+    gp.max_new_tokens = 8;
+    gp.n_logprobs = 3;
+    gp.no_repeat_ngram_size = 2;
+    for (round = 0; round < 2; round++) {
+        if (round == 0) gp.n_sequences = 3;
+        else {
+            gp.n_sequences = 2;
+            gp.num_beams = 3;
+            gp.do_sample = 0;
+        }
+        clear_all(c);
+        ta_arm(ta.fail_at);
+        st = gpt_generate_pieces(c, "hello there", &gp, on_piece_count, &got, NULL);
+        ta_disarm();
+        snprintf(msg, cap, "%s", gpt_context_error(c));
+        if (st != GPT_OK) {
+            clear_all(c);
+            if (gpt_generate_pieces(c, "hello there", &gp, NULL, NULL, NULL) != GPT_OK) {
+                snprintf(msg, cap, "the context does not generate after a failed allocation: %s",
+                         gpt_context_error(c));
+                st = GPT_ERR_FORMAT;
+            }
+            break;
+        }
+    }
+    gpt_context_free(c);
+    return st;
+}
+
 static gpt_status path_sampler(void *arg, char *msg, size_t cap)
 {
     gpt_generate_params gp = gpt_generate_defaults();
@@ -305,6 +373,97 @@ static gpt_status path_sampler(void *arg, char *msg, size_t cap)
     }
     gpt_sampler_free(s);
     return GPT_OK;
+}
+
+/* ---- the converter (gpt convert), linked from the command's objects ---- */
+
+static char convert_dir[512], convert_out[600];
+
+/* No file is left in the output folder: neither the output nor the
+ * temporary file it is written through. */
+static int convert_dir_is_empty(void)
+{
+    char tmp[700];
+    FILE *f;
+    snprintf(tmp, sizeof tmp, "%s", convert_out);
+    if ((f = fopen(tmp, "rb")) != NULL) {
+        fclose(f);
+        return 0;
+    }
+    return 1;
+}
+
+static gpt_status convert_finish(gpt_status st, const gpt_error *err, char *msg, size_t cap)
+{
+    snprintf(msg, cap, "%s", err->message);
+    if (st == GPT_OK) {
+        gpt_model *m = gpt_model_load(convert_out, NULL);
+        if (!m) {
+            snprintf(msg, cap, "the converted file does not load");
+            return GPT_ERR_FORMAT;
+        }
+        gpt_model_free(m);
+        remove(convert_out);
+    } else if (!convert_dir_is_empty()) {
+        snprintf(msg, cap, "a failed conversion left %s behind", convert_out);
+        return GPT_ERR_FORMAT;
+    }
+    return st;
+}
+
+static gpt_status path_write_random(void *arg, char *msg, size_t cap)
+{
+    gpt_error err;
+    unsigned char *buf;
+    size_t len;
+    (void)arg;
+    err.message[0] = 0;
+    ta_arm(ta.fail_at);
+    buf = random_checkpoint(2, 2, 32, 16, 300, 3, GPT_DTYPE_Q8_0, &len, &err);
+    ta_disarm();
+    snprintf(msg, cap, "%s", err.message);
+    if (!buf) return err.status;
+    gpt__free(buf);
+    return GPT_OK;
+}
+
+static gpt_status path_convert_hf(void *arg, char *msg, size_t cap)
+{
+    gpt_error err;
+    ckpt_spec spec;
+    gpt_status st;
+    hf_model *m;
+    (void)arg;
+    ta_arm(ta.fail_at);
+    m = hf_open("tests/data/hf/l4_h2_c24_f32_sharded", &err);
+    if (m) {
+        hf_spec(m, &spec);
+        spec.dtype = GPT_DTYPE_Q8_0;
+        st = ckpt_write_file(convert_out, &spec, hf_source, m, 1, 0, &err);
+        hf_close(m);
+    } else st = err.status;
+    ta_disarm();
+    return convert_finish(st, &err, msg, cap);
+}
+
+static gpt_status path_convert_llmc(void *arg, char *msg, size_t cap)
+{
+    gpt_error err;
+    ckpt_spec spec;
+    gpt_status st;
+    llmc_model *m;
+    (void)arg;
+    ta_arm(ta.fail_at);
+    m = llmc_open("tests/data/llmc/l3_h3_c24_t32_v300_bf16.bin", "tests/data/llmc/vocab.json",
+                  "tests/data/llmc/merges.txt", &err);
+    if (m) {
+        llmc_spec(m, &spec);
+        spec.dtype = GPT_DTYPE_BF16;
+        st = ckpt_write_file(convert_out, &spec, llmc_source, m, 1, 0, &err);
+        llmc_close(m);
+    } else st = err.status;
+    ta_disarm();
+    return convert_finish(st, &err, msg, cap);
 }
 
 /* Runs a path once to count its allocations, then once more failing each
@@ -363,6 +522,20 @@ TEST(every_allocation_fails_cleanly)
     fail_each_allocation("gpt_context_new (2 threads)", path_context_new, &fx);
     fail_each_allocation("gpt_sampler_new", path_sampler, &fx);
     fail_each_allocation("gpt_generate", path_generate, &fx);
+    fail_each_allocation("gpt_generate_pieces (3 sequences, then 3 beams)", path_generate_many, &fx);
+}
+
+TEST(every_allocation_of_the_converter_fails_cleanly)
+{
+    const char *build = getenv("BUILD");
+    snprintf(convert_dir, sizeof convert_dir, "%s/tmp_alloc", build ? build : "build");
+    mkdir(convert_dir, 0777);
+    snprintf(convert_out, sizeof convert_out, "%s/converted.bin", convert_dir);
+    remove(convert_out);
+    fail_each_allocation("writing a random model (q8_0)", path_write_random, NULL);
+    fail_each_allocation("converting a sharded Hugging Face folder to q8_0", path_convert_hf, NULL);
+    fail_each_allocation("converting an llm.c bf16 file", path_convert_llmc, NULL);
+    remove(convert_out);
 }
 
 TEST(evaluating_and_scoring_allocate_nothing)
@@ -431,7 +604,8 @@ int main(void)
     RUN(context_memory_is_what_the_context_allocates);
     RUN(evaluating_and_scoring_allocate_nothing);
     RUN(every_allocation_fails_cleanly);
+    RUN(every_allocation_of_the_converter_fails_cleanly);
     if (fx.model) gpt_model_free(fx.model);
-    free(fx.ckpt);
+    gpt__free(fx.ckpt);
     return test_summary();
 }

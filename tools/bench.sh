@@ -7,7 +7,8 @@
 # (default 5), PROMPT (default 512), GEN (128), DTYPES (default "f32 bf16
 # q8_0"), KV (the --kv of gpt bench; default auto); for the batched rows
 # BATCHES (default 1,2,4,8,16; empty: none), BATCH_PROMPT (128), BATCH_GEN
-# (64 per sequence) and BATCH_REPEATS (3).
+# (64 per sequence) and BATCH_REPEATS (3); for beam search against greedy
+# search BEAM_GEN (new tokens, default 32; 0: no such rows) and BEAM_REPEATS (3).
 set -eu
 BUILD=${BUILD:-build}
 GPT=${GPT:-$BUILD/gpt}
@@ -19,6 +20,8 @@ BATCHES=${BATCHES-1,2,4,8,16}
 BATCH_PROMPT=${BATCH_PROMPT:-128}
 BATCH_GEN=${BATCH_GEN:-64}
 BATCH_REPEATS=${BATCH_REPEATS:-3}
+BEAM_GEN=${BEAM_GEN:-32}
+BEAM_REPEATS=${BEAM_REPEATS:-3}
 DIR=$BUILD/bench
 mkdir -p "$DIR"
 T=
@@ -72,5 +75,35 @@ if [ -n "$BATCHES" ]; then
         done <"$DIR/bench-$d-batch.json"
     done
 fi
+# Beam search against greedy search (issue 15): BEAM_GEN new tokens after a
+# 16-token prompt, <|endoftext|> held back until then so that every run makes
+# the same number of steps; the beams are sequences of one context decoded
+# in one batched step, so 4 beams should cost far less than 4 greedy runs.
+# Medians of BEAM_REPEATS runs of `gpt generate -v` (its generation rate).
+if [ "$BEAM_GEN" -gt 0 ]; then
+    echo
+    printf '%-6s %7s %16s %16s %12s\n' dtype threads "greedy tok/s" "4 beams tok/s" "time ratio"
+    prompt="In the beginning God created the heaven and the earth. And the earth was"
+    rate() { sed -n 's/.*generation: [0-9]* tokens in [0-9.]* s (\([0-9.]*\) tokens.s).*/\1/p' "$DIR/err"; }
+    median() { sort -n | awk '{v[NR]=$1} END {print v[int((NR+1)/2)]}'; }
+    for d in $DTYPES; do
+        m=$DIR/random-124M-$d.bin
+        g=""; b=""; i=0
+        while [ $i -lt "$BEAM_REPEATS" ]; do
+            "$GPT" generate -m "$m" $T -p "$prompt" -n "$BEAM_GEN" --min-new-tokens "$BEAM_GEN" --greedy -v \
+                >/dev/null 2>"$DIR/err" || { echo "gpt generate failed on $m: $(cat "$DIR/err")" >&2; exit 1; }
+            g="$g $(rate)"
+            "$GPT" generate -m "$m" $T -p "$prompt" -n "$BEAM_GEN" --min-new-tokens "$BEAM_GEN" --beams 4 -v \
+                >/dev/null 2>"$DIR/err" || { echo "gpt generate --beams 4 failed on $m: $(cat "$DIR/err")" >&2; exit 1; }
+            b="$b $(rate)"
+            i=$((i + 1))
+        done
+        gm=$(for x in $g; do echo "$x"; done | median)
+        bm=$(for x in $b; do echo "$x"; done | median)
+        printf '%-6s %7s %16s %16s %12s\n' "$d" "${THREADS:-all}" "$gm" "$bm" \
+            "$(awk -v g="$gm" -v b="$bm" 'BEGIN {printf "%.2f", g / b}')"
+    done
+fi
+
 echo
 if [ -x "$BUILD/tests/bench_tokenizer" ]; then "$BUILD/tests/bench_tokenizer"; fi

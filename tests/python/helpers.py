@@ -6,6 +6,7 @@ import os
 import shlex
 import subprocess
 import sys
+import signal
 import threading
 import unittest
 import _thread
@@ -114,6 +115,11 @@ class CtrlC:
         return rc
 
     def __enter__(self):
+        # A process started in the background by a shell without job control
+        # (a CI runner, `sh -c '... &'`) begins with SIGINT ignored, and then
+        # interrupt_main() does nothing: install Python's own handler for the
+        # test, as an interactive Python has it.
+        self.old_handler = signal.signal(signal.SIGINT, signal.default_int_handler)
         self.spy.__enter__()
         self.thread.start()
         return self
@@ -131,6 +137,7 @@ class CtrlC:
                 threading.Event().wait(0.001)
         except KeyboardInterrupt:
             pass
+        signal.signal(signal.SIGINT, self.old_handler)
         return False
 
 

@@ -268,8 +268,11 @@ WINE  ?= wine
 WINESERVER ?= $(shell command -v wineserver 2>/dev/null || ls /usr/lib/wine/wineserver64 /usr/lib/wine/wineserver 2>/dev/null | head -n 1)
 .PHONY: test-windows
 test-windows:
-	@WINEDEBUG=-all $(WINE) wineboot -i >/dev/null 2>&1 || { echo "make test-windows: '$(WINE)' does not run (apt-get install wine64)"; exit 1; }
-	@test -n "$(WINESERVER)" || { echo "make test-windows: wineserver not found (set WINESERVER=)"; exit 1; }
-	$(WINESERVER) -p
+	@test -n "$(WINESERVER)" || { echo "make test-windows: wineserver not found (apt-get install wine64, or set WINESERVER=)"; exit 1; }
+	@# a server already running (and about to exit) would refuse -p: stop it first
+	-@WINEDEBUG=-all $(WINESERVER) -k >/dev/null 2>&1
+	@mkdir -p "$${WINEPREFIX:-$$HOME/.wine}"
+	WINEDEBUG=-all $(WINESERVER) -p
+	@WINEDEBUG=-all $(WINE) wineboot -i >/dev/null 2>&1 || { echo "make test-windows: '$(WINE)' does not run (apt-get install wine64)"; $(WINESERVER) -k; exit 1; }
 	WINEDEBUG=-all $(MAKE) BUILD=$(BUILD)/windows CC=$(MINGW)gcc AR=$(MINGW)ar TEST_WRAPPER="$(WINE)" test; \
 		status=$$?; $(WINESERVER) -k 2>/dev/null; exit $$status

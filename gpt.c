@@ -3674,7 +3674,8 @@ static float gp_dot_ref(const float *a, const float *b, int n)
  *
  * q8_0 (K = W->cols, nb = W->nb blocks of 32, np = nb rounded up to even;
  * the same per-block scheme as q8_0 weights): xq [np * 32] int8 with
- * d[b] = max|x| / 127 over block b and xq = round(x / d[b]), |xq| <= 127;
+ * d[b] = max|x| / 127 over block b and xq = x * (127 / max|x|)
+ * rounded to nearest (rintf: ties to even), |xq| <= 127;
  * then ncorr [np * 8] int32, -128 times the sum of each 4 consecutive xq
  * (the x86 kernels feed the weights as unsigned bytes w + 128 and start
  * each 4-product sum there, which takes the 128s back out exactly); then d
@@ -3706,6 +3707,31 @@ static size_t gp_prep_bytes(int kind, int K)
     return kind == GP_PREP_Q8 ? (np * 68 + 63) / 64 * 64 : nb * 64;
 }
 
+#if defined(GP_AVX512)
+/* A whole block of 32 values rounded as gp_q8_round_row does it, with the
+ * same IEEE operations in AVX-512 (so the same bits: the maximum is exact
+ * in any order, and vcvtps2dq rounds in the current mode as rintf does);
+ * 0 for a block that needs the careful path (NaN, infinities, tiny or
+ * huge values). */
+static int gp_q8_round_block_avx512(const float *x, signed char *q, float *d)
+{
+    __m512 a0 = _mm512_loadu_ps(x), a1 = _mm512_loadu_ps(x + 16), vi, hi, lo;
+    float amax;
+    if (_mm512_cmp_ps_mask(a0, a0, _CMP_UNORD_Q) | _mm512_cmp_ps_mask(a1, a1, _CMP_UNORD_Q)) return 0;
+    amax = _mm512_reduce_max_ps(_mm512_max_ps(_mm512_abs_ps(a0), _mm512_abs_ps(a1)));
+    if (!(amax >= 1e-30f && amax <= FLT_MAX)) return 0;
+    *d = amax / 127.0f;
+    vi = _mm512_set1_ps(127.0f / amax);
+    hi = _mm512_set1_ps(127.0f);
+    lo = _mm512_set1_ps(-127.0f);
+    a0 = _mm512_min_ps(_mm512_max_ps(_mm512_mul_ps(a0, vi), lo), hi);
+    a1 = _mm512_min_ps(_mm512_max_ps(_mm512_mul_ps(a1, vi), lo), hi);
+    _mm_storeu_si128((__m128i *)(void *)q, _mm512_cvtepi32_epi8(_mm512_cvtps_epi32(a0)));
+    _mm_storeu_si128((__m128i *)(void *)(q + 16), _mm512_cvtepi32_epi8(_mm512_cvtps_epi32(a1)));
+    return 1;
+}
+#endif
+
 static void gp_q8_round_row(const float *x, int K, unsigned char *out)
 {
     int nb = (K + 31) / 32, np = (nb + 1) / 2 * 2, b, i, g;
@@ -3715,16 +3741,32 @@ static void gp_q8_round_row(const float *x, int K, unsigned char *out)
     for (b = 0; b < np; b++) {
         int len = b < nb ? (K - b * 32 < 32 ? K - b * 32 : 32) : 0;
         float amax = 0.0f, inv;
+        int nan = 0;
+#if defined(GP_AVX512)
+        if (len == 32 && gp_q8_round_block_avx512(x + b * 32, q + b * 32, &d[b])) continue;
+#endif
         for (i = 0; i < len; i++) {
             float a = fabsf(x[b * 32 + i]);
-            if (!(a <= amax)) amax = a; /* NaN sticks */
+            amax = a > amax ? a : amax;
+            nan |= a != a;
         }
+        if (nan) amax = NAN; /* NaN in, NaN out */
         d[b] = amax / 127.0f;
         inv = amax > 0.0f ? 127.0f / amax : 0.0f;
+        if (len == 32 && amax >= 1e-30f && amax <= FLT_MAX) {
+            /* the common case, which compilers vectorize: every v is finite
+             * and within [-127, 127] but for rounding */
+            for (i = 0; i < 32; i++) {
+                float v = x[b * 32 + i] * inv;
+                v = v > 127.0f ? 127.0f : v < -127.0f ? -127.0f : v;
+                q[b * 32 + i] = (signed char)(int)rintf(v);
+            }
+            continue;
+        }
         for (i = 0; i < 32; i++) {
             float v = i < len ? x[b * 32 + i] * inv : 0.0f;
             /* clamped before converting; NaN (0 * inf) becomes 0 */
-            q[b * 32 + i] = (signed char)(v >= 127.0f ? 127 : v <= -127.0f ? -127 : v == v ? (int)roundf(v) : 0);
+            q[b * 32 + i] = (signed char)(v >= 127.0f ? 127 : v <= -127.0f ? -127 : v == v ? (int)rintf(v) : 0);
         }
     }
     for (g = 0; g < np * 8; g++)
@@ -4138,6 +4180,11 @@ static void gp_gelu_simd(float *x, size_t n)
  * sum, so a row's result does not depend on how many rows share its step.
  */
 
+/* The dot products on rounded activations (below) pass through the
+ * generic kernels as two more types. */
+#define GP_Q8DOT ((gpt_dtype)100)
+#define GP_BF16DOT ((gpt_dtype)101)
+
 /* Row j of W as a pointer to its first element, and GP_VL of its elements
  * from k on, widened to f32 (q8_0: times the scale of their block). */
 GP_INLINE const void *gp_w_row(const gp_tensor *W, gpt_dtype type, int j)
@@ -4164,7 +4211,7 @@ GP_INLINE gp_vf gp_w_load(const gp_tensor *W, gpt_dtype type, const void *row, i
 
 GP_INLINE size_t gp_w_elem_size(gpt_dtype type)
 {
-    return type == GPT_DTYPE_F32 ? 4 : type == GPT_DTYPE_Q8_0 || type == (gpt_dtype)100 ? 1 : 2;
+    return type == GPT_DTYPE_F32 ? 4 : type == GPT_DTYPE_Q8_0 || type == GP_Q8DOT ? 1 : 2;
 }
 
 /*
@@ -4243,7 +4290,6 @@ typedef struct gp_prefetch {
  * (1 block) in 8 lanes; NEON: one block in two sdots into 4 lanes.
  */
 #if defined(GP_Q8_DOT)
-#define GP_Q8DOT ((gpt_dtype)100)
 #if defined(GP_AVX512)
 #define GP_Q8_STEP 64
 typedef __m512i gp_qv; /* 8-bit operands */
@@ -4306,7 +4352,7 @@ GP_INLINE gp_qv gp_q8_w(const signed char *p, int whole)
     return v;
 }
 #define GP_Q8_X(p) gp_q8_w((p), 1)
-#define GP_Q8_INIT(nc) vdupq_n_s32(0)
+#define GP_Q8_INIT(nc) ((void)(nc), vdupq_n_s32(0))
 #define GP_Q8_DOTI(acc, w, x) vdotq_s32(vdotq_s32((acc), (w).val[0], (x).val[0]), (w).val[1], (x).val[1])
 #define GP_Q8_CVT(i) vcvtq_f32_s32(i)
 GP_INLINE gp_vf gp_q8_xs(const float *d, int b) { return vdupq_n_f32(d[b]); }
@@ -4405,7 +4451,6 @@ GP_INLINE float gp_q8_row1(const gp_tensor *W, const unsigned char *X, int j)
  * gp_dot_bf16_ref does. The last step of a row loads only its elements.
  */
 #if defined(GP_BF16_DOT)
-#define GP_BF16DOT ((gpt_dtype)101)
 GP_INLINE __m512i gp_bf16_w(const uint16_t *p, int k, int K)
 {
     return k + 32 <= K ? _mm512_loadu_si512((const void *)(p + k))

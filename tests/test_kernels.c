@@ -209,6 +209,39 @@ TEST(scalar_twins_compute_their_definition)
     if (!checked) printf("# no weight type takes rounded activations in this build (%s)\n", gp_pick_kernels(0)->name);
 }
 
+/* The int8 rounding of a block, whichever code does it (AVX-512 or the
+ * scalar loop), is x * (127 / max|x|) clamped and rounded to nearest, with
+ * d = max|x| / 127: the same bits. Blocks with large values, exact ties
+ * and exact maxima included. */
+TEST(q8_rounding_is_the_same_in_every_path)
+{
+    int rep, i, b;
+    float x[96];
+    unsigned char out[8192];
+    for (rep = 0; rep < 200; rep++) {
+        int np;
+        const signed char *q = (const signed char *)out;
+        const float *d;
+        for (i = 0; i < 96; i++) x[i] = frand() * (rep % 3 == 0 ? 1000.0f : 1.0f);
+        if (rep % 5 == 1) x[7] = 127.0f, x[3] = 0.5f, x[4] = -1.5f; /* codes 127, 0.5, -1.5: ties */
+        gp_q8_round_row(x, 96, out);
+        np = 4;
+        d = (const float *)(const void *)(out + np * 64);
+        for (b = 0; b < 3; b++) {
+            float amax = 0.0f, inv;
+            for (i = 0; i < 32; i++) amax = fabsf(x[b * 32 + i]) > amax ? fabsf(x[b * 32 + i]) : amax;
+            inv = 127.0f / amax;
+            CHECKF(d[b] == amax / 127.0f, "block %d: d %g, expected %g", b, (double)d[b], (double)(amax / 127.0f));
+            for (i = 0; i < 32; i++) {
+                float v = x[b * 32 + i] * inv;
+                v = v > 127.0f ? 127.0f : v < -127.0f ? -127.0f : v;
+                CHECKF(q[b * 32 + i] == (signed char)(int)rintf(v), "x %.9g: code %d, expected %d",
+                       (double)x[b * 32 + i], q[b * 32 + i], (int)rintf(v));
+            }
+        }
+    }
+}
+
 /* Each row's bits do not depend on the batch or the rows of W a call
  * covers, for both kernel tables. */
 TEST(rows_are_batch_invariant_in_the_kernels)
@@ -245,6 +278,7 @@ int main(void)
     RUN(simd_and_scalar_twins_agree);
 #endif
     RUN(scalar_twins_compute_their_definition);
+    RUN(q8_rounding_is_the_same_in_every_path);
     RUN(rows_are_batch_invariant_in_the_kernels);
     return test_summary();
 }

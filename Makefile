@@ -116,6 +116,32 @@ test-arm:
 	$(MAKE) BUILD=$(BUILD)/arm CC=aarch64-linux-gnu-gcc AR=aarch64-linux-gnu-ar NATIVE=0 ARCHFLAGS= \
 		TEST_WRAPPER="qemu-aarch64 -L $(ARM_SYSROOT)" TEST_SCRIPTS="$(KERNEL_SCRIPTS)" test
 
+# The dot products on rounded activations (issue 16; gpt.h: GPT_NO_VNNI,
+# GPT_NO_BF16DOT): the native build with them switched off, an AVX2 build
+# with AVX-VNNI's integer products (where the CPU and the compiler have
+# them; SKIP otherwise), and aarch64 with NEON's sdot under qemu. Each runs
+# the test programs that exercise the kernels (KERNEL_TESTS: the kernels
+# alone against their scalar twins, the goldens, batch invariance, threads,
+# the quality rule) and the command's kernel scripts; under qemu, where
+# test_model alone takes 7 minutes, the kernels, batch invariance and the
+# quality rule only (ARM_KERNEL_TESTS).
+KERNEL_TESTS := test_kernels test_model test_batch test_threads test_quality
+ARM_KERNEL_TESTS := test_kernels test_batch test_quality
+kernel_tests = $(MAKE) BUILD=$(1) $(2) $(4:%=$(1)/tests/%$(EXE)) $(1)/gpt$(EXE) && \
+	GPT="$(3) $(1)/gpt$(EXE)" BUILD=$(1) PYTHON=$(PYTHON) TEST_WRAPPER="$(3)" \
+	sh tests/run.sh $(4:%=$(1)/tests/%$(EXE)) $(5)
+.PHONY: test-novnni test-avxvnni test-arm-dotprod
+test-novnni:
+	@$(call kernel_tests,$(BUILD)/novnni,EXTRA_CFLAGS="-DGPT_NO_VNNI -DGPT_NO_BF16DOT $(EXTRA_CFLAGS)",,$(KERNEL_TESTS),$(KERNEL_SCRIPTS))
+test-avxvnni:
+	@if ! grep -qw avx_vnni /proc/cpuinfo 2>/dev/null; then echo "SKIP test-avxvnni: this CPU has no AVX-VNNI"; \
+	elif ! echo 'int main(void) { return 0; }' | $(CC) -mavxvnni -x c - -o /dev/null 2>/dev/null; then \
+		echo "SKIP test-avxvnni: $(CC) does not take -mavxvnni"; \
+	else $(call kernel_tests,$(BUILD)/avxvnni,NATIVE=0 ARCHFLAGS="-mavx2 -mfma -mf16c -mavxvnni -mno-avx512f",,$(KERNEL_TESTS),$(KERNEL_SCRIPTS)); fi
+test-arm-dotprod:
+	@$(call kernel_tests,$(BUILD)/arm-dotprod,CC=aarch64-linux-gnu-gcc AR=aarch64-linux-gnu-ar NATIVE=0 \
+		ARCHFLAGS=-march=armv8.2-a+dotprod,qemu-aarch64 -L $(ARM_SYSROOT),$(ARM_KERNEL_TESTS),)
+
 # Speed against the machine's limits on random 124M-shaped models, and the
 # tokenizer's speed (docs/PERFORMANCE.md).
 .PHONY: bench

@@ -115,6 +115,22 @@
 #define GP_SIMD 1
 #endif
 
+/* Integer and bf16 dot products (section 10.5): q8_0 weights meet
+ * activations rounded to int8 blocks, bf16 weights activations rounded to
+ * bf16. On where the build has the instructions (AVX512-VNNI, AVX-VNNI, NEON
+ * dotprod; AVX512_BF16) and in the scalar build, whose reference twins do
+ * the same arithmetic; elsewhere, and with GPT_NO_VNNI / GPT_NO_BF16DOT,
+ * those weights are widened to f32 and meet f32 activations. The reference
+ * kernels of a build always follow its SIMD kernels' choice. */
+#if !defined(GPT_NO_VNNI) && (!defined(GP_SIMD) || (defined(GP_AVX512) && defined(__AVX512VNNI__)) || \
+                              (defined(GP_AVX2) && defined(__AVXVNNI__)) ||                          \
+                              (defined(GP_NEON) && defined(__ARM_FEATURE_DOTPROD)))
+#define GP_Q8_DOT 1
+#endif
+#if !defined(GPT_NO_BF16DOT) && (!defined(GP_SIMD) || (defined(GP_AVX512) && defined(__AVX512BF16__)))
+#define GP_BF16_DOT 1
+#endif
+
 #define GP_ALIGN 64
 #define GP_MAX_THREADS 256
 
@@ -188,7 +204,9 @@ typedef struct gp_kernels {
     const char *name;
     /* y[r][j] = x[r] . W[j] + bias[j] (+ y[r][j] when accumulate), for
      * r < n and j0 <= j < j1; bias may be NULL; x has GP_ROW_PAD readable
-     * rows after row n - 1. scratch: the calling thread's linear scratch. */
+     * rows after row n - 1. scratch: the calling thread's linear scratch,
+     * where gp_linear_prepare(W, x, ldx, n, scratch) has put x's rows rounded
+     * for W's dot products (q8_0, bf16) before the first call for a product. */
     void (*linear)(const gp_tensor *W, const float *bias, const float *x, int ldx, int n, int j0, int j1, float *y,
                    int ldy, int accumulate, float *scratch);
     /* x[i] = gelu(x[i]) for i < n */
@@ -259,7 +277,8 @@ static void gp_row_to_f32(const gp_tensor *t, int r, float *out);
 static void gp_layernorm_row(float *out, const float *x, const float *w, const float *b, int n, float eps);
 static void gp_cache_kv_head(gpt_context *c, unsigned char *head, int slot, const float *kh, const float *vh);
 static const gp_kernels *gp_pick_kernels(int reference);
-static size_t gp_linear_scratch_floats(void);
+static size_t gp_linear_scratch_floats(const gpt_model *m, size_t rows);
+static void gp_linear_prepare(const gp_tensor *W, const float *x, int ldx, int n, float *scratch);
 
 /* 11. the thread pool: runs fn(arg, ith, nth) on every thread and waits */
 typedef void (*gp_task_fn)(void *arg, int ith, int nth);
@@ -1002,7 +1021,7 @@ static gpt_status gp_resolve_params(const gpt_model *m, const gpt_context_params
     s->head_bytes = s->key_bytes + (size_t)s->d_alloc * GP_PAGE * es;
     s->page_bytes = gp_align_up(L * H * s->head_bytes);
     s->scratch_stride = gp_align_up((GP_ATT_ROWS * (size_t)s->t_alloc + 4 * C + GP_PAGE * GP_PAGE +
-                                     gp_linear_scratch_floats()) * sizeof(float)) / sizeof(float);
+                                     gp_linear_scratch_floats(m, B)) * sizeof(float)) / sizeof(float);
     s->sizes[GP_PART_SEQS] = gp_align_up(S * sizeof(gp_seq));
     s->sizes[GP_PART_TOKENS] = gp_align_up(S * T * sizeof(int));
     s->sizes[GP_PART_PAGE_TABLES] = gp_align_up(S * (size_t)s->pages_per_seq * sizeof(int));
@@ -3655,24 +3674,249 @@ static float gp_dot_ref(const float *a, const float *b, int n)
     return s;
 }
 
+/*
+ * Rounding the activations for the dot products (GP_Q8_DOT, GP_BF16_DOT):
+ * before a thread computes a product with such weights, gp_linear_prepare
+ * rounds every row of x once into the thread's scratch, rows
+ * gp_prep_bytes(kind, K) bytes apart, each row on its own (so a row's
+ * numbers do not depend on the rows beside it). The same scalar code serves
+ * the SIMD and the reference kernels, so both see the very same integers.
+ *
+ * q8_0 (K = W->cols, nb = W->nb blocks of 32, np = nb rounded up to even;
+ * the same per-block scheme as q8_0 weights): xq [np * 32] int8 with
+ * d[b] = max|x| / 127 over block b and xq = x * (127 / max|x|)
+ * rounded to nearest (rintf: ties to even), |xq| <= 127;
+ * then ncorr [np * 8] int32, -128 times the sum of each 4 consecutive xq
+ * (the x86 kernels feed the weights as unsigned bytes w + 128 and start
+ * each 4-product sum there, which takes the 128s back out exactly); then d
+ * [np] f32. Zeros past K.
+ *
+ * bf16: x rounded to bf16 (to nearest even; subnormals flushed to zero, as
+ * vdpbf16ps reads them), [nb * 32], zeros past K.
+ */
+#define GP_PREP_Q8 1
+#define GP_PREP_BF16 2
+#define GP_PREP_PAD 6 /* zero rows after the last: tiles read up to GP_MR - 1 more */
+
+/* Which rounding a product with W's type uses, if any. */
+static int gp_prep_kind(gpt_dtype type)
+{
+#if defined(GP_Q8_DOT)
+    if (type == GPT_DTYPE_Q8_0) return GP_PREP_Q8;
+#endif
+#if defined(GP_BF16_DOT)
+    if (type == GPT_DTYPE_BF16) return GP_PREP_BF16;
+#endif
+    (void)type;
+    return 0;
+}
+
+static size_t gp_prep_bytes(int kind, int K)
+{
+    size_t nb = ((size_t)K + 31) / 32, np = (nb + 1) / 2 * 2;
+    return kind == GP_PREP_Q8 ? (np * 68 + 63) / 64 * 64 : nb * 64;
+}
+
+#if defined(GP_AVX512)
+/* A whole block of 32 values rounded as gp_q8_round_row does it, with the
+ * same IEEE operations in AVX-512 (so the same bits: the maximum is exact
+ * in any order, and vcvtps2dq rounds in the current mode as rintf does);
+ * 0 for a block that needs the careful path (NaN, infinities, tiny or
+ * huge values). */
+static int gp_q8_round_block_avx512(const float *x, signed char *q, float *d)
+{
+    __m512 a0 = _mm512_loadu_ps(x), a1 = _mm512_loadu_ps(x + 16), vi, hi, lo;
+    float amax;
+    if (_mm512_cmp_ps_mask(a0, a0, _CMP_UNORD_Q) | _mm512_cmp_ps_mask(a1, a1, _CMP_UNORD_Q)) return 0;
+    amax = _mm512_reduce_max_ps(_mm512_max_ps(_mm512_abs_ps(a0), _mm512_abs_ps(a1)));
+    if (!(amax >= 1e-30f && amax <= FLT_MAX)) return 0;
+    *d = amax / 127.0f;
+    vi = _mm512_set1_ps(127.0f / amax);
+    hi = _mm512_set1_ps(127.0f);
+    lo = _mm512_set1_ps(-127.0f);
+    a0 = _mm512_min_ps(_mm512_max_ps(_mm512_mul_ps(a0, vi), lo), hi);
+    a1 = _mm512_min_ps(_mm512_max_ps(_mm512_mul_ps(a1, vi), lo), hi);
+    _mm_storeu_si128((__m128i *)(void *)q, _mm512_cvtepi32_epi8(_mm512_cvtps_epi32(a0)));
+    _mm_storeu_si128((__m128i *)(void *)(q + 16), _mm512_cvtepi32_epi8(_mm512_cvtps_epi32(a1)));
+    return 1;
+}
+#endif
+
+static void gp_q8_round_row(const float *x, int K, unsigned char *out)
+{
+    int nb = (K + 31) / 32, np = (nb + 1) / 2 * 2, b, i, g;
+    signed char *q = (signed char *)out;
+    int32_t *ncorr = (int32_t *)(void *)(out + (size_t)np * 32);
+    float *d = (float *)(void *)(out + (size_t)np * 64);
+    for (b = 0; b < np; b++) {
+        int len = b < nb ? (K - b * 32 < 32 ? K - b * 32 : 32) : 0;
+        float amax = 0.0f, inv;
+        int nan = 0;
+#if defined(GP_AVX512)
+        if (len == 32 && gp_q8_round_block_avx512(x + b * 32, q + b * 32, &d[b])) continue;
+#endif
+        for (i = 0; i < len; i++) {
+            float a = fabsf(x[b * 32 + i]);
+            amax = a > amax ? a : amax;
+            nan |= a != a;
+        }
+        if (nan) amax = NAN; /* NaN in, NaN out */
+        d[b] = amax / 127.0f;
+        inv = amax > 0.0f ? 127.0f / amax : 0.0f;
+        if (len == 32 && amax >= 1e-30f && amax <= FLT_MAX) {
+            /* the common case, which compilers vectorize: every v is finite
+             * and within [-127, 127] but for rounding */
+            for (i = 0; i < 32; i++) {
+                float v = x[b * 32 + i] * inv;
+                v = v > 127.0f ? 127.0f : v < -127.0f ? -127.0f : v;
+                q[b * 32 + i] = (signed char)(int)rintf(v);
+            }
+            continue;
+        }
+        for (i = 0; i < 32; i++) {
+            float v = i < len ? x[b * 32 + i] * inv : 0.0f;
+            /* clamped before converting; NaN (0 * inf) becomes 0 */
+            q[b * 32 + i] = (signed char)(v >= 127.0f ? 127 : v <= -127.0f ? -127 : v == v ? (int)rintf(v) : 0);
+        }
+    }
+    for (g = 0; g < np * 8; g++)
+        ncorr[g] = -128 * ((int32_t)q[4 * g] + q[4 * g + 1] + q[4 * g + 2] + q[4 * g + 3]);
+}
+
+static void gp_bf16_round_row(const float *x, int K, uint16_t *out)
+{
+    int i, n = (K + 31) / 32 * 32;
+    for (i = 0; i < n; i++) {
+        float v = i < K ? x[i] : 0.0f;
+        if (fabsf(v) < FLT_MIN) v = v < 0 ? -0.0f : 0.0f; /* v > 0 false for NaN: kept */
+        out[i] = i < K ? gpt__f32_to_bf16(v) : 0;
+    }
+}
+
+/* Rows 0 .. n-1 of x rounded for products with W (see above) into scratch,
+ * where W's type takes dot products; nothing otherwise. */
+static void gp_linear_prepare(const gp_tensor *W, const float *x, int ldx, int n, float *scratch)
+{
+    int kind = gp_prep_kind(W->type), r;
+    size_t rb;
+    unsigned char *out = (unsigned char *)scratch;
+    if (!kind) return;
+    rb = gp_prep_bytes(kind, W->cols);
+    for (r = 0; r < n; r++) {
+        if (kind == GP_PREP_Q8)
+            gp_q8_round_row(x + (size_t)r * ldx, W->cols, out + (size_t)r * rb);
+        else
+            gp_bf16_round_row(x + (size_t)r * ldx, W->cols, (uint16_t *)(void *)(out + (size_t)r * rb));
+    }
+    if (n > 1) memset(out + (size_t)n * rb, 0, GP_PREP_PAD * rb);
+}
+
+/* Floats of per-thread scratch the linear kernels need beyond a widened row:
+ * rows + GP_PREP_PAD prepared rows of the widest matrix that takes dot
+ * products, if any. */
+static size_t gp_linear_scratch_floats(const gpt_model *m, size_t rows)
+{
+    size_t most = 0, bytes;
+    int l, t;
+    for (l = -1; l < m->cfg.n_layer; l++) {
+        const gp_tensor *ts[4];
+        int nt = 1;
+        if (l < 0) {
+            ts[0] = &m->wte;
+        } else {
+            ts[0] = &m->blocks[l].attn_w;
+            ts[1] = &m->blocks[l].attn_proj_w;
+            ts[2] = &m->blocks[l].fc_w;
+            ts[3] = &m->blocks[l].mlp_proj_w;
+            nt = 4;
+        }
+        for (t = 0; t < nt; t++) {
+            int kind = gp_prep_kind(ts[t]->type);
+            bytes = kind ? gp_prep_bytes(kind, ts[t]->cols) : 0;
+            if (bytes > most) most = bytes;
+        }
+    }
+    return most ? (rows + GP_PREP_PAD) * most / sizeof(float) : 0;
+}
+
+/* The lanes of an AVX-512 accumulator summed by gp_vsum4's tree. */
+static float gp_sum16(const float *a)
+{
+    float u0 = (a[0] + a[2]) + (a[1] + a[3]), u1 = (a[4] + a[6]) + (a[5] + a[7]);
+    float u2 = (a[8] + a[10]) + (a[9] + a[11]), u3 = (a[12] + a[14]) + (a[13] + a[15]);
+    return (u0 + u2) + (u1 + u3);
+}
+
+/* The integer dot product's scalar twin: row j of q8_0 W against a row of
+ * x prepared by gp_q8_round_row. Each block's products are summed in int32
+ * four at a time, and each such sum, times d_x * d_w of its block, goes to
+ * one of 16 f32 partial sums as an AVX-512 register's lanes take them
+ * (lanes 0-7 even blocks, 8-15 odd ones), summed at the end by gp_sum16. */
+static float gp_dot_q8_ref(const gp_tensor *W, int j, const unsigned char *xr)
+{
+    int nb = W->nb, np = (nb + 1) / 2 * 2, b, g, i;
+    const signed char *w = W->q + (size_t)j * nb * 32, *q = (const signed char *)xr;
+    const uint16_t *ws = W->scales + (size_t)j * nb;
+    const float *d = (const float *)(const void *)(xr + (size_t)np * 64);
+    float acc[16] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0};
+    for (b = 0; b < nb; b++) {
+        float s = d[b] * gpt__f16_to_f32(ws[b]);
+        for (g = 0; g < 8; g++) {
+            int32_t t = 0;
+            for (i = b * 32 + g * 4; i < b * 32 + g * 4 + 4; i++) t += (int32_t)q[i] * w[i];
+            acc[(b % 2) * 8 + g] += (float)t * s;
+        }
+    }
+    return gp_sum16(acc);
+}
+
+/* bf16 weights' subnormals read as zero, as vdpbf16ps reads them. */
+static float gp_bf16_daz(uint16_t h) { return gpt__bf16_to_f32((h & 0x7f80u) ? h : (uint16_t)(h & 0x8000u)); }
+
+/* vdpbf16ps's scalar twin: row j of bf16 W against a row of x rounded by
+ * gp_bf16_round_row. Element pair (2l, 2l+1) of every 32 goes to partial
+ * sum l, the odd product first (products of two bf16 are exact in f32, so
+ * each step is one rounding as in the instruction), and gp_sum16 sums them.
+ * Past K the products are 0. */
+static float gp_dot_bf16_ref(const gp_tensor *W, int j, const uint16_t *xr)
+{
+    int K = W->cols, n = (K + 31) / 32 * 32, k;
+    const uint16_t *w = (const uint16_t *)(const void *)W->data + (size_t)j * K;
+    float acc[16] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0};
+    for (k = 0; k < n; k += 2) {
+        float *a = &acc[(k / 2) % 16];
+        *a += gpt__bf16_to_f32(xr[k + 1]) * (k + 1 < K ? gp_bf16_daz(w[k + 1]) : 0.0f);
+        *a += gpt__bf16_to_f32(xr[k]) * (k < K ? gp_bf16_daz(w[k]) : 0.0f);
+    }
+    return gp_sum16(acc);
+}
+
 /* The linear layer, reference: each row of W widened to f32 in scratch
- * (W->cols floats), then dotted with every row of x. */
+ * (W->cols floats), then dotted with every row of x; or, for weights that
+ * take dot products, the scalar twins on the rows gp_linear_prepare left in
+ * scratch. */
 static void gp_linear_ref(const gp_tensor *W, const float *bias, const float *x, int ldx, int n, int j0, int j1,
                           float *y, int ldy, int accumulate, float *scratch)
 {
-    int j, r, cols = W->cols;
+    int j, r, cols = W->cols, kind = gp_prep_kind(W->type);
     for (j = j0; j < j1; j++) {
-        const float *w;
+        const float *w = NULL;
         float b = bias ? bias[j] : 0.0f;
-        if (W->type == GPT_DTYPE_F32) {
+        if (kind) {
+            /* the rows are in scratch */
+        } else if (W->type == GPT_DTYPE_F32) {
             w = (const float *)(const void *)W->data + (size_t)j * cols;
         } else {
             gp_row_to_f32(W, j, scratch);
             w = scratch;
         }
         for (r = 0; r < n; r++) {
-            float v = gp_dot_ref(w, x + (size_t)r * ldx, cols) + b;
+            const unsigned char *xr = (const unsigned char *)scratch + (size_t)r * (kind ? gp_prep_bytes(kind, cols) : 0);
+            float v = kind == GP_PREP_Q8     ? gp_dot_q8_ref(W, j, xr)
+                      : kind == GP_PREP_BF16 ? gp_dot_bf16_ref(W, j, (const uint16_t *)(const void *)xr)
+                                             : gp_dot_ref(w, x + (size_t)r * ldx, cols);
             float *out = y + (size_t)r * ldy + j;
+            v += b;
             *out = accumulate ? *out + v : v;
         }
     }
@@ -3946,6 +4190,11 @@ static void gp_gelu_simd(float *x, size_t n)
  * sum, so a row's result does not depend on how many rows share its step.
  */
 
+/* The dot products on rounded activations (below) pass through the
+ * generic kernels as two more types. */
+#define GP_Q8DOT ((gpt_dtype)100)
+#define GP_BF16DOT ((gpt_dtype)101)
+
 /* Row j of W as a pointer to its first element, and GP_VL of its elements
  * from k on, widened to f32 (q8_0: times the scale of their block). */
 GP_INLINE const void *gp_w_row(const gp_tensor *W, gpt_dtype type, int j)
@@ -3972,7 +4221,7 @@ GP_INLINE gp_vf gp_w_load(const gp_tensor *W, gpt_dtype type, const void *row, i
 
 GP_INLINE size_t gp_w_elem_size(gpt_dtype type)
 {
-    return type == GPT_DTYPE_F32 ? 4 : type == GPT_DTYPE_Q8_0 ? 1 : 2;
+    return type == GPT_DTYPE_F32 ? 4 : type == GPT_DTYPE_Q8_0 || type == GP_Q8DOT ? 1 : 2;
 }
 
 /*
@@ -4035,14 +4284,281 @@ typedef struct gp_prefetch {
     int lines;    /* lines per k step */
 } gp_prefetch;
 
+/*
+ * The integer dot products of q8_0 weights (GP_Q8_DOT) and the bf16 ones
+ * (GP_BF16_DOT), on rows of x rounded by gp_linear_prepare. The generic
+ * kernels below take them as two more "types", GP_Q8DOT and GP_BF16DOT,
+ * with x pointing at the prepared rows (ldx counting floats of them).
+ *
+ * q8_0: a step takes GP_Q8_STEP bytes of a row of W and of x; an int32 lane
+ * sums 4 products (vpdpbusd on x86 with the weights as unsigned w + 128 and
+ * the lane started at -128 times its 4 xq, so the lane holds exactly sum
+ * xq * w; sdot on NEON), and each block's lanes, converted to f32, are
+ * multiplied into the f32 accumulator with d_x * d_w of their block: one
+ * FMA per lane per block. AVX-512: 64 bytes (2 blocks) per step, lanes 0-7
+ * the even block and 8-15 the odd one, as gp_dot_q8_ref sums; AVX2: 32 bytes
+ * (1 block) in 8 lanes; NEON: one block in two sdots into 4 lanes.
+ */
+#if defined(GP_Q8_DOT)
+#if defined(GP_AVX512)
+#define GP_Q8_STEP 64
+typedef __m512i gp_qv; /* 8-bit operands */
+typedef __m512i gp_vi; /* int32 lanes */
+GP_INLINE gp_qv gp_q8_w(const signed char *p, int whole)
+{
+    /* the last step of an odd number of blocks loads one block; the other
+     * half meets x's zero padding */
+    __m512i w = whole ? _mm512_loadu_si512((const void *)p) : _mm512_maskz_loadu_epi8((__mmask64)0xffffffffu, p);
+    return _mm512_xor_si512(w, _mm512_set1_epi8((char)-128));
+}
+#define GP_Q8_X(p) _mm512_loadu_si512((const void *)(p))
+#define GP_Q8_INIT(nc) _mm512_loadu_si512((const void *)(nc))
+#define GP_Q8_DOTI(acc, w, x) _mm512_dpbusd_epi32((acc), (w), (x))
+#define GP_Q8_CVT(i) _mm512_cvtepi32_ps(i)
+/* v[0] in lanes 0-7, v[1] in lanes 8-15 */
+GP_INLINE gp_vf gp_q8_halves(__m128 v)
+{
+    return _mm512_permutexvar_ps(_mm512_set_epi32(1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0),
+                                 _mm512_castps128_ps512(v));
+}
+GP_INLINE gp_vf gp_q8_xs(const float *d, int b)
+{
+    return gp_q8_halves(_mm_castsi128_ps(_mm_loadl_epi64((const __m128i *)(const void *)(d + b))));
+}
+GP_INLINE gp_vf gp_q8_ws(const uint16_t *s, int b, int nb)
+{
+    uint32_t two = (uint32_t)s[b] | (b + 1 < nb ? (uint32_t)s[b + 1] << 16 : 0u);
+    return gp_q8_halves(_mm_cvtph_ps(_mm_cvtsi32_si128((int)two)));
+}
+#elif defined(GP_AVX2)
+#define GP_Q8_STEP 32
+typedef __m256i gp_qv;
+typedef __m256i gp_vi;
+GP_INLINE gp_qv gp_q8_w(const signed char *p, int whole)
+{
+    (void)whole;
+    return _mm256_xor_si256(_mm256_loadu_si256((const __m256i *)(const void *)p), _mm256_set1_epi8((char)-128));
+}
+#define GP_Q8_X(p) _mm256_loadu_si256((const __m256i *)(const void *)(p))
+#define GP_Q8_INIT(nc) _mm256_loadu_si256((const __m256i *)(const void *)(nc))
+#define GP_Q8_DOTI(acc, w, x) _mm256_dpbusd_avx_epi32((acc), (w), (x))
+#define GP_Q8_CVT(i) _mm256_cvtepi32_ps(i)
+GP_INLINE gp_vf gp_q8_xs(const float *d, int b) { return _mm256_broadcast_ss(d + b); }
+GP_INLINE gp_vf gp_q8_ws(const uint16_t *s, int b, int nb)
+{
+    (void)nb;
+    return _mm256_set1_ps(_cvtsh_ss(s[b]));
+}
+#else /* NEON with dotprod */
+#define GP_Q8_STEP 32
+typedef int8x16x2_t gp_qv;
+typedef int32x4_t gp_vi;
+GP_INLINE gp_qv gp_q8_w(const signed char *p, int whole)
+{
+    gp_qv v;
+    (void)whole;
+    v.val[0] = vld1q_s8((const int8_t *)p);
+    v.val[1] = vld1q_s8((const int8_t *)p + 16);
+    return v;
+}
+#define GP_Q8_X(p) gp_q8_w((p), 1)
+#define GP_Q8_INIT(nc) ((void)(nc), vdupq_n_s32(0))
+#define GP_Q8_DOTI(acc, w, x) vdotq_s32(vdotq_s32((acc), (w).val[0], (x).val[0]), (w).val[1], (x).val[1])
+#define GP_Q8_CVT(i) vcvtq_f32_s32(i)
+GP_INLINE gp_vf gp_q8_xs(const float *d, int b) { return vdupq_n_f32(d[b]); }
+GP_INLINE gp_vf gp_q8_ws(const uint16_t *s, int b, int nb)
+{
+    (void)nb;
+    return vdupq_n_f32(gpt__f16_to_f32(s[b]));
+}
+#endif
+
+/* A tile of ROWS prepared rows of x (ldb bytes apart) against rows j .. j+3
+ * of W: sums[r * 4 + b]. pf: lines to prefetch for what comes next; stream:
+ * prefetch the rows of W themselves (one row of x streaming W). */
+#define GP_Q8_DECL(r)                                                                                 \
+    gp_vf a##r##0 = GP_VZERO(), a##r##1 = GP_VZERO(), a##r##2 = GP_VZERO(), a##r##3 = GP_VZERO();     \
+    const signed char *xq##r = (const signed char *)(X + (size_t)(r)*ldb);                            \
+    const int32_t *nc##r = (const int32_t *)(const void *)(X + (size_t)(r)*ldb + (size_t)np * 32);    \
+    const float *dx##r = (const float *)(const void *)(X + (size_t)(r)*ldb + (size_t)np * 64);
+#define GP_Q8_FMA(r)                                                                                  \
+    {                                                                                                 \
+        gp_qv xv = GP_Q8_X(xq##r + k);                                                                \
+        gp_vi i0 = GP_Q8_INIT(nc##r + k / 4);                                                         \
+        gp_vf xs = gp_q8_xs(dx##r, b);                                                                \
+        a##r##0 = GP_VFMA(GP_Q8_CVT(GP_Q8_DOTI(i0, w0, xv)), GP_VMUL(xs, s0), a##r##0);               \
+        a##r##1 = GP_VFMA(GP_Q8_CVT(GP_Q8_DOTI(i0, w1, xv)), GP_VMUL(xs, s1), a##r##1);               \
+        a##r##2 = GP_VFMA(GP_Q8_CVT(GP_Q8_DOTI(i0, w2, xv)), GP_VMUL(xs, s2), a##r##2);               \
+        a##r##3 = GP_VFMA(GP_Q8_CVT(GP_Q8_DOTI(i0, w3, xv)), GP_VMUL(xs, s3), a##r##3);               \
+    }
+#define GP_Q8_SUM(r) gp_vsum4(a##r##0, a##r##1, a##r##2, a##r##3, sums + (r)*4);
+#define GP_Q8_KERNEL(name, ROWS)                                                                            \
+    GP_INLINE void name(const gp_tensor *W, const unsigned char *X, size_t ldb, int j, gp_prefetch *pf,     \
+                        int stream, float *sums)                                                            \
+    {                                                                                                       \
+        int nb = W->nb, np = (nb + 1) / 2 * 2, k, b, l, kend = (nb * 32 + GP_Q8_STEP - 1) / GP_Q8_STEP * GP_Q8_STEP; \
+        const signed char *p0 = W->q + (size_t)j * nb * 32, *p1 = p0 + (size_t)nb * 32,                    \
+                          *p2 = p1 + (size_t)nb * 32, *p3 = p2 + (size_t)nb * 32;                          \
+        const uint16_t *q0 = W->scales + (size_t)j * nb, *q1 = q0 + nb, *q2 = q1 + nb, *q3 = q2 + nb;       \
+        ROWS(GP_Q8_DECL)                                                                                    \
+        for (k = 0; k < kend; k += GP_Q8_STEP) {                                                            \
+            int whole = k + GP_Q8_STEP <= nb * 32;                                                          \
+            gp_qv w0, w1, w2, w3;                                                                           \
+            gp_vf s0, s1, s2, s3;                                                                           \
+            b = k / 32;                                                                                     \
+            if (pf)                                                                                         \
+                for (l = 0; l < pf->lines && pf->at < pf->end; l++, pf->at += 64)                          \
+                    GP_PREFETCH_L2(pf->at - GP_PREFETCH_AHEAD);                                             \
+            if (stream && k % 64 == 0) {                                                                    \
+                GP_PREFETCH_L2(p0 + k);                                                                     \
+                GP_PREFETCH_L2(p1 + k);                                                                     \
+                GP_PREFETCH_L2(p2 + k);                                                                     \
+                GP_PREFETCH_L2(p3 + k);                                                                     \
+            }                                                                                               \
+            w0 = gp_q8_w(p0 + k, whole);                                                                    \
+            w1 = gp_q8_w(p1 + k, whole);                                                                    \
+            w2 = gp_q8_w(p2 + k, whole);                                                                    \
+            w3 = gp_q8_w(p3 + k, whole);                                                                    \
+            s0 = gp_q8_ws(q0, b, nb);                                                                       \
+            s1 = gp_q8_ws(q1, b, nb);                                                                       \
+            s2 = gp_q8_ws(q2, b, nb);                                                                       \
+            s3 = gp_q8_ws(q3, b, nb);                                                                       \
+            ROWS(GP_Q8_FMA)                                                                                 \
+        }                                                                                                   \
+        ROWS(GP_Q8_SUM)                                                                                     \
+    }
+#define GP_ROWS1(M) M(0)
+#define GP_ROWS2(M) M(0) M(1)
+#define GP_ROWS3(M) M(0) M(1) M(2)
+GP_Q8_KERNEL(gp_q8_tile1, GP_ROWS1)
+#if GP_MR == 6
+GP_Q8_KERNEL(gp_q8_tile3, GP_ROWS3)
+#else
+GP_Q8_KERNEL(gp_q8_tile2, GP_ROWS2)
+#endif
+
+/* One prepared row of x against row j of W. */
+GP_INLINE float gp_q8_row1(const gp_tensor *W, const unsigned char *X, int j)
+{
+    int nb = W->nb, np = (nb + 1) / 2 * 2, k, kend = (nb * 32 + GP_Q8_STEP - 1) / GP_Q8_STEP * GP_Q8_STEP;
+    const signed char *p0 = W->q + (size_t)j * nb * 32, *xq = (const signed char *)X;
+    const uint16_t *q0 = W->scales + (size_t)j * nb;
+    const int32_t *nc = (const int32_t *)(const void *)(X + (size_t)np * 32);
+    const float *dx = (const float *)(const void *)(X + (size_t)np * 64);
+    gp_vf acc = GP_VZERO();
+    for (k = 0; k < kend; k += GP_Q8_STEP) {
+        gp_vi i0 = GP_Q8_INIT(nc + k / 4);
+        acc = GP_VFMA(GP_Q8_CVT(GP_Q8_DOTI(i0, gp_q8_w(p0 + k, k + GP_Q8_STEP <= nb * 32), GP_Q8_X(xq + k))),
+                      GP_VMUL(gp_q8_xs(dx, k / 32), gp_q8_ws(q0, k / 32, nb)), acc);
+    }
+    return gp_vsum1(acc);
+}
+#endif /* GP_Q8_DOT */
+
+/*
+ * bf16 (AVX512_BF16): a step takes 32 elements; vdpbf16ps adds to lane l
+ * the products of elements 2l+1 and 2l of x (rounded to bf16) and W, as
+ * gp_dot_bf16_ref does. The last step of a row loads only its elements.
+ */
+#if defined(GP_BF16_DOT)
+GP_INLINE __m512i gp_bf16_w(const uint16_t *p, int k, int K)
+{
+    return k + 32 <= K ? _mm512_loadu_si512((const void *)(p + k))
+                       : _mm512_maskz_loadu_epi16((__mmask32)((1u << (K - k)) - 1u), p + k);
+}
+#define GP_BF16_FMA(acc, x, w) _mm512_dpbf16_ps((acc), (__m512bh)(x), (__m512bh)(w))
+#define GP_BF_DECL(r) gp_vf a##r##0 = GP_VZERO(), a##r##1 = GP_VZERO(), a##r##2 = GP_VZERO(), a##r##3 = GP_VZERO();
+#define GP_BF_FMA(r)                                                                                  \
+    {                                                                                                 \
+        __m512i xv = _mm512_loadu_si512((const void *)(xh + (size_t)(r)*ldh + k));                    \
+        GP_KEEP_IN_REG(xv);                                                                           \
+        a##r##0 = GP_BF16_FMA(a##r##0, xv, w0);                                                       \
+        a##r##1 = GP_BF16_FMA(a##r##1, xv, w1);                                                       \
+        a##r##2 = GP_BF16_FMA(a##r##2, xv, w2);                                                       \
+        a##r##3 = GP_BF16_FMA(a##r##3, xv, w3);                                                       \
+    }
+#define GP_BF_KERNEL(name, ROWS)                                                                           \
+    GP_INLINE void name(const gp_tensor *W, const uint16_t *xh, size_t ldh, int j, gp_prefetch *pf,         \
+                        int stream, float *sums)                                                           \
+    {                                                                                                      \
+        int K = W->cols, k, l, kend = (K + 31) / 32 * 32;                                                  \
+        const uint16_t *p0 = (const uint16_t *)(const void *)W->data + (size_t)j * K, *p1 = p0 + K,        \
+                       *p2 = p1 + K, *p3 = p2 + K;                                                         \
+        ROWS(GP_BF_DECL)                                                                                   \
+        for (k = 0; k < kend; k += 32) {                                                                   \
+            __m512i w0, w1, w2, w3;                                                                        \
+            if (pf)                                                                                        \
+                for (l = 0; l < pf->lines && pf->at < pf->end; l++, pf->at += 64)                         \
+                    GP_PREFETCH_L2(pf->at - GP_PREFETCH_AHEAD);                                            \
+            if (stream) {                                                                                  \
+                GP_PREFETCH_L2(p0 + k);                                                                    \
+                GP_PREFETCH_L2(p1 + k);                                                                    \
+                GP_PREFETCH_L2(p2 + k);                                                                    \
+                GP_PREFETCH_L2(p3 + k);                                                                    \
+            }                                                                                              \
+            w0 = gp_bf16_w(p0, k, K);                                                                      \
+            w1 = gp_bf16_w(p1, k, K);                                                                      \
+            w2 = gp_bf16_w(p2, k, K);                                                                      \
+            w3 = gp_bf16_w(p3, k, K);                                                                      \
+            ROWS(GP_BF_FMA)                                                                                \
+        }                                                                                                  \
+        ROWS(GP_Q8_SUM)                                                                                    \
+    }
+GP_BF_KERNEL(gp_bf16_tile1, GP_ROWS1)
+GP_BF_KERNEL(gp_bf16_tile, GP_TILE_ROWS)
+
+GP_INLINE float gp_bf16_row1(const gp_tensor *W, const uint16_t *xh, int j)
+{
+    int K = W->cols, k, kend = (K + 31) / 32 * 32;
+    const uint16_t *p0 = (const uint16_t *)(const void *)W->data + (size_t)j * K;
+    gp_vf acc = GP_VZERO();
+    for (k = 0; k < kend; k += 32) acc = GP_BF16_FMA(acc, _mm512_loadu_si512((const void *)(xh + k)), gp_bf16_w(p0, k, K));
+    return gp_vsum1(acc);
+}
+#endif /* GP_BF16_DOT */
+
+/* k steps of a row of W: what a tile's prefetching spreads its lines over */
+GP_INLINE int gp_k_steps(const gp_tensor *W, gpt_dtype type)
+{
+#if defined(GP_Q8_DOT)
+    if (type == GP_Q8DOT) return (W->nb * 32 + GP_Q8_STEP - 1) / GP_Q8_STEP;
+#endif
+#if defined(GP_BF16_DOT)
+    if (type == GP_BF16DOT) return W->nb;
+#endif
+    (void)type;
+    return W->cols / GP_VL;
+}
+
 /* Rows 0 .. GP_MR-1 of x (rows of ldx floats; past the rows that matter,
  * any readable memory) against rows j .. j+3 of W: sums[a * 4 + b]. */
 GP_INLINE void gp_dot_tile(const gp_tensor *W, gpt_dtype type, const float *x, size_t ldx, int j, gp_prefetch *pf,
                            float *sums)
 {
     int Kv = W->cols / GP_VL * GP_VL, k, a, b, l;
-    const void *p0 = gp_w_row(W, type, j), *p1 = gp_w_row(W, type, j + 1), *p2 = gp_w_row(W, type, j + 2),
-               *p3 = gp_w_row(W, type, j + 3);
+    const void *p0, *p1, *p2, *p3;
+#if defined(GP_Q8_DOT)
+    if (type == GP_Q8DOT) {
+        const unsigned char *X = (const unsigned char *)(const void *)x;
+#if GP_MR == 6
+        gp_q8_tile3(W, X, ldx * 4, j, pf, 0, sums);
+        gp_q8_tile3(W, X + ldx * 12, ldx * 4, j, NULL, 0, sums + 12);
+#else
+        gp_q8_tile2(W, X, ldx * 4, j, pf, 0, sums);
+#endif
+        return;
+    }
+#endif
+#if defined(GP_BF16_DOT)
+    if (type == GP_BF16DOT) {
+        gp_bf16_tile(W, (const uint16_t *)(const void *)x, ldx * 2, j, pf, 0, sums);
+        return;
+    }
+#endif
+    p0 = gp_w_row(W, type, j);
+    p1 = gp_w_row(W, type, j + 1);
+    p2 = gp_w_row(W, type, j + 2);
+    p3 = gp_w_row(W, type, j + 3);
     GP_TILE_ROWS(GP_DECL_ACC)
     for (k = 0; k < Kv; k += GP_VL) {
         gp_vf w0, w1, w2, w3;
@@ -4064,9 +4580,24 @@ GP_INLINE void gp_dot_row4(const gp_tensor *W, gpt_dtype type, const float *x, i
 {
     int Kv = W->cols / GP_VL * GP_VL, k, b, line = (int)(64 / gp_w_elem_size(type));
     size_t es = gp_w_elem_size(type);
-    const void *p0 = gp_w_row(W, type, j), *p1 = gp_w_row(W, type, j + 1), *p2 = gp_w_row(W, type, j + 2),
-               *p3 = gp_w_row(W, type, j + 3);
+    const void *p0, *p1, *p2, *p3;
     gp_vf a0 = GP_VZERO(), a1 = GP_VZERO(), a2 = GP_VZERO(), a3 = GP_VZERO();
+#if defined(GP_Q8_DOT)
+    if (type == GP_Q8DOT) {
+        gp_q8_tile1(W, (const unsigned char *)(const void *)x, 0, j, NULL, 1, sums);
+        return;
+    }
+#endif
+#if defined(GP_BF16_DOT)
+    if (type == GP_BF16DOT) {
+        gp_bf16_tile1(W, (const uint16_t *)(const void *)x, 0, j, NULL, 1, sums);
+        return;
+    }
+#endif
+    p0 = gp_w_row(W, type, j);
+    p1 = gp_w_row(W, type, j + 1);
+    p2 = gp_w_row(W, type, j + 2);
+    p3 = gp_w_row(W, type, j + 3);
     for (k = 0; k < Kv; k += GP_VL) {
         gp_vf xv = GP_VLOAD(x + k);
         if (k % line == 0) {
@@ -4088,8 +4619,15 @@ GP_INLINE void gp_dot_row4(const gp_tensor *W, gpt_dtype type, const float *x, i
 GP_INLINE float gp_dot_row1(const gp_tensor *W, gpt_dtype type, const float *x, int j)
 {
     int Kv = W->cols / GP_VL * GP_VL, k;
-    const void *p0 = gp_w_row(W, type, j);
+    const void *p0;
     gp_vf acc = GP_VZERO();
+#if defined(GP_Q8_DOT)
+    if (type == GP_Q8DOT) return gp_q8_row1(W, (const unsigned char *)(const void *)x, j);
+#endif
+#if defined(GP_BF16_DOT)
+    if (type == GP_BF16DOT) return gp_bf16_row1(W, (const uint16_t *)(const void *)x, j);
+#endif
+    p0 = gp_w_row(W, type, j);
     for (k = 0; k < Kv; k += GP_VL) acc = GP_VFMA(GP_VLOAD(x + k), gp_w_load(W, type, p0, j, k), acc);
     return gp_dot_tail(W, x, j, gp_vsum1(acc));
 }
@@ -4159,7 +4697,7 @@ GP_INLINE void gp_dot_body(const gp_tensor *W, gpt_dtype type, const float *X, i
     }
     if (n <= GP_FEW_ROWS) {
         /* the k steps of a chunk's tiles, over which to spread the next chunk's lines */
-        size_t steps = (size_t)(GP_CHUNK_ROWS / 4) * (size_t)((n + GP_MR - 1) / GP_MR) * (size_t)(W->cols / GP_VL);
+        size_t steps = (size_t)(GP_CHUNK_ROWS / 4) * (size_t)((n + GP_MR - 1) / GP_MR) * (size_t)gp_k_steps(W, type);
         gp_prefetch pf;
         for (jb = j0; jb < j1; jb += GP_CHUNK_ROWS) {
             int je = jb + GP_CHUNK_ROWS < j1 ? jb + GP_CHUNK_ROWS : j1;
@@ -4185,11 +4723,26 @@ static void gp_linear_simd(const gp_tensor *W, const float *bias, const float *x
                            float *y, int ldy, int accumulate, float *scratch)
 {
     (void)scratch;
+    (void)x;
     switch (W->type) {
     case GPT_DTYPE_F32: gp_dot_body(W, GPT_DTYPE_F32, x, ldx, n, j0, j1, y, ldy, bias, accumulate); break;
     case GPT_DTYPE_F16: gp_dot_body(W, GPT_DTYPE_F16, x, ldx, n, j0, j1, y, ldy, bias, accumulate); break;
+#if defined(GP_BF16_DOT)
+    case GPT_DTYPE_BF16:
+        gp_dot_body(W, GP_BF16DOT, scratch, (int)(gp_prep_bytes(GP_PREP_BF16, W->cols) / 4), n, j0, j1, y, ldy, bias,
+                    accumulate);
+        break;
+#else
     case GPT_DTYPE_BF16: gp_dot_body(W, GPT_DTYPE_BF16, x, ldx, n, j0, j1, y, ldy, bias, accumulate); break;
+#endif
+#if defined(GP_Q8_DOT)
+    case GPT_DTYPE_Q8_0:
+        gp_dot_body(W, GP_Q8DOT, scratch, (int)(gp_prep_bytes(GP_PREP_Q8, W->cols) / 4), n, j0, j1, y, ldy, bias,
+                    accumulate);
+        break;
+#else
     case GPT_DTYPE_Q8_0: gp_dot_body(W, GPT_DTYPE_Q8_0, x, ldx, n, j0, j1, y, ldy, bias, accumulate); break;
+#endif
     }
 }
 
@@ -4401,6 +4954,13 @@ static const gp_kernels gp_kernels_simd = {"avx2", gp_linear_simd, gp_gelu_simd,
 static const gp_kernels gp_kernels_simd = {"neon", gp_linear_simd, gp_gelu_simd, gp_attention_simd, GP_ATT_ROWS};
 #endif
 
+/* Which weight types take dot products on rounded activations in this
+ * build (1: q8_0, integer; 2: bf16), for the tests' tolerances. */
+int gpt__dot_products(void)
+{
+    return gp_prep_kind(GPT_DTYPE_Q8_0) | gp_prep_kind(GPT_DTYPE_BF16);
+}
+
 /* The SIMD kernels compiled in, unless the reference ones are asked for. */
 static const gp_kernels *gp_pick_kernels(int reference)
 {
@@ -4411,8 +4971,6 @@ static const gp_kernels *gp_pick_kernels(int reference)
     return &gp_kernels_ref;
 }
 
-/* Floats of per-thread scratch the linear kernels need beyond a widened row. */
-static size_t gp_linear_scratch_floats(void) { return 0; }
 
 /* ======================================================================== */
 /* 11. The thread pool                                                      */
@@ -4757,6 +5315,9 @@ static void gp_linear_rows(const gp_linear_job *j, int ith, int b, int e)
 static void gp_linear_task(void *arg, int ith, int nth)
 {
     const gp_linear_job *j = (const gp_linear_job *)arg;
+    /* each thread rounds x for its own products (integer and bf16 ones) */
+    gp_linear_prepare(j->W, j->x, j->ldx, j->n,
+                      j->c->scratch + (size_t)ith * j->c->scratch_stride + j->c->scratch_row);
 #if defined(GP_HAVE_THREADS)
     if (nth > 1) {
         gp_worker *w = j->c->pool->workers;

@@ -19,6 +19,13 @@
  *                    has AVX-512, AVX2 + FMA + F16C or NEON (the SIMD kernels
  *                    are chosen by the compiler's target flags, e.g.
  *                    -march=native); results agree within 1e-5 relative
+ *   GPT_NO_VNNI      q8_0 weights meet f32 activations (each weight widened)
+ *                    instead of activations rounded to int8 blocks of 32 in
+ *                    integer dot products (AVX512-VNNI, AVX-VNNI, NEON
+ *                    dotprod, and their scalar twin in builds without SIMD)
+ *   GPT_NO_BF16DOT   bf16 weights meet f32 activations instead of
+ *                    activations rounded to bf16 in vdpbf16ps products
+ *                    (AVX512_BF16, and its scalar twin without SIMD)
  *   GPT_NO_THREADS   no thread pool: every context computes on the calling
  *                    thread (threads are POSIX or Win32, with GCC-style atomics)
  *   GPT_NO_MMAP      checkpoints are read into memory instead of mapped
@@ -287,7 +294,9 @@ GPT_API gpt_context_params gpt_context_defaults(void);
  * rounded up to pages of 64 and T = n_ctx, in floats: the KV cache,
  * n_layer * P * (n_embd + n_head * D) (halves with an f16 cache);
  * activations, (n_batch + 8) * 10 * n_embd; per thread, 48 * T + 4 * n_embd
- * + 4096; logits, n_vocab per sequence plus n_vocab per row the last batch
+ * + 4096, and with q8_0 or bf16 matrices that take dot products (see
+ * GPT_NO_VNNI), (n_batch + 6) rows of their activations rounded, about
+ * 2.2 bytes per element of the widest row (4 * n_embd); logits, n_vocab per sequence plus n_vocab per row the last batch
  * can keep (max(n_seq, 8), or max(n_ctx, n_seq) with all_logits); per
  * sequence, T token ids and T / 64 page numbers; two ints per page; and a
  * few hundred bytes per thread for the pool. The threads' stacks come from
@@ -657,6 +666,10 @@ size_t gpt__utf8_decode(const unsigned char *s, size_t avail, uint32_t *cp);
 /* Length of the UTF-8 sequence lead byte c starts (0 if none) and the range
  * its second byte must be in. */
 size_t gpt__utf8_seq_len(unsigned c, unsigned *lo, unsigned *hi);
+/* Which weight types take dot products on rounded activations in this
+ * build: 1 q8_0 (activations in int8 blocks), 2 bf16 (activations in
+ * bf16), or both; see GPT_NO_VNNI and GPT_NO_BF16DOT. */
+int gpt__dot_products(void);
 /* IEEE half and bfloat16 conversions (rounding to nearest even). */
 float gpt__f16_to_f32(uint16_t h);
 uint16_t gpt__f32_to_f16(float f);

@@ -29,6 +29,20 @@
 #define LLMC_DIR "tests/data/llmc"
 #define TOL 1e-4
 
+int gpt__dot_products(void); /* gpt.h's internal part: 1 q8_0, 2 bf16 */
+
+/* Whether this build rounds the activations of m's matrices for their dot
+ * products (issue 16): then a lossless conversion still leaves the PyTorch
+ * reference by that rounding (test_model.c measures it: up to 4.3e-2 on
+ * the logits of its goldens, DOT_TOL 0.15 there and here). */
+static int rounds_activations(const gpt_model *m)
+{
+    gpt_dtype t = gpt_model_config(m).dtype;
+    return (t == GPT_DTYPE_Q8_0 && (gpt__dot_products() & 1)) || (t == GPT_DTYPE_BF16 && (gpt__dot_products() & 2));
+}
+#define DOT_TOL 0.15
+static double golden_tol = TOL; /* golden_error's, for the model at hand */
+
 static char tmp_dir[512];
 
 static void make_dir(const char *path) { mkdir(path, 0777); }
@@ -158,7 +172,7 @@ static double golden_error(const golden *g, const float *lg, int V, int check_ar
         if (!check_argmax) continue;
         for (i = 1; i < V; i++)
             if (l[i] > l[best]) best = i;
-        if (fabs((double)l[best] - g->top_v[p * g->k]) > TOL) {
+        if (fabs((double)l[best] - g->top_v[p * g->k]) > golden_tol) {
             snprintf(why, cap, "position %d: our argmax %d has logit %.6f, the reference's top %d has %.6f", p, best,
                      (double)l[best], g->top_ids[p * g->k], g->top_v[p * g->k]);
             return -1;
@@ -178,10 +192,11 @@ static double check_against_golden(const golden *g, const char *path, char *why,
         snprintf(why, cap, "load %s: %s", path, err.message);
         return -1;
     }
+    golden_tol = rounds_activations(m) ? DOT_TOL : TOL;
     lg = all_logits(m, g->tokens, g->n, why, cap);
     e = lg ? golden_error(g, lg, gpt_model_config(m).n_vocab, 1, why, cap) : -1;
     free(lg);
-    gpt_model_free(m);
+    gpt_model_free(m); /* golden_tol stays the bound of this model's error */
     return e;
 }
 
@@ -220,7 +235,7 @@ TEST(golden_hf_and_llmc_f32)
         }
         why[0] = 0;
         worst = check_against_golden(&g, out, why, sizeof why);
-        EXPECTF(worst >= 0 && worst <= TOL, "%s: max abs error %g > %g %s", e->d_name, worst, TOL, why);
+        EXPECTF(worst >= 0 && worst <= golden_tol, "%s: max abs error %g > %g %s", e->d_name, worst, golden_tol, why);
         printf("# %-40s f32  max abs logit error %.2e\n", e->d_name, worst);
         if (!strcmp(g.kind, "hf")) hf++;
         else llmc++;
@@ -255,7 +270,7 @@ TEST(lossless_f16_and_bf16_sources)
         CHECKF(convert_to(cases[i].kind, g.path, out, cases[i].dtype, 0, &err) == GPT_OK, "%s: %s", g.path,
                err.message);
         worst = check_against_golden(&g, out, why, sizeof why);
-        EXPECTF(worst >= 0 && worst <= TOL, "%s as %s: max abs error %g %s", g.path, gpt_dtype_name(cases[i].dtype),
+        EXPECTF(worst >= 0 && worst <= golden_tol, "%s as %s: max abs error %g %s", g.path, gpt_dtype_name(cases[i].dtype),
                 worst, why);
         printf("# %-40s %-4s max abs logit error %.2e (lossless)\n", cases[i].golden, gpt_dtype_name(cases[i].dtype),
                worst);
@@ -329,14 +344,17 @@ TEST(reduced_precision_close_to_f32)
                 }
                 agree += a == b;
             }
+            golden_tol = rounds_activations(m) ? DOT_TOL : TOL;
             gold = golden_error(&g, got, V, 0, why, sizeof why);
+            golden_tol = TOL;
             ppl = perplexity(got, g.tokens, g.n, V);
             printf("# %-40s %-4s max abs logit error %.2e vs f32 (%.2e vs golden), top-1 %d/%d, ppl %.4f vs %.4f "
                    "(%+.3f%%)\n",
                    goldens[gi], gpt_dtype_name(types[t]), worst, gold, agree, g.n, ppl, ppl_ref,
                    100.0 * (ppl - ppl_ref) / ppl_ref);
-            EXPECTF(worst <= max_err[t], "%s as %s: logits move by %g (limit %g)", g.path, gpt_dtype_name(types[t]),
-                    worst, max_err[t]);
+            /* rounded activations (issue 16) move q8_0's by 0.101 here */
+            EXPECTF(worst <= max_err[t] * (rounds_activations(m) ? 2 : 1), "%s as %s: logits move by %g (limit %g)",
+                    g.path, gpt_dtype_name(types[t]), worst, max_err[t] * (rounds_activations(m) ? 2 : 1));
             EXPECTF(fabs(ppl - ppl_ref) <= max_ppl[t] * ppl_ref, "%s as %s: perplexity %g vs %g", g.path,
                     gpt_dtype_name(types[t]), ppl, ppl_ref);
             free(got);

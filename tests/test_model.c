@@ -11,6 +11,21 @@
 #define GOLDEN_DIR "tests/data/golden"
 #define TOL 1e-4
 
+int gpt__dot_products(void); /* gpt.h's internal part: 1 q8_0, 2 bf16 */
+
+/* Whether this build rounds the activations of m's matrices (integer q8_0
+ * and bf16 dot products, issue 16): then the forward pass leaves the
+ * PyTorch reference by that rounding, and what holds instead is the
+ * perplexity rule (within 0.5% of f32, tools/quant_quality.py and
+ * test_quality) and the looser bounds below, measured on these goldens. */
+static int rounds_activations(const gpt_model *m)
+{
+    gpt_dtype t = gpt_model_config(m).dtype;
+    return (t == GPT_DTYPE_Q8_0 && (gpt__dot_products() & 1)) || (t == GPT_DTYPE_BF16 && (gpt__dot_products() & 2));
+}
+#define DOT_TOL 0.15 /* logits, absolute: 4.3e-2 (q8_0), 1.4e-2 (bf16) measured */
+#define DOT_MARGIN 0.1 /* greedy generation: compared up to the first closer call */
+
 /* Loads the model a golden file names; NULL (and a reason) if it cannot. */
 static gpt_model *golden_model(const golden *g, char *why, size_t cap)
 {
@@ -36,6 +51,7 @@ static gpt_model *golden_model(const golden *g, char *why, size_t cap)
  * abs error, or -1 with a message when something else is wrong. */
 static double golden_compare(const golden *g, gpt_model *m, int n_threads, int n_batch, char *why, size_t cap)
 {
+    double tol = rounds_activations(m) ? DOT_TOL : TOL;
     gpt_context_params cp = gpt_context_defaults();
     gpt_context *c;
     gpt_error err;
@@ -69,7 +85,7 @@ static double golden_compare(const golden *g, gpt_model *m, int n_threads, int n
         for (i = 1; i < V; i++)
             if (lg[i] > lg[best]) best = i;
         /* our best must be (within tolerance) as good as the reference's */
-        if (fabs((double)lg[best] - g->top_v[p * g->k]) > TOL) {
+        if (fabs((double)lg[best] - g->top_v[p * g->k]) > tol) {
             snprintf(why, cap, "position %d: our argmax %d has logit %.6f, the reference's top %d has %.6f", p, best,
                      (double)lg[best], g->top_ids[p * g->k], g->top_v[p * g->k]);
             gpt_context_free(c);
@@ -91,7 +107,7 @@ TEST(golden_logits)
         size_t nl = strlen(e->d_name);
         golden g;
         gpt_model *m;
-        double err1, err2;
+        double err1, err2, tol;
         if (nl < 4 || strcmp(e->d_name + nl - 4, ".txt") != 0) continue;
         files++;
         snprintf(path, sizeof path, "%s/%s", GOLDEN_DIR, e->d_name);
@@ -105,12 +121,14 @@ TEST(golden_logits)
             continue;
         }
         /* one batch on one thread, and in small batches on three threads */
+        tol = rounds_activations(m) ? DOT_TOL : TOL;
         err1 = golden_compare(&g, m, 1, 0, why, sizeof why);
-        EXPECTF(err1 >= 0 && err1 <= TOL, "%s (1 thread): max abs error %g > %g %s", e->d_name, err1, TOL, why);
+        EXPECTF(err1 >= 0 && err1 <= tol, "%s (1 thread): max abs error %g > %g %s", e->d_name, err1, tol, why);
         err2 = golden_compare(&g, m, 3, 5, why, sizeof why);
-        EXPECTF(err2 >= 0 && err2 <= TOL, "%s (3 threads, batch 5): max abs error %g > %g %s", e->d_name, err2, TOL,
+        EXPECTF(err2 >= 0 && err2 <= tol, "%s (3 threads, batch 5): max abs error %g > %g %s", e->d_name, err2, tol,
                 why);
-        printf("# %-45s max abs error %.2e\n", e->d_name, err1 > err2 ? err1 : err2);
+        printf("# %-45s max abs error %.2e%s\n", e->d_name, err1 > err2 ? err1 : err2,
+               tol > TOL ? " (activations rounded)" : "");
         checked++;
         gpt_model_free(m);
         golden_free(&g);
@@ -509,9 +527,10 @@ TEST(golden_scores)
             if (!(d <= worst)) worst = d;
             sum += got[i];
         }
-        EXPECTF(worst <= 1e-4, "%s: log-probs differ by up to %g", files[fi], worst);
-        EXPECTF(fabs(exp(-sum / (n - 1)) / ppl - 1) < 1e-4, "%s: perplexity %.6f, reference %.6f", files[fi],
-                exp(-sum / (n - 1)), ppl);
+        /* rounded activations: the issue's rule, perplexity within 0.5% */
+        EXPECTF(worst <= (rounds_activations(m) ? DOT_TOL : 1e-4), "%s: log-probs differ by up to %g", files[fi], worst);
+        EXPECTF(fabs(exp(-sum / (n - 1)) / ppl - 1) < (rounds_activations(m) ? 5e-3 : 1e-4),
+                "%s: perplexity %.6f, reference %.6f", files[fi], exp(-sum / (n - 1)), ppl);
         printf("# %-45s %d tokens, ppl %.4f (reference %.4f), max log-prob error %.1e\n", files[fi], n,
                exp(-sum / (n - 1)), ppl, worst);
         gpt_context_free(c);
@@ -524,7 +543,7 @@ TEST(golden_scores)
         if (gpt_context_kv_type(c) == GPT_KV_F16) {
             CHECK(gpt_score(c, tok, n, got) == GPT_OK);
             for (sum = 0, i = 0; i < n - 1; i++) sum += got[i];
-            EXPECTF(fabs(exp(-sum / (n - 1)) / ppl - 1) < 1e-3, "%s, f16 cache: perplexity %.6f, reference %.6f",
+            EXPECTF(fabs(exp(-sum / (n - 1)) / ppl - 1) < (rounds_activations(m) ? 5e-3 : 1e-3), "%s, f16 cache: perplexity %.6f, reference %.6f",
                     files[fi], exp(-sum / (n - 1)), ppl);
             printf("# %-45s f16 cache: ppl %.4f\n", files[fi], exp(-sum / (n - 1)));
         }
@@ -617,7 +636,7 @@ TEST(golden_greedy_generation)
             for (i = 0; i < n_prompt; i++) CHECK(toks[i] == (int)pids[i]);
             for (i = 0; i < n_greedy; i++) {
                 /* a near tie: the reference cannot decide either */
-                if (margin[i] < (kv == 0 ? 1e-4 : 0.05)) break;
+                if (margin[i] < (rounds_activations(m) ? DOT_MARGIN : kv == 0 ? 1e-4 : 0.05)) break;
                 CHECKF(toks[n_prompt + i] == (int)gids[i], "%s (%s cache): greedy token %d is %d, expected %d",
                        files[fi], kv == 0 ? "f32" : "default", i, toks[n_prompt + i], (int)gids[i]);
             }

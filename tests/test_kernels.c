@@ -1,0 +1,284 @@
+/*
+ * test_kernels.c - the matrix-product kernels alone, on odd shapes.
+ *
+ * This program compiles gpt.c into itself (as test_alloc.c does) to call
+ * the kernels directly, and checks, for every weight type:
+ *   - the SIMD kernels (gp_linear_simd) against the scalar references
+ *     (gp_linear_ref) within 1e-5 relative, on K not a multiple of 32 or
+ *     16, 1 to 13 rows of x, ragged groups of rows of W;
+ *   - with rounded activations (issue 16: q8_0 in integer dot products,
+ *     bf16 in vdpbf16ps), the scalar twins against the arithmetic they
+ *     stand for, computed in double from the same rounded integers and bf16
+ *     values, and the rounding itself (int8 codes within one step of
+ *     x / d, bf16 to nearest even);
+ *   - batch invariance inside the kernel: each row of x gives the same bits
+ *     alone, in any batch, and whatever range of rows of W a call computes.
+ */
+#include "../gpt.c"
+#include "../tokenizer.c"
+
+#include "test.h"
+
+static uint64_t tk_rng = 0x9e3779b97f4a7c15u;
+static float frand(void) /* uniform in [-1, 1) */
+{
+    tk_rng ^= tk_rng << 13;
+    tk_rng ^= tk_rng >> 7;
+    tk_rng ^= tk_rng << 17;
+    return (float)((double)(tk_rng >> 11) / 9007199254740992.0 * 2.0 - 1.0);
+}
+
+/* A random J x K matrix of type t, with its storage. */
+typedef struct kt_matrix {
+    gp_tensor W;
+    void *data, *q, *scales;
+} kt_matrix;
+
+static int kt_make(kt_matrix *m, gpt_dtype t, int J, int K)
+{
+    int j, k, nb = (K + 31) / 32;
+    memset(m, 0, sizeof *m);
+    m->W.type = t;
+    m->W.rows = J;
+    m->W.cols = K;
+    m->W.nb = nb;
+    if (t == GPT_DTYPE_Q8_0) {
+        signed char *q = (signed char *)malloc((size_t)J * nb * 32 + 64);
+        uint16_t *s = (uint16_t *)malloc(sizeof(uint16_t) * ((size_t)J * nb + 1));
+        if (!q || !s) return -1;
+        for (j = 0; j < J * nb * 32; j++) q[j] = (signed char)(int)(frand() * 127.5f);
+        for (j = 0; j < J * nb; j++) s[j] = gpt__f32_to_f16(0.0005f + 0.001f * (frand() + 1.0f)); /* weights up to ~0.3 */
+        m->q = q;
+        m->scales = s;
+        m->W.q = q;
+        m->W.scales = s;
+        m->W.data = (const unsigned char *)q;
+        return 0;
+    }
+    m->data = malloc((size_t)J * K * 4 + 64);
+    if (!m->data) return -1;
+    for (j = 0; j < J; j++)
+        for (k = 0; k < K; k++) {
+            size_t at = (size_t)j * K + k;
+            float v = frand() * 0.1f;
+            if (t == GPT_DTYPE_F32) ((float *)m->data)[at] = v;
+            if (t == GPT_DTYPE_F16) ((uint16_t *)m->data)[at] = gpt__f32_to_f16(v);
+            if (t == GPT_DTYPE_BF16) ((uint16_t *)m->data)[at] = gpt__f32_to_bf16(v);
+        }
+    m->W.data = (const unsigned char *)m->data;
+    return 0;
+}
+
+static void kt_free(kt_matrix *m)
+{
+    free(m->data);
+    free(m->q);
+    free(m->scales);
+}
+
+/* x: (n + GP_ROW_PAD) rows of K, with a few large values (activations of
+ * GPT-2 have them) */
+static float *kt_x(int n, int K)
+{
+    float *x = (float *)malloc(sizeof(float) * (size_t)(n + GP_ROW_PAD) * K);
+    int i;
+    if (!x) return NULL;
+    for (i = 0; i < (n + GP_ROW_PAD) * K; i++) x[i] = frand() * (i % 37 == 5 ? 20.0f : 1.0f);
+    return x;
+}
+
+/* A thread's linear scratch for n rows of x and K columns. */
+static float *kt_scratch(int n, int K)
+{
+    size_t floats = (size_t)4 * K + (size_t)(n + GP_PREP_PAD) * gp_prep_bytes(GP_PREP_Q8, K) / 4 + 64;
+    return (float *)calloc(floats, sizeof(float));
+}
+
+typedef void (*kt_linear)(const gp_tensor *, const float *, const float *, int, int, int, int, float *, int, int,
+                          float *);
+
+/* y [n][J] = x W^T + bias with kernel f, the rows of W in calls of `piece` rows. */
+static void kt_run(kt_linear f, const gp_tensor *W, const float *bias, const float *x, int n, float *y, float *scratch,
+                   int piece)
+{
+    int j;
+    gp_linear_prepare(W, x, W->cols, n, scratch);
+    for (j = 0; j < W->rows; j += piece)
+        f(W, bias, x, W->cols, n, j, j + piece < W->rows ? j + piece : W->rows, y, W->rows, 0, scratch);
+}
+
+static const gpt_dtype kt_types[4] = {GPT_DTYPE_F32, GPT_DTYPE_F16, GPT_DTYPE_BF16, GPT_DTYPE_Q8_0};
+static const int kt_ks[] = {1, 5, 16, 31, 32, 33, 47, 63, 64, 65, 90, 96, 100, 129, 257, 768};
+
+#if defined(GP_SIMD)
+TEST(simd_and_scalar_twins_agree)
+{
+    int t, ki, n, J = 13;
+    double worst[4] = {0, 0, 0, 0};
+    for (t = 0; t < 4; t++)
+        for (ki = 0; ki < (int)(sizeof kt_ks / sizeof kt_ks[0]); ki++) {
+            int K = kt_ks[ki];
+            kt_matrix m;
+            float *x = kt_x(13, K), *sc = kt_scratch(13, K), bias[13], ys[13 * 13], yr[13 * 13];
+            CHECK(x && sc && kt_make(&m, kt_types[t], J, K) == 0);
+            for (n = 0; n < J; n++) bias[n] = frand();
+            for (n = 1; n <= 13; n++) {
+                int i;
+                kt_run(gp_linear_simd, &m.W, bias, x, n, ys, sc, J);
+                kt_run(gp_linear_ref, &m.W, bias, x, n, yr, sc, J);
+                for (i = 0; i < n * J; i++) {
+                    /* relative, absolute below 1 (as test_model's max_rel_diff) */
+                    double d = fabs((double)ys[i] - yr[i]) / (fabs((double)yr[i]) > 1.0 ? fabs((double)yr[i]) : 1.0);
+                    if (!(d <= worst[t])) worst[t] = d;
+                }
+            }
+            EXPECTF(worst[t] <= 1e-5, "%s, K %d: SIMD and scalar differ by %g relative", gpt_dtype_name(kt_types[t]),
+                    K, worst[t]);
+            kt_free(&m);
+            free(x);
+            free(sc);
+        }
+    for (t = 0; t < 4; t++)
+        printf("# %-5s%s SIMD vs scalar twin: max relative difference %.1e\n", gpt_dtype_name(kt_types[t]),
+               gp_prep_kind(kt_types[t]) ? " (rounded activations)" : "", worst[t]);
+}
+#endif
+
+/* The twins against their definition, in double: per block, the exact
+ * integer sum times d_x * d_w (q8_0); the products of the bf16 values
+ * (bf16). And the rounding: int8 codes within half a step of x / d, d =
+ * max|x| / 127; bf16 the nearest. */
+TEST(scalar_twins_compute_their_definition)
+{
+    int t, ki, checked = 0;
+    for (t = 2; t < 4; t++) {
+        int kind = gp_prep_kind(kt_types[t]);
+        if (!kind) continue;
+        for (ki = 0; ki < (int)(sizeof kt_ks / sizeof kt_ks[0]); ki++) {
+            int K = kt_ks[ki], n = 3, J = 5, r, j, k;
+            kt_matrix m;
+            float *x = kt_x(n, K), *sc = kt_scratch(n, K), y[15];
+            size_t rb = gp_prep_bytes(kind, K);
+            CHECK(x && sc && kt_make(&m, kt_types[t], J, K) == 0);
+            kt_run(gp_linear_ref, &m.W, NULL, x, n, y, sc, J);
+            for (r = 0; r < n; r++) {
+                const unsigned char *xr = (const unsigned char *)sc + r * rb;
+                for (j = 0; j < J; j++) {
+                    double want = 0, size = 0;
+                    if (kind == GP_PREP_Q8) {
+                        int nb = m.W.nb, np = (nb + 1) / 2 * 2, b;
+                        const signed char *q = (const signed char *)xr;
+                        const float *d = (const float *)(const void *)(xr + np * 64);
+                        for (b = 0; b < nb; b++) {
+                            long isum = 0;
+                            double s = (double)d[b] * gpt__f16_to_f32(m.W.scales[j * nb + b]);
+                            for (k = b * 32; k < b * 32 + 32; k++) isum += (long)q[k] * m.W.q[(size_t)j * nb * 32 + k];
+                            want += s * (double)isum;
+                            for (k = b * 32; k < b * 32 + 32; k++)
+                                size += fabs(s * q[k] * m.W.q[(size_t)j * nb * 32 + k]);
+                        }
+                        if (j == 0)
+                            for (k = 0; k < K; k++) {
+                                double code = x[r * K + k] / (double)d[k / 32];
+                                CHECKF(d[k / 32] == 0 || fabs(code - q[k]) <= 0.5001, "K %d: x %g rounds to %d (d %g)",
+                                       K, (double)x[r * K + k], q[k], (double)d[k / 32]);
+                            }
+                    } else {
+                        const uint16_t *h = (const uint16_t *)(const void *)xr;
+                        for (k = 0; k < K; k++) {
+                            double p = (double)gpt__bf16_to_f32(h[k]) *
+                                       gpt__bf16_to_f32(((const uint16_t *)m.data)[(size_t)j * K + k]);
+                            want += p;
+                            size += fabs(p);
+                            if (j == 0)
+                                CHECKF(h[k] == gpt__f32_to_bf16(x[r * K + k]), "K %d: bf16 of %g", K,
+                                       (double)x[r * K + k]);
+                        }
+                    }
+                    /* f32 sums of 16 partial sums: a few ulps of the terms' size */
+                    CHECKF(fabs(y[r * J + j] - want) <= 1e-6 * size + 1e-30, "%s K %d row %d: %.9g, expected %.9g",
+                           gpt_dtype_name(kt_types[t]), K, j, (double)y[r * J + j], want);
+                }
+            }
+            checked++;
+            kt_free(&m);
+            free(x);
+            free(sc);
+        }
+    }
+    if (!checked) printf("# no weight type takes rounded activations in this build (%s)\n", gp_pick_kernels(0)->name);
+}
+
+/* The int8 rounding of a block, whichever code does it (AVX-512 or the
+ * scalar loop), is x * (127 / max|x|) clamped and rounded to nearest, with
+ * d = max|x| / 127: the same bits. Blocks with large values, exact ties
+ * and exact maxima included. */
+TEST(q8_rounding_is_the_same_in_every_path)
+{
+    int rep, i, b;
+    float x[96];
+    unsigned char out[8192];
+    for (rep = 0; rep < 200; rep++) {
+        int np;
+        const signed char *q = (const signed char *)out;
+        const float *d;
+        for (i = 0; i < 96; i++) x[i] = frand() * (rep % 3 == 0 ? 1000.0f : 1.0f);
+        if (rep % 5 == 1) x[7] = 127.0f, x[3] = 0.5f, x[4] = -1.5f; /* codes 127, 0.5, -1.5: ties */
+        gp_q8_round_row(x, 96, out);
+        np = 4;
+        d = (const float *)(const void *)(out + np * 64);
+        for (b = 0; b < 3; b++) {
+            float amax = 0.0f, inv;
+            for (i = 0; i < 32; i++) amax = fabsf(x[b * 32 + i]) > amax ? fabsf(x[b * 32 + i]) : amax;
+            inv = 127.0f / amax;
+            CHECKF(d[b] == amax / 127.0f, "block %d: d %g, expected %g", b, (double)d[b], (double)(amax / 127.0f));
+            for (i = 0; i < 32; i++) {
+                float v = x[b * 32 + i] * inv;
+                v = v > 127.0f ? 127.0f : v < -127.0f ? -127.0f : v;
+                CHECKF(q[b * 32 + i] == (signed char)(int)rintf(v), "x %.9g: code %d, expected %d",
+                       (double)x[b * 32 + i], q[b * 32 + i], (int)rintf(v));
+            }
+        }
+    }
+}
+
+/* Each row's bits do not depend on the batch or the rows of W a call
+ * covers, for both kernel tables. */
+TEST(rows_are_batch_invariant_in_the_kernels)
+{
+    int t, ki, tab;
+    for (tab = 0; tab < 2; tab++)
+        for (t = 0; t < 4; t++)
+            for (ki = 0; ki < (int)(sizeof kt_ks / sizeof kt_ks[0]); ki += 3) {
+                int K = kt_ks[ki], J = 11, n, r, pieces[3] = {11, 4, 3}, p;
+                kt_linear f = gp_pick_kernels(tab)->linear;
+                kt_matrix m;
+                float *x = kt_x(13, K), *sc = kt_scratch(13, K), alone[13 * 11], y[13 * 11];
+                CHECK(x && sc && kt_make(&m, kt_types[t], J, K) == 0);
+                for (r = 0; r < 13; r++) kt_run(f, &m.W, NULL, x + r * K, 1, alone + r * J, sc, J);
+                for (n = 2; n <= 13; n += 5)
+                    for (p = 0; p < 3; p++) {
+                        kt_run(f, &m.W, NULL, x, n, y, sc, pieces[p]);
+                        CHECKF(memcmp(y, alone, sizeof(float) * (size_t)n * J) == 0,
+                               "%s kernels, %s, K %d: %d rows in calls of %d rows of W differ from rows alone",
+                               gp_pick_kernels(tab)->name, gpt_dtype_name(kt_types[t]), K, n, pieces[p]);
+                    }
+                kt_free(&m);
+                free(x);
+                free(sc);
+            }
+}
+
+int main(void)
+{
+    printf("# kernels: %s; rounded activations for%s%s%s\n", gp_pick_kernels(0)->name,
+           gp_prep_kind(GPT_DTYPE_Q8_0) ? " q8_0 (int8 blocks)" : "",
+           gp_prep_kind(GPT_DTYPE_BF16) ? " bf16" : "", gpt__dot_products() ? "" : " none");
+#if defined(GP_SIMD)
+    RUN(simd_and_scalar_twins_agree);
+#endif
+    RUN(scalar_twins_compute_their_definition);
+    RUN(q8_rounding_is_the_same_in_every_path);
+    RUN(rows_are_batch_invariant_in_the_kernels);
+    return test_summary();
+}

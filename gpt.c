@@ -4179,6 +4179,19 @@ static void gp_gelu_simd(float *x, size_t n)
 }
 
 /* ---- 10.5 the linear layer: dot products in one order ---- */
+
+/* Statements for each row of tiles of 1, 2 or 3 rows (GP_TILE_ROWS is the
+ * full GP_MR-row tile); GP_HALF_TILE_ROWS is half of it, for the last rows
+ * of a batch that would leave most of a full tile empty. */
+#define GP_ROWS1(M) M(0)
+#define GP_ROWS2(M) M(0) M(1)
+#define GP_ROWS3(M) M(0) M(1) M(2)
+#if GP_MR == 6
+#define GP_HALF_TILE_ROWS GP_ROWS3
+#else
+#define GP_HALF_TILE_ROWS GP_ROWS1
+#endif
+#define GP_HALF_MR (GP_MR / 2)
 /*
  * Every product y[r][j] = x[r] . W[j] is summed in one order, whatever tile
  * computes it (batch invariance): one vector accumulator takes
@@ -4427,9 +4440,6 @@ GP_INLINE gp_vf gp_q8_ws(const uint16_t *s, int b, int nb)
         }                                                                                                   \
         ROWS(GP_Q8_SUM)                                                                                     \
     }
-#define GP_ROWS1(M) M(0)
-#define GP_ROWS2(M) M(0) M(1)
-#define GP_ROWS3(M) M(0) M(1) M(2)
 GP_Q8_KERNEL(gp_q8_tile1, GP_ROWS1)
 #if GP_MR == 6
 GP_Q8_KERNEL(gp_q8_tile3, GP_ROWS3)
@@ -4505,6 +4515,7 @@ GP_INLINE __m512i gp_bf16_w(const uint16_t *p, int k, int K)
         ROWS(GP_Q8_SUM)                                                                                    \
     }
 GP_BF_KERNEL(gp_bf16_tile1, GP_ROWS1)
+GP_BF_KERNEL(gp_bf16_tile_half, GP_HALF_TILE_ROWS)
 GP_BF_KERNEL(gp_bf16_tile, GP_TILE_ROWS)
 
 GP_INLINE float gp_bf16_row1(const gp_tensor *W, const uint16_t *xh, int j)
@@ -4530,49 +4541,65 @@ GP_INLINE int gp_k_steps(const gp_tensor *W, gpt_dtype type)
     return W->cols / GP_VL;
 }
 
-/* Rows 0 .. GP_MR-1 of x (rows of ldx floats; past the rows that matter,
- * any readable memory) against rows j .. j+3 of W: sums[a * 4 + b]. */
-GP_INLINE void gp_dot_tile(const gp_tensor *W, gpt_dtype type, const float *x, size_t ldx, int j, gp_prefetch *pf,
-                           float *sums)
+/* Rows 0 .. NROWS-1 of x (rows of ldx floats; past the rows that matter,
+ * any readable memory) against rows j .. j+3 of W, widened to f32:
+ * sums[a * 4 + b]. Written out for the full tile and the half tile. */
+#define GP_DOT_KERNEL(name, ROWS, NROWS)                                                                       \
+    GP_INLINE void name(const gp_tensor *W, gpt_dtype type, const float *x, size_t ldx, int j, gp_prefetch *pf, \
+                        float *sums)                                                                           \
+    {                                                                                                          \
+        int Kv = W->cols / GP_VL * GP_VL, k, a, b, l;                                                          \
+        const void *p0 = gp_w_row(W, type, j), *p1 = gp_w_row(W, type, j + 1), *p2 = gp_w_row(W, type, j + 2), \
+                   *p3 = gp_w_row(W, type, j + 3);                                                             \
+        ROWS(GP_DECL_ACC)                                                                                      \
+        for (k = 0; k < Kv; k += GP_VL) {                                                                      \
+            gp_vf w0, w1, w2, w3;                                                                              \
+            if (pf)                                                                                            \
+                for (l = 0; l < pf->lines && pf->at < pf->end; l++, pf->at += 64)                             \
+                    GP_PREFETCH_L2(pf->at - GP_PREFETCH_AHEAD);                                                \
+            w0 = gp_w_load(W, type, p0, j, k);                                                                 \
+            w1 = gp_w_load(W, type, p1, j + 1, k);                                                             \
+            w2 = gp_w_load(W, type, p2, j + 2, k);                                                             \
+            w3 = gp_w_load(W, type, p3, j + 3, k);                                                             \
+            ROWS(GP_FMA_ROW)                                                                                   \
+        }                                                                                                      \
+        ROWS(GP_SUM_ROW)                                                                                       \
+        for (a = 0; a < NROWS; a++)                                                                            \
+            for (b = 0; b < 4; b++) sums[a * 4 + b] = gp_dot_tail(W, x + a * ldx, j + b, sums[a * 4 + b]);   \
+    }
+GP_DOT_KERNEL(gp_dot_tile_full, GP_TILE_ROWS, GP_MR)
+GP_DOT_KERNEL(gp_dot_tile_half, GP_HALF_TILE_ROWS, GP_HALF_MR)
+
+/* The tile for rows 0 .. mr-1 of x (mr <= GP_MR; up to GP_MR rows are read)
+ * against rows j .. j+3 of W: the half tile when the rows that matter fit in
+ * it (a batch of 2 or 8 sequences no longer computes 6 or 12 rows), and
+ * the full one otherwise. Every output is the same chain in both. */
+GP_INLINE void gp_dot_tile(const gp_tensor *W, gpt_dtype type, const float *x, size_t ldx, int j, int mr,
+                           gp_prefetch *pf, float *sums)
 {
-    int Kv = W->cols / GP_VL * GP_VL, k, a, b, l;
-    const void *p0, *p1, *p2, *p3;
+    int half = mr <= GP_HALF_MR;
 #if defined(GP_Q8_DOT)
     if (type == GP_Q8DOT) {
         const unsigned char *X = (const unsigned char *)(const void *)x;
 #if GP_MR == 6
         gp_q8_tile3(W, X, ldx * 4, j, pf, 0, sums);
-        gp_q8_tile3(W, X + ldx * 12, ldx * 4, j, NULL, 0, sums + 12);
+        if (!half) gp_q8_tile3(W, X + ldx * 12, ldx * 4, j, NULL, 0, sums + 12);
 #else
-        gp_q8_tile2(W, X, ldx * 4, j, pf, 0, sums);
+        if (half) gp_q8_tile1(W, X, ldx * 4, j, pf, 0, sums);
+        else gp_q8_tile2(W, X, ldx * 4, j, pf, 0, sums);
 #endif
         return;
     }
 #endif
 #if defined(GP_BF16_DOT)
     if (type == GP_BF16DOT) {
-        gp_bf16_tile(W, (const uint16_t *)(const void *)x, ldx * 2, j, pf, 0, sums);
+        if (half) gp_bf16_tile_half(W, (const uint16_t *)(const void *)x, ldx * 2, j, pf, 0, sums);
+        else gp_bf16_tile(W, (const uint16_t *)(const void *)x, ldx * 2, j, pf, 0, sums);
         return;
     }
 #endif
-    p0 = gp_w_row(W, type, j);
-    p1 = gp_w_row(W, type, j + 1);
-    p2 = gp_w_row(W, type, j + 2);
-    p3 = gp_w_row(W, type, j + 3);
-    GP_TILE_ROWS(GP_DECL_ACC)
-    for (k = 0; k < Kv; k += GP_VL) {
-        gp_vf w0, w1, w2, w3;
-        if (pf)
-            for (l = 0; l < pf->lines && pf->at < pf->end; l++, pf->at += 64) GP_PREFETCH_L2(pf->at - GP_PREFETCH_AHEAD);
-        w0 = gp_w_load(W, type, p0, j, k);
-        w1 = gp_w_load(W, type, p1, j + 1, k);
-        w2 = gp_w_load(W, type, p2, j + 2, k);
-        w3 = gp_w_load(W, type, p3, j + 3, k);
-        GP_TILE_ROWS(GP_FMA_ROW)
-    }
-    GP_TILE_ROWS(GP_SUM_ROW)
-    for (a = 0; a < GP_MR; a++)
-        for (b = 0; b < 4; b++) sums[a * 4 + b] = gp_dot_tail(W, x + a * ldx, j + b, sums[a * 4 + b]);
+    if (half) gp_dot_tile_half(W, type, x, ldx, j, pf, sums);
+    else gp_dot_tile_full(W, type, x, ldx, j, pf, sums);
 }
 
 /* One row of x against rows j .. j+3 of W, streaming them from memory. */
@@ -4654,7 +4681,7 @@ GP_INLINE void gp_dot_block(const gp_tensor *W, gpt_dtype type, const float *X, 
     for (j = jb; j + 4 <= je; j += 4)
         for (r = r0; r < r1; r += GP_MR) {
             mr = r1 - r < GP_MR ? r1 - r : GP_MR;
-            gp_dot_tile(W, type, X + (size_t)r * ldx, (size_t)ldx, j, pf, sums);
+            gp_dot_tile(W, type, X + (size_t)r * ldx, (size_t)ldx, j, mr, pf, sums);
             gp_store_tile(y, ldy, r, mr, j, 4, sums, 4, bias, accumulate);
         }
     for (; j < je; j++)

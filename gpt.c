@@ -5526,10 +5526,13 @@ FILE *gpt__open_regular(const char *path, uint64_t max_size, uint64_t *size, gpt
 #if defined(GP_FILES_WIN32)
     {
         struct _stat64 st;
-        if (_fstat64(_fileno(f), &st) != 0 ||
-            gp_check_regular(path, (unsigned long)st.st_mode, (st.st_mode & _S_IFMT) == _S_IFREG,
+        if (_fstat64(_fileno(f), &st) != 0) {
+            gpt__set_error(err, GPT_ERR_IO, "%s: cannot stat: %s", path, strerror(errno));
+            fclose(f);
+            return NULL;
+        }
+        if (gp_check_regular(path, (unsigned long)st.st_mode, (st.st_mode & _S_IFMT) == _S_IFREG,
                              (uint64_t)st.st_size, max_size, err) != GPT_OK) {
-            if (err && err->status == GPT_OK) gpt__set_error(err, GPT_ERR_IO, "%s: cannot stat", path);
             fclose(f);
             return NULL;
         }

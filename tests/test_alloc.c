@@ -40,6 +40,7 @@ static void ta_free(void *p);
 #include "model_util.h"
 #include "test.h"
 
+#include <dirent.h>
 #if defined(_WIN32)
 #include <direct.h>
 #define mkdir(path, mode) _mkdir(path)
@@ -383,14 +384,14 @@ static char convert_dir[512], convert_out[600];
  * temporary file it is written through. */
 static int convert_dir_is_empty(void)
 {
-    char tmp[700];
-    FILE *f;
-    snprintf(tmp, sizeof tmp, "%s", convert_out);
-    if ((f = fopen(tmp, "rb")) != NULL) {
-        fclose(f);
-        return 0;
-    }
-    return 1;
+    DIR *d = opendir(convert_dir);
+    struct dirent *e;
+    int n = 0;
+    if (!d) return 0;
+    while ((e = readdir(d)) != NULL)
+        if (strcmp(e->d_name, ".") != 0 && strcmp(e->d_name, "..") != 0) n++;
+    closedir(d);
+    return n == 0;
 }
 
 static gpt_status convert_finish(gpt_status st, const gpt_error *err, char *msg, size_t cap)
@@ -405,7 +406,7 @@ static gpt_status convert_finish(gpt_status st, const gpt_error *err, char *msg,
         gpt_model_free(m);
         remove(convert_out);
     } else if (!convert_dir_is_empty()) {
-        snprintf(msg, cap, "a failed conversion left %s behind", convert_out);
+        snprintf(msg, cap, "a failed conversion left a file in %s", convert_dir);
         return GPT_ERR_FORMAT;
     }
     return st;

@@ -146,6 +146,10 @@ typedef struct gp_tensor {
     int nb;                 /* q8_0: blocks of 32 per row */
     const signed char *q;   /* q8_0: [rows][nb * 32] quants */
     const uint16_t *scales; /* q8_0: [rows][nb] f16 scales */
+    /* q8_0 weights of the linear layers where the integer products are
+     * compiled in (section 10.5): the same rows packed for them, else NULL */
+    const unsigned char *qp; /* [rows][np * 32] quants in groups (gp_q8_block_at), x86: as w + 128 */
+    const uint16_t *sp;      /* [rows][np] f16 scales, 0 past nb */
 } gp_tensor;
 
 /* The weights of one transformer block, in the checkpoint's order. */
@@ -170,6 +174,7 @@ struct gpt_model {
     enum gp_storage storage;
     unsigned char *heap;    /* GP_STORAGE_HEAP: the copy (gp_alloc_aligned) */
     void *map_base;         /* GP_STORAGE_MMAP */
+    unsigned char *q8_packed; /* the q8_0 weights packed for the integer products, if any (gp_alloc_aligned) */
     size_t map_len;
 #if defined(GP_MMAP_WIN32)
     HANDLE win_file, win_mapping;
@@ -279,6 +284,7 @@ static void gp_cache_kv_head(gpt_context *c, unsigned char *head, int slot, cons
 static const gp_kernels *gp_pick_kernels(int reference);
 static size_t gp_linear_scratch_floats(const gpt_model *m, size_t rows);
 static void gp_linear_prepare(const gp_tensor *W, const float *x, int ldx, int n, float *scratch);
+static gpt_status gp_q8_pack_model(gpt_model *m, const char *what, gpt_error *err);
 
 /* 11. the thread pool: runs fn(arg, ith, nth) on every thread and waits */
 typedef void (*gp_task_fn)(void *arg, int ith, int nth);
@@ -547,6 +553,8 @@ static void gp_bind_tensor(gp_tensor *t, const unsigned char *base, uint64_t off
     t->nb = (int)((cols + 31) / 32);
     t->q = NULL;
     t->scales = NULL;
+    t->qp = NULL;
+    t->sp = NULL;
     if (type == GPT_DTYPE_Q8_0) {
         uint64_t qbytes = ((uint64_t)rows * (uint64_t)t->nb * 32 + 63) / 64 * 64;
         t->q = (const signed char *)(const void *)t->data;
@@ -792,11 +800,13 @@ static gpt_model *gp_parse_checkpoint(const unsigned char *base, uint64_t len, c
     regions = NULL;
     if (gp_load_tokenizer(base, &h, what, m, err) != GPT_OK) goto bad;
     m->cfg = h.cfg;
+    if (gp_q8_pack_model(m, what, err) != GPT_OK) goto bad;
     return m;
 
 bad:
     gpt__free(regions);
     if (m) {
+        gp_free_aligned(m->q8_packed);
         gpt_tokenizer_free(m->tok);
         gpt__free(m->blocks);
         gpt__free(m);
@@ -880,6 +890,7 @@ void gpt_model_free(gpt_model *m)
     if (!m) return;
     gpt_tokenizer_free(m->tok);
     gpt__free(m->blocks);
+    gp_free_aligned(m->q8_packed);
     if (m->storage == GP_STORAGE_HEAP) gp_free_aligned(m->heap);
     if (m->storage == GP_STORAGE_MMAP) gp_unmap(m);
     gpt__free(m);
@@ -3682,14 +3693,15 @@ static float gp_dot_ref(const float *a, const float *b, int n)
  * numbers do not depend on the rows beside it). The same scalar code serves
  * the SIMD and the reference kernels, so both see the very same integers.
  *
- * q8_0 (K = W->cols, nb = W->nb blocks of 32, np = nb rounded up to even;
- * the same per-block scheme as q8_0 weights): xq [np * 32] int8 with
- * d[b] = max|x| / 127 over block b and xq = x * (127 / max|x|)
- * rounded to nearest (rintf: ties to even), |xq| <= 127;
- * then ncorr [np * 8] int32, -128 times the sum of each 4 consecutive xq
- * (the x86 kernels feed the weights as unsigned bytes w + 128 and start
- * each 4-product sum there, which takes the 128s back out exactly); then d
- * [np] f32. Zeros past K.
+ * q8_0 (K = W->cols, nb = W->nb blocks of 32): each block b is rounded as
+ * q8_0 weights are, d[b] = max|x| / 127 and codes x * (127 / max|x|)
+ * rounded to nearest (rintf: ties to even), |code| <= 127. The codes are
+ * stored interleaved in groups of GP_Q8_G blocks as the packed weights are
+ * (gp_q8_block_at), so that one int32 lane of the integer products sums a whole
+ * block; the row has np = nb rounded up to whole groups blocks, zeros past
+ * K. Then corr [np] int32, -128 times each block's sum of codes (the x86
+ * kernels feed the weights as unsigned bytes w + 128 and start each lane
+ * there, which takes the 128s back out exactly), then d [np] f32.
  *
  * bf16: x rounded to bf16 (to nearest even; subnormals flushed to zero, as
  * vdpbf16ps reads them), [nb * 32], zeros past K.
@@ -3697,6 +3709,52 @@ static float gp_dot_ref(const float *a, const float *b, int n)
 #define GP_PREP_Q8 1
 #define GP_PREP_BF16 2
 #define GP_PREP_PAD 6 /* zero rows after the last: tiles read up to GP_MR - 1 more */
+
+/* Blocks per group of the q8_0 layout: one per int32 lane of the widest
+ * vector (the scalar build takes AVX-512's, whose sums its twin follows). */
+#if defined(GP_AVX2)
+#define GP_Q8_G 8
+#elif defined(GP_NEON)
+#define GP_Q8_G 4
+#else
+#define GP_Q8_G 16
+#endif
+
+/* The blocks of a row's last group where it is narrower than GP_Q8_G (0
+ * if none): on AVX-512 the power of 2 at or above what is left, which the
+ * kernels read with masked loads (so GPT-2's 24-block rows store 16 + 8
+ * blocks, not 32); elsewhere rows are padded to whole groups. */
+static int gp_q8_tail(int nb)
+{
+#if defined(GP_AVX512) || !defined(GP_SIMD)
+    int left = nb % GP_Q8_G, w = 1;
+    if (!left) return 0;
+    while (w < left) w *= 2;
+    return w;
+#else
+    (void)nb;
+    return 0;
+#endif
+}
+
+/* Blocks in the row's whole groups; blocks stored per row (zeros past nb). */
+static int gp_q8_nfull(int nb)
+{
+    return gp_q8_tail(nb) ? nb / GP_Q8_G * GP_Q8_G : (nb + GP_Q8_G - 1) / GP_Q8_G * GP_Q8_G;
+}
+static int gp_q8_npad(int nb) { return gp_q8_nfull(nb) + gp_q8_tail(nb); }
+
+/* Where block b of a row of nb blocks interleaved in groups starts, and
+ * *step: a group of w blocks (GP_Q8_G, or the tail's) is 8 steps of w * 4
+ * bytes, the step's lane l (4 bytes) being the group's block l's, so byte
+ * i of the block is at the result + (i / 4) * *step + i % 4. */
+static size_t gp_q8_block_at(int nb, int b, size_t *step)
+{
+    int nf = gp_q8_nfull(nb), w = b < nf ? GP_Q8_G : gp_q8_tail(nb), g = b < nf ? b / GP_Q8_G * GP_Q8_G : nf;
+    *step = (size_t)w * 4;
+    return (size_t)g * 32 + (size_t)(b - g) * 4;
+}
+
 
 /* Which rounding a product with W's type uses, if any. */
 static int gp_prep_kind(gpt_dtype type)
@@ -3713,8 +3771,21 @@ static int gp_prep_kind(gpt_dtype type)
 
 static size_t gp_prep_bytes(int kind, int K)
 {
-    size_t nb = ((size_t)K + 31) / 32, np = (nb + 1) / 2 * 2;
-    return kind == GP_PREP_Q8 ? (np * 68 + 63) / 64 * 64 : nb * 64;
+    size_t nb = ((size_t)K + 31) / 32, np = (size_t)gp_q8_npad((int)nb);
+    return kind == GP_PREP_Q8 ? (np * 40 + 63) / 64 * 64 : nb * 64;
+}
+
+/* The parts of a row prepared for q8_0: codes, corrections, scales. */
+static const signed char *gp_q8_codes(const unsigned char *row) { return (const signed char *)row; }
+#if defined(GP_Q8_DOT) && defined(GP_SIMD)
+static const int32_t *gp_q8_corr(const unsigned char *row, int nb)
+{
+    return (const int32_t *)(const void *)(row + (size_t)gp_q8_npad(nb) * 32);
+}
+#endif
+static const float *gp_q8_dx(const unsigned char *row, int nb)
+{
+    return (const float *)(const void *)(row + (size_t)gp_q8_npad(nb) * 36);
 }
 
 #if defined(GP_AVX512)
@@ -3742,45 +3813,147 @@ static int gp_q8_round_block_avx512(const float *x, signed char *q, float *d)
 }
 #endif
 
+/* One block of len values (len <= 32; zeros after them) rounded into
+ * codes [32] and its scale. */
+static void gp_q8_round_block(const float *x, int len, signed char *q, float *d)
+{
+    float amax = 0.0f, inv;
+    int nan = 0, i;
+#if defined(GP_AVX512)
+    if (len == 32 && gp_q8_round_block_avx512(x, q, d)) return;
+#endif
+    for (i = 0; i < len; i++) {
+        float a = fabsf(x[i]);
+        amax = a > amax ? a : amax;
+        nan |= a != a;
+    }
+    if (nan) amax = NAN; /* NaN in, NaN out */
+    *d = amax / 127.0f;
+    inv = amax > 0.0f ? 127.0f / amax : 0.0f;
+    if (len == 32 && amax >= 1e-30f && amax <= FLT_MAX) {
+        /* the common case, which compilers vectorize: every v is finite
+         * and within [-127, 127] but for rounding */
+        for (i = 0; i < 32; i++) {
+            float v = x[i] * inv;
+            v = v > 127.0f ? 127.0f : v < -127.0f ? -127.0f : v;
+            q[i] = (signed char)(int)rintf(v);
+        }
+        return;
+    }
+    for (i = 0; i < 32; i++) {
+        float v = i < len ? x[i] * inv : 0.0f;
+        /* clamped before converting; NaN (0 * inf) becomes 0 */
+        q[i] = (signed char)(v >= 127.0f ? 127 : v <= -127.0f ? -127 : v == v ? (int)rintf(v) : 0);
+    }
+}
+
 static void gp_q8_round_row(const float *x, int K, unsigned char *out)
 {
-    int nb = (K + 31) / 32, np = (nb + 1) / 2 * 2, b, i, g;
-    signed char *q = (signed char *)out;
-    int32_t *ncorr = (int32_t *)(void *)(out + (size_t)np * 32);
-    float *d = (float *)(void *)(out + (size_t)np * 64);
+    int nb = (K + 31) / 32, np = gp_q8_npad(nb), b, i;
+    signed char *q = (signed char *)out, codes[32];
+    int32_t *corr = (int32_t *)(void *)(out + (size_t)np * 32);
+    float *d = (float *)(void *)(out + (size_t)np * 36);
     for (b = 0; b < np; b++) {
-        int len = b < nb ? (K - b * 32 < 32 ? K - b * 32 : 32) : 0;
-        float amax = 0.0f, inv;
-        int nan = 0;
-#if defined(GP_AVX512)
-        if (len == 32 && gp_q8_round_block_avx512(x + b * 32, q + b * 32, &d[b])) continue;
+        int32_t sum = 0;
+        if (b < nb) {
+            gp_q8_round_block(x + b * 32, K - b * 32 < 32 ? K - b * 32 : 32, codes, &d[b]);
+        } else {
+            memset(codes, 0, sizeof codes);
+            d[b] = 0.0f;
+        }
+        size_t step, at = gp_q8_block_at(nb, b, &step);
+        for (i = 0; i < 32; i++) sum += codes[i];
+        for (i = 0; i < 8; i++) memcpy(q + at + (size_t)i * step, codes + 4 * i, 4);
+        corr[b] = -128 * sum;
+    }
+}
+
+#if defined(GP_Q8_DOT) && defined(GP_SIMD)
+/* Bytes of a q8_0 tensor's rows packed for the integer products: the
+ * quants, then the scales (each part whole lines). */
+static size_t gp_q8_packed_quant_bytes(const gp_tensor *t)
+{
+    return gp_align_up((size_t)t->rows * (size_t)gp_q8_npad(t->nb) * 32);
+}
+static size_t gp_q8_packed_bytes(const gp_tensor *t)
+{
+    return gp_q8_packed_quant_bytes(t) + gp_align_up((size_t)t->rows * (size_t)gp_q8_npad(t->nb) * 2);
+}
+
+/* t's rows packed into buf (gp_q8_packed_bytes): each block's 32 quants
+ * spread over its group's 8 steps, x86's as unsigned w + 128 (what
+ * vpdpbusd multiplies), zeros past the last block; t->qp and t->sp then
+ * point there. */
+static void gp_q8_pack(gp_tensor *t, unsigned char *buf)
+{
+    int np = gp_q8_npad(t->nb), j, b, i;
+    uint16_t *sp = (uint16_t *)(void *)(buf + gp_q8_packed_quant_bytes(t));
+#if defined(GP_NEON)
+    const unsigned char bias = 0;
+#else
+    const unsigned char bias = 0x80;
 #endif
-        for (i = 0; i < len; i++) {
-            float a = fabsf(x[b * 32 + i]);
-            amax = a > amax ? a : amax;
-            nan |= a != a;
-        }
-        if (nan) amax = NAN; /* NaN in, NaN out */
-        d[b] = amax / 127.0f;
-        inv = amax > 0.0f ? 127.0f / amax : 0.0f;
-        if (len == 32 && amax >= 1e-30f && amax <= FLT_MAX) {
-            /* the common case, which compilers vectorize: every v is finite
-             * and within [-127, 127] but for rounding */
-            for (i = 0; i < 32; i++) {
-                float v = x[b * 32 + i] * inv;
-                v = v > 127.0f ? 127.0f : v < -127.0f ? -127.0f : v;
-                q[b * 32 + i] = (signed char)(int)rintf(v);
-            }
-            continue;
-        }
-        for (i = 0; i < 32; i++) {
-            float v = i < len ? x[b * 32 + i] * inv : 0.0f;
-            /* clamped before converting; NaN (0 * inf) becomes 0 */
-            q[b * 32 + i] = (signed char)(v >= 127.0f ? 127 : v <= -127.0f ? -127 : v == v ? (int)rintf(v) : 0);
+    for (j = 0; j < t->rows; j++) {
+        unsigned char *row = buf + (size_t)j * np * 32;
+        for (b = 0; b < np; b++) {
+            const signed char *src = b < t->nb ? t->q + ((size_t)j * t->nb + b) * 32 : NULL;
+            size_t step, at = gp_q8_block_at(t->nb, b, &step);
+            for (i = 0; i < 32; i++)
+                row[at + (size_t)(i / 4) * step + i % 4] = (unsigned char)((src ? (unsigned char)src[i] : 0) ^ bias);
+            sp[(size_t)j * np + b] = b < t->nb ? t->scales[(size_t)j * t->nb + b] : 0;
         }
     }
-    for (g = 0; g < np * 8; g++)
-        ncorr[g] = -128 * ((int32_t)q[4 * g] + q[4 * g + 1] + q[4 * g + 2] + q[4 * g + 3]);
+    t->qp = buf;
+    t->sp = sp;
+}
+#endif
+
+/* The q8_0 weights of m's linear layers packed for the integer products,
+ * in one allocation that the model owns; nothing where those are not
+ * compiled in (the scalar twins read the checkpoint's rows). The checkpoint's
+ * own quants of these tensors are then not read again. */
+static gpt_status gp_q8_pack_model(gpt_model *m, const char *what, gpt_error *err)
+{
+#if defined(GP_Q8_DOT) && defined(GP_SIMD)
+    size_t total = 0, at = 0;
+    int l, t, pass;
+    for (pass = 0; pass < 2; pass++) {
+        for (l = -1; l < m->cfg.n_layer; l++) {
+            gp_tensor *ts[4];
+            int nt = 1;
+            if (l < 0) {
+                ts[0] = &m->wte;
+            } else {
+                ts[0] = &m->blocks[l].attn_w;
+                ts[1] = &m->blocks[l].attn_proj_w;
+                ts[2] = &m->blocks[l].fc_w;
+                ts[3] = &m->blocks[l].mlp_proj_w;
+                nt = 4;
+            }
+            for (t = 0; t < nt; t++) {
+                if (ts[t]->type != GPT_DTYPE_Q8_0) continue;
+                if (pass == 0) {
+                    total += gp_q8_packed_bytes(ts[t]);
+                } else {
+                    gp_q8_pack(ts[t], m->q8_packed + at);
+                    at += gp_q8_packed_bytes(ts[t]);
+                }
+            }
+        }
+        if (pass == 0) {
+            if (!total) return GPT_OK;
+            m->q8_packed = (unsigned char *)gp_alloc_aligned(total);
+            if (!m->q8_packed)
+                return gpt__set_error(err, GPT_ERR_OUT_OF_MEMORY, "%s: out of memory packing the q8_0 weights "
+                                      "(%llu bytes)", what, (unsigned long long)total);
+        }
+    }
+#else
+    (void)m;
+    (void)what;
+    (void)err;
+#endif
+    return GPT_OK;
 }
 
 static void gp_bf16_round_row(const float *x, int K, uint16_t *out)
@@ -3848,24 +4021,22 @@ static float gp_sum16(const float *a)
 }
 
 /* The integer dot product's scalar twin: row j of q8_0 W against a row of
- * x prepared by gp_q8_round_row. Each block's products are summed in int32
- * four at a time, and each such sum, times d_x * d_w of its block, goes to
- * one of 16 f32 partial sums as an AVX-512 register's lanes take them
- * (lanes 0-7 even blocks, 8-15 odd ones), summed at the end by gp_sum16. */
+ * x prepared by gp_q8_round_row. Each block's products are summed exactly
+ * in int32, and that sum times (d_x * d_w of the block), in one fused
+ * step, goes to partial sum b % 16, as the lanes of an AVX-512 register
+ * take them; gp_sum16 sums them at the end. */
 static float gp_dot_q8_ref(const gp_tensor *W, int j, const unsigned char *xr)
 {
-    int nb = W->nb, np = (nb + 1) / 2 * 2, b, g, i;
-    const signed char *w = W->q + (size_t)j * nb * 32, *q = (const signed char *)xr;
+    int nb = W->nb, b, i;
+    const signed char *w = W->q + (size_t)j * nb * 32, *q = gp_q8_codes(xr);
     const uint16_t *ws = W->scales + (size_t)j * nb;
-    const float *d = (const float *)(const void *)(xr + (size_t)np * 64);
+    const float *d = gp_q8_dx(xr, nb);
     float acc[16] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0};
     for (b = 0; b < nb; b++) {
-        float s = d[b] * gpt__f16_to_f32(ws[b]);
-        for (g = 0; g < 8; g++) {
-            int32_t t = 0;
-            for (i = b * 32 + g * 4; i < b * 32 + g * 4 + 4; i++) t += (int32_t)q[i] * w[i];
-            acc[(b % 2) * 8 + g] += (float)t * s;
-        }
+        int32_t t = 0;
+        size_t step, at = gp_q8_block_at(nb, b, &step);
+        for (i = 0; i < 32; i++) t += (int32_t)q[at + (size_t)(i / 4) * step + i % 4] * w[b * 32 + i];
+        acc[b % 16] = fmaf((float)t, d[b] * gpt__f16_to_f32(ws[b]), acc[b % 16]);
     }
     return gp_sum16(acc);
 }
@@ -4303,87 +4474,74 @@ typedef struct gp_prefetch {
  * kernels below take them as two more "types", GP_Q8DOT and GP_BF16DOT,
  * with x pointing at the prepared rows (ldx counting floats of them).
  *
- * q8_0: a step takes GP_Q8_STEP bytes of a row of W and of x; an int32 lane
- * sums 4 products (vpdpbusd on x86 with the weights as unsigned w + 128 and
- * the lane started at -128 times its 4 xq, so the lane holds exactly sum
- * xq * w; sdot on NEON), and each block's lanes, converted to f32, are
- * multiplied into the f32 accumulator with d_x * d_w of their block: one
- * FMA per lane per block. AVX-512: 64 bytes (2 blocks) per step, lanes 0-7
- * the even block and 8-15 the odd one, as gp_dot_q8_ref sums; AVX2: 32 bytes
- * (1 block) in 8 lanes; NEON: one block in two sdots into 4 lanes.
+ * q8_0: the weights packed at load time (gp_q8_pack) and x's codes both
+ * hold a group of GP_Q8_G blocks as 8 steps of one vector each, lane l of
+ * every step being 4 bytes of block l. An int32 lane takes the 4 products
+ * of its bytes per step (vpdpbusd on x86, with the weights as unsigned
+ * w + 128 and the lane started at -128 times its block's codes, so that it
+ * ends at exactly sum xq * w; sdot on NEON), so after the 8 steps lane l
+ * holds block l's whole integer sum: then one conversion and one FMA with
+ * d_x * d_w per lane, for 32 products per lane (gp_dot_q8_ref's order on
+ * AVX-512, whose 16 lanes its 16 partial sums are).
  */
 #if defined(GP_Q8_DOT)
 #if defined(GP_AVX512)
-#define GP_Q8_STEP 64
-typedef __m512i gp_qv; /* 8-bit operands */
 typedef __m512i gp_vi; /* int32 lanes */
-GP_INLINE gp_qv gp_q8_w(const signed char *p, int whole)
+typedef __m512i gp_qv; /* 8-bit operands */
+/* A group of w blocks (16, or fewer in a row's tail) takes the lanes the
+ * masks of gp_q8_masks keep; the others load zeros and add nothing. */
+typedef struct gp_q8_mask {
+    __mmask64 bytes;
+    __mmask16 lanes;
+} gp_q8_mask;
+GP_INLINE gp_q8_mask gp_q8_masks(int w)
 {
-    /* the last step of an odd number of blocks loads one block; the other
-     * half meets x's zero padding */
-    __m512i w = whole ? _mm512_loadu_si512((const void *)p) : _mm512_maskz_loadu_epi8((__mmask64)0xffffffffu, p);
-    return _mm512_xor_si512(w, _mm512_set1_epi8((char)-128));
+    gp_q8_mask m;
+    m.bytes = w >= 16 ? ~(__mmask64)0 : (((__mmask64)1 << (4 * w)) - 1);
+    m.lanes = (__mmask16)(w >= 16 ? 0xffffu : (1u << w) - 1u);
+    return m;
 }
-#define GP_Q8_X(p) _mm512_loadu_si512((const void *)(p))
-#define GP_Q8_INIT(nc) _mm512_loadu_si512((const void *)(nc))
+#define GP_Q8_LOAD(p) _mm512_loadu_si512((const void *)(p))
+#define GP_Q8_INIT(corr) _mm512_loadu_si512((const void *)(corr))
+#define GP_Q8_XS(d) GP_VLOAD(d)
+#define GP_Q8_WS(s) GP_VLOAD_F16(s)
+/* the same for the tail, in `mask` */
+#define GP_Q8_LOADM(p) _mm512_maskz_loadu_epi8(mask.bytes, (const void *)(p))
+#define GP_Q8_INITM(corr) _mm512_maskz_loadu_epi32(mask.lanes, (const void *)(corr))
+#define GP_Q8_XSM(d) _mm512_maskz_loadu_ps(mask.lanes, (d))
+#define GP_Q8_WSM(s) _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(mask.lanes, (const void *)(s)))
 #define GP_Q8_DOTI(acc, w, x) _mm512_dpbusd_epi32((acc), (w), (x))
 #define GP_Q8_CVT(i) _mm512_cvtepi32_ps(i)
-/* v[0] in lanes 0-7, v[1] in lanes 8-15 */
-GP_INLINE gp_vf gp_q8_halves(__m128 v)
-{
-    return _mm512_permutexvar_ps(_mm512_set_epi32(1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0),
-                                 _mm512_castps128_ps512(v));
-}
-GP_INLINE gp_vf gp_q8_xs(const float *d, int b)
-{
-    return gp_q8_halves(_mm_castsi128_ps(_mm_loadl_epi64((const __m128i *)(const void *)(d + b))));
-}
-GP_INLINE gp_vf gp_q8_ws(const uint16_t *s, int b, int nb)
-{
-    uint32_t two = (uint32_t)s[b] | (b + 1 < nb ? (uint32_t)s[b + 1] << 16 : 0u);
-    return gp_q8_halves(_mm_cvtph_ps(_mm_cvtsi32_si128((int)two)));
-}
 #elif defined(GP_AVX2)
-#define GP_Q8_STEP 32
-typedef __m256i gp_qv;
 typedef __m256i gp_vi;
-GP_INLINE gp_qv gp_q8_w(const signed char *p, int whole)
-{
-    (void)whole;
-    return _mm256_xor_si256(_mm256_loadu_si256((const __m256i *)(const void *)p), _mm256_set1_epi8((char)-128));
-}
-#define GP_Q8_X(p) _mm256_loadu_si256((const __m256i *)(const void *)(p))
-#define GP_Q8_INIT(nc) _mm256_loadu_si256((const __m256i *)(const void *)(nc))
+typedef __m256i gp_qv;
+typedef int gp_q8_mask; /* rows have no tail here (gp_q8_tail) */
+#define gp_q8_masks(w) (w)
+#define GP_Q8_XS(d) GP_VLOAD(d)
+#define GP_Q8_WS(s) GP_VLOAD_F16(s)
+#define GP_Q8_LOADM(p) GP_Q8_LOAD(p)
+#define GP_Q8_INITM(corr) GP_Q8_INIT(corr)
+#define GP_Q8_XSM(d) GP_Q8_XS(d)
+#define GP_Q8_WSM(s) GP_Q8_WS(s)
+#define GP_Q8_LOAD(p) _mm256_loadu_si256((const __m256i *)(const void *)(p))
+#define GP_Q8_INIT(corr) _mm256_loadu_si256((const __m256i *)(const void *)(corr))
 #define GP_Q8_DOTI(acc, w, x) _mm256_dpbusd_avx_epi32((acc), (w), (x))
 #define GP_Q8_CVT(i) _mm256_cvtepi32_ps(i)
-GP_INLINE gp_vf gp_q8_xs(const float *d, int b) { return _mm256_broadcast_ss(d + b); }
-GP_INLINE gp_vf gp_q8_ws(const uint16_t *s, int b, int nb)
-{
-    (void)nb;
-    return _mm256_set1_ps(_cvtsh_ss(s[b]));
-}
-#else /* NEON with dotprod */
-#define GP_Q8_STEP 32
-typedef int8x16x2_t gp_qv;
+#else /* NEON with dotprod: signed bytes on both sides, lanes start at 0 */
 typedef int32x4_t gp_vi;
-GP_INLINE gp_qv gp_q8_w(const signed char *p, int whole)
-{
-    gp_qv v;
-    (void)whole;
-    v.val[0] = vld1q_s8((const int8_t *)p);
-    v.val[1] = vld1q_s8((const int8_t *)p + 16);
-    return v;
-}
-#define GP_Q8_X(p) gp_q8_w((p), 1)
-#define GP_Q8_INIT(nc) ((void)(nc), vdupq_n_s32(0))
-#define GP_Q8_DOTI(acc, w, x) vdotq_s32(vdotq_s32((acc), (w).val[0], (x).val[0]), (w).val[1], (x).val[1])
+typedef int8x16_t gp_qv;
+typedef int gp_q8_mask;
+#define gp_q8_masks(w) (w)
+#define GP_Q8_XS(d) GP_VLOAD(d)
+#define GP_Q8_WS(s) GP_VLOAD_F16(s)
+#define GP_Q8_LOADM(p) GP_Q8_LOAD(p)
+#define GP_Q8_INITM(corr) GP_Q8_INIT(corr)
+#define GP_Q8_XSM(d) GP_Q8_XS(d)
+#define GP_Q8_WSM(s) GP_Q8_WS(s)
+#define GP_Q8_LOAD(p) vld1q_s8((const int8_t *)(const void *)(p))
+#define GP_Q8_INIT(corr) ((void)(corr), vdupq_n_s32(0))
+#define GP_Q8_DOTI(acc, w, x) vdotq_s32((acc), (w), (x))
 #define GP_Q8_CVT(i) vcvtq_f32_s32(i)
-GP_INLINE gp_vf gp_q8_xs(const float *d, int b) { return vdupq_n_f32(d[b]); }
-GP_INLINE gp_vf gp_q8_ws(const uint16_t *s, int b, int nb)
-{
-    (void)nb;
-    return vdupq_n_f32(gpt__f16_to_f32(s[b]));
-}
 #endif
 
 /* A tile of ROWS prepared rows of x (ldb bytes apart) against rows j .. j+3
@@ -4391,34 +4549,41 @@ GP_INLINE gp_vf gp_q8_ws(const uint16_t *s, int b, int nb)
  * prefetch the rows of W themselves (one row of x streaming W). */
 #define GP_Q8_DECL(r)                                                                                 \
     gp_vf a##r##0 = GP_VZERO(), a##r##1 = GP_VZERO(), a##r##2 = GP_VZERO(), a##r##3 = GP_VZERO();     \
-    const signed char *xq##r = (const signed char *)(X + (size_t)(r)*ldb);                            \
-    const int32_t *nc##r = (const int32_t *)(const void *)(X + (size_t)(r)*ldb + (size_t)np * 32);    \
-    const float *dx##r = (const float *)(const void *)(X + (size_t)(r)*ldb + (size_t)np * 64);
-#define GP_Q8_FMA(r)                                                                                  \
+    const unsigned char *xq##r = X + (size_t)(r)*ldb;                                                 \
+    const int32_t *nc##r = gp_q8_corr(X + (size_t)(r)*ldb, nb);                                       \
+    const float *dx##r = gp_q8_dx(X + (size_t)(r)*ldb, nb);                                           \
+    gp_vi i##r##0, i##r##1, i##r##2, i##r##3;
+/* One group of WID blocks: each row's int32 lanes start at its
+ * corrections, take 8 steps, and go into the f32 accumulators with d_x *
+ * d_w; M names the loads (nothing or M: masked, for a row's tail). */
+#define GP_Q8_START(r) i##r##0 = i##r##1 = i##r##2 = i##r##3 = GP_Q8_INIT(nc##r + g);
+#define GP_Q8_STARTM(r) i##r##0 = i##r##1 = i##r##2 = i##r##3 = GP_Q8_INITM(nc##r + g);
+#define GP_Q8_ROW_(r, LOAD)                                                                           \
     {                                                                                                 \
-        gp_qv xv = GP_Q8_X(xq##r + k);                                                                \
-        gp_vi i0 = GP_Q8_INIT(nc##r + k / 4);                                                         \
-        gp_vf xs = gp_q8_xs(dx##r, b);                                                                \
-        a##r##0 = GP_VFMA(GP_Q8_CVT(GP_Q8_DOTI(i0, w0, xv)), GP_VMUL(xs, s0), a##r##0);               \
-        a##r##1 = GP_VFMA(GP_Q8_CVT(GP_Q8_DOTI(i0, w1, xv)), GP_VMUL(xs, s1), a##r##1);               \
-        a##r##2 = GP_VFMA(GP_Q8_CVT(GP_Q8_DOTI(i0, w2, xv)), GP_VMUL(xs, s2), a##r##2);               \
-        a##r##3 = GP_VFMA(GP_Q8_CVT(GP_Q8_DOTI(i0, w3, xv)), GP_VMUL(xs, s3), a##r##3);               \
+        gp_qv xv = LOAD(xq##r + k);                                                                   \
+        i##r##0 = GP_Q8_DOTI(i##r##0, w0, xv);                                                        \
+        i##r##1 = GP_Q8_DOTI(i##r##1, w1, xv);                                                        \
+        i##r##2 = GP_Q8_DOTI(i##r##2, w2, xv);                                                        \
+        i##r##3 = GP_Q8_DOTI(i##r##3, w3, xv);                                                        \
     }
-#define GP_Q8_SUM(r) gp_vsum4(a##r##0, a##r##1, a##r##2, a##r##3, sums + (r)*4);
-#define GP_Q8_KERNEL(name, ROWS)                                                                            \
-    GP_INLINE void name(const gp_tensor *W, const unsigned char *X, size_t ldb, int j, gp_prefetch *pf,     \
-                        int stream, float *sums)                                                            \
+#define GP_Q8_ROW(r) GP_Q8_ROW_(r, GP_Q8_LOAD)
+#define GP_Q8_ROWM(r) GP_Q8_ROW_(r, GP_Q8_LOADM)
+#define GP_Q8_END_(r, XS)                                                                             \
+    {                                                                                                 \
+        gp_vf xs = XS(dx##r + g);                                                                     \
+        a##r##0 = GP_VFMA(GP_Q8_CVT(i##r##0), GP_VMUL(xs, s0), a##r##0);                              \
+        a##r##1 = GP_VFMA(GP_Q8_CVT(i##r##1), GP_VMUL(xs, s1), a##r##1);                              \
+        a##r##2 = GP_VFMA(GP_Q8_CVT(i##r##2), GP_VMUL(xs, s2), a##r##2);                              \
+        a##r##3 = GP_VFMA(GP_Q8_CVT(i##r##3), GP_VMUL(xs, s3), a##r##3);                              \
+    }
+#define GP_Q8_END(r) GP_Q8_END_(r, GP_Q8_XS)
+#define GP_Q8_ENDM(r) GP_Q8_END_(r, GP_Q8_XSM)
+#define GP_Q8_GROUP(ROWS, WID, M)                                                                           \
     {                                                                                                       \
-        int nb = W->nb, np = (nb + 1) / 2 * 2, k, b, l, kend = (nb * 32 + GP_Q8_STEP - 1) / GP_Q8_STEP * GP_Q8_STEP; \
-        const signed char *p0 = W->q + (size_t)j * nb * 32, *p1 = p0 + (size_t)nb * 32,                    \
-                          *p2 = p1 + (size_t)nb * 32, *p3 = p2 + (size_t)nb * 32;                          \
-        const uint16_t *q0 = W->scales + (size_t)j * nb, *q1 = q0 + nb, *q2 = q1 + nb, *q3 = q2 + nb;       \
-        ROWS(GP_Q8_DECL)                                                                                    \
-        for (k = 0; k < kend; k += GP_Q8_STEP) {                                                            \
-            int whole = k + GP_Q8_STEP <= nb * 32;                                                          \
+        gp_vf s0, s1, s2, s3;                                                                               \
+        ROWS(GP_Q8_START##M)                                                                                \
+        for (s = 0, k = g * 32; s < 8; s++, k += (WID)*4) {                                                 \
             gp_qv w0, w1, w2, w3;                                                                           \
-            gp_vf s0, s1, s2, s3;                                                                           \
-            b = k / 32;                                                                                     \
             if (pf)                                                                                         \
                 for (l = 0; l < pf->lines && pf->at < pf->end; l++, pf->at += 64)                          \
                     GP_PREFETCH_L2(pf->at - GP_PREFETCH_AHEAD);                                             \
@@ -4428,15 +4593,33 @@ GP_INLINE gp_vf gp_q8_ws(const uint16_t *s, int b, int nb)
                 GP_PREFETCH_L2(p2 + k);                                                                     \
                 GP_PREFETCH_L2(p3 + k);                                                                     \
             }                                                                                               \
-            w0 = gp_q8_w(p0 + k, whole);                                                                    \
-            w1 = gp_q8_w(p1 + k, whole);                                                                    \
-            w2 = gp_q8_w(p2 + k, whole);                                                                    \
-            w3 = gp_q8_w(p3 + k, whole);                                                                    \
-            s0 = gp_q8_ws(q0, b, nb);                                                                       \
-            s1 = gp_q8_ws(q1, b, nb);                                                                       \
-            s2 = gp_q8_ws(q2, b, nb);                                                                       \
-            s3 = gp_q8_ws(q3, b, nb);                                                                       \
-            ROWS(GP_Q8_FMA)                                                                                 \
+            w0 = GP_Q8_LOAD##M(p0 + k);                                                                     \
+            w1 = GP_Q8_LOAD##M(p1 + k);                                                                     \
+            w2 = GP_Q8_LOAD##M(p2 + k);                                                                     \
+            w3 = GP_Q8_LOAD##M(p3 + k);                                                                     \
+            ROWS(GP_Q8_ROW##M)                                                                              \
+        }                                                                                                   \
+        s0 = GP_Q8_WS##M(q0 + g);                                                                           \
+        s1 = GP_Q8_WS##M(q1 + g);                                                                           \
+        s2 = GP_Q8_WS##M(q2 + g);                                                                           \
+        s3 = GP_Q8_WS##M(q3 + g);                                                                           \
+        ROWS(GP_Q8_END##M)                                                                                  \
+    }
+#define GP_Q8_SUM(r) gp_vsum4(a##r##0, a##r##1, a##r##2, a##r##3, sums + (r)*4);
+#define GP_Q8_KERNEL(name, ROWS)                                                                            \
+    GP_INLINE void name(const gp_tensor *W, const unsigned char *X, size_t ldb, int j, gp_prefetch *pf,     \
+                        int stream, float *sums)                                                            \
+    {                                                                                                       \
+        int nb = W->nb, np = gp_q8_npad(nb), nf = gp_q8_nfull(nb), g, k, s, l;                              \
+        const unsigned char *p0 = W->qp + (size_t)j * np * 32, *p1 = p0 + (size_t)np * 32,                 \
+                            *p2 = p1 + (size_t)np * 32, *p3 = p2 + (size_t)np * 32;                        \
+        const uint16_t *q0 = W->sp + (size_t)j * np, *q1 = q0 + np, *q2 = q1 + np, *q3 = q2 + np;           \
+        ROWS(GP_Q8_DECL)                                                                                    \
+        for (g = 0; g < nf; g += GP_Q8_G) GP_Q8_GROUP(ROWS, GP_Q8_G, )                                       \
+        if (g < np) {                                                                                       \
+            gp_q8_mask mask = gp_q8_masks(np - nf);                                                         \
+            (void)mask;                                                                                     \
+            GP_Q8_GROUP(ROWS, np - nf, M)                                                                   \
         }                                                                                                   \
         ROWS(GP_Q8_SUM)                                                                                     \
     }
@@ -4450,16 +4633,29 @@ GP_Q8_KERNEL(gp_q8_tile2, GP_ROWS2)
 /* One prepared row of x against row j of W. */
 GP_INLINE float gp_q8_row1(const gp_tensor *W, const unsigned char *X, int j)
 {
-    int nb = W->nb, np = (nb + 1) / 2 * 2, k, kend = (nb * 32 + GP_Q8_STEP - 1) / GP_Q8_STEP * GP_Q8_STEP;
-    const signed char *p0 = W->q + (size_t)j * nb * 32, *xq = (const signed char *)X;
-    const uint16_t *q0 = W->scales + (size_t)j * nb;
-    const int32_t *nc = (const int32_t *)(const void *)(X + (size_t)np * 32);
-    const float *dx = (const float *)(const void *)(X + (size_t)np * 64);
+    int nb = W->nb, np = gp_q8_npad(nb), nf = gp_q8_nfull(nb), g, s;
+    const unsigned char *p0 = W->qp + (size_t)j * np * 32;
+    const uint16_t *q0 = W->sp + (size_t)j * np;
+    const int32_t *nc = gp_q8_corr(X, nb);
+    const float *dx = gp_q8_dx(X, nb);
     gp_vf acc = GP_VZERO();
-    for (k = 0; k < kend; k += GP_Q8_STEP) {
-        gp_vi i0 = GP_Q8_INIT(nc + k / 4);
-        acc = GP_VFMA(GP_Q8_CVT(GP_Q8_DOTI(i0, gp_q8_w(p0 + k, k + GP_Q8_STEP <= nb * 32), GP_Q8_X(xq + k))),
-                      GP_VMUL(gp_q8_xs(dx, k / 32), gp_q8_ws(q0, k / 32, nb)), acc);
+    for (g = 0; g < nf; g += GP_Q8_G) {
+        gp_vi i0 = GP_Q8_INIT(nc + g);
+        for (s = 0; s < 8; s++) {
+            size_t k = (size_t)g * 32 + (size_t)s * GP_Q8_G * 4;
+            i0 = GP_Q8_DOTI(i0, GP_Q8_LOAD(p0 + k), GP_Q8_LOAD(X + k));
+        }
+        acc = GP_VFMA(GP_Q8_CVT(i0), GP_VMUL(GP_Q8_XS(dx + g), GP_Q8_WS(q0 + g)), acc);
+    }
+    if (g < np) {
+        gp_q8_mask mask = gp_q8_masks(np - nf);
+        gp_vi i0 = GP_Q8_INITM(nc + g);
+        (void)mask;
+        for (s = 0; s < 8; s++) {
+            size_t k = (size_t)g * 32 + (size_t)s * (size_t)(np - nf) * 4;
+            i0 = GP_Q8_DOTI(i0, GP_Q8_LOADM(p0 + k), GP_Q8_LOADM(X + k));
+        }
+        acc = GP_VFMA(GP_Q8_CVT(i0), GP_VMUL(GP_Q8_XSM(dx + g), GP_Q8_WSM(q0 + g)), acc);
     }
     return gp_vsum1(acc);
 }
@@ -4532,7 +4728,7 @@ GP_INLINE float gp_bf16_row1(const gp_tensor *W, const uint16_t *xh, int j)
 GP_INLINE int gp_k_steps(const gp_tensor *W, gpt_dtype type)
 {
 #if defined(GP_Q8_DOT)
-    if (type == GP_Q8DOT) return (W->nb * 32 + GP_Q8_STEP - 1) / GP_Q8_STEP;
+    if (type == GP_Q8DOT) return (gp_q8_nfull(W->nb) / GP_Q8_G + (gp_q8_tail(W->nb) > 0)) * 8;
 #endif
 #if defined(GP_BF16_DOT)
     if (type == GP_BF16DOT) return W->nb;
@@ -4689,11 +4885,12 @@ GP_INLINE void gp_dot_block(const gp_tensor *W, gpt_dtype type, const float *X, 
             gp_store_sum(y + (size_t)r * ldy + j, gp_dot_row1(W, type, X + (size_t)r * ldx, j), bias, j, accumulate);
 }
 
-/* The bytes of W's rows [a, b) (q8_0: its quants; its scales are a
- * sixteenth of that and come with the hardware prefetcher). */
+/* Where W's row `row` starts (q8_0: its quants, packed if they are; its
+ * scales are a sixteenth of that and come with the hardware prefetcher). */
 static const char *gp_w_bytes(const gp_tensor *W, int row)
 {
     size_t es = W->type == GPT_DTYPE_F32 ? 4 : W->type == GPT_DTYPE_Q8_0 ? 1 : 2;
+    if (W->type == GPT_DTYPE_Q8_0 && W->qp) return (const char *)W->qp + (size_t)row * gp_q8_npad(W->nb) * 32;
     if (W->type == GPT_DTYPE_Q8_0) return (const char *)W->q + (size_t)row * W->nb * 32;
     return (const char *)W->data + (size_t)row * W->cols * es;
 }

@@ -31,7 +31,7 @@ static float frand(void) /* uniform in [-1, 1) */
 /* A random J x K matrix of type t, with its storage. */
 typedef struct kt_matrix {
     gp_tensor W;
-    void *data, *q, *scales;
+    void *data, *q, *scales, *packed;
 } kt_matrix;
 
 static int kt_make(kt_matrix *m, gpt_dtype t, int J, int K)
@@ -53,6 +53,12 @@ static int kt_make(kt_matrix *m, gpt_dtype t, int J, int K)
         m->W.q = q;
         m->W.scales = s;
         m->W.data = (const unsigned char *)q;
+#if defined(GP_Q8_DOT) && defined(GP_SIMD)
+        /* packed as the loader packs a model's */
+        m->packed = malloc(gp_q8_packed_bytes(&m->W));
+        if (!m->packed) return -1;
+        gp_q8_pack(&m->W, (unsigned char *)m->packed);
+#endif
         return 0;
     }
     m->data = malloc((size_t)J * K * 4 + 64);
@@ -74,6 +80,7 @@ static void kt_free(kt_matrix *m)
     free(m->data);
     free(m->q);
     free(m->scales);
+    free(m->packed);
 }
 
 /* x: (n + GP_ROW_PAD) rows of K, with a few large values (activations of
@@ -107,8 +114,15 @@ static void kt_run(kt_linear f, const gp_tensor *W, const float *bias, const flo
         f(W, bias, x, W->cols, n, j, j + piece < W->rows ? j + piece : W->rows, y, W->rows, 0, scratch);
 }
 
+/* Where the code of element i of block b sits in a prepared row of nb blocks. */
+static size_t kt_q8_at(int nb, int b, int i)
+{
+    size_t step, at = gp_q8_block_at(nb, b, &step);
+    return at + (size_t)(i / 4) * step + (size_t)(i % 4);
+}
+
 static const gpt_dtype kt_types[4] = {GPT_DTYPE_F32, GPT_DTYPE_F16, GPT_DTYPE_BF16, GPT_DTYPE_Q8_0};
-static const int kt_ks[] = {1, 5, 16, 31, 32, 33, 47, 63, 64, 65, 90, 96, 100, 129, 257, 768};
+static const int kt_ks[] = {1, 5, 16, 31, 32, 33, 47, 63, 64, 65, 90, 96, 100, 129, 257, 768, 1600};
 
 #if defined(GP_SIMD)
 TEST(simd_and_scalar_twins_agree)
@@ -166,22 +180,25 @@ TEST(scalar_twins_compute_their_definition)
                 for (j = 0; j < J; j++) {
                     double want = 0, size = 0;
                     if (kind == GP_PREP_Q8) {
-                        int nb = m.W.nb, np = (nb + 1) / 2 * 2, b;
-                        const signed char *q = (const signed char *)xr;
-                        const float *d = (const float *)(const void *)(xr + np * 64);
+                        int nb = m.W.nb, b;
+                        const signed char *q = gp_q8_codes(xr);
+                        const float *d = gp_q8_dx(xr, nb);
                         for (b = 0; b < nb; b++) {
                             long isum = 0;
                             double s = (double)d[b] * gpt__f16_to_f32(m.W.scales[j * nb + b]);
-                            for (k = b * 32; k < b * 32 + 32; k++) isum += (long)q[k] * m.W.q[(size_t)j * nb * 32 + k];
+                            for (k = b * 32; k < b * 32 + 32; k++)
+                                isum += (long)q[kt_q8_at(nb, b, k % 32)] * m.W.q[(size_t)j * nb * 32 + k];
                             want += s * (double)isum;
                             for (k = b * 32; k < b * 32 + 32; k++)
-                                size += fabs(s * q[k] * m.W.q[(size_t)j * nb * 32 + k]);
+                                size += fabs(s * q[kt_q8_at(nb, b, k % 32)] * m.W.q[(size_t)j * nb * 32 + k]);
                         }
                         if (j == 0)
                             for (k = 0; k < K; k++) {
+                                int code_k = q[kt_q8_at(nb, k / 32, k % 32)];
                                 double code = x[r * K + k] / (double)d[k / 32];
-                                CHECKF(d[k / 32] == 0 || fabs(code - q[k]) <= 0.5001, "K %d: x %g rounds to %d (d %g)",
-                                       K, (double)x[r * K + k], q[k], (double)d[k / 32]);
+                                CHECKF(d[k / 32] == 0 || fabs(code - code_k) <= 0.5001,
+                                       "K %d: x %g rounds to %d (d %g)", K, (double)x[r * K + k], code_k,
+                                       (double)d[k / 32]);
                             }
                     } else {
                         const uint16_t *h = (const uint16_t *)(const void *)xr;
@@ -219,14 +236,12 @@ TEST(q8_rounding_is_the_same_in_every_path)
     float x[96];
     unsigned char out[8192];
     for (rep = 0; rep < 200; rep++) {
-        int np;
-        const signed char *q = (const signed char *)out;
+        const signed char *q = gp_q8_codes(out);
         const float *d;
         for (i = 0; i < 96; i++) x[i] = frand() * (rep % 3 == 0 ? 1000.0f : 1.0f);
         if (rep % 5 == 1) x[7] = 127.0f, x[3] = 0.5f, x[4] = -1.5f; /* codes 127, 0.5, -1.5: ties */
         gp_q8_round_row(x, 96, out);
-        np = 4;
-        d = (const float *)(const void *)(out + np * 64);
+        d = gp_q8_dx(out, 3);
         for (b = 0; b < 3; b++) {
             float amax = 0.0f, inv;
             for (i = 0; i < 32; i++) amax = fabsf(x[b * 32 + i]) > amax ? fabsf(x[b * 32 + i]) : amax;
@@ -235,8 +250,8 @@ TEST(q8_rounding_is_the_same_in_every_path)
             for (i = 0; i < 32; i++) {
                 float v = x[b * 32 + i] * inv;
                 v = v > 127.0f ? 127.0f : v < -127.0f ? -127.0f : v;
-                CHECKF(q[b * 32 + i] == (signed char)(int)rintf(v), "x %.9g: code %d, expected %d",
-                       (double)x[b * 32 + i], q[b * 32 + i], (int)rintf(v));
+                CHECKF(q[kt_q8_at(3, b, i)] == (signed char)(int)rintf(v), "x %.9g: code %d, expected %d",
+                       (double)x[b * 32 + i], q[kt_q8_at(3, b, i)], (int)rintf(v));
             }
         }
     }

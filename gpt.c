@@ -4488,8 +4488,14 @@ typedef struct gp_prefetch {
 #if defined(GP_AVX512)
 typedef __m512i gp_vi; /* int32 lanes */
 typedef __m512i gp_qv; /* 8-bit operands */
-/* A group of w blocks (16, or fewer in a row's tail) takes the lanes the
- * masks of gp_q8_masks keep; the others load zeros and add nothing. */
+/*
+ * A row's tail of w < 16 blocks (a power of 2, gp_q8_tail) is stored as a
+ * group of w blocks, 4 bytes of each per w * 4 bytes; read 64 bytes at a
+ * time (32 for one block), that puts block l % w in lane l, so the tail
+ * takes w / 2 steps (one for w = 1) and then gp_q8_fold adds the 16 / w
+ * lanes of each block into lane l < w (exact: int32). The corrections and
+ * scales are loaded into lanes < w only, so the other lanes add +0.
+ */
 typedef struct gp_q8_mask {
     __mmask64 bytes;
     __mmask16 lanes;
@@ -4497,10 +4503,20 @@ typedef struct gp_q8_mask {
 GP_INLINE gp_q8_mask gp_q8_masks(int w)
 {
     gp_q8_mask m;
-    m.bytes = w >= 16 ? ~(__mmask64)0 : (((__mmask64)1 << (4 * w)) - 1);
-    m.lanes = (__mmask16)(w >= 16 ? 0xffffu : (1u << w) - 1u);
+    m.bytes = w >= 2 ? ~(__mmask64)0 : (__mmask64)0xffffffffu;
+    m.lanes = (__mmask16)((1u << w) - 1u);
     return m;
 }
+GP_INLINE __m512i gp_q8_fold(__m512i v, int w)
+{
+    if (w <= 8) v = _mm512_add_epi32(v, _mm512_shuffle_i32x4(v, v, _MM_SHUFFLE(1, 0, 3, 2)));
+    if (w <= 4) v = _mm512_add_epi32(v, _mm512_shuffle_i32x4(v, v, _MM_SHUFFLE(2, 3, 0, 1)));
+    if (w <= 2) v = _mm512_add_epi32(v, _mm512_shuffle_epi32(v, (_MM_PERM_ENUM)_MM_SHUFFLE(1, 0, 3, 2)));
+    if (w <= 1) v = _mm512_add_epi32(v, _mm512_shuffle_epi32(v, (_MM_PERM_ENUM)_MM_SHUFFLE(2, 3, 0, 1)));
+    return v;
+}
+#define GP_Q8_TAIL_STEPS(w) ((w) >= 2 ? (w) / 2 : 1)
+#define GP_Q8_TAIL_STEP 64
 #define GP_Q8_LOAD(p) _mm512_loadu_si512((const void *)(p))
 #define GP_Q8_INIT(corr) _mm512_loadu_si512((const void *)(corr))
 #define GP_Q8_XS(d) GP_VLOAD(d)
@@ -4517,6 +4533,9 @@ typedef __m256i gp_vi;
 typedef __m256i gp_qv;
 typedef int gp_q8_mask; /* rows have no tail here (gp_q8_tail) */
 #define gp_q8_masks(w) (w)
+#define gp_q8_fold(v, w) (v)
+#define GP_Q8_TAIL_STEPS(w) 8
+#define GP_Q8_TAIL_STEP (GP_Q8_G * 4)
 #define GP_Q8_XS(d) GP_VLOAD(d)
 #define GP_Q8_WS(s) GP_VLOAD_F16(s)
 #define GP_Q8_LOADM(p) GP_Q8_LOAD(p)
@@ -4532,6 +4551,9 @@ typedef int32x4_t gp_vi;
 typedef int8x16_t gp_qv;
 typedef int gp_q8_mask;
 #define gp_q8_masks(w) (w)
+#define gp_q8_fold(v, w) (v)
+#define GP_Q8_TAIL_STEPS(w) 8
+#define GP_Q8_TAIL_STEP (GP_Q8_G * 4)
 #define GP_Q8_XS(d) GP_VLOAD(d)
 #define GP_Q8_WS(s) GP_VLOAD_F16(s)
 #define GP_Q8_LOADM(p) GP_Q8_LOAD(p)
@@ -4553,12 +4575,13 @@ typedef int gp_q8_mask;
     const int32_t *nc##r = gp_q8_corr(X + (size_t)(r)*ldb, nb);                                       \
     const float *dx##r = gp_q8_dx(X + (size_t)(r)*ldb, nb);                                           \
     gp_vi i##r##0, i##r##1, i##r##2, i##r##3;
-/* One group of WID blocks: each row's int32 lanes start at its
- * corrections, take 8 steps, and go into the f32 accumulators with d_x *
- * d_w; M names the loads (nothing or M: masked, for a row's tail). */
-#define GP_Q8_START(r) i##r##0 = i##r##1 = i##r##2 = i##r##3 = GP_Q8_INIT(nc##r + g);
+/* One group of blocks: each row's int32 lanes start at its corrections,
+ * take the group's steps (8 of GP_Q8_G blocks, or a tail's), and go into
+ * the f32 accumulators with d_x * d_w; M is _ for whole groups, M for a
+ * row's tail (masked loads, then the fold). */
+#define GP_Q8_START_(r) i##r##0 = i##r##1 = i##r##2 = i##r##3 = GP_Q8_INIT(nc##r + g);
 #define GP_Q8_STARTM(r) i##r##0 = i##r##1 = i##r##2 = i##r##3 = GP_Q8_INITM(nc##r + g);
-#define GP_Q8_ROW_(r, LOAD)                                                                           \
+#define GP_Q8_ROW_WITH(r, LOAD)                                                                         \
     {                                                                                                 \
         gp_qv xv = LOAD(xq##r + k);                                                                   \
         i##r##0 = GP_Q8_DOTI(i##r##0, w0, xv);                                                        \
@@ -4566,9 +4589,9 @@ typedef int gp_q8_mask;
         i##r##2 = GP_Q8_DOTI(i##r##2, w2, xv);                                                        \
         i##r##3 = GP_Q8_DOTI(i##r##3, w3, xv);                                                        \
     }
-#define GP_Q8_ROW(r) GP_Q8_ROW_(r, GP_Q8_LOAD)
-#define GP_Q8_ROWM(r) GP_Q8_ROW_(r, GP_Q8_LOADM)
-#define GP_Q8_END_(r, XS)                                                                             \
+#define GP_Q8_ROW_(r) GP_Q8_ROW_WITH(r, GP_Q8_LOAD)
+#define GP_Q8_ROWM(r) GP_Q8_ROW_WITH(r, GP_Q8_LOADM)
+#define GP_Q8_END_WITH(r, XS)                                                                           \
     {                                                                                                 \
         gp_vf xs = XS(dx##r + g);                                                                     \
         a##r##0 = GP_VFMA(GP_Q8_CVT(i##r##0), GP_VMUL(xs, s0), a##r##0);                              \
@@ -4576,13 +4599,22 @@ typedef int gp_q8_mask;
         a##r##2 = GP_VFMA(GP_Q8_CVT(i##r##2), GP_VMUL(xs, s2), a##r##2);                              \
         a##r##3 = GP_VFMA(GP_Q8_CVT(i##r##3), GP_VMUL(xs, s3), a##r##3);                              \
     }
-#define GP_Q8_END(r) GP_Q8_END_(r, GP_Q8_XS)
-#define GP_Q8_ENDM(r) GP_Q8_END_(r, GP_Q8_XSM)
-#define GP_Q8_GROUP(ROWS, WID, M)                                                                           \
+#define GP_Q8_END_(r) GP_Q8_END_WITH(r, GP_Q8_XS)
+#define GP_Q8_ENDM(r) GP_Q8_END_WITH(r, GP_Q8_XSM)
+#define GP_Q8_LOAD_(p) GP_Q8_LOAD(p)
+#define GP_Q8_WS_(s) GP_Q8_WS(s)
+#define GP_Q8_FOLD(r)                                                                                 \
+    i##r##0 = gp_q8_fold(i##r##0, wt);                                                                \
+    i##r##1 = gp_q8_fold(i##r##1, wt);                                                                \
+    i##r##2 = gp_q8_fold(i##r##2, wt);                                                                \
+    i##r##3 = gp_q8_fold(i##r##3, wt);
+#define GP_Q8_FOLDM(r) GP_Q8_FOLD(r)
+#define GP_Q8_FOLD_(r)
+#define GP_Q8_GROUP(ROWS, STEPS, STRIDE, M)                                                                 \
     {                                                                                                       \
         gp_vf s0, s1, s2, s3;                                                                               \
         ROWS(GP_Q8_START##M)                                                                                \
-        for (s = 0, k = g * 32; s < 8; s++, k += (WID)*4) {                                                 \
+        for (s = 0, k = g * 32; s < (STEPS); s++, k += (STRIDE)) {                                          \
             gp_qv w0, w1, w2, w3;                                                                           \
             if (pf)                                                                                         \
                 for (l = 0; l < pf->lines && pf->at < pf->end; l++, pf->at += 64)                          \
@@ -4599,6 +4631,7 @@ typedef int gp_q8_mask;
             w3 = GP_Q8_LOAD##M(p3 + k);                                                                     \
             ROWS(GP_Q8_ROW##M)                                                                              \
         }                                                                                                   \
+        ROWS(GP_Q8_FOLD##M)                                                                                 \
         s0 = GP_Q8_WS##M(q0 + g);                                                                           \
         s1 = GP_Q8_WS##M(q1 + g);                                                                           \
         s2 = GP_Q8_WS##M(q2 + g);                                                                           \
@@ -4615,11 +4648,12 @@ typedef int gp_q8_mask;
                             *p2 = p1 + (size_t)np * 32, *p3 = p2 + (size_t)np * 32;                        \
         const uint16_t *q0 = W->sp + (size_t)j * np, *q1 = q0 + np, *q2 = q1 + np, *q3 = q2 + np;           \
         ROWS(GP_Q8_DECL)                                                                                    \
-        for (g = 0; g < nf; g += GP_Q8_G) GP_Q8_GROUP(ROWS, GP_Q8_G, )                                       \
+        for (g = 0; g < nf; g += GP_Q8_G) GP_Q8_GROUP(ROWS, 8, GP_Q8_G * 4, _)                              \
         if (g < np) {                                                                                       \
-            gp_q8_mask mask = gp_q8_masks(np - nf);                                                         \
+            int wt = np - nf;                                                                               \
+            gp_q8_mask mask = gp_q8_masks(wt);                                                              \
             (void)mask;                                                                                     \
-            GP_Q8_GROUP(ROWS, np - nf, M)                                                                   \
+            GP_Q8_GROUP(ROWS, GP_Q8_TAIL_STEPS(wt), GP_Q8_TAIL_STEP, M)                                     \
         }                                                                                                   \
         ROWS(GP_Q8_SUM)                                                                                     \
     }
@@ -4648,13 +4682,15 @@ GP_INLINE float gp_q8_row1(const gp_tensor *W, const unsigned char *X, int j)
         acc = GP_VFMA(GP_Q8_CVT(i0), GP_VMUL(GP_Q8_XS(dx + g), GP_Q8_WS(q0 + g)), acc);
     }
     if (g < np) {
-        gp_q8_mask mask = gp_q8_masks(np - nf);
+        int wt = np - nf;
+        gp_q8_mask mask = gp_q8_masks(wt);
         gp_vi i0 = GP_Q8_INITM(nc + g);
         (void)mask;
-        for (s = 0; s < 8; s++) {
-            size_t k = (size_t)g * 32 + (size_t)s * (size_t)(np - nf) * 4;
+        for (s = 0; s < GP_Q8_TAIL_STEPS(wt); s++) {
+            size_t k = (size_t)g * 32 + (size_t)s * GP_Q8_TAIL_STEP;
             i0 = GP_Q8_DOTI(i0, GP_Q8_LOADM(p0 + k), GP_Q8_LOADM(X + k));
         }
+        i0 = gp_q8_fold(i0, wt);
         acc = GP_VFMA(GP_Q8_CVT(i0), GP_VMUL(GP_Q8_XSM(dx + g), GP_Q8_WSM(q0 + g)), acc);
     }
     return gp_vsum1(acc);

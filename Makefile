@@ -145,7 +145,7 @@ test-arm-dotprod:
 # Speed against the machine's limits on random 124M-shaped models, and the
 # tokenizer's speed (docs/PERFORMANCE.md).
 .PHONY: bench
-bench: all $(BUILD)/tests/bench_tokenizer
+bench: all $(BUILD)/tests/bench_tokenizer $(BUILD)/tests/test_quality
 	BUILD=$(BUILD) sh tools/bench.sh
 
 # The tests that use threads, built with ThreadSanitizer (issue 8): one model

@@ -4801,21 +4801,30 @@ GP_INLINE int gp_k_steps(const gp_tensor *W, gpt_dtype type)
     }
 GP_DOT_KERNEL(gp_dot_tile_full, GP_TILE_ROWS, GP_MR)
 GP_DOT_KERNEL(gp_dot_tile_half, GP_HALF_TILE_ROWS, GP_HALF_MR)
+#if GP_MR == 6
+GP_DOT_KERNEL(gp_dot_tile_one, GP_ROWS1, 1)
+#endif
 
 /* The tile for rows 0 .. mr-1 of x (mr <= GP_MR; up to GP_MR rows are read)
  * against rows j .. j+3 of W: the half tile when the rows that matter fit in
- * it (a batch of 2 or 8 sequences no longer computes 6 or 12 rows), and
- * the full one otherwise. Every output is the same chain in both. */
+ * it (a batch of 2 or 8 sequences no longer computes 6 or 12 rows), the
+ * half tile and a one-row tile for 4 rows (a batch of 4 or 16 no longer
+ * computes 6 or 18), and the full one otherwise. Every output is the same
+ * chain in all of them. */
 GP_INLINE void gp_dot_tile(const gp_tensor *W, gpt_dtype type, const float *x, size_t ldx, int j, int mr,
                            gp_prefetch *pf, float *sums)
 {
     int half = mr <= GP_HALF_MR;
+#if GP_MR == 6
+    int one_more = mr == GP_HALF_MR + 1;
+#endif
 #if defined(GP_Q8_DOT)
     if (type == GP_Q8DOT) {
         const unsigned char *X = (const unsigned char *)(const void *)x;
 #if GP_MR == 6
         gp_q8_tile3(W, X, ldx * 4, j, pf, 0, sums);
-        if (!half) gp_q8_tile3(W, X + ldx * 12, ldx * 4, j, NULL, 0, sums + 12);
+        if (one_more) gp_q8_tile1(W, X + ldx * 12, ldx * 4, j, NULL, 0, sums + 12);
+        else if (!half) gp_q8_tile3(W, X + ldx * 12, ldx * 4, j, NULL, 0, sums + 12);
 #else
         if (half) gp_q8_tile1(W, X, ldx * 4, j, pf, 0, sums);
         else gp_q8_tile2(W, X, ldx * 4, j, pf, 0, sums);
@@ -4825,8 +4834,23 @@ GP_INLINE void gp_dot_tile(const gp_tensor *W, gpt_dtype type, const float *x, s
 #endif
 #if defined(GP_BF16_DOT)
     if (type == GP_BF16DOT) {
-        if (half) gp_bf16_tile_half(W, (const uint16_t *)(const void *)x, ldx * 2, j, pf, 0, sums);
-        else gp_bf16_tile(W, (const uint16_t *)(const void *)x, ldx * 2, j, pf, 0, sums);
+        const uint16_t *xh = (const uint16_t *)(const void *)x;
+#if GP_MR == 6
+        if (one_more) {
+            gp_bf16_tile_half(W, xh, ldx * 2, j, pf, 0, sums);
+            gp_bf16_tile1(W, xh + ldx * 2 * GP_HALF_MR, ldx * 2, j, NULL, 0, sums + GP_HALF_MR * 4);
+            return;
+        }
+#endif
+        if (half) gp_bf16_tile_half(W, xh, ldx * 2, j, pf, 0, sums);
+        else gp_bf16_tile(W, xh, ldx * 2, j, pf, 0, sums);
+        return;
+    }
+#endif
+#if GP_MR == 6
+    if (one_more) {
+        gp_dot_tile_half(W, type, x, ldx, j, pf, sums);
+        gp_dot_tile_one(W, type, x + ldx * GP_HALF_MR, ldx, j, NULL, sums + GP_HALF_MR * 4);
         return;
     }
 #endif

@@ -208,7 +208,12 @@ typedef struct gpt_config {
 
 /* Loads a checkpoint (docs/FORMAT.md). The file is mapped and used in place
  * where the platform allows it, otherwise read into memory. It must be a
- * regular file: a directory, FIFO or device is refused without being read. */
+ * regular file: a directory, FIFO or device is refused without being read.
+ * Where the build has the integer dot products (AVX512-VNNI, AVX-VNNI, NEON
+ * dotprod; not with GPT_NO_VNNI or GPT_NO_SIMD), the matrices of a q8_0
+ * checkpoint are also packed once into an allocation of about their size,
+ * in the order those products read them; the file's own bytes of them are
+ * then not read again. So are they for the two functions below. */
 GPT_API gpt_model *gpt_model_load(const char *path, gpt_error *err);
 /* How gpt_model_load_ex reads the file. */
 typedef struct gpt_load_params {

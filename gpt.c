@@ -3933,6 +3933,12 @@ static gpt_status gp_q8_pack_model(gpt_model *m, const char *what, gpt_error *er
             for (t = 0; t < nt; t++) {
                 if (ts[t]->type != GPT_DTYPE_Q8_0) continue;
                 if (pass == 0) {
+                    /* checked first: padding to whole groups can make a
+                     * tensor larger than its bytes in the file */
+                    uint64_t most = (uint64_t)ts[t]->rows * (uint64_t)gp_q8_npad(ts[t]->nb) * 34 + 2 * GP_ALIGN;
+                    if (most > (uint64_t)(SIZE_MAX / 2) - total)
+                        return gpt__set_error(err, GPT_ERR_OUT_OF_MEMORY, "%s: the q8_0 weights are too large to "
+                                              "pack in this address space", what);
                     total += gp_q8_packed_bytes(ts[t]);
                 } else {
                     gp_q8_pack(ts[t], m->q8_packed + at);

@@ -132,6 +132,8 @@ kernel_tests = $(MAKE) BUILD=$(1) $(2) $(4:%=$(1)/tests/%$(EXE)) $(1)/gpt$(EXE) 
 	sh tests/run.sh $(4:%=$(1)/tests/%$(EXE)) $(5)
 .PHONY: test-novnni test-avxvnni test-arm-dotprod
 test-novnni:
+	@for f in -DGPT_NO_VNNI -DGPT_NO_BF16DOT; do \
+		$(CC) -std=c99 -pedantic -Wall -Wextra -Werror $(ARCHFLAGS) $$f -fsyntax-only gpt.c || exit 1; done
 	@$(call kernel_tests,$(BUILD)/novnni,EXTRA_CFLAGS="-DGPT_NO_VNNI -DGPT_NO_BF16DOT $(EXTRA_CFLAGS)",,$(KERNEL_TESTS),$(KERNEL_SCRIPTS))
 test-avxvnni:
 	@if ! grep -qw avx_vnni /proc/cpuinfo 2>/dev/null; then echo "SKIP test-avxvnni: this CPU has no AVX-VNNI"; \

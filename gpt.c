@@ -3698,8 +3698,9 @@ static float gp_dot_ref(const float *a, const float *b, int n)
  * rounded to nearest (rintf: ties to even), |code| <= 127. The codes are
  * stored interleaved in groups of GP_Q8_G blocks as the packed weights are
  * (gp_q8_block_at), so that one int32 lane of the integer products sums a whole
- * block; the row has np = nb rounded up to whole groups blocks, zeros past
- * K. Then corr [np] int32, -128 times each block's sum of codes (the x86
+ * block; the row has np = gp_q8_npad(nb) blocks (whole groups, and on
+ * AVX-512 and in the scalar build gp_q8_tail's narrower last one), zeros
+ * past K. Then corr [np] int32, -128 times each block's sum of codes (the x86
  * kernels feed the weights as unsigned bytes w + 128 and start each lane
  * there, which takes the 128s back out exactly), then d [np] f32.
  *
@@ -3910,8 +3911,9 @@ static void gp_q8_pack(gp_tensor *t, unsigned char *buf)
 
 /* The q8_0 weights of m's linear layers packed for the integer products,
  * in one allocation that the model owns; nothing where those are not
- * compiled in (the scalar twins read the checkpoint's rows). The checkpoint's
- * own quants of these tensors are then not read again. */
+ * compiled in (the scalar twins read the checkpoint's rows). The SIMD
+ * products read only the packed copy; the embedding lookup (wte's rows) and
+ * the reference kernels still read the checkpoint's. */
 static gpt_status gp_q8_pack_model(gpt_model *m, const char *what, gpt_error *err)
 {
 #if defined(GP_Q8_DOT) && defined(GP_SIMD)
@@ -4490,6 +4492,8 @@ typedef struct gp_prefetch {
  * d_x * d_w per lane, for 32 products per lane (gp_dot_q8_ref's order on
  * AVX-512, whose 16 lanes its 16 partial sums are).
  */
+/* A tile row's four accumulators summed into sums (both kinds of kernels). */
+#define GP_Q8_SUM(r) gp_vsum4(a##r##0, a##r##1, a##r##2, a##r##3, sums + (r)*4);
 #if defined(GP_Q8_DOT)
 #if defined(GP_AVX512)
 typedef __m512i gp_vi; /* int32 lanes */
@@ -4644,7 +4648,6 @@ typedef int gp_q8_mask;
         s3 = GP_Q8_WS##M(q3 + g);                                                                           \
         ROWS(GP_Q8_END##M)                                                                                  \
     }
-#define GP_Q8_SUM(r) gp_vsum4(a##r##0, a##r##1, a##r##2, a##r##3, sums + (r)*4);
 #define GP_Q8_KERNEL(name, ROWS)                                                                            \
     GP_INLINE void name(const gp_tensor *W, const unsigned char *X, size_t ldb, int j, gp_prefetch *pf,     \
                         int stream, float *sums)                                                            \
@@ -4770,7 +4773,10 @@ GP_INLINE float gp_bf16_row1(const gp_tensor *W, const uint16_t *xh, int j)
 GP_INLINE int gp_k_steps(const gp_tensor *W, gpt_dtype type)
 {
 #if defined(GP_Q8_DOT)
-    if (type == GP_Q8DOT) return (gp_q8_nfull(W->nb) / GP_Q8_G + (gp_q8_tail(W->nb) > 0)) * 8;
+    if (type == GP_Q8DOT) {
+        int tail = gp_q8_tail(W->nb);
+        return gp_q8_nfull(W->nb) / GP_Q8_G * 8 + (tail ? GP_Q8_TAIL_STEPS(tail) : 0);
+    }
 #endif
 #if defined(GP_BF16_DOT)
     if (type == GP_BF16DOT) return W->nb;

@@ -212,8 +212,9 @@ typedef struct gpt_config {
  * Where the build has the integer dot products (AVX512-VNNI, AVX-VNNI, NEON
  * dotprod; not with GPT_NO_VNNI or GPT_NO_SIMD), the matrices of a q8_0
  * checkpoint are also packed once into an allocation of about their size,
- * in the order those products read them; the file's own bytes of them are
- * then not read again. So are they for the two functions below. */
+ * in the order those products read them, and the products read only that
+ * copy (the embedding lookup still reads wte's rows in the file). So are
+ * they for the two functions below. */
 GPT_API gpt_model *gpt_model_load(const char *path, gpt_error *err);
 /* How gpt_model_load_ex reads the file. */
 typedef struct gpt_load_params {

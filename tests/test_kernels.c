@@ -97,7 +97,8 @@ static float *kt_x(int n, int K)
 /* A thread's linear scratch for n rows of x and K columns. */
 static float *kt_scratch(int n, int K)
 {
-    size_t floats = (size_t)4 * K + (size_t)(n + GP_PREP_PAD) * gp_prep_bytes(GP_PREP_Q8, K) / 4 + 64;
+    size_t q8 = gp_prep_bytes(GP_PREP_Q8, K), bf16 = gp_prep_bytes(GP_PREP_BF16, K);
+    size_t floats = (size_t)4 * K + (size_t)(n + GP_PREP_PAD) * (q8 > bf16 ? q8 : bf16) / 4 + 64;
     return (float *)calloc(floats, sizeof(float));
 }
 
@@ -122,7 +123,9 @@ static size_t kt_q8_at(int nb, int b, int i)
 }
 
 static const gpt_dtype kt_types[4] = {GPT_DTYPE_F32, GPT_DTYPE_F16, GPT_DTYPE_BF16, GPT_DTYPE_Q8_0};
-static const int kt_ks[] = {1, 5, 16, 31, 32, 33, 47, 63, 64, 65, 90, 96, 100, 129, 257, 768, 1600};
+/* K: odd tails of vectors, q8_0 rows of 1 .. 63 blocks whose last group
+ * (of 16 on AVX-512) is 1, 2, 4, 8, 16 wide or absent (512, 1024) */
+static const int kt_ks[] = {1, 5, 16, 31, 32, 33, 47, 63, 64, 65, 90, 96, 100, 129, 257, 512, 544, 640, 768, 800, 1024, 1600, 2000};
 
 #if defined(GP_SIMD)
 TEST(simd_and_scalar_twins_agree)
@@ -265,14 +268,15 @@ TEST(rows_are_batch_invariant_in_the_kernels)
     for (tab = 0; tab < 2; tab++)
         for (t = 0; t < 4; t++)
             for (ki = 0; ki < (int)(sizeof kt_ks / sizeof kt_ks[0]); ki += 3) {
-                int K = kt_ks[ki], J = 11, n, r, pieces[3] = {11, 4, 3}, p;
+                /* batches of 4, 10 and 16 rows end with a half tile and a one-row tile */
+                int K = kt_ks[ki], J = 11, n, ni, r, pieces[3] = {11, 4, 3}, p, ns[6] = {2, 4, 7, 10, 13, 16};
                 kt_linear f = gp_pick_kernels(tab)->linear;
                 kt_matrix m;
-                float *x = kt_x(13, K), *sc = kt_scratch(13, K), alone[13 * 11], y[13 * 11];
+                float *x = kt_x(16, K), *sc = kt_scratch(16, K), alone[16 * 11], y[16 * 11];
                 CHECK(x && sc && kt_make(&m, kt_types[t], J, K) == 0);
-                for (r = 0; r < 13; r++) kt_run(f, &m.W, NULL, x + r * K, 1, alone + r * J, sc, J);
-                for (n = 2; n <= 13; n += 5)
-                    for (p = 0; p < 3; p++) {
+                for (r = 0; r < 16; r++) kt_run(f, &m.W, NULL, x + r * K, 1, alone + r * J, sc, J);
+                for (ni = 0; ni < 6; ni++)
+                    for (p = 0, n = ns[ni]; p < 3; p++) {
                         kt_run(f, &m.W, NULL, x, n, y, sc, pieces[p]);
                         CHECKF(memcmp(y, alone, sizeof(float) * (size_t)n * J) == 0,
                                "%s kernels, %s, K %d: %d rows in calls of %d rows of W differ from rows alone",

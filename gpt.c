@@ -3869,6 +3869,21 @@ static void gp_q8_round_row(const float *x, int K, unsigned char *out)
     }
 }
 
+/* The matrices of linear layers: wte (the output head) for l = -1, else
+ * block l's four; returns how many it put in ts. */
+static int gp_linear_weights(const gpt_model *m, int l, const gp_tensor **ts)
+{
+    if (l < 0) {
+        ts[0] = &m->wte;
+        return 1;
+    }
+    ts[0] = &m->blocks[l].attn_w;
+    ts[1] = &m->blocks[l].attn_proj_w;
+    ts[2] = &m->blocks[l].fc_w;
+    ts[3] = &m->blocks[l].mlp_proj_w;
+    return 4;
+}
+
 #if defined(GP_Q8_DOT) && defined(GP_SIMD)
 /* Bytes of a q8_0 tensor's rows packed for the integer products: the
  * quants, then the scales (each part whole lines). */
@@ -3921,17 +3936,8 @@ static gpt_status gp_q8_pack_model(gpt_model *m, const char *what, gpt_error *er
     int l, t, pass;
     for (pass = 0; pass < 2; pass++) {
         for (l = -1; l < m->cfg.n_layer; l++) {
-            gp_tensor *ts[4];
-            int nt = 1;
-            if (l < 0) {
-                ts[0] = &m->wte;
-            } else {
-                ts[0] = &m->blocks[l].attn_w;
-                ts[1] = &m->blocks[l].attn_proj_w;
-                ts[2] = &m->blocks[l].fc_w;
-                ts[3] = &m->blocks[l].mlp_proj_w;
-                nt = 4;
-            }
+            const gp_tensor *ts[4];
+            int nt = gp_linear_weights(m, l, ts);
             for (t = 0; t < nt; t++) {
                 if (ts[t]->type != GPT_DTYPE_Q8_0) continue;
                 if (pass == 0) {
@@ -3943,7 +3949,7 @@ static gpt_status gp_q8_pack_model(gpt_model *m, const char *what, gpt_error *er
                                               "pack in this address space", what);
                     total += gp_q8_packed_bytes(ts[t]);
                 } else {
-                    gp_q8_pack(ts[t], m->q8_packed + at);
+                    gp_q8_pack((gp_tensor *)ts[t], m->q8_packed + at); /* m is not const here */
                     at += gp_q8_packed_bytes(ts[t]);
                 }
             }
@@ -4001,16 +4007,7 @@ static size_t gp_linear_scratch_floats(const gpt_model *m, size_t rows)
     int l, t;
     for (l = -1; l < m->cfg.n_layer; l++) {
         const gp_tensor *ts[4];
-        int nt = 1;
-        if (l < 0) {
-            ts[0] = &m->wte;
-        } else {
-            ts[0] = &m->blocks[l].attn_w;
-            ts[1] = &m->blocks[l].attn_proj_w;
-            ts[2] = &m->blocks[l].fc_w;
-            ts[3] = &m->blocks[l].mlp_proj_w;
-            nt = 4;
-        }
+        int nt = gp_linear_weights(m, l, ts);
         for (t = 0; t < nt; t++) {
             int kind = gp_prep_kind(ts[t]->type);
             bytes = kind ? gp_prep_bytes(kind, ts[t]->cols) : 0;

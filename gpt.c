@@ -131,6 +131,14 @@
 #define GP_BF16_DOT 1
 #endif
 
+/* f32 weights on AVX-512 (section 10.6): every output of a linear layer is
+ * one chain of FMAs over k, x[0] w[0] first, as the scalar twin computes it
+ * (gp_chain_ref), so both give the same bits. Elsewhere f32 weights take
+ * the dot products of section 10.5. */
+#if defined(GP_AVX512)
+#define GP_F32_CHAINS 1
+#endif
+
 #define GP_ALIGN 64
 #define GP_MAX_THREADS 256
 
@@ -3632,10 +3640,12 @@ static void gp_row_to_f32(const gp_tensor *t, int r, float *out)
  *   accumulators are summed across lanes at the end. One row of X (every
  *   decoded token) takes gp_rowdot_*, which streams one row of W front to
  *   back.
- * - outer products (gp_op_row, and gp_pk_tile on AVX-512): rows of X times a
- *   panel of 64 outputs stored k-major, broadcasting X[r][k]; no lane sums.
- *   Prompts pack the weights into such panels, and the KV cache is kept in
- *   that layout, so attention needs no packing.
+ * - outer products (gp_op_row, and gp_op_tile6 on AVX-512): rows of X times
+ *   a panel of 64 outputs stored k-major, broadcasting X[r][k]; each output
+ *   is one chain of FMAs, no lane sums. The KV cache is kept in that
+ *   layout, so attention needs no packing; on AVX-512, f32 weights take
+ *   such chains too (gp_chain_linear), transposed from their rows as they
+ *   are read.
  */
 
 /* ---- 10.1 layer norm (one version: it is a small part of the time) ---- */
@@ -4000,10 +4010,11 @@ static void gp_linear_prepare(const gp_tensor *W, const float *x, int ldx, int n
 
 /* Floats of per-thread scratch the linear kernels need beyond a widened row:
  * rows + GP_PREP_PAD prepared rows of the widest matrix that takes dot
- * products, if any. */
+ * products, if any, or the panel of 64 x K floats of the f32 chains (section
+ * 10.6), if more. */
 static size_t gp_linear_scratch_floats(const gpt_model *m, size_t rows)
 {
-    size_t most = 0, bytes;
+    size_t most = 0, bytes, panel = 0;
     int l, t;
     for (l = -1; l < m->cfg.n_layer; l++) {
         const gp_tensor *ts[4];
@@ -4012,9 +4023,13 @@ static size_t gp_linear_scratch_floats(const gpt_model *m, size_t rows)
             int kind = gp_prep_kind(ts[t]->type);
             bytes = kind ? gp_prep_bytes(kind, ts[t]->cols) : 0;
             if (bytes > most) most = bytes;
+#if defined(GP_F32_CHAINS)
+            if (ts[t]->type == GPT_DTYPE_F32 && (size_t)64 * ts[t]->cols > panel) panel = (size_t)64 * ts[t]->cols;
+#endif
         }
     }
-    return most ? (rows + GP_PREP_PAD) * most / sizeof(float) : 0;
+    most = most ? (rows + GP_PREP_PAD) * most / sizeof(float) : 0;
+    return most > panel ? most : panel;
 }
 
 /* The lanes of an AVX-512 accumulator summed by gp_vsum4's tree. */
@@ -4024,6 +4039,17 @@ static float gp_sum16(const float *a)
     float u2 = (a[8] + a[10]) + (a[9] + a[11]), u3 = (a[12] + a[14]) + (a[13] + a[15]);
     return (u0 + u2) + (u1 + u3);
 }
+
+#if defined(GP_F32_CHAINS)
+/* The f32 chains' scalar twin: one fused multiply-add per k, k = 0 first. */
+static float gp_chain_ref(const float *w, const float *x, int n)
+{
+    float acc = 0.0f;
+    int k;
+    for (k = 0; k < n; k++) acc = fmaf(x[k], w[k], acc);
+    return acc;
+}
+#endif
 
 /* The integer dot product's scalar twin: row j of q8_0 W against a row of
  * x prepared by gp_q8_round_row. Each block's products are summed exactly
@@ -4090,6 +4116,9 @@ static void gp_linear_ref(const gp_tensor *W, const float *bias, const float *x,
             const unsigned char *xr = (const unsigned char *)scratch + (size_t)r * (kind ? gp_prep_bytes(kind, cols) : 0);
             float v = kind == GP_PREP_Q8     ? gp_dot_q8_ref(W, j, xr)
                       : kind == GP_PREP_BF16 ? gp_dot_bf16_ref(W, j, (const uint16_t *)(const void *)xr)
+#if defined(GP_F32_CHAINS)
+                      : W->type == GPT_DTYPE_F32 ? gp_chain_ref(w, x + (size_t)r * ldx, cols)
+#endif
                                              : gp_dot_ref(w, x + (size_t)r * ldx, cols);
             float *out = y + (size_t)r * ldy + j;
             v += b;
@@ -5011,6 +5040,11 @@ GP_INLINE void gp_dot_body(const gp_tensor *W, gpt_dtype type, const float *X, i
     }
 }
 
+#if defined(GP_F32_CHAINS)
+static void gp_chain_linear(const gp_tensor *W, const float *bias, const float *x, int ldx, int n, int j0, int j1,
+                            float *y, int ldy, int accumulate, float *panel);
+#endif
+
 /* The linear layer with the SIMD kernels, one instance per weight type. */
 static void gp_linear_simd(const gp_tensor *W, const float *bias, const float *x, int ldx, int n, int j0, int j1,
                            float *y, int ldy, int accumulate, float *scratch)
@@ -5018,7 +5052,11 @@ static void gp_linear_simd(const gp_tensor *W, const float *bias, const float *x
     (void)scratch;
     (void)x;
     switch (W->type) {
+#if defined(GP_F32_CHAINS)
+    case GPT_DTYPE_F32: gp_chain_linear(W, bias, x, ldx, n, j0, j1, y, ldy, accumulate, scratch); break;
+#else
     case GPT_DTYPE_F32: gp_dot_body(W, GPT_DTYPE_F32, x, ldx, n, j0, j1, y, ldy, bias, accumulate); break;
+#endif
     case GPT_DTYPE_F16: gp_dot_body(W, GPT_DTYPE_F16, x, ldx, n, j0, j1, y, ldy, bias, accumulate); break;
 #if defined(GP_BF16_DOT)
     case GPT_DTYPE_BF16:
@@ -5140,6 +5178,208 @@ static void gp_op_rows(const float *x, int ldx, int rows, const float *panel, in
     for (; r < rows; r++) gp_op_row(x + (size_t)r * ldx, panel, kc, y + (size_t)r * ldy, nj, from_y, NULL);
 }
 
+#if defined(GP_F32_CHAINS)
+/*
+ * The linear layer of f32 weights on AVX-512: y[r][j] = x[r] . W[j] + bias[j]
+ * (+ y[r][j]) where the product is one chain of FMAs, k = 0 first, in a
+ * lane of its own. So a row's outputs do not depend on the rows beside it
+ * (batch invariance) and no lane sums are needed. W is stored by rows of K;
+ * the chains need it by columns, 16 or 64 outputs side by side, so blocks
+ * of 16 rows x 16 columns are transposed in registers as they are read:
+ * - one row of x (every decoded token): each transposed block feeds its 16
+ *   FMAs at once, and W streams from memory with nothing stored;
+ * - more rows: the transposed blocks are stored as a panel of 64 outputs
+ *   (gp_op_tile6's layout, K x 64, in the thread's scratch) that tiles of up
+ *   to 6 rows of x then use from L2, each panel row loaded once per tile and
+ *   each x[r][k] broadcast: 24 FMAs for 4 loads and 6 broadcasts, against
+ *   10 vector loads for the dot products' 6 x 4 tile.
+ */
+
+/* r[i] = row i of a 16 x 16 block; afterwards r[i] = its column i. */
+#define GP_TR_PAIR(i)                                                                                      \
+    t[i] = _mm512_unpacklo_ps(r[i], r[(i) + 1]);                                                           \
+    t[(i) + 1] = _mm512_unpackhi_ps(r[i], r[(i) + 1]);
+#define GP_TR_QUAD(i)                                                                                      \
+    u[i] = _mm512_shuffle_ps(t[i], t[(i) + 2], 0x44);                                                      \
+    u[(i) + 1] = _mm512_shuffle_ps(t[i], t[(i) + 2], 0xEE);                                                \
+    u[(i) + 2] = _mm512_shuffle_ps(t[(i) + 1], t[(i) + 3], 0x44);                                          \
+    u[(i) + 3] = _mm512_shuffle_ps(t[(i) + 1], t[(i) + 3], 0xEE);
+/* u[4g + c]'s 128-bit lane l holds rows 4g .. 4g+3 of column 4l + c */
+#define GP_TR_COLS(c)                                                                                      \
+    {                                                                                                      \
+        __m512 ab_lo = _mm512_shuffle_f32x4(u[c], u[4 + (c)], 0x44), ab_hi = _mm512_shuffle_f32x4(u[c], u[4 + (c)], 0xEE); \
+        __m512 cd_lo = _mm512_shuffle_f32x4(u[8 + (c)], u[12 + (c)], 0x44),                                \
+               cd_hi = _mm512_shuffle_f32x4(u[8 + (c)], u[12 + (c)], 0xEE);                                \
+        r[c] = _mm512_shuffle_f32x4(ab_lo, cd_lo, 0x88);                                                   \
+        r[4 + (c)] = _mm512_shuffle_f32x4(ab_lo, cd_lo, 0xDD);                                             \
+        r[8 + (c)] = _mm512_shuffle_f32x4(ab_hi, cd_hi, 0x88);                                             \
+        r[12 + (c)] = _mm512_shuffle_f32x4(ab_hi, cd_hi, 0xDD);                                            \
+    }
+GP_INLINE void gp_transpose16(__m512 *r)
+{
+    __m512 t[16], u[16];
+    GP_TR_PAIR(0) GP_TR_PAIR(2) GP_TR_PAIR(4) GP_TR_PAIR(6) GP_TR_PAIR(8) GP_TR_PAIR(10) GP_TR_PAIR(12) GP_TR_PAIR(14)
+    GP_TR_QUAD(0) GP_TR_QUAD(4) GP_TR_QUAD(8) GP_TR_QUAD(12)
+    GP_TR_COLS(0) GP_TR_COLS(1) GP_TR_COLS(2) GP_TR_COLS(3)
+}
+
+#define GP_R16(M) M(0) M(1) M(2) M(3) M(4) M(5) M(6) M(7) M(8) M(9) M(10) M(11) M(12) M(13) M(14) M(15)
+
+/* Columns k .. k+15 of the rows rows[0..16) (columns past K, outside m, read
+ * as zero), transposed. One load instruction per row, so that the hardware
+ * sees each row as a stream of its own. */
+#define GP_CH_LOAD(i) r[i] = _mm512_maskz_loadu_ps(m, rows[i] + k);
+GP_INLINE void gp_chain_block(const float *const *rows, int k, __mmask16 m, __m512 *r)
+{
+    GP_R16(GP_CH_LOAD)
+    gp_transpose16(r);
+}
+
+/* rows[i] = row i of the nr rows from w (K apart); rows past nr repeat row
+ * nr - 1, whose lanes are computed and never stored. */
+static void gp_chain_rows(const float *w, int K, int nr, const float **rows)
+{
+    int i;
+    for (i = 0; i < 16; i++) rows[i] = w + (size_t)(i < nr ? i : nr - 1) * K;
+}
+
+/* y[0..nj) = (acc + bias) (+ y), nj <= 16, as gp_store_sum does it. */
+GP_INLINE void gp_chain_store(float *y, __m512 acc, const float *bias, int nj, int accumulate)
+{
+    __mmask16 m = (__mmask16)(nj >= 16 ? 0xFFFF : (1u << nj) - 1u);
+    __m512 v = _mm512_add_ps(acc, bias ? _mm512_maskz_loadu_ps(m, bias) : _mm512_setzero_ps());
+    if (accumulate) v = _mm512_add_ps(_mm512_maskz_loadu_ps(m, y), v);
+    _mm512_mask_storeu_ps(y, m, v);
+}
+
+/* Rows of x (n <= GP_CHAIN_FEW) against rows j0 .. j1-1 of W, 16 rows of W
+ * at a time: each transposed block meets every row of x while it is in
+ * registers. */
+#define GP_CHAIN_FEW 16
+#define GP_CH_PREFETCH(i) GP_PREFETCH_L2((const char *)(rows[i] + k) + next);
+#define GP_CH_FMA(i) a = _mm512_fmadd_ps(_mm512_set1_ps(xr[k + (i)]), r[i], a);
+GP_INLINE void gp_chain_few(const gp_tensor *W, const float *bias, const float *x, int ldx, int n, int j0, int j1,
+                            float *y, int ldy, int accumulate)
+{
+    const float *w = (const float *)(const void *)W->data, *rows[16];
+    int K = W->cols, j, k, i, row;
+    __m512 acc[GP_CHAIN_FEW], r[16];
+    for (j = j0; j < j1; j += 16) {
+        int nr = j1 - j < 16 ? j1 - j : 16;
+        /* each block prefetches the same block of the next 16 rows (the
+         * address of GP_PREFETCH_L2 is GP_PREFETCH_AHEAD bytes on): within
+         * 5% of the dot products' decoding speed, where a stream of the
+         * rows' bytes 16 KB ahead, front to back, lost 15%, and prefetching
+         * 2 or 3 groups ahead lost 2% and 8% */
+        ptrdiff_t next = (ptrdiff_t)16 * K * 4 - GP_PREFETCH_AHEAD;
+        gp_chain_rows(w + (size_t)j * K, K, nr, rows);
+        for (row = 0; row < n; row++) acc[row] = _mm512_setzero_ps();
+        for (k = 0; k + 16 <= K; k += 16) {
+            GP_R16(GP_CH_PREFETCH)
+            gp_chain_block(rows, k, 0xFFFF, r);
+            for (row = 0; row < n; row++) {
+                const float *xr = x + (size_t)row * ldx;
+                __m512 a = acc[row];
+                GP_R16(GP_CH_FMA)
+                acc[row] = a;
+            }
+        }
+        if (k < K) {
+            gp_chain_block(rows, k, (__mmask16)((1u << (K - k)) - 1u), r);
+            for (row = 0; row < n; row++)
+                for (i = 0; i < K - k; i++) acc[row] = _mm512_fmadd_ps(_mm512_set1_ps(x[(size_t)row * ldx + k + i]), r[i], acc[row]);
+        }
+        for (row = 0; row < n; row++)
+            gp_chain_store(y + (size_t)row * ldy + j, acc[row], bias ? bias + j : NULL, nr, accumulate);
+    }
+}
+
+/* Rows w[0..nj) (nj <= 64) as a panel of 64 outputs: panel[k][c] = w[c][k]
+ * for c < nj (the columns past nj hold copies the tiles compute and never
+ * store). */
+static void gp_chain_pack(const float *w, int K, int nj, float *panel)
+{
+    const float *rows[16];
+    /* 16 rows at a time, as gp_chain_row1 reads them (64 rows at once, one
+     * block of each in turn, ran at a third of the speed) */
+    ptrdiff_t next = (ptrdiff_t)16 * K * 4 - GP_PREFETCH_AHEAD;
+    int k, g, i;
+    __m512 r[16];
+    for (g = 0; g < 64; g += 16) {
+        int first = g < nj ? g : nj - 1;
+        gp_chain_rows(w + (size_t)first * K, K, nj - first < 16 ? nj - first : 16, rows);
+        for (k = 0; k + 16 <= K; k += 16) {
+            GP_R16(GP_CH_PREFETCH)
+            gp_chain_block(rows, k, 0xFFFF, r);
+            for (i = 0; i < 16; i++) _mm512_storeu_ps(panel + (size_t)(k + i) * 64 + g, r[i]);
+        }
+        if (k < K) {
+            gp_chain_block(rows, k, (__mmask16)((1u << (K - k)) - 1u), r);
+            for (i = 0; i < K - k; i++) _mm512_storeu_ps(panel + (size_t)(k + i) * 64 + g, r[i]);
+        }
+    }
+}
+
+/* A tile of ROWS rows of x against a panel: the chains as in gp_op_tile6,
+ * stored with the bias as gp_chain_store does. */
+#define GP_ROWS4(M) M(0) M(1) M(2) M(3)
+#define GP_ROWS5(M) M(0) M(1) M(2) M(3) M(4)
+#define GP_CH_ZERO(r) c##r##0 = c##r##1 = c##r##2 = c##r##3 = _mm512_setzero_ps();
+#define GP_CH_STORE(r)                                                                                     \
+    gp_chain_store(y + (size_t)(r) * ldy, c##r##0, bias, nj, accumulate);                                  \
+    if (nj > 16) gp_chain_store(y + (size_t)(r) * ldy + 16, c##r##1, bias ? bias + 16 : NULL, nj - 16, accumulate); \
+    if (nj > 32) gp_chain_store(y + (size_t)(r) * ldy + 32, c##r##2, bias ? bias + 32 : NULL, nj - 32, accumulate); \
+    if (nj > 48) gp_chain_store(y + (size_t)(r) * ldy + 48, c##r##3, bias ? bias + 48 : NULL, nj - 48, accumulate);
+#define GP_CHAIN_TILE(name, ROWS)                                                                          \
+    static void name(const float *x, int ldx, const float *panel, int K, float *y, int ldy, int nj,        \
+                     const float *bias, int accumulate)                                                    \
+    {                                                                                                      \
+        int k;                                                                                             \
+        ROWS(GP_PK_DECL)                                                                                   \
+        ROWS(GP_CH_ZERO)                                                                                   \
+        for (k = 0; k < K; k++) {                                                                          \
+            const float *p = panel + (size_t)k * 64;                                                       \
+            __m512 b0 = _mm512_loadu_ps(p), b1 = _mm512_loadu_ps(p + 16), b2 = _mm512_loadu_ps(p + 32),    \
+                   b3 = _mm512_loadu_ps(p + 48);                                                           \
+            ROWS(GP_PK_FMA)                                                                                \
+        }                                                                                                  \
+        ROWS(GP_CH_STORE)                                                                                  \
+    }
+GP_CHAIN_TILE(gp_chain_tile1, GP_ROWS1)
+GP_CHAIN_TILE(gp_chain_tile2, GP_ROWS2)
+GP_CHAIN_TILE(gp_chain_tile3, GP_ROWS3)
+GP_CHAIN_TILE(gp_chain_tile4, GP_ROWS4)
+GP_CHAIN_TILE(gp_chain_tile5, GP_ROWS5)
+GP_CHAIN_TILE(gp_chain_tile6, GP_TILE_ROWS)
+
+static void gp_chain_linear(const gp_tensor *W, const float *bias, const float *x, int ldx, int n, int j0, int j1,
+                            float *y, int ldy, int accumulate, float *panel)
+{
+    typedef void (*tile_fn)(const float *, int, const float *, int, float *, int, int, const float *, int);
+    static const tile_fn tiles[7] = {NULL,           gp_chain_tile1, gp_chain_tile2, gp_chain_tile3,
+                                     gp_chain_tile4, gp_chain_tile5, gp_chain_tile6};
+    const float *w = (const float *)(const void *)W->data;
+    int K = W->cols, jb, r;
+    if (n == 1) { /* every decoded token: its accumulator stays in a register */
+        gp_chain_few(W, bias, x, ldx, 1, j0, j1, y, ldy, accumulate);
+        return;
+    }
+    if (n <= GP_CHAIN_FEW) {
+        gp_chain_few(W, bias, x, ldx, n, j0, j1, y, ldy, accumulate);
+        return;
+    }
+    for (jb = j0; jb < j1; jb += 64) {
+        int nj = j1 - jb < 64 ? j1 - jb : 64;
+        gp_chain_pack(w + (size_t)jb * K, K, nj, panel);
+        for (r = 0; r < n; r += 6) {
+            int mr = n - r < 6 ? n - r : 6;
+            tiles[mr](x + (size_t)r * ldx, ldx, panel, K, y + (size_t)r * ldy + jb, ldy, nj, bias ? bias + jb : NULL,
+                      accumulate);
+        }
+    }
+}
+#endif /* GP_F32_CHAINS */
+
 /* n halves to floats. */
 static void gp_f16_row_to_f32(const uint16_t *src, float *dst, size_t n)
 {
@@ -5251,7 +5491,11 @@ static const gp_kernels gp_kernels_simd = {"neon", gp_linear_simd, gp_gelu_simd,
  * build (1: q8_0, integer; 2: bf16), for the tests' tolerances. */
 int gpt__dot_products(void)
 {
+#if defined(GP_F32_CHAINS)
+    return gp_prep_kind(GPT_DTYPE_Q8_0) | gp_prep_kind(GPT_DTYPE_BF16) | 4;
+#else
     return gp_prep_kind(GPT_DTYPE_Q8_0) | gp_prep_kind(GPT_DTYPE_BF16);
+#endif
 }
 
 /* The SIMD kernels compiled in, unless the reference ones are asked for. */

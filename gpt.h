@@ -302,7 +302,8 @@ GPT_API gpt_context_params gpt_context_defaults(void);
  * activations, (n_batch + 8) * 10 * n_embd; per thread, 48 * T + 4 * n_embd
  * + 4096, and with q8_0 or bf16 matrices that take dot products (see
  * GPT_NO_VNNI), (n_batch + 6) rows of their activations rounded, about
- * 2.2 bytes per element of the widest row (4 * n_embd); logits, n_vocab per sequence plus n_vocab per row the last batch
+ * 2.2 bytes per element of the widest row (4 * n_embd), or with f32
+ * matrices on AVX-512 a panel of 64 * 4 * n_embd, whichever is larger; logits, n_vocab per sequence plus n_vocab per row the last batch
  * can keep (max(n_seq, 8), or max(n_ctx, n_seq) with all_logits); per
  * sequence, T token ids and T / 64 page numbers; two ints per page; and a
  * few hundred bytes per thread for the pool. The threads' stacks come from
@@ -674,7 +675,9 @@ size_t gpt__utf8_decode(const unsigned char *s, size_t avail, uint32_t *cp);
 size_t gpt__utf8_seq_len(unsigned c, unsigned *lo, unsigned *hi);
 /* Which weight types take dot products on rounded activations in this
  * build: 1 q8_0 (activations in int8 blocks), 2 bf16 (activations in
- * bf16), or both; see GPT_NO_VNNI and GPT_NO_BF16DOT. */
+ * bf16), or both; see GPT_NO_VNNI and GPT_NO_BF16DOT. Plus 4 where f32
+ * matrices take one chain of FMAs per output through panels of 64 columns
+ * (AVX-512). */
 int gpt__dot_products(void);
 /* IEEE half and bfloat16 conversions (rounding to nearest even). */
 float gpt__f16_to_f32(uint16_t h);

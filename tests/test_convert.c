@@ -29,7 +29,7 @@
 #define LLMC_DIR "tests/data/llmc"
 #define TOL 1e-4
 
-int gpt__dot_products(void); /* gpt.h's internal part: 1 q8_0, 2 bf16 */
+int gpt__dot_products(void); /* gpt.h's internal part: 1 q8_0, 2 bf16, 4 f32 chains */
 
 /* Whether this build rounds the activations of m's matrices for their dot
  * products (issue 16): then a lossless conversion still leaves the PyTorch

@@ -98,7 +98,7 @@ static float *kt_x(int n, int K)
 static float *kt_scratch(int n, int K)
 {
     size_t q8 = gp_prep_bytes(GP_PREP_Q8, K), bf16 = gp_prep_bytes(GP_PREP_BF16, K);
-    size_t floats = (size_t)4 * K + (size_t)(n + GP_PREP_PAD) * (q8 > bf16 ? q8 : bf16) / 4 + 64;
+    size_t floats = (size_t)4 * K + (size_t)(n + GP_PREP_PAD) * (q8 > bf16 ? q8 : bf16) / 4 + (size_t)64 * K + 64;
     return (float *)calloc(floats, sizeof(float));
 }
 
@@ -292,7 +292,7 @@ int main(void)
 {
     printf("# kernels: %s; rounded activations for%s%s%s\n", gp_pick_kernels(0)->name,
            gp_prep_kind(GPT_DTYPE_Q8_0) ? " q8_0 (int8 blocks)" : "",
-           gp_prep_kind(GPT_DTYPE_BF16) ? " bf16" : "", gpt__dot_products() ? "" : " none");
+           gp_prep_kind(GPT_DTYPE_BF16) ? " bf16" : "", (gpt__dot_products() & 3) ? "" : " none");
 #if defined(GP_SIMD)
     RUN(simd_and_scalar_twins_agree);
 #endif

@@ -11,7 +11,7 @@
 #define GOLDEN_DIR "tests/data/golden"
 #define TOL 1e-4
 
-int gpt__dot_products(void); /* gpt.h's internal part: 1 q8_0, 2 bf16 */
+int gpt__dot_products(void); /* gpt.h's internal part: 1 q8_0, 2 bf16, 4 f32 chains */
 
 /* Whether this build rounds the activations of m's matrices (integer q8_0
  * and bf16 dot products, issue 16): then the forward pass leaves the
@@ -362,7 +362,8 @@ TEST(context_memory_is_as_stated)
      * * n_embd floats, values n_layer * n_head * D * P floats; activations
      * for n_batch rows of 10 * n_embd floats; per thread 48 * T + 4 * n_embd
      * + 4096 floats (attention scores, a widened row, a widened cache
-     * page); 8 more rows of activations (a product reads whole tiles); the logits of each sequence and of the rows a batch keeps
+     * page), and where f32 matrices take chains (AVX-512) a panel of 64
+     * columns of the widest row, 64 * 4 * n_embd floats; 8 more rows of activations (a product reads whole tiles); the logits of each sequence and of the rows a batch keeps
      * (8, or n_ctx with all_logits) with an int each; per sequence T token
      * ids and T / 64 page numbers. Shape here: 2 layers, 5 heads of 16 (D =
      * 64), n_embd 80, n_ctx 128. The exact count is test_alloc's; this
@@ -371,6 +372,7 @@ TEST(context_memory_is_as_stated)
     gpt_context_params cp = gpt_context_defaults();
     size_t base, want, got, fixed = 2048, per_thread = 4 * (48 * 128 + 4 * 80 + 4096);
     CHECK(m != NULL);
+    if (gpt__dot_products() & 4) per_thread += 4 * 64 * 4 * 80;
     cp.n_threads = 1;
     cp.n_batch = 16;
     got = gpt_context_memory(m, &cp);

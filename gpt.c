@@ -5262,7 +5262,7 @@ GP_INLINE void gp_chain_store(float *y, __m512 acc, const float *bias, int nj, i
 /* Columns k .. k+kn-1 of a transposed block (r) into the chains of up to 8
  * rows of x: a row's 16 FMAs depend on each other, so the rows take turns,
  * each FMA of a turn independent of the others (row after row, 16 rows
- * took 14% longer per block, and batches of 16 decoded 10% slower). */
+ * took 14% longer per block, and batches of 16 decoded about 5% slower). */
 #define GP_ROWS6(M) M(0) M(1) M(2) M(3) M(4) M(5)
 #define GP_ROWS7(M) M(0) M(1) M(2) M(3) M(4) M(5) M(6)
 #define GP_ROWS8(M) M(0) M(1) M(2) M(3) M(4) M(5) M(6) M(7)

@@ -5191,9 +5191,10 @@ static void gp_op_rows(const float *x, int ldx, int rows, const float *panel, in
  * (batch invariance) and no lane sums are needed. W is stored by rows of K;
  * the chains need it by columns, 16 or 64 outputs side by side, so blocks
  * of 16 rows x 16 columns are transposed in registers as they are read:
- * - one row of x (every decoded token): each transposed block feeds its 16
- *   FMAs at once, and W streams from memory with nothing stored;
- * - more rows: the transposed blocks are stored as a panel of 64 outputs
+ * - up to GP_CHAIN_FEW (16) rows of x (every decoded token, batches of
+ *   sequences): each transposed block feeds the chains of every row at once,
+ *   and W streams from memory with nothing stored;
+ * - more rows (prompts): the transposed blocks are stored as a panel of 64 outputs
  *   (gp_op_tile6's layout, K x 64, in the thread's scratch) that tiles of up
  *   to 6 rows of x then use from L2, each panel row loaded once per tile and
  *   each x[r][k] broadcast: 24 FMAs for 4 loads and 6 broadcasts, against
@@ -5315,7 +5316,8 @@ GP_INLINE void gp_chain_all_rows(__m512 *acc, const float *x, int ldx, int n, in
 /* the same block of the next 16 rows into L2, and this row's line 4 blocks
  * on into L1 (the hardware's L1 prefetchers do not follow 16 rows read a
  * line at a time: without it, one core decoded 9% slower than the dot
- * products' 4-row streams; with it, within 2%) */
+ * products' 4-row streams in a one-core microbenchmark; with it, within
+ * 2%, and 1-6% in gpt bench) */
 #define GP_CH_PREFETCH(i)                                                                                  \
     GP_PREFETCH_L2_AT(rows[i] + k, next);                                                                  \
     GP_PREFETCH_L1_AT(rows[i] + k, 256);

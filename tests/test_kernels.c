@@ -288,6 +288,52 @@ TEST(rows_are_batch_invariant_in_the_kernels)
             }
 }
 
+#if defined(GP_F32_CHAINS)
+/* f32 on AVX-512: each output is one chain of FMAs, k = 0 first, in every
+ * path (one row, up to 16 rows fed from registers, more rows through 64-wide
+ * panels, whole panels and partial ones): the SIMD kernels equal the scalar
+ * twin bit for bit, and each row equals the row computed alone, for any
+ * cut of W's rows. */
+TEST(f32_chains_equal_their_twin_in_every_path)
+{
+    static const int ks[] = {1, 15, 16, 17, 100, 768}, js[] = {17, 64, 65, 130}, ns[] = {1, 2, 9, 16, 17, 23, 30};
+    static const int pieces[] = {1000, 64, 16, 3};
+    int ki, ji, ni, p;
+    for (ki = 0; ki < (int)(sizeof ks / sizeof ks[0]); ki++)
+        for (ji = 0; ji < (int)(sizeof js / sizeof js[0]); ji++) {
+            int K = ks[ki], J = js[ji], r;
+            kt_matrix m;
+            float *x = kt_x(30, K), *sc = kt_scratch(30, K), *bias = (float *)malloc(sizeof(float) * (size_t)J);
+            float *ys = (float *)malloc(sizeof(float) * 30 * (size_t)J), *yr = (float *)malloc(sizeof(float) * 30 * (size_t)J);
+            float *alone = (float *)malloc(sizeof(float) * (size_t)J);
+            CHECK(x && sc && bias && ys && yr && alone && kt_make(&m, GPT_DTYPE_F32, J, K) == 0);
+            for (r = 0; r < J; r++) bias[r] = frand();
+            for (ni = 0; ni < (int)(sizeof ns / sizeof ns[0]); ni++) {
+                int n = ns[ni];
+                kt_run(gp_linear_ref, &m.W, bias, x, n, yr, sc, J);
+                for (p = 0; p < (int)(sizeof pieces / sizeof pieces[0]); p++) {
+                    kt_run(gp_linear_simd, &m.W, bias, x, n, ys, sc, pieces[p]);
+                    CHECKF(memcmp(ys, yr, sizeof(float) * (size_t)n * J) == 0,
+                           "K %d, %d rows of W in calls of %d, %d rows of x: SIMD and scalar twin differ", K, J,
+                           pieces[p], n);
+                }
+                for (r = 0; r < n; r++) {
+                    kt_run(gp_linear_simd, &m.W, bias, x + (size_t)r * K, 1, alone, sc, J);
+                    CHECKF(memcmp(alone, ys + (size_t)r * J, sizeof(float) * (size_t)J) == 0,
+                           "K %d, J %d: row %d of %d differs from the row alone", K, J, r, n);
+                }
+            }
+            kt_free(&m);
+            free(x);
+            free(sc);
+            free(bias);
+            free(ys);
+            free(yr);
+            free(alone);
+        }
+}
+#endif
+
 int main(void)
 {
     printf("# kernels: %s; rounded activations for%s%s%s\n", gp_pick_kernels(0)->name,
@@ -299,5 +345,8 @@ int main(void)
     RUN(scalar_twins_compute_their_definition);
     RUN(q8_rounding_is_the_same_in_every_path);
     RUN(rows_are_batch_invariant_in_the_kernels);
+#if defined(GP_F32_CHAINS)
+    RUN(f32_chains_equal_their_twin_in_every_path);
+#endif
     return test_summary();
 }

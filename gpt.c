@@ -4385,12 +4385,17 @@ static void gp_gelu_simd(float *x, size_t n)
 
 /* ---- 10.5 the linear layer: dot products in one order ---- */
 
-/* Statements for each row of tiles of 1, 2 or 3 rows (GP_TILE_ROWS is the
+/* Statements for each row of tiles of 1 to 8 rows (GP_TILE_ROWS is the
  * full GP_MR-row tile); GP_HALF_TILE_ROWS is half of it, for the last rows
  * of a batch that would leave most of a full tile empty. */
 #define GP_ROWS1(M) M(0)
 #define GP_ROWS2(M) M(0) M(1)
 #define GP_ROWS3(M) M(0) M(1) M(2)
+#define GP_ROWS4(M) M(0) M(1) M(2) M(3)
+#define GP_ROWS5(M) M(0) M(1) M(2) M(3) M(4)
+#define GP_ROWS6(M) M(0) M(1) M(2) M(3) M(4) M(5)
+#define GP_ROWS7(M) M(0) M(1) M(2) M(3) M(4) M(5) M(6)
+#define GP_ROWS8(M) M(0) M(1) M(2) M(3) M(4) M(5) M(6) M(7)
 #if GP_MR == 6
 #define GP_HALF_TILE_ROWS GP_ROWS3
 #else
@@ -5258,15 +5263,10 @@ GP_INLINE void gp_chain_store(float *y, __m512 acc, const float *bias, int nj, i
     _mm512_mask_storeu_ps(y, m, v);
 }
 
-#define GP_ROWS4(M) M(0) M(1) M(2) M(3)
-#define GP_ROWS5(M) M(0) M(1) M(2) M(3) M(4)
 /* Columns k .. k+kn-1 of a transposed block (r) into the chains of up to 8
  * rows of x: a row's 16 FMAs depend on each other, so the rows take turns,
  * each FMA of a turn independent of the others (row after row, 16 rows
  * took 14% longer per block, and batches of 16 decoded about 5% slower). */
-#define GP_ROWS6(M) M(0) M(1) M(2) M(3) M(4) M(5)
-#define GP_ROWS7(M) M(0) M(1) M(2) M(3) M(4) M(5) M(6)
-#define GP_ROWS8(M) M(0) M(1) M(2) M(3) M(4) M(5) M(6) M(7)
 #define GP_CH_GET(q) __m512 a##q = acc[q];
 #define GP_CH_FMA(q) a##q = _mm512_fmadd_ps(_mm512_set1_ps(x[(size_t)(q)*ldx + k + i]), r[i], a##q);
 #define GP_CH_PUT(q) acc[q] = a##q;
@@ -5541,7 +5541,8 @@ static const gp_kernels gp_kernels_simd = {"neon", gp_linear_simd, gp_gelu_simd,
 #endif
 
 /* Which weight types take dot products on rounded activations in this
- * build (1: q8_0, integer; 2: bf16), for the tests' tolerances. */
+ * build (1: q8_0, integer; 2: bf16), and 4 where f32 weights take the
+ * chains of section 10.6, for the tests' tolerances and sizes. */
 int gpt__dot_products(void)
 {
 #if defined(GP_F32_CHAINS)

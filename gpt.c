@@ -138,6 +138,11 @@
 #if defined(GP_AVX512)
 #define GP_F32_CHAINS 1
 #endif
+/* q8_0 on AVX-512 with VNNI (section 10.5): the same, a chain per output
+ * over the blocks (gp_q8_chains), one fused step per block. */
+#if defined(GP_Q8_DOT) && defined(GP_AVX512)
+#define GP_Q8_CHAINS 1
+#endif
 
 #define GP_ALIGN 64
 #define GP_MAX_THREADS 256
@@ -3705,12 +3710,12 @@ static float gp_dot_ref(const float *a, const float *b, int n)
  *
  * q8_0 (K = W->cols, nb = W->nb blocks of 32): each block b is rounded as
  * q8_0 weights are, d[b] = max|x| / 127 and codes x * (127 / max|x|)
- * rounded to nearest (rintf: ties to even), |code| <= 127. The codes are
- * stored interleaved in groups of GP_Q8_G blocks as the packed weights are
- * (gp_q8_block_at), so that one int32 lane of the integer products sums a whole
- * block; the row has np = gp_q8_npad(nb) blocks (whole groups, and on
- * AVX-512 and in the scalar build gp_q8_tail's narrower last one), zeros
- * past K. Then corr [np] int32, -128 times each block's sum of codes (the x86
+ * rounded to nearest (rintf: ties to even), |code| <= 127. On AVX2 and
+ * NEON the codes are stored interleaved in groups of GP_Q8_G blocks as the
+ * packed weights are (gp_q8_block_at), so that one int32 lane of the
+ * integer products sums a whole block; on AVX-512 and in the scalar build
+ * the blocks follow each other. The row has np = gp_q8_npad(nb) blocks
+ * (whole groups), zeros past K. Then corr [np] int32, -128 times each block's sum of codes (the x86
  * kernels feed the weights as unsigned bytes w + 128 and start each lane
  * there, which takes the 128s back out exactly), then d [np] f32.
  *
@@ -3721,48 +3726,30 @@ static float gp_dot_ref(const float *a, const float *b, int n)
 #define GP_PREP_BF16 2
 #define GP_PREP_PAD 6 /* zero rows after the last: tiles read up to GP_MR - 1 more */
 
-/* Blocks per group of the q8_0 layout: one per int32 lane of the widest
- * vector (the scalar build takes AVX-512's, whose sums its twin follows). */
+/* Blocks per group of the q8_0 layout: one per int32 lane where a lane
+ * sums a block (AVX2, NEON); 1 where the lanes are outputs and a row's
+ * blocks come in order (AVX-512's chains, and the scalar build). */
 #if defined(GP_AVX2)
 #define GP_Q8_G 8
 #elif defined(GP_NEON)
 #define GP_Q8_G 4
 #else
-#define GP_Q8_G 16
+#define GP_Q8_G 1
 #endif
 
-/* The blocks of a row's last group where it is narrower than GP_Q8_G (0
- * if none): on AVX-512 the power of 2 at or above what is left, which the
- * kernels read with masked loads (so GPT-2's 24-block rows store 16 + 8
- * blocks, not 32); elsewhere rows are padded to whole groups. */
-static int gp_q8_tail(int nb)
-{
-#if defined(GP_AVX512) || !defined(GP_SIMD)
-    int left = nb % GP_Q8_G, w = 1;
-    if (!left) return 0;
-    while (w < left) w *= 2;
-    return w;
-#else
-    (void)nb;
-    return 0;
-#endif
-}
-
-/* Blocks in the row's whole groups; blocks stored per row (zeros past nb). */
-static int gp_q8_nfull(int nb)
-{
-    return gp_q8_tail(nb) ? nb / GP_Q8_G * GP_Q8_G : (nb + GP_Q8_G - 1) / GP_Q8_G * GP_Q8_G;
-}
-static int gp_q8_npad(int nb) { return gp_q8_nfull(nb) + gp_q8_tail(nb); }
+/* Blocks stored per row: whole groups (zeros past nb). */
+static int gp_q8_npad(int nb) { return (nb + GP_Q8_G - 1) / GP_Q8_G * GP_Q8_G; }
 
 /* Where block b of a row of nb blocks interleaved in groups starts, and
- * *step: a group of w blocks (GP_Q8_G, or the tail's) is 8 steps of w * 4
- * bytes, the step's lane l (4 bytes) being the group's block l's, so byte
- * i of the block is at the result + (i / 4) * *step + i % 4. */
+ * *step: a group of GP_Q8_G blocks is 8 steps of GP_Q8_G * 4 bytes, the
+ * step's lane l (4 bytes) being the group's block l's, so byte i of the
+ * block is at the result + (i / 4) * *step + i % 4 (with GP_Q8_G 1, the
+ * blocks one after the other). */
 static size_t gp_q8_block_at(int nb, int b, size_t *step)
 {
-    int nf = gp_q8_nfull(nb), w = b < nf ? GP_Q8_G : gp_q8_tail(nb), g = b < nf ? b / GP_Q8_G * GP_Q8_G : nf;
-    *step = (size_t)w * 4;
+    int g = b / GP_Q8_G * GP_Q8_G;
+    (void)nb;
+    *step = (size_t)GP_Q8_G * 4;
     return (size_t)g * 32 + (size_t)(b - g) * 4;
 }
 
@@ -3897,15 +3884,51 @@ static int gp_linear_weights(const gpt_model *m, int l, const gp_tensor **ts)
 #if defined(GP_Q8_DOT) && defined(GP_SIMD)
 /* Bytes of a q8_0 tensor's rows packed for the integer products: the
  * quants, then the scales (each part whole lines). */
+/* Rows the packed copy holds: AVX-512 packs whole groups of 16 rows. */
+static size_t gp_q8_packed_rows(const gp_tensor *t)
+{
+#if defined(GP_Q8_CHAINS)
+    return ((size_t)t->rows + 15) / 16 * 16;
+#else
+    return (size_t)t->rows;
+#endif
+}
 static size_t gp_q8_packed_quant_bytes(const gp_tensor *t)
 {
-    return gp_align_up((size_t)t->rows * (size_t)gp_q8_npad(t->nb) * 32);
+    return gp_align_up(gp_q8_packed_rows(t) * (size_t)gp_q8_npad(t->nb) * 32);
 }
 static size_t gp_q8_packed_bytes(const gp_tensor *t)
 {
-    return gp_q8_packed_quant_bytes(t) + gp_align_up((size_t)t->rows * (size_t)gp_q8_npad(t->nb) * 2);
+    return gp_q8_packed_quant_bytes(t) + gp_align_up(gp_q8_packed_rows(t) * (size_t)gp_q8_npad(t->nb) * 2);
 }
 
+#if defined(GP_Q8_CHAINS)
+/* t's rows packed into buf (gp_q8_packed_bytes) for gp_q8_chains: groups
+ * of 16 rows; in a group, block by block, 8 steps of 64 bytes, lane i's 4
+ * bytes being bytes 4s .. 4s+3 of row 16g + i's block (as unsigned w + 128,
+ * what vpdpbusd multiplies), and the group's 16 scales of each block
+ * (rows past the last: weights and scales 0). t->qp and t->sp then point
+ * there. */
+static void gp_q8_pack(gp_tensor *t, unsigned char *buf)
+{
+    int nb = t->nb, groups = (int)(gp_q8_packed_rows(t) / 16), g, b, s, i, c;
+    uint16_t *sp = (uint16_t *)(void *)(buf + gp_q8_packed_quant_bytes(t));
+    for (g = 0; g < groups; g++)
+        for (b = 0; b < nb; b++) {
+            unsigned char *dst = buf + ((size_t)g * nb + b) * 512;
+            for (i = 0; i < 16; i++) {
+                int row = g * 16 + i;
+                const signed char *src = row < t->rows ? t->q + ((size_t)row * nb + b) * 32 : NULL;
+                for (s = 0; s < 8; s++)
+                    for (c = 0; c < 4; c++)
+                        dst[s * 64 + i * 4 + c] = (unsigned char)((src ? (unsigned char)src[s * 4 + c] : 0) ^ 0x80);
+                sp[((size_t)g * nb + b) * 16 + i] = src ? t->scales[(size_t)row * nb + b] : 0;
+            }
+        }
+    t->qp = buf;
+    t->sp = sp;
+}
+#else
 /* t's rows packed into buf (gp_q8_packed_bytes): each block's 32 quants
  * spread over its group's 8 steps, x86's as unsigned w + 128 (what
  * vpdpbusd multiplies), zeros past the last block; t->qp and t->sp then
@@ -3933,6 +3956,7 @@ static void gp_q8_pack(gp_tensor *t, unsigned char *buf)
     t->sp = sp;
 }
 #endif
+#endif
 
 /* The q8_0 weights of m's linear layers packed for the integer products,
  * in one allocation that the model owns; nothing where those are not
@@ -3953,7 +3977,7 @@ static gpt_status gp_q8_pack_model(gpt_model *m, const char *what, gpt_error *er
                 if (pass == 0) {
                     /* checked first: padding to whole groups can make a
                      * tensor larger than its bytes in the file */
-                    uint64_t most = (uint64_t)ts[t]->rows * (uint64_t)gp_q8_npad(ts[t]->nb) * 34 + 2 * GP_ALIGN;
+                    uint64_t most = ((uint64_t)ts[t]->rows + 15) * (uint64_t)gp_q8_npad(ts[t]->nb) * 34 + 2 * GP_ALIGN;
                     if (most > (uint64_t)(SIZE_MAX / 2) - total)
                         return gpt__set_error(err, GPT_ERR_OUT_OF_MEMORY, "%s: the q8_0 weights are too large to "
                                               "pack in this address space", what);
@@ -4053,23 +4077,23 @@ static float gp_chain_ref(const float *w, const float *x, int n)
 
 /* The integer dot product's scalar twin: row j of q8_0 W against a row of
  * x prepared by gp_q8_round_row. Each block's products are summed exactly
- * in int32, and that sum times (d_x * d_w of the block), in one fused
- * step, goes to partial sum b % 16, as the lanes of an AVX-512 register
- * take them; gp_sum16 sums them at the end. */
+ * in int32, and that sum times (d_x * d_w of the block) is added in one
+ * fused step, block 0 first: AVX-512's chains (gp_q8_chains) do the same;
+ * AVX2 and NEON keep 8 or 4 partial sums, one per lane. */
 static float gp_dot_q8_ref(const gp_tensor *W, int j, const unsigned char *xr)
 {
     int nb = W->nb, b, i;
     const signed char *w = W->q + (size_t)j * nb * 32, *q = gp_q8_codes(xr);
     const uint16_t *ws = W->scales + (size_t)j * nb;
     const float *d = gp_q8_dx(xr, nb);
-    float acc[16] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0};
+    float acc = 0.0f;
     for (b = 0; b < nb; b++) {
         int32_t t = 0;
         size_t step, at = gp_q8_block_at(nb, b, &step);
         for (i = 0; i < 32; i++) t += (int32_t)q[at + (size_t)(i / 4) * step + i % 4] * w[b * 32 + i];
-        acc[b % 16] = fmaf((float)t, d[b] * gpt__f16_to_f32(ws[b]), acc[b % 16]);
+        acc = fmaf((float)t, d[b] * gpt__f16_to_f32(ws[b]), acc);
     }
-    return gp_sum16(acc);
+    return acc;
 }
 
 /* bf16 weights' subnormals read as zero, as vdpbf16ps reads them. */
@@ -4518,76 +4542,25 @@ typedef struct gp_prefetch {
  * kernels below take them as two more "types", GP_Q8DOT and GP_BF16DOT,
  * with x pointing at the prepared rows (ldx counting floats of them).
  *
- * q8_0: the weights packed at load time (gp_q8_pack) and x's codes both
- * hold a group of GP_Q8_G blocks as 8 steps of one vector each, lane l of
- * every step being 4 bytes of block l. An int32 lane takes the 4 products
- * of its bytes per step (vpdpbusd on x86, with the weights as unsigned
- * w + 128 and the lane started at -128 times its block's codes, so that it
- * ends at exactly sum xq * w; sdot on NEON), so after the 8 steps lane l
- * holds block l's whole integer sum: then one conversion and one FMA with
- * d_x * d_w per lane, for 32 products per lane (gp_dot_q8_ref's order on
- * AVX-512, whose 16 lanes its 16 partial sums are).
+ * q8_0 on AVX2 and NEON: the weights packed at load time (gp_q8_pack) and
+ * x's codes both hold a group of GP_Q8_G blocks as 8 steps of one vector
+ * each, lane l of every step being 4 bytes of block l. An int32 lane takes
+ * the 4 products of its bytes per step (vpdpbusd on x86, with the weights
+ * as unsigned w + 128 and the lane started at -128 times its block's
+ * codes, so that it ends at exactly sum xq * w; sdot on NEON), so after the
+ * 8 steps lane l holds block l's whole integer sum: then one conversion and
+ * one FMA with d_x * d_w per lane, for 32 products per lane, and the lanes
+ * added up at the end. AVX-512 puts outputs in the lanes instead
+ * (gp_q8_chains, below).
  */
 /* A tile row's four accumulators summed into sums (both kinds of kernels). */
 #define GP_Q8_SUM(r) gp_vsum4(a##r##0, a##r##1, a##r##2, a##r##3, sums + (r)*4);
-#if defined(GP_Q8_DOT)
-#if defined(GP_AVX512)
-typedef __m512i gp_vi; /* int32 lanes */
-typedef __m512i gp_qv; /* 8-bit operands */
-/*
- * A row's tail of w < 16 blocks (a power of 2, gp_q8_tail) is stored as a
- * group of w blocks, 4 bytes of each per w * 4 bytes; read 64 bytes at a
- * time (32 for one block), that puts block l % w in lane l, so the tail
- * takes w / 2 steps (one for w = 1) and then gp_q8_fold adds the 16 / w
- * lanes of each block into lane l < w (exact: int32). The corrections and
- * scales are loaded into lanes < w only, so the other lanes add +0.
- */
-typedef struct gp_q8_mask {
-    __mmask64 bytes;
-    __mmask16 lanes;
-} gp_q8_mask;
-GP_INLINE gp_q8_mask gp_q8_masks(int w)
-{
-    gp_q8_mask m;
-    m.bytes = w >= 2 ? ~(__mmask64)0 : (__mmask64)0xffffffffu;
-    m.lanes = (__mmask16)((1u << w) - 1u);
-    return m;
-}
-GP_INLINE __m512i gp_q8_fold(__m512i v, int w)
-{
-    if (w <= 8) v = _mm512_add_epi32(v, _mm512_shuffle_i32x4(v, v, _MM_SHUFFLE(1, 0, 3, 2)));
-    if (w <= 4) v = _mm512_add_epi32(v, _mm512_shuffle_i32x4(v, v, _MM_SHUFFLE(2, 3, 0, 1)));
-    if (w <= 2) v = _mm512_add_epi32(v, _mm512_shuffle_epi32(v, (_MM_PERM_ENUM)_MM_SHUFFLE(1, 0, 3, 2)));
-    if (w <= 1) v = _mm512_add_epi32(v, _mm512_shuffle_epi32(v, (_MM_PERM_ENUM)_MM_SHUFFLE(2, 3, 0, 1)));
-    return v;
-}
-#define GP_Q8_TAIL_STEPS(w) ((w) >= 2 ? (w) / 2 : 1)
-#define GP_Q8_TAIL_STEP 64
-#define GP_Q8_LOAD(p) _mm512_loadu_si512((const void *)(p))
-#define GP_Q8_INIT(corr) _mm512_loadu_si512((const void *)(corr))
-#define GP_Q8_XS(d) GP_VLOAD(d)
-#define GP_Q8_WS(s) GP_VLOAD_F16(s)
-/* the same for the tail, in `mask` */
-#define GP_Q8_LOADM(p) _mm512_maskz_loadu_epi8(mask.bytes, (const void *)(p))
-#define GP_Q8_INITM(corr) _mm512_maskz_loadu_epi32(mask.lanes, (const void *)(corr))
-#define GP_Q8_XSM(d) _mm512_maskz_loadu_ps(mask.lanes, (d))
-#define GP_Q8_WSM(s) _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(mask.lanes, (const void *)(s)))
-#define GP_Q8_DOTI(acc, w, x) _mm512_dpbusd_epi32((acc), (w), (x))
-#define GP_Q8_CVT(i) _mm512_cvtepi32_ps(i)
-#elif defined(GP_AVX2)
+#if defined(GP_Q8_DOT) && !defined(GP_Q8_CHAINS)
+#if defined(GP_AVX2)
 typedef __m256i gp_vi;
 typedef __m256i gp_qv;
-typedef int gp_q8_mask; /* rows have no tail here (gp_q8_tail) */
-#define gp_q8_masks(w) (w)
-#define gp_q8_fold(v, w) (v)
-#define GP_Q8_TAIL_STEPS(w) 8
-#define GP_Q8_TAIL_STEP (GP_Q8_G * 4)
 #define GP_Q8_XS(d) GP_VLOAD(d)
 #define GP_Q8_WS(s) GP_VLOAD_F16(s)
-#define GP_Q8_LOADM(p) GP_Q8_LOAD(p)
-#define GP_Q8_INITM(corr) GP_Q8_INIT(corr)
-#define GP_Q8_XSM(d) GP_Q8_XS(d)
-#define GP_Q8_WSM(s) GP_Q8_WS(s)
 #define GP_Q8_LOAD(p) _mm256_loadu_si256((const __m256i *)(const void *)(p))
 #define GP_Q8_INIT(corr) _mm256_loadu_si256((const __m256i *)(const void *)(corr))
 #define GP_Q8_DOTI(acc, w, x) _mm256_dpbusd_avx_epi32((acc), (w), (x))
@@ -4595,17 +4568,8 @@ typedef int gp_q8_mask; /* rows have no tail here (gp_q8_tail) */
 #else /* NEON with dotprod: signed bytes on both sides, lanes start at 0 */
 typedef int32x4_t gp_vi;
 typedef int8x16_t gp_qv;
-typedef int gp_q8_mask;
-#define gp_q8_masks(w) (w)
-#define gp_q8_fold(v, w) (v)
-#define GP_Q8_TAIL_STEPS(w) 8
-#define GP_Q8_TAIL_STEP (GP_Q8_G * 4)
 #define GP_Q8_XS(d) GP_VLOAD(d)
 #define GP_Q8_WS(s) GP_VLOAD_F16(s)
-#define GP_Q8_LOADM(p) GP_Q8_LOAD(p)
-#define GP_Q8_INITM(corr) GP_Q8_INIT(corr)
-#define GP_Q8_XSM(d) GP_Q8_XS(d)
-#define GP_Q8_WSM(s) GP_Q8_WS(s)
 #define GP_Q8_LOAD(p) vld1q_s8((const int8_t *)(const void *)(p))
 #define GP_Q8_INIT(corr) ((void)(corr), vdupq_n_s32(0))
 #define GP_Q8_DOTI(acc, w, x) vdotq_s32((acc), (w), (x))
@@ -4622,45 +4586,30 @@ typedef int gp_q8_mask;
     const float *dx##r = gp_q8_dx(X + (size_t)(r)*ldb, nb);                                           \
     gp_vi i##r##0, i##r##1, i##r##2, i##r##3;
 /* One group of blocks: each row's int32 lanes start at its corrections,
- * take the group's steps (8 of GP_Q8_G blocks, or a tail's), and go into
- * the f32 accumulators with d_x * d_w; M is _ for whole groups, M for a
- * row's tail (masked loads, then the fold). */
-#define GP_Q8_START_(r) i##r##0 = i##r##1 = i##r##2 = i##r##3 = GP_Q8_INIT(nc##r + g);
-#define GP_Q8_STARTM(r) i##r##0 = i##r##1 = i##r##2 = i##r##3 = GP_Q8_INITM(nc##r + g);
-#define GP_Q8_ROW_WITH(r, LOAD)                                                                         \
+ * take the group's 8 steps, and go into the f32 accumulators with
+ * d_x * d_w. */
+#define GP_Q8_START(r) i##r##0 = i##r##1 = i##r##2 = i##r##3 = GP_Q8_INIT(nc##r + g);
+#define GP_Q8_ROW(r)                                                                                  \
     {                                                                                                 \
-        gp_qv xv = LOAD(xq##r + k);                                                                   \
+        gp_qv xv = GP_Q8_LOAD(xq##r + k);                                                             \
         i##r##0 = GP_Q8_DOTI(i##r##0, w0, xv);                                                        \
         i##r##1 = GP_Q8_DOTI(i##r##1, w1, xv);                                                        \
         i##r##2 = GP_Q8_DOTI(i##r##2, w2, xv);                                                        \
         i##r##3 = GP_Q8_DOTI(i##r##3, w3, xv);                                                        \
     }
-#define GP_Q8_ROW_(r) GP_Q8_ROW_WITH(r, GP_Q8_LOAD)
-#define GP_Q8_ROWM(r) GP_Q8_ROW_WITH(r, GP_Q8_LOADM)
-#define GP_Q8_END_WITH(r, XS)                                                                           \
+#define GP_Q8_END(r)                                                                                  \
     {                                                                                                 \
-        gp_vf xs = XS(dx##r + g);                                                                     \
+        gp_vf xs = GP_Q8_XS(dx##r + g);                                                               \
         a##r##0 = GP_VFMA(GP_Q8_CVT(i##r##0), GP_VMUL(xs, s0), a##r##0);                              \
         a##r##1 = GP_VFMA(GP_Q8_CVT(i##r##1), GP_VMUL(xs, s1), a##r##1);                              \
         a##r##2 = GP_VFMA(GP_Q8_CVT(i##r##2), GP_VMUL(xs, s2), a##r##2);                              \
         a##r##3 = GP_VFMA(GP_Q8_CVT(i##r##3), GP_VMUL(xs, s3), a##r##3);                              \
     }
-#define GP_Q8_END_(r) GP_Q8_END_WITH(r, GP_Q8_XS)
-#define GP_Q8_ENDM(r) GP_Q8_END_WITH(r, GP_Q8_XSM)
-#define GP_Q8_LOAD_(p) GP_Q8_LOAD(p)
-#define GP_Q8_WS_(s) GP_Q8_WS(s)
-#define GP_Q8_FOLD(r)                                                                                 \
-    i##r##0 = gp_q8_fold(i##r##0, wt);                                                                \
-    i##r##1 = gp_q8_fold(i##r##1, wt);                                                                \
-    i##r##2 = gp_q8_fold(i##r##2, wt);                                                                \
-    i##r##3 = gp_q8_fold(i##r##3, wt);
-#define GP_Q8_FOLDM(r) GP_Q8_FOLD(r)
-#define GP_Q8_FOLD_(r)
-#define GP_Q8_GROUP(ROWS, STEPS, STRIDE, M)                                                                 \
+#define GP_Q8_GROUP(ROWS)                                                                                   \
     {                                                                                                       \
         gp_vf s0, s1, s2, s3;                                                                               \
-        ROWS(GP_Q8_START##M)                                                                                \
-        for (s = 0, k = g * 32; s < (STEPS); s++, k += (STRIDE)) {                                          \
+        ROWS(GP_Q8_START)                                                                                   \
+        for (s = 0, k = g * 32; s < 8; s++, k += GP_Q8_G * 4) {                                             \
             gp_qv w0, w1, w2, w3;                                                                           \
             if (pf)                                                                                         \
                 for (l = 0; l < pf->lines && pf->at < pf->end; l++, pf->at += 64)                          \
@@ -4671,35 +4620,28 @@ typedef int gp_q8_mask;
                 GP_PREFETCH_L2(p2 + k);                                                                     \
                 GP_PREFETCH_L2(p3 + k);                                                                     \
             }                                                                                               \
-            w0 = GP_Q8_LOAD##M(p0 + k);                                                                     \
-            w1 = GP_Q8_LOAD##M(p1 + k);                                                                     \
-            w2 = GP_Q8_LOAD##M(p2 + k);                                                                     \
-            w3 = GP_Q8_LOAD##M(p3 + k);                                                                     \
-            ROWS(GP_Q8_ROW##M)                                                                              \
+            w0 = GP_Q8_LOAD(p0 + k);                                                                        \
+            w1 = GP_Q8_LOAD(p1 + k);                                                                        \
+            w2 = GP_Q8_LOAD(p2 + k);                                                                        \
+            w3 = GP_Q8_LOAD(p3 + k);                                                                        \
+            ROWS(GP_Q8_ROW)                                                                                 \
         }                                                                                                   \
-        ROWS(GP_Q8_FOLD##M)                                                                                 \
-        s0 = GP_Q8_WS##M(q0 + g);                                                                           \
-        s1 = GP_Q8_WS##M(q1 + g);                                                                           \
-        s2 = GP_Q8_WS##M(q2 + g);                                                                           \
-        s3 = GP_Q8_WS##M(q3 + g);                                                                           \
-        ROWS(GP_Q8_END##M)                                                                                  \
+        s0 = GP_Q8_WS(q0 + g);                                                                              \
+        s1 = GP_Q8_WS(q1 + g);                                                                              \
+        s2 = GP_Q8_WS(q2 + g);                                                                              \
+        s3 = GP_Q8_WS(q3 + g);                                                                              \
+        ROWS(GP_Q8_END)                                                                                     \
     }
 #define GP_Q8_KERNEL(name, ROWS)                                                                            \
     GP_INLINE void name(const gp_tensor *W, const unsigned char *X, size_t ldb, int j, gp_prefetch *pf,     \
                         int stream, float *sums)                                                            \
     {                                                                                                       \
-        int nb = W->nb, np = gp_q8_npad(nb), nf = gp_q8_nfull(nb), g, k, s, l;                              \
+        int nb = W->nb, np = gp_q8_npad(nb), g, k, s, l;                                                    \
         const unsigned char *p0 = W->qp + (size_t)j * np * 32, *p1 = p0 + (size_t)np * 32,                 \
                             *p2 = p1 + (size_t)np * 32, *p3 = p2 + (size_t)np * 32;                        \
         const uint16_t *q0 = W->sp + (size_t)j * np, *q1 = q0 + np, *q2 = q1 + np, *q3 = q2 + np;           \
         ROWS(GP_Q8_DECL)                                                                                    \
-        for (g = 0; g < nf; g += GP_Q8_G) GP_Q8_GROUP(ROWS, 8, GP_Q8_G * 4, _)                              \
-        if (g < np) {                                                                                       \
-            int wt = np - nf;                                                                               \
-            gp_q8_mask mask = gp_q8_masks(wt);                                                              \
-            (void)mask;                                                                                     \
-            GP_Q8_GROUP(ROWS, GP_Q8_TAIL_STEPS(wt), GP_Q8_TAIL_STEP, M)                                     \
-        }                                                                                                   \
+        for (g = 0; g < np; g += GP_Q8_G) GP_Q8_GROUP(ROWS)                                                 \
         ROWS(GP_Q8_SUM)                                                                                     \
     }
 GP_Q8_KERNEL(gp_q8_tile1, GP_ROWS1)
@@ -4712,13 +4654,13 @@ GP_Q8_KERNEL(gp_q8_tile2, GP_ROWS2)
 /* One prepared row of x against row j of W. */
 GP_INLINE float gp_q8_row1(const gp_tensor *W, const unsigned char *X, int j)
 {
-    int nb = W->nb, np = gp_q8_npad(nb), nf = gp_q8_nfull(nb), g, s;
+    int nb = W->nb, np = gp_q8_npad(nb), g, s;
     const unsigned char *p0 = W->qp + (size_t)j * np * 32;
     const uint16_t *q0 = W->sp + (size_t)j * np;
     const int32_t *nc = gp_q8_corr(X, nb);
     const float *dx = gp_q8_dx(X, nb);
     gp_vf acc = GP_VZERO();
-    for (g = 0; g < nf; g += GP_Q8_G) {
+    for (g = 0; g < np; g += GP_Q8_G) {
         gp_vi i0 = GP_Q8_INIT(nc + g);
         for (s = 0; s < 8; s++) {
             size_t k = (size_t)g * 32 + (size_t)s * GP_Q8_G * 4;
@@ -4726,21 +4668,143 @@ GP_INLINE float gp_q8_row1(const gp_tensor *W, const unsigned char *X, int j)
         }
         acc = GP_VFMA(GP_Q8_CVT(i0), GP_VMUL(GP_Q8_XS(dx + g), GP_Q8_WS(q0 + g)), acc);
     }
-    if (g < np) {
-        int wt = np - nf;
-        gp_q8_mask mask = gp_q8_masks(wt);
-        gp_vi i0 = GP_Q8_INITM(nc + g);
-        (void)mask;
-        for (s = 0; s < GP_Q8_TAIL_STEPS(wt); s++) {
-            size_t k = (size_t)g * 32 + (size_t)s * GP_Q8_TAIL_STEP;
-            i0 = GP_Q8_DOTI(i0, GP_Q8_LOADM(p0 + k), GP_Q8_LOADM(X + k));
-        }
-        i0 = gp_q8_fold(i0, wt);
-        acc = GP_VFMA(GP_Q8_CVT(i0), GP_VMUL(GP_Q8_XSM(dx + g), GP_Q8_WSM(q0 + g)), acc);
-    }
     return gp_vsum1(acc);
 }
-#endif /* GP_Q8_DOT */
+#endif /* GP_Q8_DOT && !GP_Q8_CHAINS */
+
+#if defined(GP_Q8_CHAINS)
+/*
+ * q8_0 on AVX-512: the lanes are outputs. A step of a block is 64 bytes of
+ * the packed weights (gp_q8_pack: 4 bytes of each of a group's 16 rows)
+ * and 4 codes of a row of x broadcast to every lane, so vpdpbusd adds to
+ * lane i 4 products of output i; after the block's 8 steps, started at x's
+ * correction, lane i holds the block's exact integer sum, which goes into
+ * the chain y = fma(isum, d_x[b] * d_w[b], y), block 0 first (the twin's
+ * order; no partial sums to add up at the end). A tile is up to 4 rows of
+ * x by up to 3 groups of 16 outputs: per step 3 loads and 4 broadcasts for
+ * 12 products, per block 12 conversions, multiplies and FMAs for 96 of
+ * them. The lane-per-block kernels that AVX2 and NEON keep ran GPT-2's
+ * 768-wide rows at a third of vpdpbusd's rate here (a row's 24 blocks left
+ * a tail of 8 to fold, and each output's 16 lanes to add up).
+ */
+GP_INLINE void gp_q8c_store(float *y, __m512 acc, const float *bias, int lo, int hi, int accumulate)
+{
+    __mmask16 m = (__mmask16)((1u << (hi - lo)) - 1u);
+    __m512 v = lo ? _mm512_maskz_compress_ps((__mmask16)(((1u << hi) - 1u) & ~((1u << lo) - 1u)), acc) : acc;
+    v = _mm512_add_ps(v, bias ? _mm512_maskz_loadu_ps(m, bias) : _mm512_setzero_ps());
+    if (accumulate) v = _mm512_add_ps(_mm512_maskz_loadu_ps(m, y), v);
+    _mm512_mask_storeu_ps(y, m, v);
+}
+
+/* Rows 0 .. R-1 of x (prepared, ldb bytes apart) against groups g .. g+G-1
+ * of W, storing outputs j0 .. j1-1 of them: one function per R and G, the
+ * accumulators named (a##r##h: row r, group h) so that they stay in
+ * registers. */
+#define GP_G1(M) M(0)
+#define GP_G2(M) M(0) M(1)
+#define GP_G3(M) M(0) M(1) M(2)
+#define GP_RG11(M) M(0, 0)
+#define GP_RG12(M) M(0, 0) M(0, 1)
+#define GP_RG13(M) M(0, 0) M(0, 1) M(0, 2)
+#define GP_RG21(M) M(0, 0) M(1, 0)
+#define GP_RG22(M) M(0, 0) M(0, 1) M(1, 0) M(1, 1)
+#define GP_RG23(M) M(0, 0) M(0, 1) M(0, 2) M(1, 0) M(1, 1) M(1, 2)
+#define GP_RG31(M) M(0, 0) M(1, 0) M(2, 0)
+#define GP_RG32(M) M(0, 0) M(0, 1) M(1, 0) M(1, 1) M(2, 0) M(2, 1)
+#define GP_RG33(M) M(0, 0) M(0, 1) M(0, 2) M(1, 0) M(1, 1) M(1, 2) M(2, 0) M(2, 1) M(2, 2)
+#define GP_RG41(M) M(0, 0) M(1, 0) M(2, 0) M(3, 0)
+#define GP_RG42(M) M(0, 0) M(0, 1) M(1, 0) M(1, 1) M(2, 0) M(2, 1) M(3, 0) M(3, 1)
+#define GP_RG43(M) M(0, 0) M(0, 1) M(0, 2) M(1, 0) M(1, 1) M(1, 2) M(2, 0) M(2, 1) M(2, 2) M(3, 0) M(3, 1) M(3, 2)
+/* How far ahead the first tile of rows prefetches each group's stream
+ * into L2 (one row of x: 2 and 8 KB decoded 1-4% slower than 4 KB; without
+ * it, 10% slower than the lane-per-block kernels) */
+#define GP_Q8C_AHEAD 4096
+GP_INLINE __m512i gp_q8c_four(const unsigned char *p)
+{
+    int32_t four;
+    memcpy(&four, p, 4);
+    return _mm512_set1_epi32(four);
+}
+#define GP_QC_GROUP(h)                                                                                     \
+    const unsigned char *qg##h = W->qp + (size_t)(g + (h)) * nb * 512;                                    \
+    const uint16_t *sg##h = W->sp + (size_t)(g + (h)) * nb * 16;                                          \
+    int first##h = (g + (h)) * 16, lo##h = j0 > first##h ? j0 - first##h : 0,                             \
+        hi##h = j1 < first##h + 16 ? j1 - first##h : 16;                                                  \
+    __m512i w##h;                                                                                          \
+    __m512 dw##h;
+#define GP_QC_ROW(r)                                                                                       \
+    const unsigned char *xr##r = X + (size_t)(r)*ldb;                                                     \
+    const int32_t *nc##r = gp_q8_corr(xr##r, nb);                                                         \
+    const float *dx##r = gp_q8_dx(xr##r, nb);
+#define GP_QC_PAIR(r, h)                                                                                   \
+    __m512 a##r##h = _mm512_setzero_ps();                                                                  \
+    __m512i i##r##h;
+#define GP_QC_START(r, h) i##r##h = _mm512_set1_epi32(nc##r[b]);
+#define GP_QC_LOADW(h)                                                                                     \
+    if (ahead) GP_PREFETCH_L2_AT(qg##h + (size_t)b * 512 + s * 64, ahead);                                   \
+    w##h = _mm512_loadu_si512((const void *)(qg##h + (size_t)b * 512 + s * 64));
+#define GP_QC_DOT(r, h) i##r##h = _mm512_dpbusd_epi32(i##r##h, w##h, gp_q8c_four(xr##r + (size_t)b * 32 + s * 4));
+#define GP_QC_SCALE(h) dw##h = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(const void *)(sg##h + (size_t)b * 16)));
+#define GP_QC_END(r, h)                                                                                    \
+    a##r##h = _mm512_fmadd_ps(_mm512_cvtepi32_ps(i##r##h), _mm512_mul_ps(_mm512_set1_ps(dx##r[b]), dw##h), a##r##h);
+#define GP_QC_STORE(r, h)                                                                                  \
+    gp_q8c_store(y + (size_t)(r)*ldy + first##h + lo##h, a##r##h, bias ? bias + first##h + lo##h : NULL, lo##h, \
+                 hi##h, accumulate);
+#define GP_Q8C_TILE(name, ROWS, GROUPS, PAIRS)                                                             \
+    static void name(const gp_tensor *W, const unsigned char *X, size_t ldb, int g, int j0, int j1, float *y, \
+                     int ldy, const float *bias, int accumulate, size_t ahead)                             \
+    {                                                                                                      \
+        int nb = W->nb, b, s;                                                                              \
+        GROUPS(GP_QC_GROUP)                                                                                \
+        ROWS(GP_QC_ROW)                                                                                    \
+        PAIRS(GP_QC_PAIR)                                                                                  \
+        for (b = 0; b < nb; b++) {                                                                         \
+            PAIRS(GP_QC_START)                                                                             \
+            for (s = 0; s < 8; s++) {                                                                      \
+                GROUPS(GP_QC_LOADW)                                                                        \
+                PAIRS(GP_QC_DOT)                                                                           \
+            }                                                                                              \
+            GROUPS(GP_QC_SCALE)                                                                            \
+            PAIRS(GP_QC_END)                                                                               \
+        }                                                                                                  \
+        PAIRS(GP_QC_STORE)                                                                                 \
+    }
+GP_Q8C_TILE(gp_q8c_tile11, GP_ROWS1, GP_G1, GP_RG11)
+GP_Q8C_TILE(gp_q8c_tile12, GP_ROWS1, GP_G2, GP_RG12)
+GP_Q8C_TILE(gp_q8c_tile13, GP_ROWS1, GP_G3, GP_RG13)
+GP_Q8C_TILE(gp_q8c_tile21, GP_ROWS2, GP_G1, GP_RG21)
+GP_Q8C_TILE(gp_q8c_tile22, GP_ROWS2, GP_G2, GP_RG22)
+GP_Q8C_TILE(gp_q8c_tile23, GP_ROWS2, GP_G3, GP_RG23)
+GP_Q8C_TILE(gp_q8c_tile31, GP_ROWS3, GP_G1, GP_RG31)
+GP_Q8C_TILE(gp_q8c_tile32, GP_ROWS3, GP_G2, GP_RG32)
+GP_Q8C_TILE(gp_q8c_tile33, GP_ROWS3, GP_G3, GP_RG33)
+GP_Q8C_TILE(gp_q8c_tile41, GP_ROWS4, GP_G1, GP_RG41)
+GP_Q8C_TILE(gp_q8c_tile42, GP_ROWS4, GP_G2, GP_RG42)
+GP_Q8C_TILE(gp_q8c_tile43, GP_ROWS4, GP_G3, GP_RG43)
+
+/* y[r][j] (+)= x[r] . W[j] + bias[j] for r < n, j0 <= j < j1: the groups
+ * 3 at a time, each meeting every row of x 4 at a time (from L1 or L2 for
+ * a prompt, straight from memory for one row). */
+static void gp_q8_chains(const gp_tensor *W, const float *bias, const unsigned char *X, size_t ldb, int n, int j0,
+                         int j1, float *y, int ldy, int accumulate)
+{
+    typedef void (*tile_fn)(const gp_tensor *, const unsigned char *, size_t, int, int, int, float *, int,
+                            const float *, int, size_t);
+    static const tile_fn tiles[4][3] = {{gp_q8c_tile11, gp_q8c_tile12, gp_q8c_tile13},
+                                        {gp_q8c_tile21, gp_q8c_tile22, gp_q8c_tile23},
+                                        {gp_q8c_tile31, gp_q8c_tile32, gp_q8c_tile33},
+                                        {gp_q8c_tile41, gp_q8c_tile42, gp_q8c_tile43}};
+    int g, r, gend = (j1 + 15) / 16;
+    for (g = j0 / 16; g < gend; g += 3) {
+        int G = gend - g < 3 ? gend - g : 3;
+        for (r = 0; r < n; r += 4) {
+            int R = n - r < 4 ? n - r : 4;
+            tiles[R - 1][G - 1](W, X + (size_t)r * ldb, ldb, g, j0, j1, y + (size_t)r * ldy, ldy, bias, accumulate,
+                                r == 0 ? GP_Q8C_AHEAD : 0);
+        }
+    }
+}
+#endif /* GP_Q8_CHAINS */
 
 /*
  * bf16 (AVX512_BF16): a step takes 32 elements; vdpbf16ps adds to lane l
@@ -4809,10 +4873,7 @@ GP_INLINE float gp_bf16_row1(const gp_tensor *W, const uint16_t *xh, int j)
 GP_INLINE int gp_k_steps(const gp_tensor *W, gpt_dtype type)
 {
 #if defined(GP_Q8_DOT)
-    if (type == GP_Q8DOT) {
-        int tail = gp_q8_tail(W->nb);
-        return gp_q8_nfull(W->nb) / GP_Q8_G * 8 + (tail ? GP_Q8_TAIL_STEPS(tail) : 0);
-    }
+    if (type == GP_Q8DOT) return gp_q8_npad(W->nb) / GP_Q8_G * 8;
 #endif
 #if defined(GP_BF16_DOT)
     if (type == GP_BF16DOT) return W->nb;
@@ -4866,7 +4927,7 @@ GP_INLINE void gp_dot_tile(const gp_tensor *W, gpt_dtype type, const float *x, s
 #if GP_MR == 6
     int one_more = mr == GP_HALF_MR + 1;
 #endif
-#if defined(GP_Q8_DOT)
+#if defined(GP_Q8_DOT) && !defined(GP_Q8_CHAINS)
     if (type == GP_Q8DOT) {
         const unsigned char *X = (const unsigned char *)(const void *)x;
 #if GP_MR == 6
@@ -4913,7 +4974,7 @@ GP_INLINE void gp_dot_row4(const gp_tensor *W, gpt_dtype type, const float *x, i
     size_t es = gp_w_elem_size(type);
     const void *p0, *p1, *p2, *p3;
     gp_vf a0 = GP_VZERO(), a1 = GP_VZERO(), a2 = GP_VZERO(), a3 = GP_VZERO();
-#if defined(GP_Q8_DOT)
+#if defined(GP_Q8_DOT) && !defined(GP_Q8_CHAINS)
     if (type == GP_Q8DOT) {
         gp_q8_tile1(W, (const unsigned char *)(const void *)x, 0, j, NULL, 1, sums);
         return;
@@ -4952,7 +5013,7 @@ GP_INLINE float gp_dot_row1(const gp_tensor *W, gpt_dtype type, const float *x, 
     int Kv = W->cols / GP_VL * GP_VL, k;
     const void *p0;
     gp_vf acc = GP_VZERO();
-#if defined(GP_Q8_DOT)
+#if defined(GP_Q8_DOT) && !defined(GP_Q8_CHAINS)
     if (type == GP_Q8DOT) return gp_q8_row1(W, (const unsigned char *)(const void *)x, j);
 #endif
 #if defined(GP_BF16_DOT)
@@ -4998,7 +5059,9 @@ GP_INLINE void gp_dot_block(const gp_tensor *W, gpt_dtype type, const float *X, 
 static const char *gp_w_bytes(const gp_tensor *W, int row)
 {
     size_t es = W->type == GPT_DTYPE_F32 ? 4 : W->type == GPT_DTYPE_Q8_0 ? 1 : 2;
+#if !defined(GP_Q8_CHAINS)
     if (W->type == GPT_DTYPE_Q8_0 && W->qp) return (const char *)W->qp + (size_t)row * gp_q8_npad(W->nb) * 32;
+#endif
     if (W->type == GPT_DTYPE_Q8_0) return (const char *)W->q + (size_t)row * W->nb * 32;
     return (const char *)W->data + (size_t)row * W->cols * es;
 }
@@ -5076,7 +5139,12 @@ static void gp_linear_simd(const gp_tensor *W, const float *bias, const float *x
 #else
     case GPT_DTYPE_BF16: gp_dot_body(W, GPT_DTYPE_BF16, x, ldx, n, j0, j1, y, ldy, bias, accumulate); break;
 #endif
-#if defined(GP_Q8_DOT)
+#if defined(GP_Q8_CHAINS)
+    case GPT_DTYPE_Q8_0:
+        gp_q8_chains(W, bias, (const unsigned char *)(const void *)scratch, gp_prep_bytes(GP_PREP_Q8, W->cols), n, j0,
+                     j1, y, ldy, accumulate);
+        break;
+#elif defined(GP_Q8_DOT)
     case GPT_DTYPE_Q8_0:
         gp_dot_body(W, GP_Q8DOT, scratch, (int)(gp_prep_bytes(GP_PREP_Q8, W->cols) / 4), n, j0, j1, y, ldy, bias,
                     accumulate);

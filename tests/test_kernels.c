@@ -288,39 +288,36 @@ TEST(rows_are_batch_invariant_in_the_kernels)
             }
 }
 
-#if defined(GP_F32_CHAINS)
-/* f32 on AVX-512: each output is one chain of FMAs, k = 0 first, in every
- * path (one row, up to 16 rows fed from registers, more rows through 64-wide
- * panels, whole panels and partial ones): the SIMD kernels equal the scalar
- * twin bit for bit, and each row equals the row computed alone, for any
- * cut of W's rows. */
-TEST(f32_chains_equal_their_twin_in_every_path)
+#if defined(GP_F32_CHAINS) || defined(GP_Q8_CHAINS)
+/* The SIMD kernels of type t against the scalar twin, bit for bit, for
+ * every K in ks, J (rows of W) in js and n (rows of x) in ns, W's rows in
+ * calls of each of pieces; and each row against the row computed alone. */
+static void kt_chains_equal_their_twin(gpt_dtype t, const int *ks, int nk, const int *js, int nj, const int *ns,
+                                       int nn, const int *pieces, int np)
 {
-    static const int ks[] = {1, 15, 16, 17, 100, 768}, js[] = {17, 64, 65, 130}, ns[] = {1, 2, 9, 16, 17, 23, 30};
-    static const int pieces[] = {1000, 64, 16, 3};
     int ki, ji, ni, p;
-    for (ki = 0; ki < (int)(sizeof ks / sizeof ks[0]); ki++)
-        for (ji = 0; ji < (int)(sizeof js / sizeof js[0]); ji++) {
+    for (ki = 0; ki < nk; ki++)
+        for (ji = 0; ji < nj; ji++) {
             int K = ks[ki], J = js[ji], r;
             kt_matrix m;
             float *x = kt_x(30, K), *sc = kt_scratch(30, K), *bias = (float *)malloc(sizeof(float) * (size_t)J);
             float *ys = (float *)malloc(sizeof(float) * 30 * (size_t)J), *yr = (float *)malloc(sizeof(float) * 30 * (size_t)J);
             float *alone = (float *)malloc(sizeof(float) * (size_t)J);
-            CHECK(x && sc && bias && ys && yr && alone && kt_make(&m, GPT_DTYPE_F32, J, K) == 0);
+            CHECK(x && sc && bias && ys && yr && alone && kt_make(&m, t, J, K) == 0);
             for (r = 0; r < J; r++) bias[r] = frand();
-            for (ni = 0; ni < (int)(sizeof ns / sizeof ns[0]); ni++) {
+            for (ni = 0; ni < nn; ni++) {
                 int n = ns[ni];
                 kt_run(gp_linear_ref, &m.W, bias, x, n, yr, sc, J);
-                for (p = 0; p < (int)(sizeof pieces / sizeof pieces[0]); p++) {
+                for (p = 0; p < np; p++) {
                     kt_run(gp_linear_simd, &m.W, bias, x, n, ys, sc, pieces[p]);
                     CHECKF(memcmp(ys, yr, sizeof(float) * (size_t)n * J) == 0,
-                           "K %d, %d rows of W in calls of %d, %d rows of x: SIMD and scalar twin differ", K, J,
-                           pieces[p], n);
+                           "%s, K %d, %d rows of W in calls of %d, %d rows of x: SIMD and scalar twin differ",
+                           gpt_dtype_name(t), K, J, pieces[p], n);
                 }
                 for (r = 0; r < n; r++) {
                     kt_run(gp_linear_simd, &m.W, bias, x + (size_t)r * K, 1, alone, sc, J);
                     CHECKF(memcmp(alone, ys + (size_t)r * J, sizeof(float) * (size_t)J) == 0,
-                           "K %d, J %d: row %d of %d differs from the row alone", K, J, r, n);
+                           "%s, K %d, J %d: row %d of %d differs from the row alone", gpt_dtype_name(t), K, J, r, n);
                 }
             }
             kt_free(&m);
@@ -331,6 +328,34 @@ TEST(f32_chains_equal_their_twin_in_every_path)
             free(yr);
             free(alone);
         }
+}
+#define KT_N(a) ((int)(sizeof(a) / sizeof((a)[0])))
+#endif
+
+#if defined(GP_F32_CHAINS)
+/* f32 on AVX-512: each output is one chain of FMAs, k = 0 first, in every
+ * path (one row, up to 16 rows fed from registers, more rows through 64-wide
+ * panels, whole panels and partial ones): the SIMD kernels equal the scalar
+ * twin bit for bit, and each row equals the row computed alone, for any
+ * cut of W's rows. */
+TEST(f32_chains_equal_their_twin_in_every_path)
+{
+    static const int ks[] = {1, 15, 16, 17, 100, 768}, js[] = {17, 64, 65, 130}, ns[] = {1, 2, 9, 16, 17, 23, 30};
+    static const int pieces[] = {1000, 64, 16, 3};
+    kt_chains_equal_their_twin(GPT_DTYPE_F32, ks, KT_N(ks), js, KT_N(js), ns, KT_N(ns), pieces, KT_N(pieces));
+}
+#endif
+
+#if defined(GP_Q8_CHAINS)
+/* q8_0 on AVX-512 with VNNI: each output is one chain over the blocks, one
+ * fused step per block, in tiles of 1 to 4 rows of x by 1 to 3 groups of
+ * 16 rows of W, W cut anywhere (a cut inside a group stores part of it):
+ * bit for bit the scalar twin's, and each row the row alone's. */
+TEST(q8_chains_equal_their_twin_in_every_path)
+{
+    static const int ks[] = {1, 32, 33, 100, 768}, js[] = {1, 17, 48, 49, 130}, ns[] = {1, 2, 3, 4, 5, 8, 9, 16, 23};
+    static const int pieces[] = {1000, 48, 16, 7, 3};
+    kt_chains_equal_their_twin(GPT_DTYPE_Q8_0, ks, KT_N(ks), js, KT_N(js), ns, KT_N(ns), pieces, KT_N(pieces));
 }
 #endif
 
@@ -347,6 +372,9 @@ int main(void)
     RUN(rows_are_batch_invariant_in_the_kernels);
 #if defined(GP_F32_CHAINS)
     RUN(f32_chains_equal_their_twin_in_every_path);
+#endif
+#if defined(GP_Q8_CHAINS)
+    RUN(q8_chains_equal_their_twin_in_every_path);
 #endif
     return test_summary();
 }

@@ -4783,7 +4783,7 @@ GP_Q8C_TILE(gp_q8c_tile42, GP_ROWS4, GP_G2, GP_RG42)
 GP_Q8C_TILE(gp_q8c_tile43, GP_ROWS4, GP_G3, GP_RG43)
 
 /* y[r][j] (+)= x[r] . W[j] + bias[j] for r < n, j0 <= j < j1: the groups
- * 3 at a time, each meeting every row of x 4 at a time (from L1 or L2 for
+ * up to 3 at a time, each meeting every row of x 4 at a time (from L1 or L2 for
  * a prompt, straight from memory for one row). */
 static void gp_q8_chains(const gp_tensor *W, const float *bias, const unsigned char *X, size_t ldb, int n, int j0,
                          int j1, float *y, int ldy, int accumulate)
@@ -4794,9 +4794,11 @@ static void gp_q8_chains(const gp_tensor *W, const float *bias, const unsigned c
                                         {gp_q8c_tile21, gp_q8c_tile22, gp_q8c_tile23},
                                         {gp_q8c_tile31, gp_q8c_tile32, gp_q8c_tile33},
                                         {gp_q8c_tile41, gp_q8c_tile42, gp_q8c_tile43}};
-    int g, r, gend = (j1 + 15) / 16;
-    for (g = j0 / 16; g < gend; g += 3) {
-        int G = gend - g < 3 ? gend - g : 3;
+    int g, r, G, gend = (j1 + 15) / 16;
+    for (g = j0 / 16; g < gend; g += G) {
+        /* 4 groups (a thread's usual piece of 64 rows) as 2 + 2: a tile of
+         * one group takes 4 broadcasts for 4 products a step */
+        G = gend - g == 4 ? 2 : gend - g < 3 ? gend - g : 3;
         for (r = 0; r < n; r += 4) {
             int R = n - r < 4 ? n - r : 4;
             tiles[R - 1][G - 1](W, X + (size_t)r * ldb, ldb, g, j0, j1, y + (size_t)r * ldy, ldy, bias, accumulate,

@@ -4507,6 +4507,18 @@ static void gp_store_sum(float *y, float sum, const float *bias, int j, int accu
     *y = accumulate ? *y + v : v;
 }
 
+#if defined(GP_AVX512)
+/* The same for 16 outputs side by side (the f32 and q8_0 chains): y[0..nj)
+ * = (acc + bias) (+ y), nj <= 16. */
+GP_INLINE void gp_chain_store(float *y, __m512 acc, const float *bias, int nj, int accumulate)
+{
+    __mmask16 m = (__mmask16)(nj >= 16 ? 0xFFFF : (1u << nj) - 1u);
+    __m512 v = _mm512_add_ps(acc, bias ? _mm512_maskz_loadu_ps(m, bias) : _mm512_setzero_ps());
+    if (accumulate) v = _mm512_add_ps(_mm512_maskz_loadu_ps(m, y), v);
+    _mm512_mask_storeu_ps(y, m, v);
+}
+#endif
+
 /* The accumulators of tile row r, one per row of W, and one k step of it. */
 #define GP_DECL_ACC(r) gp_vf a##r##0 = GP_VZERO(), a##r##1 = GP_VZERO(), a##r##2 = GP_VZERO(), a##r##3 = GP_VZERO();
 #define GP_FMA_ROW(r)                                                                                      \
@@ -4687,13 +4699,12 @@ GP_INLINE float gp_q8_row1(const gp_tensor *W, const unsigned char *X, int j)
  * 768-wide rows at a third of vpdpbusd's rate here (a row's 24 blocks left
  * a tail of 8 to fold, and each output's 16 lanes to add up).
  */
+/* Lanes lo .. hi-1 of acc to y[0 .. hi-lo) (a thread piece that starts
+ * inside a group stores only its outputs). */
 GP_INLINE void gp_q8c_store(float *y, __m512 acc, const float *bias, int lo, int hi, int accumulate)
 {
-    __mmask16 m = (__mmask16)((1u << (hi - lo)) - 1u);
-    __m512 v = lo ? _mm512_maskz_compress_ps((__mmask16)(((1u << hi) - 1u) & ~((1u << lo) - 1u)), acc) : acc;
-    v = _mm512_add_ps(v, bias ? _mm512_maskz_loadu_ps(m, bias) : _mm512_setzero_ps());
-    if (accumulate) v = _mm512_add_ps(_mm512_maskz_loadu_ps(m, y), v);
-    _mm512_mask_storeu_ps(y, m, v);
+    if (lo) acc = _mm512_maskz_compress_ps((__mmask16)(((1u << hi) - 1u) & ~((1u << lo) - 1u)), acc);
+    gp_chain_store(y, acc, bias, hi - lo, accumulate);
 }
 
 /* Rows 0 .. R-1 of x (prepared, ldb bytes apart) against groups g .. g+G-1
@@ -4741,10 +4752,10 @@ GP_INLINE __m512i gp_q8c_four(const unsigned char *p)
     __m512i i##r##h;
 #define GP_QC_START(r, h) i##r##h = _mm512_set1_epi32(nc##r[b]);
 #define GP_QC_LOADW(h)                                                                                     \
-    if (ahead) GP_PREFETCH_L2_AT(qg##h + (size_t)b * 512 + s * 64, ahead);                                   \
+    if (ahead) GP_PREFETCH_L2_AT(qg##h + (size_t)b * 512 + s * 64, ahead);                                \
     w##h = _mm512_loadu_si512((const void *)(qg##h + (size_t)b * 512 + s * 64));
 #define GP_QC_DOT(r, h) i##r##h = _mm512_dpbusd_epi32(i##r##h, w##h, gp_q8c_four(xr##r + (size_t)b * 32 + s * 4));
-#define GP_QC_SCALE(h) dw##h = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(const void *)(sg##h + (size_t)b * 16)));
+#define GP_QC_SCALE(h) dw##h = GP_VLOAD_F16(sg##h + (size_t)b * 16);
 #define GP_QC_END(r, h)                                                                                    \
     a##r##h = _mm512_fmadd_ps(_mm512_cvtepi32_ps(i##r##h), _mm512_mul_ps(_mm512_set1_ps(dx##r[b]), dw##h), a##r##h);
 #define GP_QC_STORE(r, h)                                                                                  \
@@ -5322,15 +5333,6 @@ static void gp_chain_rows(const float *w, int K, int nr, const float **rows)
 {
     int i;
     for (i = 0; i < 16; i++) rows[i] = w + (size_t)(i < nr ? i : nr - 1) * K;
-}
-
-/* y[0..nj) = (acc + bias) (+ y), nj <= 16, as gp_store_sum does it. */
-GP_INLINE void gp_chain_store(float *y, __m512 acc, const float *bias, int nj, int accumulate)
-{
-    __mmask16 m = (__mmask16)(nj >= 16 ? 0xFFFF : (1u << nj) - 1u);
-    __m512 v = _mm512_add_ps(acc, bias ? _mm512_maskz_loadu_ps(m, bias) : _mm512_setzero_ps());
-    if (accumulate) v = _mm512_add_ps(_mm512_maskz_loadu_ps(m, y), v);
-    _mm512_mask_storeu_ps(y, m, v);
 }
 
 /* Columns k .. k+kn-1 of a transposed block (r) into the chains of up to 8

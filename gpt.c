@@ -133,8 +133,10 @@
 
 /* f32 weights on AVX-512 (section 10.6): every output of a linear layer is
  * one chain of FMAs over k, x[0] w[0] first, as the scalar twin computes it
- * (gp_chain_ref), so both give the same bits. Elsewhere f32 weights take
- * the dot products of section 10.5. */
+ * (gp_chain_ref), so both give the same bits. f16 weights, and bf16 ones
+ * where they take no dot products, take the same chains over their values
+ * widened to f32 (exact). Elsewhere these weights take the dot products of
+ * section 10.5. */
 #if defined(GP_AVX512)
 #define GP_F32_CHAINS 1
 #endif
@@ -163,6 +165,10 @@ typedef struct gp_tensor {
      * compiled in (section 10.5): the same rows packed for them, else NULL */
     const unsigned char *qp; /* [rows][np * 32] quants in groups (gp_q8_block_at), x86: as w + 128 */
     const uint16_t *sp;      /* [rows][np] f16 scales, 0 past nb */
+    /* f16 and bf16 weights of the linear layers where they take the chains
+     * (section 10.6): the same values by groups of 16 rows, k-major, [rows /
+     * 16][cols][16] (gp_h16_pack), else NULL */
+    const uint16_t *hp;
 } gp_tensor;
 
 /* The weights of one transformer block, in the checkpoint's order. */
@@ -187,7 +193,7 @@ struct gpt_model {
     enum gp_storage storage;
     unsigned char *heap;    /* GP_STORAGE_HEAP: the copy (gp_alloc_aligned) */
     void *map_base;         /* GP_STORAGE_MMAP */
-    unsigned char *q8_packed; /* the q8_0 weights packed for the integer products, if any (gp_alloc_aligned) */
+    unsigned char *packed; /* the weights packed for the SIMD products, if any (gp_alloc_aligned; gp_pack_model) */
     size_t map_len;
 #if defined(GP_MMAP_WIN32)
     HANDLE win_file, win_mapping;
@@ -297,7 +303,7 @@ static void gp_cache_kv_head(gpt_context *c, unsigned char *head, int slot, cons
 static const gp_kernels *gp_pick_kernels(int reference);
 static size_t gp_linear_scratch_floats(const gpt_model *m, size_t rows);
 static void gp_linear_prepare(const gp_tensor *W, const float *x, int ldx, int n, float *scratch);
-static gpt_status gp_q8_pack_model(gpt_model *m, const char *what, gpt_error *err);
+static gpt_status gp_pack_model(gpt_model *m, const char *what, gpt_error *err);
 
 /* 11. the thread pool: runs fn(arg, ith, nth) on every thread and waits */
 typedef void (*gp_task_fn)(void *arg, int ith, int nth);
@@ -568,6 +574,7 @@ static void gp_bind_tensor(gp_tensor *t, const unsigned char *base, uint64_t off
     t->scales = NULL;
     t->qp = NULL;
     t->sp = NULL;
+    t->hp = NULL;
     if (type == GPT_DTYPE_Q8_0) {
         uint64_t qbytes = ((uint64_t)rows * (uint64_t)t->nb * 32 + 63) / 64 * 64;
         t->q = (const signed char *)(const void *)t->data;
@@ -813,13 +820,13 @@ static gpt_model *gp_parse_checkpoint(const unsigned char *base, uint64_t len, c
     regions = NULL;
     if (gp_load_tokenizer(base, &h, what, m, err) != GPT_OK) goto bad;
     m->cfg = h.cfg;
-    if (gp_q8_pack_model(m, what, err) != GPT_OK) goto bad;
+    if (gp_pack_model(m, what, err) != GPT_OK) goto bad;
     return m;
 
 bad:
     gpt__free(regions);
     if (m) {
-        gp_free_aligned(m->q8_packed);
+        gp_free_aligned(m->packed);
         gpt_tokenizer_free(m->tok);
         gpt__free(m->blocks);
         gpt__free(m);
@@ -903,7 +910,7 @@ void gpt_model_free(gpt_model *m)
     if (!m) return;
     gpt_tokenizer_free(m->tok);
     gpt__free(m->blocks);
-    gp_free_aligned(m->q8_packed);
+    gp_free_aligned(m->packed);
     if (m->storage == GP_STORAGE_HEAP) gp_free_aligned(m->heap);
     if (m->storage == GP_STORAGE_MMAP) gp_unmap(m);
     gpt__free(m);
@@ -3958,14 +3965,75 @@ static void gp_q8_pack(gp_tensor *t, unsigned char *buf)
 #endif
 #endif
 
-/* The q8_0 weights of m's linear layers packed for the integer products,
- * in one allocation that the model owns; nothing where those are not
- * compiled in (the scalar twins read the checkpoint's rows). The SIMD
- * products read only the packed copy; the embedding lookup (wte's rows) and
- * the reference kernels still read the checkpoint's. */
-static gpt_status gp_q8_pack_model(gpt_model *m, const char *what, gpt_error *err)
+#if defined(GP_F32_CHAINS)
+/* f16 weights, and bf16 ones where they take no dot products, packed for
+ * the chains (section 10.6): groups of 16 rows, k-major, one group's 16
+ * values at k in 32 bytes (rows past the last: 0); t->hp then points
+ * there. The chains then widen 16 outputs' weights at k with one load and
+ * one conversion. Transposing 16 rows as they are read, as the f32 chains
+ * do, is bound by the shuffles with 2-byte weights: one decoded row ran at
+ * 0.65 of the dot products' speed. */
+static int gp_h16_packs(gpt_dtype type)
+{
+    return type == GPT_DTYPE_F16 || (type == GPT_DTYPE_BF16 && !gp_prep_kind(type));
+}
+static size_t gp_h16_packed_bytes(const gp_tensor *t)
+{
+    return gp_align_up(((size_t)t->rows + 15) / 16 * 16 * (size_t)t->cols * 2);
+}
+static void gp_h16_pack(gp_tensor *t, unsigned char *buf)
+{
+    const uint16_t *w = (const uint16_t *)(const void *)t->data;
+    uint16_t *out = (uint16_t *)(void *)buf;
+    int groups = (t->rows + 15) / 16, K = t->cols, g, i, k;
+    for (g = 0; g < groups; g++)
+        for (i = 0; i < 16; i++) {
+            int row = g * 16 + i;
+            for (k = 0; k < K; k++) out[((size_t)g * K + k) * 16 + i] = row < t->rows ? w[(size_t)row * K + k] : 0;
+        }
+    t->hp = out;
+}
+#endif
+
+/* Bytes of t's packed copy (0: t is not packed in this build), an upper
+ * bound first checked against the address space (padding to whole groups
+ * can make a tensor larger than its bytes in the file), and the packing. */
+static size_t gp_packed_bytes(const gp_tensor *t)
 {
 #if defined(GP_Q8_DOT) && defined(GP_SIMD)
+    if (t->type == GPT_DTYPE_Q8_0) return gp_q8_packed_bytes(t);
+#endif
+#if defined(GP_F32_CHAINS)
+    if (gp_h16_packs(t->type)) return gp_h16_packed_bytes(t);
+#endif
+    (void)t;
+    return 0;
+}
+static uint64_t gp_packed_bytes_most(const gp_tensor *t)
+{
+    if (t->type == GPT_DTYPE_Q8_0) return ((uint64_t)t->rows + 15) * (uint64_t)gp_q8_npad(t->nb) * 34 + 2 * GP_ALIGN;
+    return ((uint64_t)t->rows + 15) * (uint64_t)t->cols * 2 + 2 * GP_ALIGN;
+}
+static void gp_pack(gp_tensor *t, unsigned char *buf)
+{
+#if defined(GP_Q8_DOT) && defined(GP_SIMD)
+    if (t->type == GPT_DTYPE_Q8_0) gp_q8_pack(t, buf);
+#endif
+#if defined(GP_F32_CHAINS)
+    if (gp_h16_packs(t->type)) gp_h16_pack(t, buf);
+#endif
+    (void)t;
+    (void)buf;
+}
+
+/* The weights of m's linear layers packed for the SIMD products (q8_0 for
+ * the integer products, f16 and bf16 for the chains), in one allocation
+ * that the model owns; nothing where no such products are compiled in (the
+ * scalar twins read the checkpoint's rows). The SIMD products read only the
+ * packed copy; the embedding lookup (wte's rows) and the reference kernels
+ * still read the checkpoint's. */
+static gpt_status gp_pack_model(gpt_model *m, const char *what, gpt_error *err)
+{
     size_t total = 0, at = 0;
     int l, t, pass;
     for (pass = 0; pass < 2; pass++) {
@@ -3973,34 +4041,27 @@ static gpt_status gp_q8_pack_model(gpt_model *m, const char *what, gpt_error *er
             const gp_tensor *ts[4];
             int nt = gp_linear_weights(m, l, ts);
             for (t = 0; t < nt; t++) {
-                if (ts[t]->type != GPT_DTYPE_Q8_0) continue;
+                size_t bytes = gp_packed_bytes(ts[t]);
+                if (!bytes) continue;
                 if (pass == 0) {
-                    /* checked first: padding to whole groups can make a
-                     * tensor larger than its bytes in the file */
-                    uint64_t most = ((uint64_t)ts[t]->rows + 15) * (uint64_t)gp_q8_npad(ts[t]->nb) * 34 + 2 * GP_ALIGN;
-                    if (most > (uint64_t)(SIZE_MAX / 2) - total)
-                        return gpt__set_error(err, GPT_ERR_OUT_OF_MEMORY, "%s: the q8_0 weights are too large to "
-                                              "pack in this address space", what);
-                    total += gp_q8_packed_bytes(ts[t]);
+                    if (gp_packed_bytes_most(ts[t]) > (uint64_t)(SIZE_MAX / 2) - total)
+                        return gpt__set_error(err, GPT_ERR_OUT_OF_MEMORY, "%s: the %s weights are too large to "
+                                              "pack in this address space", what, gpt_dtype_name(ts[t]->type));
+                    total += bytes;
                 } else {
-                    gp_q8_pack((gp_tensor *)ts[t], m->q8_packed + at); /* m is not const here */
-                    at += gp_q8_packed_bytes(ts[t]);
+                    gp_pack((gp_tensor *)ts[t], m->packed + at); /* m is not const here */
+                    at += bytes;
                 }
             }
         }
         if (pass == 0) {
             if (!total) return GPT_OK;
-            m->q8_packed = (unsigned char *)gp_alloc_aligned(total);
-            if (!m->q8_packed)
-                return gpt__set_error(err, GPT_ERR_OUT_OF_MEMORY, "%s: out of memory packing the q8_0 weights "
-                                      "(%llu bytes)", what, (unsigned long long)total);
+            m->packed = (unsigned char *)gp_alloc_aligned(total);
+            if (!m->packed)
+                return gpt__set_error(err, GPT_ERR_OUT_OF_MEMORY, "%s: out of memory packing the weights for the "
+                                      "SIMD products (%llu bytes)", what, (unsigned long long)total);
         }
     }
-#else
-    (void)m;
-    (void)what;
-    (void)err;
-#endif
     return GPT_OK;
 }
 
@@ -4034,7 +4095,7 @@ static void gp_linear_prepare(const gp_tensor *W, const float *x, int ldx, int n
 
 /* Floats of per-thread scratch the linear kernels need beyond a widened row:
  * rows + GP_PREP_PAD prepared rows of the widest matrix that takes dot
- * products, if any, or the panel of 64 x K floats of the f32 chains (section
+ * products, if any, or the panel of 64 x K floats of the chains (section
  * 10.6), if more. */
 static size_t gp_linear_scratch_floats(const gpt_model *m, size_t rows)
 {
@@ -4048,7 +4109,7 @@ static size_t gp_linear_scratch_floats(const gpt_model *m, size_t rows)
             bytes = kind ? gp_prep_bytes(kind, ts[t]->cols) : 0;
             if (bytes > most) most = bytes;
 #if defined(GP_F32_CHAINS)
-            if (ts[t]->type == GPT_DTYPE_F32 && (size_t)64 * ts[t]->cols > panel) panel = (size_t)64 * ts[t]->cols;
+            if (!kind && ts[t]->type != GPT_DTYPE_Q8_0 && (size_t)64 * ts[t]->cols > panel) panel = (size_t)64 * ts[t]->cols;
 #endif
         }
     }
@@ -4141,7 +4202,7 @@ static void gp_linear_ref(const gp_tensor *W, const float *bias, const float *x,
             float v = kind == GP_PREP_Q8     ? gp_dot_q8_ref(W, j, xr)
                       : kind == GP_PREP_BF16 ? gp_dot_bf16_ref(W, j, (const uint16_t *)(const void *)xr)
 #if defined(GP_F32_CHAINS)
-                      : W->type == GPT_DTYPE_F32 ? gp_chain_ref(w, x + (size_t)r * ldx, cols)
+                      : W->type != GPT_DTYPE_Q8_0 ? gp_chain_ref(w, x + (size_t)r * ldx, cols)
 #endif
                                              : gp_dot_ref(w, x + (size_t)r * ldx, cols);
             float *out = y + (size_t)r * ldy + j;
@@ -4510,12 +4571,23 @@ static void gp_store_sum(float *y, float sum, const float *bias, int j, int accu
 #if defined(GP_AVX512)
 /* The same for 16 outputs side by side (the f32 and q8_0 chains): y[0..nj)
  * = (acc + bias) (+ y), nj <= 16. */
-GP_INLINE void gp_chain_store(float *y, __m512 acc, const float *bias, int nj, int accumulate)
+GP_INLINE void gp_chain_store_mask(float *y, __m512 acc, const float *bias, __mmask16 m, int accumulate)
 {
-    __mmask16 m = (__mmask16)(nj >= 16 ? 0xFFFF : (1u << nj) - 1u);
     __m512 v = _mm512_add_ps(acc, bias ? _mm512_maskz_loadu_ps(m, bias) : _mm512_setzero_ps());
     if (accumulate) v = _mm512_add_ps(_mm512_maskz_loadu_ps(m, y), v);
     _mm512_mask_storeu_ps(y, m, v);
+}
+GP_INLINE void gp_chain_store(float *y, __m512 acc, const float *bias, int nj, int accumulate)
+{
+    gp_chain_store_mask(y, acc, bias, (__mmask16)(nj >= 16 ? 0xFFFF : (1u << nj) - 1u), accumulate);
+}
+/* Lanes lo .. hi-1 only (clamped to 0 .. 16): a piece of W's rows that
+ * starts inside a packed group of 16. */
+GP_INLINE void gp_chain_store_range(float *y, __m512 acc, const float *bias, int lo, int hi, int accumulate)
+{
+    unsigned below_hi = hi >= 16 ? 0xFFFFu : hi <= 0 ? 0u : (1u << hi) - 1u;
+    unsigned from_lo = lo <= 0 ? 0xFFFFu : lo >= 16 ? 0u : 0xFFFFu & ~((1u << lo) - 1u);
+    gp_chain_store_mask(y, acc, bias, (__mmask16)(below_hi & from_lo), accumulate);
 }
 #endif
 
@@ -5129,6 +5201,12 @@ GP_INLINE void gp_dot_body(const gp_tensor *W, gpt_dtype type, const float *X, i
 #if defined(GP_F32_CHAINS)
 static void gp_chain_linear(const gp_tensor *W, const float *bias, const float *x, int ldx, int n, int j0, int j1,
                             float *y, int ldy, int accumulate, float *panel);
+static void gp_h16_linear_f16(const gp_tensor *W, const float *bias, const float *x, int ldx, int n, int j0, int j1,
+                              float *y, int ldy, int accumulate, float *panel);
+#if !defined(GP_BF16_DOT)
+static void gp_h16_linear_bf16(const gp_tensor *W, const float *bias, const float *x, int ldx, int n, int j0, int j1,
+                               float *y, int ldy, int accumulate, float *panel);
+#endif
 #endif
 
 /* The linear layer with the SIMD kernels, one instance per weight type. */
@@ -5140,15 +5218,18 @@ static void gp_linear_simd(const gp_tensor *W, const float *bias, const float *x
     switch (W->type) {
 #if defined(GP_F32_CHAINS)
     case GPT_DTYPE_F32: gp_chain_linear(W, bias, x, ldx, n, j0, j1, y, ldy, accumulate, scratch); break;
+    case GPT_DTYPE_F16: gp_h16_linear_f16(W, bias, x, ldx, n, j0, j1, y, ldy, accumulate, scratch); break;
 #else
     case GPT_DTYPE_F32: gp_dot_body(W, GPT_DTYPE_F32, x, ldx, n, j0, j1, y, ldy, bias, accumulate); break;
-#endif
     case GPT_DTYPE_F16: gp_dot_body(W, GPT_DTYPE_F16, x, ldx, n, j0, j1, y, ldy, bias, accumulate); break;
+#endif
 #if defined(GP_BF16_DOT)
     case GPT_DTYPE_BF16:
         gp_dot_body(W, GP_BF16DOT, scratch, (int)(gp_prep_bytes(GP_PREP_BF16, W->cols) / 4), n, j0, j1, y, ldy, bias,
                     accumulate);
         break;
+#elif defined(GP_F32_CHAINS)
+    case GPT_DTYPE_BF16: gp_h16_linear_bf16(W, bias, x, ldx, n, j0, j1, y, ldy, accumulate, scratch); break;
 #else
     case GPT_DTYPE_BF16: gp_dot_body(W, GPT_DTYPE_BF16, x, ldx, n, j0, j1, y, ldy, bias, accumulate); break;
 #endif
@@ -5450,13 +5531,15 @@ static void gp_chain_pack(const float *w, int K, int nj, float *panel)
 /* A tile of ROWS rows of x against a panel: the chains as in gp_op_tile6,
  * stored with the bias as gp_chain_store does. */
 #define GP_CH_ZERO(r) c##r##0 = c##r##1 = c##r##2 = c##r##3 = _mm512_setzero_ps();
-#define GP_CH_STORE(r)                                                                                     \
-    gp_chain_store(y + (size_t)(r) * ldy, c##r##0, bias, nj, accumulate);                                  \
-    if (nj > 16) gp_chain_store(y + (size_t)(r) * ldy + 16, c##r##1, bias ? bias + 16 : NULL, nj - 16, accumulate); \
-    if (nj > 32) gp_chain_store(y + (size_t)(r) * ldy + 32, c##r##2, bias ? bias + 32 : NULL, nj - 32, accumulate); \
-    if (nj > 48) gp_chain_store(y + (size_t)(r) * ldy + 48, c##r##3, bias ? bias + 48 : NULL, nj - 48, accumulate);
+#define GP_CH_STORE1(r, v)                                                                                 \
+    if (nj > 16 * (v))                                                                                     \
+        gp_chain_store_range(y + (size_t)(r) * ldy + 16 * (v), c##r##v, bias ? bias + 16 * (v) : NULL, lo - 16 * (v), \
+                             nj - 16 * (v), accumulate);
+#define GP_CH_STORE(r) GP_CH_STORE1(r, 0) GP_CH_STORE1(r, 1) GP_CH_STORE1(r, 2) GP_CH_STORE1(r, 3)
+/* (outputs lo .. nj-1 of the panel stored; lo > 0 where a piece of W's
+ * rows starts inside a packed group) */
 #define GP_CHAIN_TILE(name, ROWS)                                                                          \
-    static void name(const float *x, int ldx, const float *panel, int K, float *y, int ldy, int nj,        \
+    static void name(const float *x, int ldx, const float *panel, int K, float *y, int ldy, int lo, int nj, \
                      const float *bias, int accumulate)                                                    \
     {                                                                                                      \
         int k;                                                                                             \
@@ -5477,12 +5560,118 @@ GP_CHAIN_TILE(gp_chain_tile4, GP_ROWS4)
 GP_CHAIN_TILE(gp_chain_tile5, GP_ROWS5)
 GP_CHAIN_TILE(gp_chain_tile6, GP_TILE_ROWS)
 
+typedef void (*gp_chain_tile_fn)(const float *, int, const float *, int, float *, int, int, int, const float *, int);
+static const gp_chain_tile_fn gp_chain_tiles[7] = {NULL,           gp_chain_tile1, gp_chain_tile2, gp_chain_tile3,
+                                                   gp_chain_tile4, gp_chain_tile5, gp_chain_tile6};
+
+/* Columns k .. k+kn-1 (kn <= 16) of a packed group of 2-byte weights
+ * (gp_h16_pack), widened: r[i] = the group's 16 values at k + i. */
+GP_INLINE void gp_h16_block(const uint16_t *group, int k, int kn, gpt_dtype type, __m512 *r)
+{
+    int i;
+    for (i = 0; i < kn; i++) {
+        __m256i h = _mm256_loadu_si256((const __m256i *)(const void *)(group + (size_t)(k + i) * 16));
+        r[i] = type == GPT_DTYPE_F16 ? _mm512_cvtph_ps(h)
+                                     : _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
+    }
+}
+
+/* The chains over packed f16 or bf16 weights: as gp_chain_few and the
+ * panels of gp_chain_linear, with W's groups of 16 rows read as they are
+ * stored instead of transposed. A piece of rows j0 .. j1-1 computes the
+ * whole groups it touches and stores its own outputs. */
+#ifndef GP_H16_AHEAD
+#define GP_H16_AHEAD 2048
+#endif
+GP_INLINE void gp_h16_linear(const gp_tensor *W, gpt_dtype type, const float *bias, const float *x, int ldx, int n,
+                             int j0, int j1, float *y, int ldy, int accumulate, float *panel)
+{
+    int K = W->cols, g, k, row, r, gb, i;
+    __m512 acc[GP_CHAIN_FEW], blk[16];
+    if (n == 1) {
+        /* every decoded token: one row's FMAs of a group depend on each
+         * other (4 cycles each), so 4 groups' chains run side by side */
+        for (g = j0 / 16; g * 16 < j1; g += 4) {
+            const uint16_t *gr[4];
+            __m512 c[4];
+            for (i = 0; i < 4; i++) {
+                gr[i] = W->hp + (size_t)((g + i) * 16 < j1 ? g + i : g) * K * 16; /* past the piece: computed, not stored */
+                c[i] = _mm512_setzero_ps();
+            }
+            for (k = 0; k < K; k += 16) {
+                int kn = K - k < 16 ? K - k : 16, line, kk;
+                for (i = 0; i < 4; i++)
+                    for (line = 0; line < 8; line++) GP_PREFETCH_L2_AT(gr[i] + (size_t)k * 16 + line * 32, GP_H16_AHEAD);
+                for (kk = k; kk < k + kn; kk++) {
+                    __m512 xb = _mm512_set1_ps(x[kk]);
+                    for (i = 0; i < 4; i++) {
+                        __m256i h = _mm256_loadu_si256((const __m256i *)(const void *)(gr[i] + (size_t)kk * 16));
+                        __m512 w = type == GPT_DTYPE_F16
+                                       ? _mm512_cvtph_ps(h)
+                                       : _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
+                        c[i] = _mm512_fmadd_ps(xb, w, c[i]);
+                    }
+                }
+            }
+            for (i = 0; i < 4 && (g + i) * 16 < j1; i++)
+                gp_chain_store_range(y + (g + i) * 16, c[i], bias ? bias + (g + i) * 16 : NULL, j0 - (g + i) * 16,
+                                     j1 - (g + i) * 16, accumulate);
+        }
+        return;
+    }
+    if (n <= GP_CHAIN_FEW) {
+        for (g = j0 / 16; g * 16 < j1; g++) {
+            const uint16_t *group = W->hp + (size_t)g * K * 16;
+            for (row = 0; row < n; row++) acc[row] = _mm512_setzero_ps();
+            for (k = 0; k < K; k += 16) {
+                int kn = K - k < 16 ? K - k : 16, line;
+                for (line = 0; line < 8; line++) GP_PREFETCH_L2_AT(group + (size_t)k * 16 + line * 32, GP_H16_AHEAD);
+                gp_h16_block(group, k, kn, type, blk);
+                gp_chain_all_rows(acc, x, ldx, n, k, kn, blk);
+            }
+            for (row = 0; row < n; row++)
+                gp_chain_store_range(y + (size_t)row * ldy + g * 16, acc[row], bias ? bias + g * 16 : NULL, j0 - g * 16,
+                                     j1 - g * 16, accumulate);
+        }
+        return;
+    }
+    for (gb = j0 / 16 * 16; gb < j1; gb += 64) {
+        int nj = j1 - gb < 64 ? j1 - gb : 64;
+        for (i = 0; i < 4; i++) { /* groups past the piece: zeros, computed and never stored */
+            const uint16_t *group = W->hp + (size_t)(gb / 16 + i) * K * 16;
+            for (k = 0; k < K; k += 16) {
+                int kn = K - k < 16 ? K - k : 16, c;
+                if (16 * i < nj)
+                    gp_h16_block(group, k, kn, type, blk);
+                else
+                    for (c = 0; c < kn; c++) blk[c] = _mm512_setzero_ps();
+                for (c = 0; c < kn; c++) _mm512_storeu_ps(panel + (size_t)(k + c) * 64 + 16 * i, blk[c]);
+            }
+        }
+        for (r = 0; r < n; r += 6) {
+            int mr = n - r < 6 ? n - r : 6;
+            gp_chain_tiles[mr](x + (size_t)r * ldx, ldx, panel, K, y + (size_t)r * ldy + gb, ldy, j0 - gb, nj,
+                               bias ? bias + gb : NULL, accumulate);
+        }
+    }
+}
+
+static void gp_h16_linear_f16(const gp_tensor *W, const float *bias, const float *x, int ldx, int n, int j0, int j1,
+                              float *y, int ldy, int accumulate, float *panel)
+{
+    gp_h16_linear(W, GPT_DTYPE_F16, bias, x, ldx, n, j0, j1, y, ldy, accumulate, panel);
+}
+#if !defined(GP_BF16_DOT)
+static void gp_h16_linear_bf16(const gp_tensor *W, const float *bias, const float *x, int ldx, int n, int j0, int j1,
+                               float *y, int ldy, int accumulate, float *panel)
+{
+    gp_h16_linear(W, GPT_DTYPE_BF16, bias, x, ldx, n, j0, j1, y, ldy, accumulate, panel);
+}
+#endif
+
 static void gp_chain_linear(const gp_tensor *W, const float *bias, const float *x, int ldx, int n, int j0, int j1,
                             float *y, int ldy, int accumulate, float *panel)
 {
-    typedef void (*tile_fn)(const float *, int, const float *, int, float *, int, int, const float *, int);
-    static const tile_fn tiles[7] = {NULL,           gp_chain_tile1, gp_chain_tile2, gp_chain_tile3,
-                                     gp_chain_tile4, gp_chain_tile5, gp_chain_tile6};
     const float *w = (const float *)(const void *)W->data;
     int K = W->cols, jb, r;
     if (n == 1) { /* every decoded token: its accumulator stays in a register */
@@ -5498,8 +5687,8 @@ static void gp_chain_linear(const gp_tensor *W, const float *bias, const float *
         gp_chain_pack(w + (size_t)jb * K, K, nj, panel);
         for (r = 0; r < n; r += 6) {
             int mr = n - r < 6 ? n - r : 6;
-            tiles[mr](x + (size_t)r * ldx, ldx, panel, K, y + (size_t)r * ldy + jb, ldy, nj, bias ? bias + jb : NULL,
-                      accumulate);
+            gp_chain_tiles[mr](x + (size_t)r * ldx, ldx, panel, K, y + (size_t)r * ldy + jb, ldy, 0, nj,
+                               bias ? bias + jb : NULL, accumulate);
         }
     }
 }

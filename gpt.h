@@ -213,8 +213,9 @@ typedef struct gpt_config {
  * dotprod; not with GPT_NO_VNNI or GPT_NO_SIMD), the matrices of a q8_0
  * checkpoint are also packed once into an allocation of about their size,
  * in the order those products read them, and the products read only that
- * copy (the embedding lookup still reads wte's rows in the file). So are
- * they for the two functions below. */
+ * copy (the embedding lookup still reads wte's rows in the file). On
+ * AVX-512 so are f16 matrices (and bf16 ones with GPT_NO_BF16DOT or without
+ * AVX512_BF16). So are they for the two functions below. */
 GPT_API gpt_model *gpt_model_load(const char *path, gpt_error *err);
 /* How gpt_model_load_ex reads the file. */
 typedef struct gpt_load_params {

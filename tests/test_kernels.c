@@ -34,6 +34,18 @@ typedef struct kt_matrix {
     void *data, *q, *scales, *packed;
 } kt_matrix;
 
+/* The packed copy the loader makes of a model's matrices, where this build
+ * packs the type. */
+static int kt_pack(kt_matrix *m)
+{
+    size_t bytes = gp_packed_bytes(&m->W);
+    if (!bytes) return 0;
+    m->packed = malloc(bytes);
+    if (!m->packed) return -1;
+    gp_pack(&m->W, (unsigned char *)m->packed);
+    return 0;
+}
+
 static int kt_make(kt_matrix *m, gpt_dtype t, int J, int K)
 {
     int j, k, nb = (K + 31) / 32;
@@ -53,13 +65,7 @@ static int kt_make(kt_matrix *m, gpt_dtype t, int J, int K)
         m->W.q = q;
         m->W.scales = s;
         m->W.data = (const unsigned char *)q;
-#if defined(GP_Q8_DOT) && defined(GP_SIMD)
-        /* packed as the loader packs a model's */
-        m->packed = malloc(gp_q8_packed_bytes(&m->W));
-        if (!m->packed) return -1;
-        gp_q8_pack(&m->W, (unsigned char *)m->packed);
-#endif
-        return 0;
+        return kt_pack(m);
     }
     m->data = malloc((size_t)J * K * 4 + 64);
     if (!m->data) return -1;
@@ -72,7 +78,7 @@ static int kt_make(kt_matrix *m, gpt_dtype t, int J, int K)
             if (t == GPT_DTYPE_BF16) ((uint16_t *)m->data)[at] = gpt__f32_to_bf16(v);
         }
     m->W.data = (const unsigned char *)m->data;
-    return 0;
+    return kt_pack(m);
 }
 
 static void kt_free(kt_matrix *m)
@@ -344,6 +350,18 @@ TEST(f32_chains_equal_their_twin_in_every_path)
     static const int pieces[] = {1000, 64, 16, 3};
     kt_chains_equal_their_twin(GPT_DTYPE_F32, ks, KT_N(ks), js, KT_N(js), ns, KT_N(ns), pieces, KT_N(pieces));
 }
+
+/* f16 weights, and bf16 ones where they take no dot products, widened to
+ * f32 on AVX-512: the same chains, bit for bit the twin's on the widened
+ * rows, in every path. */
+TEST(widened_chains_equal_their_twin_in_every_path)
+{
+    static const int ks[] = {1, 17, 100, 768}, js[] = {17, 64, 65}, ns[] = {1, 3, 16, 17, 23};
+    static const int pieces[] = {1000, 16, 3};
+    kt_chains_equal_their_twin(GPT_DTYPE_F16, ks, KT_N(ks), js, KT_N(js), ns, KT_N(ns), pieces, KT_N(pieces));
+    if (!gp_prep_kind(GPT_DTYPE_BF16))
+        kt_chains_equal_their_twin(GPT_DTYPE_BF16, ks, KT_N(ks), js, KT_N(js), ns, KT_N(ns), pieces, KT_N(pieces));
+}
 #endif
 
 #if defined(GP_Q8_CHAINS)
@@ -372,6 +390,7 @@ int main(void)
     RUN(rows_are_batch_invariant_in_the_kernels);
 #if defined(GP_F32_CHAINS)
     RUN(f32_chains_equal_their_twin_in_every_path);
+    RUN(widened_chains_equal_their_twin_in_every_path);
 #endif
 #if defined(GP_Q8_CHAINS)
     RUN(q8_chains_equal_their_twin_in_every_path);

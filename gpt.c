@@ -166,8 +166,8 @@ typedef struct gp_tensor {
     const unsigned char *qp; /* [rows][np * 32] quants in groups (gp_q8_block_at), x86: as w + 128 */
     const uint16_t *sp;      /* [rows][np] f16 scales, 0 past nb */
     /* f16 and bf16 weights of the linear layers where they take the chains
-     * (section 10.6): the same values by groups of 16 rows, k-major, [rows /
-     * 16][cols][16] (gp_h16_pack), else NULL */
+     * (section 10.6): the same values by groups of 16 rows, k-major,
+     * [(rows + 15) / 16][cols][16] (gp_h16_pack), else NULL */
     const uint16_t *hp;
 } gp_tensor;
 
@@ -3995,9 +3995,27 @@ static void gp_h16_pack(gp_tensor *t, unsigned char *buf)
 }
 #endif
 
-/* Bytes of t's packed copy (0: t is not packed in this build), an upper
- * bound first checked against the address space (padding to whole groups
- * can make a tensor larger than its bytes in the file), and the packing. */
+/* Whether this build packs t (q8_0 for the integer products; f16, and
+ * bf16 without them, for the chains); an upper bound of the packed copy's
+ * bytes, in 64 bits, to check against the address space before
+ * gp_packed_bytes computes them in size_t (padding to whole groups can make
+ * a tensor larger than its bytes in the file); the bytes; the packing. */
+static int gp_packs(const gp_tensor *t)
+{
+#if defined(GP_Q8_DOT) && defined(GP_SIMD)
+    if (t->type == GPT_DTYPE_Q8_0) return 1;
+#endif
+#if defined(GP_F32_CHAINS)
+    if (gp_h16_packs(t->type)) return 1;
+#endif
+    (void)t;
+    return 0;
+}
+static uint64_t gp_packed_bytes_bound(const gp_tensor *t)
+{
+    if (t->type == GPT_DTYPE_Q8_0) return ((uint64_t)t->rows + 15) * (uint64_t)gp_q8_npad(t->nb) * 34 + 2 * GP_ALIGN;
+    return ((uint64_t)t->rows + 15) * (uint64_t)t->cols * 2 + 2 * GP_ALIGN; /* 2-byte values */
+}
 static size_t gp_packed_bytes(const gp_tensor *t)
 {
 #if defined(GP_Q8_DOT) && defined(GP_SIMD)
@@ -4008,11 +4026,6 @@ static size_t gp_packed_bytes(const gp_tensor *t)
 #endif
     (void)t;
     return 0;
-}
-static uint64_t gp_packed_bytes_most(const gp_tensor *t)
-{
-    if (t->type == GPT_DTYPE_Q8_0) return ((uint64_t)t->rows + 15) * (uint64_t)gp_q8_npad(t->nb) * 34 + 2 * GP_ALIGN;
-    return ((uint64_t)t->rows + 15) * (uint64_t)t->cols * 2 + 2 * GP_ALIGN;
 }
 static void gp_pack(gp_tensor *t, unsigned char *buf)
 {
@@ -4041,16 +4054,15 @@ static gpt_status gp_pack_model(gpt_model *m, const char *what, gpt_error *err)
             const gp_tensor *ts[4];
             int nt = gp_linear_weights(m, l, ts);
             for (t = 0; t < nt; t++) {
-                size_t bytes = gp_packed_bytes(ts[t]);
-                if (!bytes) continue;
+                if (!gp_packs(ts[t])) continue;
                 if (pass == 0) {
-                    if (gp_packed_bytes_most(ts[t]) > (uint64_t)(SIZE_MAX / 2) - total)
+                    if (gp_packed_bytes_bound(ts[t]) > (uint64_t)(SIZE_MAX / 2) - total)
                         return gpt__set_error(err, GPT_ERR_OUT_OF_MEMORY, "%s: the %s weights are too large to "
                                               "pack in this address space", what, gpt_dtype_name(ts[t]->type));
-                    total += bytes;
+                    total += gp_packed_bytes(ts[t]);
                 } else {
                     gp_pack((gp_tensor *)ts[t], m->packed + at); /* m is not const here */
-                    at += bytes;
+                    at += gp_packed_bytes(ts[t]);
                 }
             }
         }
@@ -5230,6 +5242,9 @@ static void gp_linear_simd(const gp_tensor *W, const float *bias, const float *x
         break;
 #elif defined(GP_F32_CHAINS)
     case GPT_DTYPE_BF16: gp_h16_linear_bf16(W, bias, x, ldx, n, j0, j1, y, ldy, accumulate, scratch); break;
+#if defined(GP_Q8_CHAINS)
+    default: (void)gp_dot_body; break; /* every type takes chains in this build (AVX-512 with VNNI, no BF16) */
+#endif
 #else
     case GPT_DTYPE_BF16: gp_dot_body(W, GPT_DTYPE_BF16, x, ldx, n, j0, j1, y, ldy, bias, accumulate); break;
 #endif
@@ -5366,6 +5381,9 @@ static void gp_op_rows(const float *x, int ldx, int rows, const float *panel, in
  *   to 6 rows of x then use from L2, each panel row loaded once per tile and
  *   each x[r][k] broadcast: 24 FMAs for 4 loads and 6 broadcasts, against
  *   10 vector loads for the dot products' 6 x 4 tile.
+ * f16 and bf16 weights (gp_h16_linear, below) take the same chains from a
+ * copy packed at load time by groups of 16 rows, k-major, so that they need
+ * no transposes.
  */
 
 /* r[i] = row i of a 16 x 16 block; afterwards r[i] = its column i. */
@@ -5529,7 +5547,7 @@ static void gp_chain_pack(const float *w, int K, int nj, float *panel)
 }
 
 /* A tile of ROWS rows of x against a panel: the chains as in gp_op_tile6,
- * stored with the bias as gp_chain_store does. */
+ * stored with the bias by gp_chain_store_range. */
 #define GP_CH_ZERO(r) c##r##0 = c##r##1 = c##r##2 = c##r##3 = _mm512_setzero_ps();
 #define GP_CH_STORE1(r, v)                                                                                 \
     if (nj > 16 * (v))                                                                                     \
@@ -5600,8 +5618,9 @@ GP_INLINE void gp_h16_linear(const gp_tensor *W, gpt_dtype type, const float *bi
             }
             for (k = 0; k < K; k += 16) {
                 int kn = K - k < 16 ? K - k : 16, line, kk;
-                for (i = 0; i < 4; i++)
-                    for (line = 0; line < 8; line++) GP_PREFETCH_L2_AT(gr[i] + (size_t)k * 16 + line * 32, GP_H16_AHEAD);
+                for (i = 0; i < 4; i++) /* the lines of this block, GP_H16_AHEAD bytes on */
+                    for (line = 0; line < (kn + 1) / 2; line++)
+                        GP_PREFETCH_L2_AT(gr[i] + (size_t)k * 16 + line * 32, GP_H16_AHEAD);
                 for (kk = k; kk < k + kn; kk++) {
                     __m512 xb = _mm512_set1_ps(x[kk]);
                     for (i = 0; i < 4; i++) {
@@ -5625,7 +5644,8 @@ GP_INLINE void gp_h16_linear(const gp_tensor *W, gpt_dtype type, const float *bi
             for (row = 0; row < n; row++) acc[row] = _mm512_setzero_ps();
             for (k = 0; k < K; k += 16) {
                 int kn = K - k < 16 ? K - k : 16, line;
-                for (line = 0; line < 8; line++) GP_PREFETCH_L2_AT(group + (size_t)k * 16 + line * 32, GP_H16_AHEAD);
+                for (line = 0; line < (kn + 1) / 2; line++)
+                    GP_PREFETCH_L2_AT(group + (size_t)k * 16 + line * 32, GP_H16_AHEAD);
                 gp_h16_block(group, k, kn, type, blk);
                 gp_chain_all_rows(acc, x, ldx, n, k, kn, blk);
             }
@@ -5638,10 +5658,10 @@ GP_INLINE void gp_h16_linear(const gp_tensor *W, gpt_dtype type, const float *bi
     for (gb = j0 / 16 * 16; gb < j1; gb += 64) {
         int nj = j1 - gb < 64 ? j1 - gb : 64;
         for (i = 0; i < 4; i++) { /* groups past the piece: zeros, computed and never stored */
-            const uint16_t *group = W->hp + (size_t)(gb / 16 + i) * K * 16;
+            const uint16_t *group = 16 * i < nj ? W->hp + (size_t)(gb / 16 + i) * K * 16 : NULL;
             for (k = 0; k < K; k += 16) {
                 int kn = K - k < 16 ? K - k : 16, c;
-                if (16 * i < nj)
+                if (group)
                     gp_h16_block(group, k, kn, type, blk);
                 else
                     for (c = 0; c < kn; c++) blk[c] = _mm512_setzero_ps();
@@ -6121,9 +6141,10 @@ static void gp_split_range(int n, int grain, int ith, int nth, int *b, int *e)
  * `piece` rows; from the back, the rows after the last multiple of `piece`;
  * `piece` is a multiple of GP_ROWS_STOLEN. Every bound stays a multiple of
  * GP_ROWS_STOLEN (or the matrix's end), as with the static split: the
- * kernels group rows in fours from the start of their range, and the
- * grouping decides the order of the sums, so results stay bitwise the same
- * for any thread count. */
+ * dot-product kernels group rows in fours from the start of their range,
+ * and the grouping decides the order of their sums (the chains' order does
+ * not depend on it; their packed groups are 16 rows), so results stay
+ * bitwise the same for any thread count. */
 static int gp_claim_rows(uint64_t *left, int piece, int from_back, int *b, int *e)
 {
     uint64_t cur = __atomic_load_n(left, __ATOMIC_ACQUIRE), next;

@@ -356,8 +356,8 @@ TEST(f32_chains_equal_their_twin_in_every_path)
  * rows, in every path. */
 TEST(widened_chains_equal_their_twin_in_every_path)
 {
-    static const int ks[] = {1, 17, 100, 768}, js[] = {17, 64, 65}, ns[] = {1, 3, 16, 17, 23};
-    static const int pieces[] = {1000, 16, 3};
+    static const int ks[] = {1, 15, 16, 17, 100, 768}, js[] = {17, 64, 65, 130}, ns[] = {1, 3, 16, 17, 23};
+    static const int pieces[] = {1000, 72, 40, 16, 3}; /* 72 and 40: panels starting inside a group */
     kt_chains_equal_their_twin(GPT_DTYPE_F16, ks, KT_N(ks), js, KT_N(js), ns, KT_N(ns), pieces, KT_N(pieces));
     if (!gp_prep_kind(GPT_DTYPE_BF16))
         kt_chains_equal_their_twin(GPT_DTYPE_BF16, ks, KT_N(ks), js, KT_N(js), ns, KT_N(ns), pieces, KT_N(pieces));

@@ -3977,6 +3977,8 @@ static int gp_h16_packs(gpt_dtype type)
 {
     return type == GPT_DTYPE_F16 || (type == GPT_DTYPE_BF16 && !gp_prep_kind(type));
 }
+/* The weight types whose products are the chains: f32, and the above. */
+static int gp_takes_chains(gpt_dtype type) { return type == GPT_DTYPE_F32 || gp_h16_packs(type); }
 static size_t gp_h16_packed_bytes(const gp_tensor *t)
 {
     return gp_align_up(((size_t)t->rows + 15) / 16 * 16 * (size_t)t->cols * 2);
@@ -4121,7 +4123,7 @@ static size_t gp_linear_scratch_floats(const gpt_model *m, size_t rows)
             bytes = kind ? gp_prep_bytes(kind, ts[t]->cols) : 0;
             if (bytes > most) most = bytes;
 #if defined(GP_F32_CHAINS)
-            if (!kind && ts[t]->type != GPT_DTYPE_Q8_0 && (size_t)64 * ts[t]->cols > panel) panel = (size_t)64 * ts[t]->cols;
+            if (gp_takes_chains(ts[t]->type) && (size_t)64 * ts[t]->cols > panel) panel = (size_t)64 * ts[t]->cols;
 #endif
         }
     }
@@ -4214,7 +4216,7 @@ static void gp_linear_ref(const gp_tensor *W, const float *bias, const float *x,
             float v = kind == GP_PREP_Q8     ? gp_dot_q8_ref(W, j, xr)
                       : kind == GP_PREP_BF16 ? gp_dot_bf16_ref(W, j, (const uint16_t *)(const void *)xr)
 #if defined(GP_F32_CHAINS)
-                      : W->type != GPT_DTYPE_Q8_0 ? gp_chain_ref(w, x + (size_t)r * ldx, cols)
+                      : gp_takes_chains(W->type) ? gp_chain_ref(w, x + (size_t)r * ldx, cols)
 #endif
                                              : gp_dot_ref(w, x + (size_t)r * ldx, cols);
             float *out = y + (size_t)r * ldy + j;
@@ -4783,13 +4785,6 @@ GP_INLINE float gp_q8_row1(const gp_tensor *W, const unsigned char *X, int j)
  * 768-wide rows at a third of vpdpbusd's rate here (a row's 24 blocks left
  * a tail of 8 to fold, and each output's 16 lanes to add up).
  */
-/* Lanes lo .. hi-1 of acc to y[0 .. hi-lo) (a thread piece that starts
- * inside a group stores only its outputs). */
-GP_INLINE void gp_q8c_store(float *y, __m512 acc, const float *bias, int lo, int hi, int accumulate)
-{
-    if (lo) acc = _mm512_maskz_compress_ps((__mmask16)(((1u << hi) - 1u) & ~((1u << lo) - 1u)), acc);
-    gp_chain_store(y, acc, bias, hi - lo, accumulate);
-}
 
 /* Rows 0 .. R-1 of x (prepared, ldb bytes apart) against groups g .. g+G-1
  * of W, storing outputs j0 .. j1-1 of them: one function per R and G, the
@@ -4843,8 +4838,8 @@ GP_INLINE __m512i gp_q8c_four(const unsigned char *p)
 #define GP_QC_END(r, h)                                                                                    \
     a##r##h = _mm512_fmadd_ps(_mm512_cvtepi32_ps(i##r##h), _mm512_mul_ps(_mm512_set1_ps(dx##r[b]), dw##h), a##r##h);
 #define GP_QC_STORE(r, h)                                                                                  \
-    gp_q8c_store(y + (size_t)(r)*ldy + first##h + lo##h, a##r##h, bias ? bias + first##h + lo##h : NULL, lo##h, \
-                 hi##h, accumulate);
+    gp_chain_store_range(y + (size_t)(r)*ldy + first##h, a##r##h, bias ? bias + first##h : NULL, lo##h, hi##h,  \
+                         accumulate);
 #define GP_Q8C_TILE(name, ROWS, GROUPS, PAIRS)                                                             \
     static void name(const gp_tensor *W, const unsigned char *X, size_t ldb, int g, int j0, int j1, float *y, \
                      int ldy, const float *bias, int accumulate, size_t ahead)                             \
@@ -5588,9 +5583,8 @@ GP_INLINE void gp_h16_block(const uint16_t *group, int k, int kn, gpt_dtype type
 {
     int i;
     for (i = 0; i < kn; i++) {
-        __m256i h = _mm256_loadu_si256((const __m256i *)(const void *)(group + (size_t)(k + i) * 16));
-        r[i] = type == GPT_DTYPE_F16 ? _mm512_cvtph_ps(h)
-                                     : _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
+        const uint16_t *p = group + (size_t)(k + i) * 16;
+        r[i] = type == GPT_DTYPE_F16 ? GP_VLOAD_F16(p) : GP_VLOAD_BF16(p);
     }
 }
 
@@ -5624,11 +5618,8 @@ GP_INLINE void gp_h16_linear(const gp_tensor *W, gpt_dtype type, const float *bi
                 for (kk = k; kk < k + kn; kk++) {
                     __m512 xb = _mm512_set1_ps(x[kk]);
                     for (i = 0; i < 4; i++) {
-                        __m256i h = _mm256_loadu_si256((const __m256i *)(const void *)(gr[i] + (size_t)kk * 16));
-                        __m512 w = type == GPT_DTYPE_F16
-                                       ? _mm512_cvtph_ps(h)
-                                       : _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
-                        c[i] = _mm512_fmadd_ps(xb, w, c[i]);
+                        const uint16_t *p = gr[i] + (size_t)kk * 16;
+                        c[i] = _mm512_fmadd_ps(xb, type == GPT_DTYPE_F16 ? GP_VLOAD_F16(p) : GP_VLOAD_BF16(p), c[i]);
                     }
                 }
             }

@@ -145,6 +145,20 @@
 #if defined(GP_Q8_DOT) && defined(GP_AVX512)
 #define GP_Q8_CHAINS 1
 #endif
+/* bf16 on Intel's AMX (Xeons since Sapphire Rapids; Linux, which lets a
+ * process use the tiles once it asks): every product of bf16 weights is a
+ * tile's dot products (tdpbf16ps), for one row of x as for many, so a row's
+ * bits do not depend on its batch. Checked at load time (gp_amx_usable);
+ * elsewhere bf16 takes vdpbf16ps. (gcc spells the macros __AMX_TILE__,
+ * clang 14 __AMXTILE__.) */
+#if defined(GP_BF16_DOT) && defined(GP_AVX512) && defined(__linux__) && defined(__x86_64__) && \
+    !defined(GPT_NO_AMX) && (defined(__AMX_TILE__) || defined(__AMXTILE__)) &&                   \
+    (defined(__AMX_BF16__) || defined(__AMXBF16__))
+#define GP_BF16_AMX 1
+#include <cpuid.h>
+#include <sys/syscall.h>
+long syscall(long number, ...); /* unistd.h declares it only beyond POSIX */
+#endif
 
 #define GP_ALIGN 64
 #define GP_MAX_THREADS 256
@@ -169,6 +183,11 @@ typedef struct gp_tensor {
      * (section 10.6): the same values by groups of 16 rows, k-major,
      * [(rows + 15) / 16][cols][16] (gp_h16_pack), else NULL */
     const uint16_t *hp;
+    /* bf16 weights of the linear layers where AMX takes them: groups of 16
+     * rows, each block of 32 columns as tdpbf16ps reads it, [(rows + 15) /
+     * 16][(cols + 31) / 32][16 column pairs][16 rows][2] (gp_amx_pack),
+     * else NULL */
+    const uint16_t *ap;
 } gp_tensor;
 
 /* The weights of one transformer block, in the checkpoint's order. */
@@ -575,6 +594,7 @@ static void gp_bind_tensor(gp_tensor *t, const unsigned char *base, uint64_t off
     t->qp = NULL;
     t->sp = NULL;
     t->hp = NULL;
+    t->ap = NULL;
     if (type == GPT_DTYPE_Q8_0) {
         uint64_t qbytes = ((uint64_t)rows * (uint64_t)t->nb * 32 + 63) / 64 * 64;
         t->q = (const signed char *)(const void *)t->data;
@@ -3997,6 +4017,60 @@ static void gp_h16_pack(gp_tensor *t, unsigned char *buf)
 }
 #endif
 
+#if defined(GP_BF16_AMX)
+/* Whether this process may use AMX's tiles: the CPU has them (CPUID leaf 7:
+ * AMX-BF16, AMX-TILE) and Linux granted them (arch_prctl
+ * ARCH_REQ_XCOMP_PERM, 0x1023, for XFEATURE_XTILEDATA, 18; refused under
+ * some seccomp filters and by kernels before 5.16). Asked once per process;
+ * a race only asks twice. */
+static int gp_amx_usable(void)
+{
+    static int state; /* 0: not asked yet, 1: usable, -1: not */
+    int s = __atomic_load_n(&state, __ATOMIC_ACQUIRE);
+    if (!s) {
+        unsigned a, b, c, d;
+        s = -1;
+        if (__get_cpuid_count(7, 0, &a, &b, &c, &d) && (d >> 22 & 1u) && (d >> 24 & 1u) &&
+            syscall(SYS_arch_prctl, 0x1023, 18) == 0)
+            s = 1;
+        __atomic_store_n(&state, s, __ATOMIC_RELEASE);
+    }
+    return s > 0;
+}
+static size_t gp_amx_packed_bytes(const gp_tensor *t)
+{
+    return gp_align_up(((size_t)t->rows + 15) / 16 * 16 * (((size_t)t->cols + 31) / 32 * 32) * 2);
+}
+/* bf16 W for tdpbf16ps: block b of group g is 16 lines of 64 bytes, line p
+ * holding columns 32 b + 2 p and 32 b + 2 p + 1 of the group's 16 rows in
+ * turn (rows and columns past W's: 0). */
+static void gp_amx_pack(gp_tensor *t, unsigned char *buf)
+{
+    const uint16_t *w = (const uint16_t *)(const void *)t->data;
+    uint16_t *out = (uint16_t *)(void *)buf;
+    int groups = (t->rows + 15) / 16, nb = (t->cols + 31) / 32, K = t->cols, g, b, p, i, e;
+    size_t at = 0;
+    for (g = 0; g < groups; g++)
+        for (b = 0; b < nb; b++)
+            for (p = 0; p < 16; p++)
+                for (i = 0; i < 16; i++)
+                    for (e = 0; e < 2; e++) {
+                        int row = g * 16 + i, k = b * 32 + 2 * p + e;
+                        out[at++] = row < t->rows && k < K ? w[(size_t)row * K + k] : 0;
+                    }
+    t->ap = out;
+}
+#endif
+static int gp_amx_packs(const gp_tensor *t)
+{
+#if defined(GP_BF16_AMX)
+    return t->type == GPT_DTYPE_BF16 && gp_amx_usable();
+#else
+    (void)t;
+    return 0;
+#endif
+}
+
 /* Whether this build packs t (q8_0 for the integer products; f16, and
  * bf16 without them, for the chains); an upper bound of the packed copy's
  * bytes, in 64 bits, to check against the address space before
@@ -4010,13 +4084,12 @@ static int gp_packs(const gp_tensor *t)
 #if defined(GP_F32_CHAINS)
     if (gp_h16_packs(t->type)) return 1;
 #endif
-    (void)t;
-    return 0;
+    return gp_amx_packs(t);
 }
 static uint64_t gp_packed_bytes_bound(const gp_tensor *t)
 {
     if (t->type == GPT_DTYPE_Q8_0) return ((uint64_t)t->rows + 15) * (uint64_t)gp_q8_npad(t->nb) * 34 + 2 * GP_ALIGN;
-    return ((uint64_t)t->rows + 15) * (uint64_t)t->cols * 2 + 2 * GP_ALIGN; /* 2-byte values */
+    return ((uint64_t)t->rows + 15) * ((uint64_t)t->cols + 31) * 2 + 2 * GP_ALIGN; /* 2-byte values */
 }
 static size_t gp_packed_bytes(const gp_tensor *t)
 {
@@ -4025,6 +4098,9 @@ static size_t gp_packed_bytes(const gp_tensor *t)
 #endif
 #if defined(GP_F32_CHAINS)
     if (gp_h16_packs(t->type)) return gp_h16_packed_bytes(t);
+#endif
+#if defined(GP_BF16_AMX)
+    if (gp_amx_packs(t)) return gp_amx_packed_bytes(t);
 #endif
     (void)t;
     return 0;
@@ -4036,6 +4112,9 @@ static void gp_pack(gp_tensor *t, unsigned char *buf)
 #endif
 #if defined(GP_F32_CHAINS)
     if (gp_h16_packs(t->type)) gp_h16_pack(t, buf);
+#endif
+#if defined(GP_BF16_AMX)
+    if (gp_amx_packs(t)) gp_amx_pack(t, buf);
 #endif
     (void)t;
     (void)buf;
@@ -5217,6 +5296,70 @@ static void gp_h16_linear_bf16(const gp_tensor *W, const float *bias, const floa
 #endif
 
 /* The linear layer with the SIMD kernels, one instance per weight type. */
+#if defined(GP_BF16_AMX)
+/* The tiles' shapes (palette 1): 0 and 1 the sums of up to 16 rows of x by
+ * 16 outputs (f32); 2 a block of 32 of x's rounded values for those rows;
+ * 3 and 4 a block of two groups of W (gp_amx_pack). */
+typedef struct gp_amx_config {
+    unsigned char palette, start_row, reserved[14];
+    uint16_t colsb[16];
+    unsigned char rows[16];
+} gp_amx_config;
+
+static void gp_amx_configure(int rows)
+{
+    gp_amx_config cfg;
+    memset(&cfg, 0, sizeof cfg);
+    cfg.palette = 1;
+    cfg.rows[0] = cfg.rows[1] = cfg.rows[2] = (unsigned char)rows;
+    cfg.colsb[0] = cfg.colsb[1] = cfg.colsb[2] = 64;
+    cfg.rows[3] = cfg.rows[4] = 16;
+    cfg.colsb[3] = cfg.colsb[4] = 64;
+    _tile_loadconfig(&cfg);
+}
+
+/* Rows 0 .. n-1 of x (rounded to bf16, ldb bytes apart) against rows j0 ..
+ * j1-1 of W on AMX: two groups of 16 rows of W at a time meet every 16
+ * rows of x while they are in cache; each output's sum runs over the
+ * blocks of 32 in order in the tile. A piece of W's rows that starts or
+ * ends inside a group computes the whole group and stores its own. */
+static void gp_bf16_amx(const gp_tensor *W, const float *bias, const unsigned char *X, size_t ldb, int n, int j0,
+                        int j1, float *y, int ldy, int accumulate)
+{
+    float sums[2][16][16];
+    int nb = (W->cols + 31) / 32, g, r, b, i, h, configured = 0;
+    for (g = j0 / 16; g * 16 < j1; g += 2) {
+        int g1 = (g + 1) * 16 < j1 ? g + 1 : g; /* past the piece: computed, not stored */
+        const uint16_t *w0 = W->ap + (size_t)g * nb * 512, *w1 = W->ap + (size_t)g1 * nb * 512;
+        for (r = 0; r < n; r += 16) {
+            int m = n - r < 16 ? n - r : 16;
+            const unsigned char *xr = X + (size_t)r * ldb;
+            if (m != configured) {
+                gp_amx_configure(m);
+                configured = m;
+            }
+            _tile_zero(0);
+            _tile_zero(1);
+            for (b = 0; b < nb; b++) {
+                _tile_loadd(2, xr + (size_t)b * 64, (long)ldb);
+                _tile_loadd(3, w0 + (size_t)b * 512, 64);
+                _tile_loadd(4, w1 + (size_t)b * 512, 64);
+                _tile_dpbf16ps(0, 2, 3);
+                _tile_dpbf16ps(1, 2, 4);
+            }
+            _tile_stored(0, sums[0], 64);
+            _tile_stored(1, sums[1], 64);
+            for (h = 0; h < 2 && (g + h) * 16 < j1; h++)
+                for (i = 0; i < m; i++)
+                    gp_chain_store_range(y + (size_t)(r + i) * ldy + (g + h) * 16, _mm512_loadu_ps(sums[h][i]),
+                                         bias ? bias + (g + h) * 16 : NULL, j0 - (g + h) * 16, j1 - (g + h) * 16,
+                                         accumulate);
+        }
+    }
+    if (configured) _tile_release();
+}
+#endif
+
 static void gp_linear_simd(const gp_tensor *W, const float *bias, const float *x, int ldx, int n, int j0, int j1,
                            float *y, int ldy, int accumulate, float *scratch)
 {
@@ -5232,6 +5375,13 @@ static void gp_linear_simd(const gp_tensor *W, const float *bias, const float *x
 #endif
 #if defined(GP_BF16_DOT)
     case GPT_DTYPE_BF16:
+#if defined(GP_BF16_AMX)
+        if (W->ap) {
+            gp_bf16_amx(W, bias, (const unsigned char *)(const void *)scratch, gp_prep_bytes(GP_PREP_BF16, W->cols), n, j0,
+                        j1, y, ldy, accumulate);
+            break;
+        }
+#endif
         gp_dot_body(W, GP_BF16DOT, scratch, (int)(gp_prep_bytes(GP_PREP_BF16, W->cols) / 4), n, j0, j1, y, ldy, bias,
                     accumulate);
         break;
@@ -5842,15 +5992,18 @@ static const gp_kernels gp_kernels_simd = {"neon", gp_linear_simd, gp_gelu_simd,
 #endif
 
 /* Which weight types take dot products on rounded activations in this
- * build (1: q8_0, integer; 2: bf16), and 4 where f32 weights (and f16, and
- * bf16 without bit 2) take the chains of section 10.6, for the tests'
- * tolerances and sizes. */
+ * build (1: q8_0, integer; 2: bf16), 4 where f32 weights (and f16, and
+ * bf16 without bit 2) take the chains of section 10.6, and 8 where bf16
+ * takes AMX's tiles on this machine, for the tests' tolerances and sizes. */
 int gpt__dot_products(void)
 {
+    gp_tensor bf16;
+    memset(&bf16, 0, sizeof bf16);
+    bf16.type = GPT_DTYPE_BF16;
 #if defined(GP_F32_CHAINS)
-    return gp_prep_kind(GPT_DTYPE_Q8_0) | gp_prep_kind(GPT_DTYPE_BF16) | 4;
+    return gp_prep_kind(GPT_DTYPE_Q8_0) | gp_prep_kind(GPT_DTYPE_BF16) | 4 | (gp_amx_packs(&bf16) ? 8 : 0);
 #else
-    return gp_prep_kind(GPT_DTYPE_Q8_0) | gp_prep_kind(GPT_DTYPE_BF16);
+    return gp_prep_kind(GPT_DTYPE_Q8_0) | gp_prep_kind(GPT_DTYPE_BF16) | (gp_amx_packs(&bf16) ? 8 : 0);
 #endif
 }
 

@@ -26,6 +26,10 @@
  *   GPT_NO_BF16DOT   bf16 weights meet f32 activations instead of
  *                    activations rounded to bf16 in vdpbf16ps products
  *                    (AVX512_BF16, and its scalar twin without SIMD)
+ *   GPT_NO_AMX       those bf16 products stay on vdpbf16ps where the CPU
+ *                    has AMX-BF16 tiles (Intel Xeons since Sapphire Rapids)
+ *                    and Linux grants them; by default they take the tiles,
+ *                    whose sums agree with vdpbf16ps's within 1e-5 relative
  *   GPT_NO_THREADS   no thread pool: every context computes on the calling
  *                    thread (threads are POSIX or Win32, with GCC-style atomics)
  *   GPT_NO_MMAP      checkpoints are read into memory instead of mapped
@@ -215,7 +219,8 @@ typedef struct gpt_config {
  * in the order those products read them, and the products read only that
  * copy (the embedding lookup still reads wte's rows in the file). On
  * AVX-512 so are f16 matrices (and bf16 ones with GPT_NO_BF16DOT or without
- * AVX512_BF16). So are they for the two functions below. */
+ * AVX512_BF16, or for AMX's tiles where they take them, GPT_NO_AMX). So are
+ * they for the two functions below. */
 GPT_API gpt_model *gpt_model_load(const char *path, gpt_error *err);
 /* How gpt_model_load_ex reads the file. */
 typedef struct gpt_load_params {
@@ -678,7 +683,8 @@ size_t gpt__utf8_seq_len(unsigned c, unsigned *lo, unsigned *hi);
  * build: 1 q8_0 (activations in int8 blocks), 2 bf16 (activations in
  * bf16), or both; see GPT_NO_VNNI and GPT_NO_BF16DOT. Plus 4 where f32
  * matrices take one chain of FMAs per output through panels of 64 columns
- * (AVX-512). */
+ * (AVX-512), and 8 where bf16 products take AMX's tiles on this machine
+ * (GPT_NO_AMX). */
 int gpt__dot_products(void);
 /* IEEE half and bfloat16 conversions (rounding to nearest even). */
 float gpt__f16_to_f32(uint16_t h);

@@ -377,6 +377,72 @@ TEST(q8_chains_equal_their_twin_in_every_path)
 }
 #endif
 
+#if defined(GP_BF16_AMX)
+/* bf16 on AMX's tiles: each row bit for bit the row computed alone, for
+ * rows in one or several tiles of 16 (full and partial) and W cut anywhere,
+ * within 1e-5 of the vdpbf16ps twin (the issue's rule for the rounded
+ * products: the tile sums in its own order), and within a few ulps of the
+ * terms' size of the exact sum of the bf16 products. */
+TEST(bf16_tiles_are_batch_invariant_and_exact_products)
+{
+    static const int ks[] = {1, 31, 32, 33, 100, 768, 2000}, js[] = {17, 40, 130}, ns[] = {1, 2, 15, 16, 17, 33};
+    static const int pieces[] = {1000, 40, 16, 3};
+    int ki, ji, ni, p, r, j, k;
+    if (!gp_amx_usable()) {
+        printf("# AMX is not usable here: bf16 takes vdpbf16ps\n");
+        return;
+    }
+    for (ki = 0; ki < KT_N(ks); ki++)
+        for (ji = 0; ji < KT_N(js); ji++) {
+            int K = ks[ki], J = js[ji];
+            kt_matrix m;
+            float *x = kt_x(33, K), *sc = kt_scratch(33, K), *bias = (float *)malloc(sizeof(float) * (size_t)J);
+            float *ys = (float *)malloc(sizeof(float) * 33 * (size_t)J), *yr = (float *)malloc(sizeof(float) * 33 * (size_t)J);
+            float *alone = (float *)malloc(sizeof(float) * 33 * (size_t)J);
+            CHECK(x && sc && bias && ys && yr && alone && kt_make(&m, GPT_DTYPE_BF16, J, K) == 0);
+            CHECK(m.W.ap != NULL);
+            for (j = 0; j < J; j++) bias[j] = frand();
+            for (r = 0; r < 33; r++) kt_run(gp_linear_simd, &m.W, bias, x + (size_t)r * K, 1, alone + (size_t)r * J, sc, J);
+            for (r = 0; r < 33; r++) { /* against the exact sums of the bf16 products */
+                const uint16_t *h = (const uint16_t *)(const void *)sc;
+                gp_linear_prepare(&m.W, x + (size_t)r * K, K, 1, sc);
+                for (j = 0; j < J; j++) {
+                    double want = bias[j], size = fabs(bias[j]);
+                    for (k = 0; k < K; k++) {
+                        double prod = (double)gpt__bf16_to_f32(h[k]) * gpt__bf16_to_f32(((const uint16_t *)m.data)[(size_t)j * K + k]);
+                        want += prod;
+                        size += fabs(prod);
+                    }
+                    CHECKF(fabs(alone[(size_t)r * J + j] - want) <= 1e-6 * size + 1e-30, "K %d row %d output %d: %.9g, exact %.9g",
+                           K, r, j, (double)alone[(size_t)r * J + j], want);
+                }
+            }
+            for (ni = 0; ni < KT_N(ns); ni++) {
+                int n = ns[ni], i;
+                double worst = 0;
+                kt_run(gp_linear_ref, &m.W, bias, x, n, yr, sc, J);
+                for (p = 0; p < KT_N(pieces); p++) {
+                    kt_run(gp_linear_simd, &m.W, bias, x, n, ys, sc, pieces[p]);
+                    CHECKF(memcmp(ys, alone, sizeof(float) * (size_t)n * J) == 0,
+                           "K %d, J %d: %d rows in calls of %d rows of W differ from the rows alone", K, J, n, pieces[p]);
+                }
+                for (i = 0; i < n * J; i++) {
+                    double d = fabs((double)ys[i] - yr[i]) / (fabs((double)yr[i]) > 1.0 ? fabs((double)yr[i]) : 1.0);
+                    if (!(d <= worst)) worst = d;
+                }
+                CHECKF(worst <= 1e-5, "K %d, J %d, %d rows: tiles and twin differ by %g relative", K, J, n, worst);
+            }
+            kt_free(&m);
+            free(x);
+            free(sc);
+            free(bias);
+            free(ys);
+            free(yr);
+            free(alone);
+        }
+}
+#endif
+
 int main(void)
 {
     printf("# kernels: %s; rounded activations for%s%s%s\n", gp_pick_kernels(0)->name,
@@ -394,6 +460,9 @@ int main(void)
 #endif
 #if defined(GP_Q8_CHAINS)
     RUN(q8_chains_equal_their_twin_in_every_path);
+#endif
+#if defined(GP_BF16_AMX)
+    RUN(bf16_tiles_are_batch_invariant_and_exact_products);
 #endif
     return test_summary();
 }

@@ -683,7 +683,13 @@ TEST(simd_and_scalar_kernels_agree)
                 d = max_rel_diff(ref, simd, (size_t)40 * 1000);
                 printf("# %-5s %s cache, %2d tokens per eval: SIMD vs scalar max relative difference %.1e\n",
                        gpt_dtype_name(types[t]), kv ? "f16" : "f32", step, d);
-                EXPECTF(d <= limits[kv], "%s, %s cache, %d tokens per eval: SIMD and scalar kernels differ by %g",
+                /* bf16 on AMX's tiles: each product within 1e-5 of the
+                 * twin's and of its exact sum (test_kernels), but not the
+                 * same bits, so the next product's activations, rounded to
+                 * bf16, now and then round to the neighbouring value (2^-8
+                 * of it); over two layers that moved the logits by 1.1e-2 */
+                EXPECTF(d <= (types[t] == GPT_DTYPE_BF16 && (gpt__dot_products() & 8) ? 0.05 : limits[kv]),
+                        "%s, %s cache, %d tokens per eval: SIMD and scalar kernels differ by %g",
                         gpt_dtype_name(types[t]), kv ? "f16" : "f32", step, d);
                 free(simd);
                 free(ref);

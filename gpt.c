@@ -4021,19 +4021,22 @@ static void gp_h16_pack(gp_tensor *t, unsigned char *buf)
 /* Whether this process may use AMX's tiles: the CPU has them (CPUID leaf 7:
  * AMX-BF16, AMX-TILE) and Linux granted them (arch_prctl
  * ARCH_REQ_XCOMP_PERM, 0x1023, for XFEATURE_XTILEDATA, 18; refused under
- * some seccomp filters and by kernels before 5.16). Asked once per process;
- * a race only asks twice. */
+ * some seccomp filters, by kernels before 5.16, and while a thread's
+ * signal stack is too small for the tiles). The first answer stands for
+ * the process (threads asking at once keep the one stored first), so that
+ * the loader's two passes over a model's matrices agree. */
 static int gp_amx_usable(void)
 {
     static int state; /* 0: not asked yet, 1: usable, -1: not */
     int s = __atomic_load_n(&state, __ATOMIC_ACQUIRE);
     if (!s) {
         unsigned a, b, c, d;
+        int none = 0;
         s = -1;
         if (__get_cpuid_count(7, 0, &a, &b, &c, &d) && (d >> 22 & 1u) && (d >> 24 & 1u) &&
-            syscall(SYS_arch_prctl, 0x1023, 18) == 0)
+            syscall((long)SYS_arch_prctl, 0x1023L, 18L) == 0)
             s = 1;
-        __atomic_store_n(&state, s, __ATOMIC_RELEASE);
+        if (!__atomic_compare_exchange_n(&state, &none, s, 0, __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE)) s = none;
     }
     return s > 0;
 }
@@ -4072,7 +4075,7 @@ static int gp_amx_packs(const gp_tensor *t)
 }
 
 /* Whether this build packs t (q8_0 for the integer products; f16, and
- * bf16 without them, for the chains); an upper bound of the packed copy's
+ * bf16 without them, for the chains; bf16 for AMX); an upper bound of the packed copy's
  * bytes, in 64 bits, to check against the address space before
  * gp_packed_bytes computes them in size_t (padding to whole groups can make
  * a tensor larger than its bytes in the file); the bytes; the packing. */
@@ -4121,7 +4124,8 @@ static void gp_pack(gp_tensor *t, unsigned char *buf)
 }
 
 /* The weights of m's linear layers packed for the SIMD products (q8_0 for
- * the integer products, f16 and bf16 for the chains), in one allocation
+ * the integer products, f16 and bf16 for the chains, bf16 for AMX's
+ * tiles), in one allocation
  * that the model owns; nothing where no such products are compiled in (the
  * scalar twins read the checkpoint's rows). The SIMD products read only the
  * packed copy; the embedding lookup (wte's rows) and the reference kernels

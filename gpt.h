@@ -26,10 +26,19 @@
  *   GPT_NO_BF16DOT   bf16 weights meet f32 activations instead of
  *                    activations rounded to bf16 in vdpbf16ps products
  *                    (AVX512_BF16, and its scalar twin without SIMD)
- *   GPT_NO_AMX       those bf16 products stay on vdpbf16ps where the CPU
- *                    has AMX-BF16 tiles (Intel Xeons since Sapphire Rapids)
- *                    and Linux grants them; by default they take the tiles,
- *                    whose sums agree with vdpbf16ps's within 1e-5 relative
+ *   GPT_NO_AMX       those bf16 products stay on vdpbf16ps. Otherwise, in
+ *                    builds for x86-64 Linux whose target has AMX-TILE and
+ *                    AMX-BF16 (-march=native on Intel Xeons since Sapphire
+ *                    Rapids), they take AMX's tiles when the CPU has them
+ *                    and Linux grants them; the tiles' sums agree with the
+ *                    scalar twin's within 1e-5 (relative, absolute below 1).
+ *                    Loading a bf16 model asks Linux for the tiles for the
+ *                    whole process (arch_prctl ARCH_REQ_XCOMP_PERM), which
+ *                    cannot be undone: from then on the kernel refuses
+ *                    sigaltstack() stacks smaller than the tiles' signal
+ *                    frame (about 11 KB; the old SIGSTKSZ, 8 KB, is too
+ *                    small), and signal frames of threads that used the
+ *                    tiles are that much larger
  *   GPT_NO_THREADS   no thread pool: every context computes on the calling
  *                    thread (threads are POSIX or Win32, with GCC-style atomics)
  *   GPT_NO_MMAP      checkpoints are read into memory instead of mapped

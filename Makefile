@@ -117,7 +117,9 @@ test-arm:
 		TEST_WRAPPER="qemu-aarch64 -L $(ARM_SYSROOT)" TEST_SCRIPTS="$(KERNEL_SCRIPTS)" test
 
 # The dot products on rounded activations (issue 16; gpt.h: GPT_NO_VNNI,
-# GPT_NO_BF16DOT): the native build with them switched off, an AVX2 build
+# GPT_NO_BF16DOT): the native build with them switched off, the native
+# build without AMX's tiles (GPT_NO_AMX: vdpbf16ps for bf16 where the tiles
+# would take it), an AVX2 build
 # with AVX-VNNI's integer products (where the CPU and the compiler have
 # them; SKIP otherwise), and aarch64 with NEON's sdot under qemu. Each runs
 # the test programs that exercise the kernels (KERNEL_TESTS: the kernels
@@ -132,9 +134,10 @@ kernel_tests = $(MAKE) BUILD=$(1) $(2) $(4:%=$(1)/tests/%$(EXE)) $(1)/gpt$(EXE) 
 	sh tests/run.sh $(4:%=$(1)/tests/%$(EXE)) $(5)
 .PHONY: test-novnni test-avxvnni test-arm-dotprod
 test-novnni:
-	@for f in -DGPT_NO_VNNI -DGPT_NO_BF16DOT; do \
+	@for f in -DGPT_NO_VNNI -DGPT_NO_BF16DOT -DGPT_NO_AMX; do \
 		$(CC) -std=c99 -pedantic -Wall -Wextra -Werror $(ARCHFLAGS) $$f -fsyntax-only gpt.c || exit 1; done
 	@$(call kernel_tests,$(BUILD)/novnni,EXTRA_CFLAGS="-DGPT_NO_VNNI -DGPT_NO_BF16DOT $(EXTRA_CFLAGS)",,$(KERNEL_TESTS),$(KERNEL_SCRIPTS))
+	@$(call kernel_tests,$(BUILD)/noamx,EXTRA_CFLAGS="-DGPT_NO_AMX $(EXTRA_CFLAGS)",,$(KERNEL_TESTS),$(KERNEL_SCRIPTS))
 test-avxvnni:
 	@if ! grep -qw avx_vnni /proc/cpuinfo 2>/dev/null; then echo "SKIP test-avxvnni: this CPU has no AVX-VNNI"; \
 	elif ! echo 'int main(void) { return 0; }' | $(CC) -mavxvnni -x c - -o /dev/null 2>/dev/null; then \

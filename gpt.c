@@ -4064,12 +4064,13 @@ static void gp_amx_pack(gp_tensor *t, unsigned char *buf)
     t->ap = out;
 }
 #endif
-static int gp_amx_packs(const gp_tensor *t)
+/* Whether products with weights of this type take AMX's tiles here. */
+static int gp_amx_takes(gpt_dtype type)
 {
 #if defined(GP_BF16_AMX)
-    return t->type == GPT_DTYPE_BF16 && gp_amx_usable();
+    return type == GPT_DTYPE_BF16 && gp_amx_usable();
 #else
-    (void)t;
+    (void)type;
     return 0;
 #endif
 }
@@ -4087,7 +4088,7 @@ static int gp_packs(const gp_tensor *t)
 #if defined(GP_F32_CHAINS)
     if (gp_h16_packs(t->type)) return 1;
 #endif
-    return gp_amx_packs(t);
+    return gp_amx_takes(t->type);
 }
 static uint64_t gp_packed_bytes_bound(const gp_tensor *t)
 {
@@ -4103,7 +4104,7 @@ static size_t gp_packed_bytes(const gp_tensor *t)
     if (gp_h16_packs(t->type)) return gp_h16_packed_bytes(t);
 #endif
 #if defined(GP_BF16_AMX)
-    if (gp_amx_packs(t)) return gp_amx_packed_bytes(t);
+    if (gp_amx_takes(t->type)) return gp_amx_packed_bytes(t);
 #endif
     (void)t;
     return 0;
@@ -4117,7 +4118,7 @@ static void gp_pack(gp_tensor *t, unsigned char *buf)
     if (gp_h16_packs(t->type)) gp_h16_pack(t, buf);
 #endif
 #if defined(GP_BF16_AMX)
-    if (gp_amx_packs(t)) gp_amx_pack(t, buf);
+    if (gp_amx_takes(t->type)) gp_amx_pack(t, buf);
 #endif
     (void)t;
     (void)buf;
@@ -5299,7 +5300,6 @@ static void gp_h16_linear_bf16(const gp_tensor *W, const float *bias, const floa
 #endif
 #endif
 
-/* The linear layer with the SIMD kernels, one instance per weight type. */
 #if defined(GP_BF16_AMX)
 /* The tiles' shapes (palette 1): 0 and 1 the sums of up to 16 rows of x by
  * 16 outputs (f32); 2 a block of 32 of x's rounded values for those rows;
@@ -5364,6 +5364,7 @@ static void gp_bf16_amx(const gp_tensor *W, const float *bias, const unsigned ch
 }
 #endif
 
+/* The linear layer with the SIMD kernels, one instance per weight type. */
 static void gp_linear_simd(const gp_tensor *W, const float *bias, const float *x, int ldx, int n, int j0, int j1,
                            float *y, int ldy, int accumulate, float *scratch)
 {
@@ -5428,18 +5429,13 @@ static void gp_op_row(const float *x, const float *panel, int kc, float *y, int 
 {
     gp_vf acc[64 / GP_VL];
     float tmp[64];
-    int k, v, jj;
+    int k, v, jj, line;
     for (jj = 0; jj < 64; jj++) tmp[jj] = from_y && jj < nj ? y[jj] : 0.0f;
     for (v = 0; v < 64 / GP_VL; v++) acc[v] = GP_VLOAD(tmp + v * GP_VL);
     for (k = 0; k < kc; k++) {
         gp_vf b = GP_VSET1(x[k]);
         const float *p = panel + (size_t)k * 64;
-        if (next) {
-            GP_PREFETCH_L2_AT(next, (size_t)k * 256);
-            GP_PREFETCH_L2_AT(next, (size_t)k * 256 + 64);
-            GP_PREFETCH_L2_AT(next, (size_t)k * 256 + 128);
-            GP_PREFETCH_L2_AT(next, (size_t)k * 256 + 192);
-        }
+        for (line = 0; next && line < 4; line++) GP_PREFETCH_L2_AT(next, ((size_t)k * 4 + line) * 64);
         for (v = 0; v < 64 / GP_VL; v++) acc[v] = GP_VFMA(b, GP_VLOAD(p + v * GP_VL), acc[v]);
     }
     for (v = 0; v < 64 / GP_VL; v++) GP_VSTORE(tmp + v * GP_VL, acc[v]);
@@ -5453,16 +5449,13 @@ static void gp_op_row_f16(const float *x, const uint16_t *panel, int kc, float *
 {
     gp_vf acc[64 / GP_VL];
     float tmp[64];
-    int k, v, jj;
+    int k, v, jj, line;
     for (jj = 0; jj < 64; jj++) tmp[jj] = from_y && jj < nj ? y[jj] : 0.0f;
     for (v = 0; v < 64 / GP_VL; v++) acc[v] = GP_VLOAD(tmp + v * GP_VL);
     for (k = 0; k < kc; k++) {
         gp_vf b = GP_VSET1(x[k]);
         const uint16_t *p = panel + (size_t)k * 64;
-        if (next) {
-            GP_PREFETCH_L2_AT(next, (size_t)k * 128);
-            GP_PREFETCH_L2_AT(next, (size_t)k * 128 + 64);
-        }
+        for (line = 0; next && line < 2; line++) GP_PREFETCH_L2_AT(next, ((size_t)k * 2 + line) * 64);
         for (v = 0; v < 64 / GP_VL; v++) acc[v] = GP_VFMA(b, GP_VLOAD_F16(p + v * GP_VL), acc[v]);
     }
     for (v = 0; v < 64 / GP_VL; v++) GP_VSTORE(tmp + v * GP_VL, acc[v]);
@@ -6001,14 +5994,11 @@ static const gp_kernels gp_kernels_simd = {"neon", gp_linear_simd, gp_gelu_simd,
  * takes AMX's tiles on this machine, for the tests' tolerances and sizes. */
 int gpt__dot_products(void)
 {
-    gp_tensor bf16;
-    memset(&bf16, 0, sizeof bf16);
-    bf16.type = GPT_DTYPE_BF16;
+    int kinds = gp_prep_kind(GPT_DTYPE_Q8_0) | gp_prep_kind(GPT_DTYPE_BF16) | (gp_amx_takes(GPT_DTYPE_BF16) ? 8 : 0);
 #if defined(GP_F32_CHAINS)
-    return gp_prep_kind(GPT_DTYPE_Q8_0) | gp_prep_kind(GPT_DTYPE_BF16) | 4 | (gp_amx_packs(&bf16) ? 8 : 0);
-#else
-    return gp_prep_kind(GPT_DTYPE_Q8_0) | gp_prep_kind(GPT_DTYPE_BF16) | (gp_amx_packs(&bf16) ? 8 : 0);
+    kinds |= 4;
 #endif
+    return kinds;
 }
 
 /* The SIMD kernels compiled in, unless the reference ones are asked for. */

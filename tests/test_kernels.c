@@ -134,6 +134,19 @@ static const gpt_dtype kt_types[4] = {GPT_DTYPE_F32, GPT_DTYPE_F16, GPT_DTYPE_BF
 static const int kt_ks[] = {1, 5, 16, 31, 32, 33, 47, 63, 64, 65, 90, 96, 100, 129, 257, 512, 544, 640, 768, 800, 1024, 1600, 2000};
 
 #if defined(GP_SIMD)
+/* The largest difference between n values and their reference, relative,
+ * absolute below 1 (as test_model's max_rel_diff). */
+static double kt_rel_diff(const float *got, const float *want, int n)
+{
+    double worst = 0;
+    int i;
+    for (i = 0; i < n; i++) {
+        double d = fabs((double)got[i] - want[i]) / (fabs((double)want[i]) > 1.0 ? fabs((double)want[i]) : 1.0);
+        if (!(d <= worst)) worst = d;
+    }
+    return worst;
+}
+
 TEST(simd_and_scalar_twins_agree)
 {
     int t, ki, n, J = 13;
@@ -146,14 +159,11 @@ TEST(simd_and_scalar_twins_agree)
             CHECK(x && sc && kt_make(&m, kt_types[t], J, K) == 0);
             for (n = 0; n < J; n++) bias[n] = frand();
             for (n = 1; n <= 13; n++) {
-                int i;
+                double d;
                 kt_run(gp_linear_simd, &m.W, bias, x, n, ys, sc, J);
                 kt_run(gp_linear_ref, &m.W, bias, x, n, yr, sc, J);
-                for (i = 0; i < n * J; i++) {
-                    /* relative, absolute below 1 (as test_model's max_rel_diff) */
-                    double d = fabs((double)ys[i] - yr[i]) / (fabs((double)yr[i]) > 1.0 ? fabs((double)yr[i]) : 1.0);
-                    if (!(d <= worst[t])) worst[t] = d;
-                }
+                d = kt_rel_diff(ys, yr, n * J);
+                if (!(d <= worst[t])) worst[t] = d;
             }
             EXPECTF(worst[t] <= 1e-5, "%s, K %d: SIMD and scalar differ by %g relative", gpt_dtype_name(kt_types[t]),
                     K, worst[t]);
@@ -295,6 +305,42 @@ TEST(rows_are_batch_invariant_in_the_kernels)
 }
 
 #if defined(GP_F32_CHAINS) || defined(GP_Q8_CHAINS)
+/* A J x K matrix of type t with a bias, up to `rows` rows of x, and room
+ * for the results: SIMD (ys), reference (yr) and rows alone. */
+typedef struct kt_case {
+    kt_matrix m;
+    float *x, *sc, *bias, *ys, *yr, *alone;
+} kt_case;
+
+static int kt_case_make(kt_case *c, gpt_dtype t, int J, int K, int rows)
+{
+    size_t out = sizeof(float) * (size_t)rows * J;
+    int j;
+    memset(c, 0, sizeof *c);
+    c->x = kt_x(rows, K);
+    c->sc = kt_scratch(rows, K);
+    c->bias = (float *)malloc(sizeof(float) * (size_t)J);
+    c->ys = (float *)malloc(out);
+    c->yr = (float *)malloc(out);
+    c->alone = (float *)malloc(out);
+    if (!c->x || !c->sc || !c->bias || !c->ys || !c->yr || !c->alone || kt_make(&c->m, t, J, K) != 0) return -1;
+    for (j = 0; j < J; j++) c->bias[j] = frand();
+    return 0;
+}
+
+static void kt_case_free(kt_case *c)
+{
+    kt_free(&c->m);
+    free(c->x);
+    free(c->sc);
+    free(c->bias);
+    free(c->ys);
+    free(c->yr);
+    free(c->alone);
+}
+#endif
+
+#if defined(GP_F32_CHAINS) || defined(GP_Q8_CHAINS)
 /* The SIMD kernels of type t against the scalar twin, bit for bit, for
  * every K in ks, J (rows of W) in js and n (rows of x) in ns, W's rows in
  * calls of each of pieces; and each row against the row computed alone. */
@@ -305,34 +351,24 @@ static void kt_chains_equal_their_twin(gpt_dtype t, const int *ks, int nk, const
     for (ki = 0; ki < nk; ki++)
         for (ji = 0; ji < nj; ji++) {
             int K = ks[ki], J = js[ji], r;
-            kt_matrix m;
-            float *x = kt_x(30, K), *sc = kt_scratch(30, K), *bias = (float *)malloc(sizeof(float) * (size_t)J);
-            float *ys = (float *)malloc(sizeof(float) * 30 * (size_t)J), *yr = (float *)malloc(sizeof(float) * 30 * (size_t)J);
-            float *alone = (float *)malloc(sizeof(float) * (size_t)J);
-            CHECK(x && sc && bias && ys && yr && alone && kt_make(&m, t, J, K) == 0);
-            for (r = 0; r < J; r++) bias[r] = frand();
+            kt_case c;
+            CHECK(kt_case_make(&c, t, J, K, 30) == 0);
             for (ni = 0; ni < nn; ni++) {
                 int n = ns[ni];
-                kt_run(gp_linear_ref, &m.W, bias, x, n, yr, sc, J);
+                kt_run(gp_linear_ref, &c.m.W, c.bias, c.x, n, c.yr, c.sc, J);
                 for (p = 0; p < np; p++) {
-                    kt_run(gp_linear_simd, &m.W, bias, x, n, ys, sc, pieces[p]);
-                    CHECKF(memcmp(ys, yr, sizeof(float) * (size_t)n * J) == 0,
+                    kt_run(gp_linear_simd, &c.m.W, c.bias, c.x, n, c.ys, c.sc, pieces[p]);
+                    CHECKF(memcmp(c.ys, c.yr, sizeof(float) * (size_t)n * J) == 0,
                            "%s, K %d, %d rows of W in calls of %d, %d rows of x: SIMD and scalar twin differ",
                            gpt_dtype_name(t), K, J, pieces[p], n);
                 }
                 for (r = 0; r < n; r++) {
-                    kt_run(gp_linear_simd, &m.W, bias, x + (size_t)r * K, 1, alone, sc, J);
-                    CHECKF(memcmp(alone, ys + (size_t)r * J, sizeof(float) * (size_t)J) == 0,
+                    kt_run(gp_linear_simd, &c.m.W, c.bias, c.x + (size_t)r * K, 1, c.alone, c.sc, J);
+                    CHECKF(memcmp(c.alone, c.ys + (size_t)r * J, sizeof(float) * (size_t)J) == 0,
                            "%s, K %d, J %d: row %d of %d differs from the row alone", gpt_dtype_name(t), K, J, r, n);
                 }
             }
-            kt_free(&m);
-            free(x);
-            free(sc);
-            free(bias);
-            free(ys);
-            free(yr);
-            free(alone);
+            kt_case_free(&c);
         }
 }
 #define KT_N(a) ((int)(sizeof(a) / sizeof((a)[0])))
@@ -395,50 +431,39 @@ TEST(bf16_tiles_are_batch_invariant_and_exact_products)
     for (ki = 0; ki < KT_N(ks); ki++)
         for (ji = 0; ji < KT_N(js); ji++) {
             int K = ks[ki], J = js[ji];
-            kt_matrix m;
-            float *x = kt_x(33, K), *sc = kt_scratch(33, K), *bias = (float *)malloc(sizeof(float) * (size_t)J);
-            float *ys = (float *)malloc(sizeof(float) * 33 * (size_t)J), *yr = (float *)malloc(sizeof(float) * 33 * (size_t)J);
-            float *alone = (float *)malloc(sizeof(float) * 33 * (size_t)J);
-            CHECK(x && sc && bias && ys && yr && alone && kt_make(&m, GPT_DTYPE_BF16, J, K) == 0);
-            CHECK(m.W.ap != NULL);
-            for (j = 0; j < J; j++) bias[j] = frand();
-            for (r = 0; r < 33; r++) kt_run(gp_linear_simd, &m.W, bias, x + (size_t)r * K, 1, alone + (size_t)r * J, sc, J);
+            kt_case c;
+            const uint16_t *w, *h;
+            CHECK(kt_case_make(&c, GPT_DTYPE_BF16, J, K, 33) == 0);
+            CHECK(c.m.W.ap != NULL);
+            w = (const uint16_t *)c.m.data;
+            h = (const uint16_t *)(const void *)c.sc;
+            for (r = 0; r < 33; r++) kt_run(gp_linear_simd, &c.m.W, c.bias, c.x + (size_t)r * K, 1, c.alone + (size_t)r * J, c.sc, J);
             for (r = 0; r < 33; r++) { /* against the exact sums of the bf16 products */
-                const uint16_t *h = (const uint16_t *)(const void *)sc;
-                gp_linear_prepare(&m.W, x + (size_t)r * K, K, 1, sc);
+                gp_linear_prepare(&c.m.W, c.x + (size_t)r * K, K, 1, c.sc);
                 for (j = 0; j < J; j++) {
-                    double want = bias[j], size = fabs(bias[j]);
+                    double want = c.bias[j], size = fabs(c.bias[j]);
                     for (k = 0; k < K; k++) {
-                        double prod = (double)gpt__bf16_to_f32(h[k]) * gpt__bf16_to_f32(((const uint16_t *)m.data)[(size_t)j * K + k]);
+                        double prod = (double)gpt__bf16_to_f32(h[k]) * gpt__bf16_to_f32(w[(size_t)j * K + k]);
                         want += prod;
                         size += fabs(prod);
                     }
-                    CHECKF(fabs(alone[(size_t)r * J + j] - want) <= 1e-6 * size + 1e-30, "K %d row %d output %d: %.9g, exact %.9g",
-                           K, r, j, (double)alone[(size_t)r * J + j], want);
+                    CHECKF(fabs(c.alone[(size_t)r * J + j] - want) <= 1e-6 * size + 1e-30,
+                           "K %d row %d output %d: %.9g, exact %.9g", K, r, j, (double)c.alone[(size_t)r * J + j], want);
                 }
             }
             for (ni = 0; ni < KT_N(ns); ni++) {
-                int n = ns[ni], i;
-                double worst = 0;
-                kt_run(gp_linear_ref, &m.W, bias, x, n, yr, sc, J);
+                int n = ns[ni];
+                double worst;
+                kt_run(gp_linear_ref, &c.m.W, c.bias, c.x, n, c.yr, c.sc, J);
                 for (p = 0; p < KT_N(pieces); p++) {
-                    kt_run(gp_linear_simd, &m.W, bias, x, n, ys, sc, pieces[p]);
-                    CHECKF(memcmp(ys, alone, sizeof(float) * (size_t)n * J) == 0,
+                    kt_run(gp_linear_simd, &c.m.W, c.bias, c.x, n, c.ys, c.sc, pieces[p]);
+                    CHECKF(memcmp(c.ys, c.alone, sizeof(float) * (size_t)n * J) == 0,
                            "K %d, J %d: %d rows in calls of %d rows of W differ from the rows alone", K, J, n, pieces[p]);
                 }
-                for (i = 0; i < n * J; i++) {
-                    double d = fabs((double)ys[i] - yr[i]) / (fabs((double)yr[i]) > 1.0 ? fabs((double)yr[i]) : 1.0);
-                    if (!(d <= worst)) worst = d;
-                }
+                worst = kt_rel_diff(c.ys, c.yr, n * J);
                 CHECKF(worst <= 1e-5, "K %d, J %d, %d rows: tiles and twin differ by %g relative", K, J, n, worst);
             }
-            kt_free(&m);
-            free(x);
-            free(sc);
-            free(bias);
-            free(ys);
-            free(yr);
-            free(alone);
+            kt_case_free(&c);
         }
 }
 #endif

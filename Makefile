@@ -39,7 +39,9 @@ LIB_SRC  := gpt.c tokenizer.c
 LIB_OBJ  := $(LIB_SRC:%.c=$(BUILD)/obj/%.o)
 CLI_SRC  := $(filter-out cli/main.c,$(wildcard cli/*.c))
 CLI_OBJ  := $(CLI_SRC:cli/%.c=$(BUILD)/obj/cli/%.o)
-TEST_SRC := $(wildcard tests/test_*.c)
+# the longest first: tests/run.sh runs them side by side, in this order
+SLOW_TEST_SRC := tests/test_model.c tests/test_quality.c tests/test_batch.c tests/test_hf_generate.c
+TEST_SRC := $(SLOW_TEST_SRC) $(filter-out $(SLOW_TEST_SRC),$(wildcard tests/test_*.c))
 TEST_BIN := $(TEST_SRC:tests/%.c=$(BUILD)/tests/%$(EXE))
 TEST_SCRIPTS := $(wildcard tests/test_*.sh)
 
@@ -127,8 +129,8 @@ test-arm:
 # the quality rule) and the command's kernel scripts; under qemu, where
 # test_model alone takes 7 minutes, the kernels, batch invariance and the
 # quality rule only (ARM_KERNEL_TESTS).
-KERNEL_TESTS := test_kernels test_model test_batch test_threads test_quality
-ARM_KERNEL_TESTS := test_kernels test_batch test_quality
+KERNEL_TESTS := test_model test_quality test_batch test_kernels test_threads
+ARM_KERNEL_TESTS := test_quality test_batch test_kernels
 kernel_tests = $(MAKE) BUILD=$(1) $(2) $(4:%=$(1)/tests/%$(EXE)) $(1)/gpt$(EXE) && \
 	GPT="$(3) $(1)/gpt$(EXE)" BUILD=$(1) PYTHON=$(PYTHON) TEST_WRAPPER="$(3)" \
 	sh tests/run.sh $(4:%=$(1)/tests/%$(EXE)) $(5)

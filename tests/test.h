@@ -12,6 +12,7 @@
 #ifndef GPT_TEST_H
 #define GPT_TEST_H
 
+#include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -103,6 +104,19 @@ TEST_MAYBE_UNUSED static void test_skip(const char *fmt, ...)
 static int test_summary(void)
 {
     return test_n_fail ? 1 : 0;
+}
+
+/* The largest difference between n values and their reference, relative
+ * to the reference where it is above 1 in magnitude, absolute below. */
+TEST_MAYBE_UNUSED static double max_rel_diff(const float *ref, const float *got, size_t n)
+{
+    double worst = 0;
+    size_t i;
+    for (i = 0; i < n; i++) {
+        double d = fabs((double)got[i] - ref[i]) / (fabs((double)ref[i]) > 1.0 ? fabs((double)ref[i]) : 1.0);
+        if (!(d <= worst)) worst = d; /* a NaN is the worst */
+    }
+    return worst;
 }
 
 /* Reads a whole file; returns NULL on failure. *len gets the size. The buffer

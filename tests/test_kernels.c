@@ -134,19 +134,6 @@ static const gpt_dtype kt_types[4] = {GPT_DTYPE_F32, GPT_DTYPE_F16, GPT_DTYPE_BF
 static const int kt_ks[] = {1, 5, 16, 31, 32, 33, 47, 63, 64, 65, 90, 96, 100, 129, 257, 512, 544, 640, 768, 800, 1024, 1600, 2000};
 
 #if defined(GP_SIMD)
-/* The largest difference between n values and their reference, relative,
- * absolute below 1 (as test_model's max_rel_diff). */
-static double kt_rel_diff(const float *got, const float *want, int n)
-{
-    double worst = 0;
-    int i;
-    for (i = 0; i < n; i++) {
-        double d = fabs((double)got[i] - want[i]) / (fabs((double)want[i]) > 1.0 ? fabs((double)want[i]) : 1.0);
-        if (!(d <= worst)) worst = d;
-    }
-    return worst;
-}
-
 TEST(simd_and_scalar_twins_agree)
 {
     int t, ki, n, J = 13;
@@ -162,7 +149,7 @@ TEST(simd_and_scalar_twins_agree)
                 double d;
                 kt_run(gp_linear_simd, &m.W, bias, x, n, ys, sc, J);
                 kt_run(gp_linear_ref, &m.W, bias, x, n, yr, sc, J);
-                d = kt_rel_diff(ys, yr, n * J);
+                d = max_rel_diff(yr, ys, (size_t)n * J);
                 if (!(d <= worst[t])) worst[t] = d;
             }
             EXPECTF(worst[t] <= 1e-5, "%s, K %d: SIMD and scalar differ by %g relative", gpt_dtype_name(kt_types[t]),
@@ -460,7 +447,7 @@ TEST(bf16_tiles_are_batch_invariant_and_exact_products)
                     CHECKF(memcmp(c.ys, c.alone, sizeof(float) * (size_t)n * J) == 0,
                            "K %d, J %d: %d rows in calls of %d rows of W differ from the rows alone", K, J, n, pieces[p]);
                 }
-                worst = kt_rel_diff(c.ys, c.yr, n * J);
+                worst = max_rel_diff(c.yr, c.ys, (size_t)n * J);
                 CHECKF(worst <= 1e-5, "K %d, J %d, %d rows: tiles and twin differ by %g relative", K, J, n, worst);
             }
             kt_case_free(&c);

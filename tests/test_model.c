@@ -169,17 +169,6 @@ static float *eval_logits(gpt_model *m, const int *ids, int n, int step, int n_t
     return out;
 }
 
-static double max_rel_diff(const float *a, const float *b, size_t n)
-{
-    double worst = 0;
-    size_t i;
-    for (i = 0; i < n; i++) {
-        double d = fabs((double)a[i] - b[i]) / (fabs((double)a[i]) > 1.0 ? fabs((double)a[i]) : 1.0);
-        if (!(d <= worst)) worst = d;
-    }
-    return worst;
-}
-
 static int test_ids[40] = {5, 17, 300, 999, 0, 42, 42, 42, 7, 613, 128, 1, 2, 3, 4, 5, 6, 7, 8, 9,
                            400, 401, 402, 998, 997, 13, 31, 77, 88, 99, 111, 222, 333, 444, 555, 666, 777, 888, 11, 12};
 

@@ -390,11 +390,13 @@ TEST(widened_chains_equal_their_twin_in_every_path)
 #if defined(GP_Q8_CHAINS)
 /* q8_0 on AVX-512 with VNNI: each output is one chain over the blocks, one
  * fused step per block, in tiles of 1 to 4 rows of x by 1 to 3 groups of
- * 16 rows of W, W cut anywhere (a cut inside a group stores part of it):
- * bit for bit the scalar twin's, and each row the row alone's. */
+ * 16 rows of W, or of 8 or 16 rows by one group (batches of 8 to 16 rows,
+ * the rest 4 at a time), W cut anywhere (a cut inside a group stores part
+ * of it): bit for bit the scalar twin's, and each row the row alone's. */
 TEST(q8_chains_equal_their_twin_in_every_path)
 {
-    static const int ks[] = {1, 32, 33, 100, 768}, js[] = {1, 17, 48, 49, 130}, ns[] = {1, 2, 3, 4, 5, 8, 9, 16, 23};
+    static const int ks[] = {1, 32, 33, 100, 768}, js[] = {1, 17, 48, 49, 130},
+                     ns[] = {1, 2, 3, 4, 5, 7, 8, 9, 12, 15, 16, 17, 23};
     static const int pieces[] = {1000, 48, 16, 7, 3};
     kt_chains_equal_their_twin(GPT_DTYPE_Q8_0, ks, KT_N(ks), js, KT_N(js), ns, KT_N(ns), pieces, KT_N(pieces));
 }

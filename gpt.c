@@ -4895,6 +4895,10 @@ GP_INLINE float gp_q8_row1(const gp_tensor *W, const unsigned char *X, int j)
 #define GP_Q8C_AHEAD 4096
 /* and the 8- and 16-row tiles (B = 16: 4 KB 1-3% slower, 16 KB the same) */
 #define GP_Q8C_WIDE_AHEAD 8192
+/* The most rows of x that take them (B = 24 and 32 +5%, 48 +1-2%, 64 no
+ * faster; a prompt's 512 rows 15% slower: 17 loads for 16 products a step
+ * against the 4 x 3 tile's 7 for 12) */
+#define GP_Q8C_WIDE_ROWS 32
 GP_INLINE __m512i gp_q8c_four(const unsigned char *p)
 {
     int32_t four;
@@ -4979,16 +4983,20 @@ static void gp_q8_chains(const gp_tensor *W, const float *bias, const unsigned c
                                         {gp_q8c_tile31, gp_q8c_tile32, gp_q8c_tile33},
                                         {gp_q8c_tile41, gp_q8c_tile42, gp_q8c_tile43}};
     int g, r, G, gend = (j1 + 15) / 16;
-    if (n >= 8 && n <= 16) {
-        /* A batch of 8 to 16 sequences decoding: one group at a time, its
-         * weights streamed from memory for 16 or 8 rows at once, so that
+    if (n >= 8 && n <= GP_Q8C_WIDE_ROWS) {
+        /* A batch of sequences decoding: one group at a time, its weights
+         * streamed from memory for the first 16 or 8 rows at once, so that
          * their products overlap the read (4 rows at a time, the later
-         * tiles' products came after it: +8-10% at B = 16); the rows past 8
-         * take the group again from L1 or L2. */
+         * tiles' products came after it: +8-10% at B = 16); the further
+         * rows take the group again from L1 or L2. */
         for (g = j0 / 16; g < gend; g++) {
-            if (n == 16) gp_q8c_tile16(W, X, ldb, g, j0, j1, y, ldy, bias, accumulate, GP_Q8C_WIDE_AHEAD);
-            else gp_q8c_tile8(W, X, ldb, g, j0, j1, y, ldy, bias, accumulate, GP_Q8C_WIDE_AHEAD);
-            for (r = n == 16 ? 16 : 8; r < n; r += 4) {
+            for (r = 0; r + 16 <= n; r += 16)
+                gp_q8c_tile16(W, X + (size_t)r * ldb, ldb, g, j0, j1, y + (size_t)r * ldy, ldy, bias, accumulate,
+                              r == 0 ? GP_Q8C_WIDE_AHEAD : 0);
+            for (; r + 8 <= n; r += 8)
+                gp_q8c_tile8(W, X + (size_t)r * ldb, ldb, g, j0, j1, y + (size_t)r * ldy, ldy, bias, accumulate,
+                             r == 0 ? GP_Q8C_WIDE_AHEAD : 0);
+            for (; r < n; r += 4) {
                 int R = n - r < 4 ? n - r : 4;
                 tiles[R - 1][0](W, X + (size_t)r * ldb, ldb, g, j0, j1, y + (size_t)r * ldy, ldy, bias, accumulate, 0);
             }

@@ -331,6 +331,8 @@ static void kt_case_free(kt_case *c)
 /* The SIMD kernels of type t against the scalar twin, bit for bit, for
  * every K in ks, J (rows of W) in js and n (rows of x) in ns, W's rows in
  * calls of each of pieces; and each row against the row computed alone. */
+/* rows of x a case holds: ns[] stays within them */
+#define KT_MAX_ROWS 33
 static void kt_chains_equal_their_twin(gpt_dtype t, const int *ks, int nk, const int *js, int nj, const int *ns,
                                        int nn, const int *pieces, int np)
 {
@@ -339,7 +341,7 @@ static void kt_chains_equal_their_twin(gpt_dtype t, const int *ks, int nk, const
         for (ji = 0; ji < nj; ji++) {
             int K = ks[ki], J = js[ji], r;
             kt_case c;
-            CHECK(kt_case_make(&c, t, J, K, 30) == 0);
+            CHECK(kt_case_make(&c, t, J, K, KT_MAX_ROWS) == 0);
             for (ni = 0; ni < nn; ni++) {
                 int n = ns[ni];
                 kt_run(gp_linear_ref, &c.m.W, c.bias, c.x, n, c.yr, c.sc, J);
@@ -390,13 +392,13 @@ TEST(widened_chains_equal_their_twin_in_every_path)
 #if defined(GP_Q8_CHAINS)
 /* q8_0 on AVX-512 with VNNI: each output is one chain over the blocks, one
  * fused step per block, in tiles of 1 to 4 rows of x by 1 to 3 groups of
- * 16 rows of W, or of 8 or 16 rows by one group (batches of 8 to 16 rows,
+ * 16 rows of W, or of 8 or 16 rows by one group (batches of 8 to 32 rows,
  * the rest 4 at a time), W cut anywhere (a cut inside a group stores part
  * of it): bit for bit the scalar twin's, and each row the row alone's. */
 TEST(q8_chains_equal_their_twin_in_every_path)
 {
     static const int ks[] = {1, 32, 33, 100, 768}, js[] = {1, 17, 48, 49, 130},
-                     ns[] = {1, 2, 3, 4, 5, 7, 8, 9, 12, 15, 16, 17, 23};
+                     ns[] = {1, 2, 3, 4, 5, 7, 8, 9, 12, 15, 16, 17, 23, 32, 33};
     static const int pieces[] = {1000, 48, 16, 7, 3};
     kt_chains_equal_their_twin(GPT_DTYPE_Q8_0, ks, KT_N(ks), js, KT_N(js), ns, KT_N(ns), pieces, KT_N(pieces));
 }

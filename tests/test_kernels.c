@@ -328,11 +328,11 @@ static void kt_case_free(kt_case *c)
 #endif
 
 #if defined(GP_F32_CHAINS) || defined(GP_Q8_CHAINS)
+/* rows of x a case holds: ns[] stays within them */
+#define KT_MAX_ROWS 33
 /* The SIMD kernels of type t against the scalar twin, bit for bit, for
  * every K in ks, J (rows of W) in js and n (rows of x) in ns, W's rows in
  * calls of each of pieces; and each row against the row computed alone. */
-/* rows of x a case holds: ns[] stays within them */
-#define KT_MAX_ROWS 33
 static void kt_chains_equal_their_twin(gpt_dtype t, const int *ks, int nk, const int *js, int nj, const int *ns,
                                        int nn, const int *pieces, int np)
 {

@@ -45,6 +45,10 @@
 #if (defined(__unix__) || defined(__APPLE__)) && !defined(_POSIX_C_SOURCE)
 #define _POSIX_C_SOURCE 200809L
 #endif
+/* and, on Linux, madvise (gpt__advise_huge) */
+#if defined(__linux__) && !defined(_DEFAULT_SOURCE)
+#define _DEFAULT_SOURCE 1
+#endif
 
 #define GPT_INTERNAL 1
 #include "gpt.h"
@@ -355,6 +359,25 @@ void *gpt__calloc(size_t count, size_t size)
     if (p) memset(p, 0, count * size);
     return p;
 }
+/* Linux gives 2 MB pages to the anonymous memory that asks for them (with
+ * transparent_hugepage set to "madvise", as Debian and others ship it).
+ * Decoding streams the packed weights and the KV cache: on 4 KB pages the
+ * hardware's prefetchers stop at every page and the TLB misses every 4 KB
+ * (2 threads decoding GPT-2 XL in q8_0 ran 5-8% faster on 2 MB pages).
+ * Only the whole 2 MB pages inside the buffer are asked for; advice, so a
+ * failure changes nothing. */
+void gpt__advise_huge(void *p, size_t n)
+{
+#if defined(GP_MMAP_POSIX) && defined(MADV_HUGEPAGE)
+    const uintptr_t huge = (uintptr_t)2 << 20;
+    uintptr_t first = ((uintptr_t)p + huge - 1) & ~(huge - 1), end = ((uintptr_t)p + n) & ~(huge - 1);
+    if (n >= 2 * huge && end > first) (void)madvise((void *)first, (size_t)(end - first), MADV_HUGEPAGE);
+#else
+    (void)p;
+    (void)n;
+#endif
+}
+
 /* Bytes gp_alloc_aligned(n) takes from the allocator. */
 static size_t gp_aligned_alloc_bytes(size_t n) { return n + GP_ALIGN + sizeof(void *); }
 
@@ -369,6 +392,7 @@ static void *gp_alloc_aligned(size_t n)
     p = raw + sizeof(void *);
     p += (GP_ALIGN - ((size_t)(uintptr_t)p % GP_ALIGN)) % GP_ALIGN;
     memcpy(p - sizeof(void *), &raw, sizeof(void *));
+    gpt__advise_huge(p, n); /* the large ones: weights, KV caches */
     return p;
 }
 

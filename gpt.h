@@ -664,6 +664,9 @@ void *gpt__alloc(size_t n);
 void *gpt__calloc(size_t count, size_t size);
 void *gpt__realloc(void *p, size_t n);
 void gpt__free(void *p);
+/* Asks Linux for 2 MB pages for a large buffer that is streamed (weights,
+ * KV caches, gpt bench's read); nothing elsewhere. */
+void gpt__advise_huge(void *p, size_t n);
 /* Fills err (may be NULL) with status and a printf-style message; returns
  * status. */
 gpt_status gpt__set_error(gpt_error *err, gpt_status status, const char *fmt, ...)

@@ -600,8 +600,63 @@ TEST(context_memory_is_what_the_context_allocates)
     }
 }
 
+#if defined(__linux__) && defined(__x86_64__) && defined(MADV_HUGEPAGE)
+/* The VmFlags line of the mapping in /proc/self/smaps that holds address a
+ * (into flags): 0 when there is none. */
+static int ta_vm_flags(uintptr_t a, char *flags, size_t cap)
+{
+    char line[512];
+    int inside = 0, found = 0;
+    FILE *f = fopen("/proc/self/smaps", "r");
+    if (!f) return 0;
+    while (!found && fgets(line, sizeof line, f)) {
+        unsigned long lo, hi;
+        char dash;
+        if (sscanf(line, "%lx%c%lx", &lo, &dash, &hi) == 3 && dash == '-')
+            inside = a >= (uintptr_t)lo && a < (uintptr_t)hi;
+        else if (inside && strncmp(line, "VmFlags:", 8) == 0) {
+            snprintf(flags, cap, "%s", line + 8);
+            found = 1;
+        }
+    }
+    fclose(f);
+    return found;
+}
+#endif
+
+/* A context's arena (its KV cache) is streamed by decoding: Linux is asked
+ * for 2 MB pages for it (gpt__advise_huge), which smaps shows as the flag
+ * "hg" of its mapping. (x86-64 only: the tests run natively there, while
+ * qemu-user, which runs the ARM build, takes madvise and does nothing.) */
+TEST(a_context_asks_for_2mb_pages)
+{
+#if defined(__linux__) && defined(__x86_64__) && defined(MADV_HUGEPAGE)
+    gpt_model *m = random_model(4, 4, 256, 1024, 600, 5, GPT_DTYPE_F32, NULL);
+    gpt_context_params cp = gpt_context_defaults();
+    gpt_context *c;
+    char flags[512] = "";
+    uintptr_t mid;
+    CHECK(m != NULL);
+    cp.n_ctx = 1024;
+    c = gpt_context_new(m, &cp, NULL);
+    CHECK(c != NULL);
+    CHECKF(gpt_context_memory(m, &cp) >= (size_t)8 << 20, "the arena is only %lu bytes",
+           (unsigned long)gpt_context_memory(m, &cp));
+    mid = ((uintptr_t)c->arena + gpt_context_memory(m, &cp) / 2) & ~(((uintptr_t)2 << 20) - 1);
+    if (!ta_vm_flags(mid, flags, sizeof flags))
+        SKIP("/proc/self/smaps has no VmFlags for the arena");
+    else
+        CHECKF(strstr(flags, " hg") != NULL, "the arena's mapping has VmFlags:%s", flags);
+    gpt_context_free(c);
+    gpt_model_free(m);
+#else
+    SKIP("2 MB pages are asked for on Linux, and checked on x86-64");
+#endif
+}
+
 int main(void)
 {
+    RUN(a_context_asks_for_2mb_pages);
     RUN(context_memory_is_what_the_context_allocates);
     RUN(evaluating_and_scoring_allocate_nothing);
     RUN(every_allocation_fails_cleanly);

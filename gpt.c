@@ -363,7 +363,7 @@ void *gpt__calloc(size_t count, size_t size)
  * transparent_hugepage set to "madvise", as Debian and others ship it).
  * Decoding streams the packed weights and the KV cache: on 4 KB pages the
  * hardware's prefetchers stop at every page and the TLB misses every 4 KB
- * (2 threads decoding GPT-2 XL in q8_0 ran 5-8% faster on 2 MB pages).
+ * (2 threads decoding GPT-2 XL in q8_0 ran 6-10% faster on 2 MB pages).
  * Only the whole 2 MB pages inside the buffer are asked for; advice, so a
  * failure changes nothing. */
 void gpt__advise_huge(void *p, size_t n)

@@ -229,8 +229,8 @@ typedef struct gpt_config {
  * copy (the embedding lookup still reads wte's rows in the file). On
  * AVX-512 so are f16 matrices (and bf16 ones with GPT_NO_BF16DOT or without
  * AVX512_BF16, or for AMX's tiles where they take them, GPT_NO_AMX). So are
- * they for the two functions below. On Linux that copy, a file read into
- * memory and each context's KV cache ask for 2 MB pages (madvise
+ * they for the two functions below. On Linux that copy, a model read or
+ * copied into memory and each context's KV cache ask for 2 MB pages (madvise
  * MADV_HUGEPAGE: advice, which the system may decline). */
 GPT_API gpt_model *gpt_model_load(const char *path, gpt_error *err);
 /* How gpt_model_load_ex reads the file. */

@@ -635,14 +635,15 @@ TEST(a_context_asks_for_2mb_pages)
     gpt_context_params cp = gpt_context_defaults();
     gpt_context *c;
     char flags[512] = "";
+    size_t bytes;
     uintptr_t mid;
     CHECK(m != NULL);
     cp.n_ctx = 1024;
     c = gpt_context_new(m, &cp, NULL);
     CHECK(c != NULL);
-    CHECKF(gpt_context_memory(m, &cp) >= (size_t)8 << 20, "the arena is only %lu bytes",
-           (unsigned long)gpt_context_memory(m, &cp));
-    mid = ((uintptr_t)c->arena + gpt_context_memory(m, &cp) / 2) & ~(((uintptr_t)2 << 20) - 1);
+    bytes = gpt_context_memory(m, &cp);
+    CHECKF(bytes >= (size_t)8 << 20, "the arena is only %lu bytes", (unsigned long)bytes);
+    mid = ((uintptr_t)c->arena + bytes / 2) & ~(((uintptr_t)2 << 20) - 1);
     if (!ta_vm_flags(mid, flags, sizeof flags))
         SKIP("/proc/self/smaps has no VmFlags for the arena");
     else

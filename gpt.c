@@ -4914,9 +4914,11 @@ GP_INLINE float gp_q8_row1(const gp_tensor *W, const unsigned char *X, int j)
 #define GP_RG42(M) M(0, 0) M(0, 1) M(1, 0) M(1, 1) M(2, 0) M(2, 1) M(3, 0) M(3, 1)
 #define GP_RG43(M) M(0, 0) M(0, 1) M(0, 2) M(1, 0) M(1, 1) M(1, 2) M(2, 0) M(2, 1) M(2, 2) M(3, 0) M(3, 1) M(3, 2)
 /* How far ahead the first tile of rows prefetches each group's stream
- * into L2 (one row of x: 2 and 8 KB decoded 1-4% slower than 4 KB; without
- * it, 10% slower than the lane-per-block kernels) */
-#define GP_Q8C_AHEAD 4096
+ * into L2 (one row of x). 2 KB: GPT-2 XL decoded 3-6% faster than with 4
+ * KB, 124M 3-5% (1 KB: 3-6% and 2-4%; none: XL within 3% of 4 KB),
+ * measured alternating builds on a Zen 4 (docs/PERFORMANCE.md, tenth
+ * round) */
+#define GP_Q8C_AHEAD 2048
 /* and the 8- and 16-row tiles (B = 16: 4 KB 1-3% slower, 16 KB the same) */
 #define GP_Q8C_WIDE_AHEAD 8192
 /* The most rows of x that take them (B = 24 and 32 +5%, 48 +1-2%, 64 no

@@ -183,10 +183,10 @@ typedef struct gp_tensor {
      * compiled in (section 10.5): the same rows packed for them, else NULL */
     const unsigned char *qp; /* [rows][np * 32] quants in groups (gp_q8_block_at), x86: as w + 128 */
     const uint16_t *sp;      /* [rows][np] f16 scales, 0 past nb */
-    /* f16 and bf16 weights of the linear layers where they take the chains
-     * (section 10.6): the same values by groups of 16 rows, k-major,
-     * [(rows + 15) / 16][cols][16] (gp_h16_pack), else NULL */
-    const uint16_t *hp;
+    /* f32, f16 and bf16 weights of the linear layers where they take the
+     * chains (section 10.6): the same values by groups of 16 rows, k-major,
+     * [(rows + 15) / 16][cols][16] (gp_group_pack), else NULL */
+    const unsigned char *groups;
     /* bf16 weights of the linear layers where AMX takes them: groups of 16
      * rows, each block of 32 columns as tdpbf16ps reads it, [(rows + 15) /
      * 16][(cols + 31) / 32][16 column pairs][16 rows][2] (gp_amx_pack),
@@ -253,7 +253,8 @@ typedef struct gp_kernels {
      * r < n and j0 <= j < j1; bias may be NULL; x has GP_ROW_PAD readable
      * rows after row n - 1. scratch: the calling thread's linear scratch,
      * where gp_linear_prepare(W, x, ldx, n, scratch) has put x's rows rounded
-     * for W's dot products (q8_0, bf16) before the first call for a product. */
+     * for W's dot products (q8_0, bf16), or a few rows transposed for the
+     * f32 chains, before the first call for a product. */
     void (*linear)(const gp_tensor *W, const float *bias, const float *x, int ldx, int n, int j0, int j1, float *y,
                    int ldy, int accumulate, float *scratch);
     /* x[i] = gelu(x[i]) for i < n */
@@ -326,7 +327,7 @@ static void gp_cache_kv_head(gpt_context *c, unsigned char *head, int slot, cons
 static const gp_kernels *gp_pick_kernels(int reference);
 static size_t gp_linear_scratch_floats(const gpt_model *m, size_t rows);
 static void gp_linear_prepare(const gp_tensor *W, const float *x, int ldx, int n, float *scratch);
-static gpt_status gp_pack_model(gpt_model *m, const char *what, gpt_error *err);
+static gpt_status gp_pack_model(gpt_model *m, const char *what, int mapped, gpt_error *err);
 
 /* 11. the thread pool: runs fn(arg, ith, nth) on every thread and waits */
 typedef void (*gp_task_fn)(void *arg, int ith, int nth);
@@ -344,6 +345,7 @@ static int gp_atomic_take(int *counter);
 static int gp_online_cpus(void);
 static gpt_model *gp_load_mapped(const char *path, gpt_error *err);
 static void gp_unmap(gpt_model *m);
+static void gp_release_pages(const gp_tensor *w);
 static gpt_status gp_read_whole_file(const char *path, unsigned char **out, uint64_t *len, gpt_error *err);
 
 /* Memory: every allocation of the library goes through these (and so
@@ -617,7 +619,7 @@ static void gp_bind_tensor(gp_tensor *t, const unsigned char *base, uint64_t off
     t->scales = NULL;
     t->qp = NULL;
     t->sp = NULL;
-    t->hp = NULL;
+    t->groups = NULL;
     t->ap = NULL;
     if (type == GPT_DTYPE_Q8_0) {
         uint64_t qbytes = ((uint64_t)rows * (uint64_t)t->nb * 32 + 63) / 64 * 64;
@@ -833,9 +835,11 @@ static gpt_status gp_load_tokenizer(const unsigned char *base, const gp_header *
 
 /* Validates a checkpoint image of len bytes at base and builds the model
  * around it; the tensors point into base. `what` names the source in
- * messages (a path, or "buffer"). */
+ * messages (a path, or "buffer"). `mapped`: base is a mapped file, whose
+ * pages of each matrix the loader packs are let go of once it is packed
+ * (gp_release_pages). */
 static gpt_model *gp_parse_checkpoint(const unsigned char *base, uint64_t len, const char *what, int is_file,
-                                      gpt_error *err)
+                                      int mapped, gpt_error *err)
 {
     gp_header h;
     gpt_model *m = NULL;
@@ -864,7 +868,7 @@ static gpt_model *gp_parse_checkpoint(const unsigned char *base, uint64_t len, c
     regions = NULL;
     if (gp_load_tokenizer(base, &h, what, m, err) != GPT_OK) goto bad;
     m->cfg = h.cfg;
-    if (gp_pack_model(m, what, err) != GPT_OK) goto bad;
+    if (gp_pack_model(m, what, mapped, err) != GPT_OK) goto bad;
     return m;
 
 bad:
@@ -881,7 +885,7 @@ bad:
 /* A model over a heap copy of len bytes that it then owns. */
 static gpt_model *gp_load_owned_copy(unsigned char *copy, uint64_t len, const char *what, int is_file, gpt_error *err)
 {
-    gpt_model *m = gp_parse_checkpoint(copy, len, what, is_file, err);
+    gpt_model *m = gp_parse_checkpoint(copy, len, what, is_file, 0, err);
     if (!m) {
         gp_free_aligned(copy);
         return NULL;
@@ -921,7 +925,7 @@ gpt_model *gpt_model_load_memory_inplace(const void *buf, size_t len, gpt_error 
                        "(gpt_model_load_memory copies it instead)", GP_ALIGN);
         return NULL;
     }
-    m = gp_parse_checkpoint((const unsigned char *)buf, len, "buffer", 0, err);
+    m = gp_parse_checkpoint((const unsigned char *)buf, len, "buffer", 0, 0, err);
     if (m) m->storage = GP_STORAGE_USER;
     return m;
 }
@@ -4010,34 +4014,42 @@ static void gp_q8_pack(gp_tensor *t, unsigned char *buf)
 #endif
 
 #if defined(GP_F32_CHAINS)
-/* f16 weights, and bf16 ones where they take no dot products, packed for
- * the chains (section 10.6): groups of 16 rows, k-major, one group's 16
- * values at k in 32 bytes (rows past the last: 0); t->hp then points
- * there. The chains then widen 16 outputs' weights at k with one load and
- * one conversion. Transposing 16 rows as they are read, as the f32 chains
- * do, is bound by the shuffles with 2-byte weights: one decoded row ran at
- * 0.65-0.85 of the dot products' speed. */
-static int gp_h16_packs(gpt_dtype type)
+/* f32 and f16 weights, and bf16 ones where they take no dot products,
+ * packed for the chains (section 10.6): groups of 16 rows, k-major, one
+ * group's 16 values at k side by side, in 64 bytes (f32) or 32 (rows past
+ * the last: 0); t->groups then points there. The chains then load (and
+ * widen) 16 outputs' weights at k with one load. */
+/* up to this many rows of x, the chains keep every row's accumulators in
+ * registers (gp_group_rows); more rows take panels */
+#define GP_CHAIN_FEW 16
+static int gp_takes_chains(gpt_dtype type)
 {
-    return type == GPT_DTYPE_F16 || (type == GPT_DTYPE_BF16 && !gp_prep_kind(type));
+    return type == GPT_DTYPE_F32 || type == GPT_DTYPE_F16 || (type == GPT_DTYPE_BF16 && !gp_prep_kind(type));
 }
-/* The weight types whose products are the chains: f32, and the above. */
-static int gp_takes_chains(gpt_dtype type) { return type == GPT_DTYPE_F32 || gp_h16_packs(type); }
-static size_t gp_h16_packed_bytes(const gp_tensor *t)
+/* Bytes of one weight in the packed groups. */
+static int gp_group_elem(gpt_dtype type) { return type == GPT_DTYPE_F32 ? 4 : 2; }
+static size_t gp_group_packed_bytes(const gp_tensor *t)
 {
-    return gp_align_up(((size_t)t->rows + 15) / 16 * 16 * (size_t)t->cols * 2);
+    return gp_align_up(((size_t)t->rows + 15) / 16 * 16 * (size_t)t->cols * (size_t)gp_group_elem(t->type));
 }
-static void gp_h16_pack(gp_tensor *t, unsigned char *buf)
+static void gp_group_pack(gp_tensor *t, unsigned char *buf)
 {
-    const uint16_t *w = (const uint16_t *)(const void *)t->data;
-    uint16_t *out = (uint16_t *)(void *)buf;
     int groups = (t->rows + 15) / 16, K = t->cols, g, i, k;
     for (g = 0; g < groups; g++)
         for (i = 0; i < 16; i++) {
             int row = g * 16 + i;
-            for (k = 0; k < K; k++) out[((size_t)g * K + k) * 16 + i] = row < t->rows ? w[(size_t)row * K + k] : 0;
+            size_t from = (size_t)row * K, to = (size_t)g * K * 16 + i;
+            if (t->type == GPT_DTYPE_F32) {
+                const float *w = (const float *)(const void *)t->data;
+                float *out = (float *)(void *)buf;
+                for (k = 0; k < K; k++) out[to + (size_t)k * 16] = row < t->rows ? w[from + k] : 0.0f;
+            } else {
+                const uint16_t *w = (const uint16_t *)(const void *)t->data;
+                uint16_t *out = (uint16_t *)(void *)buf;
+                for (k = 0; k < K; k++) out[to + (size_t)k * 16] = row < t->rows ? w[from + k] : 0;
+            }
         }
-    t->hp = out;
+    t->groups = buf;
 }
 #endif
 
@@ -4110,14 +4122,14 @@ static int gp_packs(const gp_tensor *t)
     if (t->type == GPT_DTYPE_Q8_0) return 1;
 #endif
 #if defined(GP_F32_CHAINS)
-    if (gp_h16_packs(t->type)) return 1;
+    if (gp_takes_chains(t->type)) return 1;
 #endif
     return gp_amx_takes(t->type);
 }
 static uint64_t gp_packed_bytes_bound(const gp_tensor *t)
 {
     if (t->type == GPT_DTYPE_Q8_0) return ((uint64_t)t->rows + 15) * (uint64_t)gp_q8_npad(t->nb) * 34 + 2 * GP_ALIGN;
-    return ((uint64_t)t->rows + 15) * ((uint64_t)t->cols + 31) * 2 + 2 * GP_ALIGN; /* 2-byte values */
+    return ((uint64_t)t->rows + 15) * ((uint64_t)t->cols + 31) * 4 + 2 * GP_ALIGN; /* up to 4-byte values */
 }
 static size_t gp_packed_bytes(const gp_tensor *t)
 {
@@ -4125,7 +4137,7 @@ static size_t gp_packed_bytes(const gp_tensor *t)
     if (t->type == GPT_DTYPE_Q8_0) return gp_q8_packed_bytes(t);
 #endif
 #if defined(GP_F32_CHAINS)
-    if (gp_h16_packs(t->type)) return gp_h16_packed_bytes(t);
+    if (gp_takes_chains(t->type)) return gp_group_packed_bytes(t);
 #endif
 #if defined(GP_BF16_AMX)
     if (gp_amx_takes(t->type)) return gp_amx_packed_bytes(t);
@@ -4139,7 +4151,7 @@ static void gp_pack(gp_tensor *t, unsigned char *buf)
     if (t->type == GPT_DTYPE_Q8_0) gp_q8_pack(t, buf);
 #endif
 #if defined(GP_F32_CHAINS)
-    if (gp_h16_packs(t->type)) gp_h16_pack(t, buf);
+    if (gp_takes_chains(t->type)) gp_group_pack(t, buf);
 #endif
 #if defined(GP_BF16_AMX)
     if (gp_amx_takes(t->type)) gp_amx_pack(t, buf);
@@ -4155,7 +4167,7 @@ static void gp_pack(gp_tensor *t, unsigned char *buf)
  * scalar twins read the checkpoint's rows). The SIMD products read only the
  * packed copy; the embedding lookup (wte's rows) and the reference kernels
  * still read the checkpoint's. */
-static gpt_status gp_pack_model(gpt_model *m, const char *what, gpt_error *err)
+static gpt_status gp_pack_model(gpt_model *m, const char *what, int mapped, gpt_error *err)
 {
     size_t total = 0, at = 0;
     int l, t, pass;
@@ -4172,6 +4184,7 @@ static gpt_status gp_pack_model(gpt_model *m, const char *what, gpt_error *err)
                     total += gp_packed_bytes(ts[t]);
                 } else {
                     gp_pack((gp_tensor *)ts[t], m->packed + at); /* m is not const here */
+                    if (mapped) gp_release_pages(ts[t]);
                     at += gp_packed_bytes(ts[t]);
                 }
             }
@@ -4198,12 +4211,23 @@ static void gp_bf16_round_row(const float *x, int K, uint16_t *out)
 }
 
 /* Rows 0 .. n-1 of x rounded for products with W (see above) into scratch,
- * where W's type takes dot products; nothing otherwise. */
+ * where W's type takes dot products; where it takes the chains and there
+ * are 2 to GP_CHAIN_FEW rows, x transposed, scratch[k * GP_CHAIN_FEW + r] =
+ * x[r][k] (once per thread: per piece of W's rows, as pieces are claimed,
+ * it cost up to a third of a batch's products); nothing otherwise. */
 static void gp_linear_prepare(const gp_tensor *W, const float *x, int ldx, int n, float *scratch)
 {
     int kind = gp_prep_kind(W->type), r;
     size_t rb;
     unsigned char *out = (unsigned char *)scratch;
+#if defined(GP_F32_CHAINS)
+    if (gp_takes_chains(W->type) && n > 1 && n <= GP_CHAIN_FEW) {
+        int k;
+        for (r = 0; r < n; r++)
+            for (k = 0; k < W->cols; k++) scratch[(size_t)k * GP_CHAIN_FEW + r] = x[(size_t)r * ldx + k];
+        return;
+    }
+#endif
     if (!kind) return;
     rb = gp_prep_bytes(kind, W->cols);
     for (r = 0; r < n; r++) {
@@ -4691,17 +4715,13 @@ static void gp_store_sum(float *y, float sum, const float *bias, int j, int accu
 }
 
 #if defined(GP_AVX512)
-/* The same for 16 outputs side by side (the f32 and q8_0 chains): y[0..nj)
- * = (acc + bias) (+ y), nj <= 16. */
+/* The same for 16 outputs side by side (the f32 and q8_0 chains): y[i] =
+ * (acc + bias) (+ y) for the lanes i in m. */
 GP_INLINE void gp_chain_store_mask(float *y, __m512 acc, const float *bias, __mmask16 m, int accumulate)
 {
     __m512 v = _mm512_add_ps(acc, bias ? _mm512_maskz_loadu_ps(m, bias) : _mm512_setzero_ps());
     if (accumulate) v = _mm512_add_ps(_mm512_maskz_loadu_ps(m, y), v);
     _mm512_mask_storeu_ps(y, m, v);
-}
-GP_INLINE void gp_chain_store(float *y, __m512 acc, const float *bias, int nj, int accumulate)
-{
-    gp_chain_store_mask(y, acc, bias, (__mmask16)(nj >= 16 ? 0xFFFF : (1u << nj) - 1u), accumulate);
 }
 /* Lanes lo .. hi-1 only (clamped to 0 .. 16): a piece of W's rows that
  * starts inside a packed group of 16. */
@@ -5350,13 +5370,13 @@ GP_INLINE void gp_dot_body(const gp_tensor *W, gpt_dtype type, const float *X, i
 }
 
 #if defined(GP_F32_CHAINS)
-static void gp_chain_linear(const gp_tensor *W, const float *bias, const float *x, int ldx, int n, int j0, int j1,
-                            float *y, int ldy, int accumulate, float *panel);
-static void gp_h16_linear_f16(const gp_tensor *W, const float *bias, const float *x, int ldx, int n, int j0, int j1,
-                              float *y, int ldy, int accumulate, float *panel);
+static void gp_group_linear_f32(const gp_tensor *W, const float *bias, const float *x, int ldx, int n, int j0, int j1,
+                                float *y, int ldy, int accumulate, float *scratch);
+static void gp_group_linear_f16(const gp_tensor *W, const float *bias, const float *x, int ldx, int n, int j0, int j1,
+                                float *y, int ldy, int accumulate, float *scratch);
 #if !defined(GP_BF16_DOT)
-static void gp_h16_linear_bf16(const gp_tensor *W, const float *bias, const float *x, int ldx, int n, int j0, int j1,
-                               float *y, int ldy, int accumulate, float *panel);
+static void gp_group_linear_bf16(const gp_tensor *W, const float *bias, const float *x, int ldx, int n, int j0, int j1,
+                                 float *y, int ldy, int accumulate, float *scratch);
 #endif
 #endif
 
@@ -5432,8 +5452,8 @@ static void gp_linear_simd(const gp_tensor *W, const float *bias, const float *x
     (void)x;
     switch (W->type) {
 #if defined(GP_F32_CHAINS)
-    case GPT_DTYPE_F32: gp_chain_linear(W, bias, x, ldx, n, j0, j1, y, ldy, accumulate, scratch); break;
-    case GPT_DTYPE_F16: gp_h16_linear_f16(W, bias, x, ldx, n, j0, j1, y, ldy, accumulate, scratch); break;
+    case GPT_DTYPE_F32: gp_group_linear_f32(W, bias, x, ldx, n, j0, j1, y, ldy, accumulate, scratch); break;
+    case GPT_DTYPE_F16: gp_group_linear_f16(W, bias, x, ldx, n, j0, j1, y, ldy, accumulate, scratch); break;
 #else
     case GPT_DTYPE_F32: gp_dot_body(W, GPT_DTYPE_F32, x, ldx, n, j0, j1, y, ldy, bias, accumulate); break;
     case GPT_DTYPE_F16: gp_dot_body(W, GPT_DTYPE_F16, x, ldx, n, j0, j1, y, ldy, bias, accumulate); break;
@@ -5451,7 +5471,7 @@ static void gp_linear_simd(const gp_tensor *W, const float *bias, const float *x
                     accumulate);
         break;
 #elif defined(GP_F32_CHAINS)
-    case GPT_DTYPE_BF16: gp_h16_linear_bf16(W, bias, x, ldx, n, j0, j1, y, ldy, accumulate, scratch); break;
+    case GPT_DTYPE_BF16: gp_group_linear_bf16(W, bias, x, ldx, n, j0, j1, y, ldy, accumulate, scratch); break;
 #if defined(GP_Q8_CHAINS)
     default: (void)gp_dot_body; break; /* every type takes chains in this build (AVX-512 with VNNI, no BF16) */
 #endif
@@ -5585,183 +5605,80 @@ static void gp_op_rows(const float *x, int ldx, int rows, const float *panel, in
 
 #if defined(GP_F32_CHAINS)
 /*
- * The linear layer of f32 weights on AVX-512: y[r][j] = x[r] . W[j] + bias[j]
- * (+ y[r][j]) where the product is one chain of FMAs, k = 0 first, in a
- * lane of its own. So a row's outputs do not depend on the rows beside it
- * (batch invariance) and no lane sums are needed. W is stored by rows of K;
- * the chains need it by columns, 16 or 64 outputs side by side, so blocks
- * of 16 rows x 16 columns are transposed in registers as they are read:
- * - up to GP_CHAIN_FEW (16) rows of x (every decoded token, batches of
- *   sequences): each transposed block feeds the chains of every row at once,
- *   and W streams from memory with nothing stored;
- * - more rows (prompts): the transposed blocks are stored as a panel of 64 outputs
+ * The linear layer of f32, f16 and bf16 weights on AVX-512 (bf16 where it
+ * takes no dot products): y[r][j] = x[r] . W[j] + bias[j] (+ y[r][j]) where
+ * the product is one chain of FMAs, k = 0 first, in a lane of its own. So a
+ * row's outputs do not depend on the rows beside it (batch invariance) and
+ * no lane sums are needed. The chains need W by columns, 16 outputs side by
+ * side, so W is read from a copy packed at load time by groups of 16 rows,
+ * k-major (gp_group_pack): one vector load gives 16 outputs' weights at k.
+ * - one row of x (every decoded token): 4 groups' chains side by side;
+ * - up to GP_CHAIN_FEW (16) rows (batches of sequences): each load of a
+ *   group's weights feeds every row's chain, the accumulators in registers;
+ * - more rows (prompts): 4 groups are copied into a panel of 64 outputs
  *   (gp_op_tile6's layout, K x 64, in the thread's scratch) that tiles of up
  *   to 6 rows of x then use from L2, each panel row loaded once per tile and
- *   each x[r][k] broadcast: 24 FMAs for 4 loads and 6 broadcasts, against
- *   10 vector loads for the dot products' 6 x 4 tile.
- * f16 and bf16 weights (gp_h16_linear, below) take the same chains from a
- * copy packed at load time by groups of 16 rows, k-major, so that they need
- * no transposes.
+ *   each x[r][k] broadcast: 24 FMAs for 4 loads and 6 broadcasts.
+ * Until the eleventh round (docs/PERFORMANCE.md) f32 weights were read
+ * where they lie in the checkpoint and transposed in registers, 16 x 16 at
+ * a time; on Zen 4 the packed copy decoded one row 12-18% faster and 16
+ * rows 30-40% faster (the transposes' shuffles and the accumulators that
+ * did not fit in registers beside them cost a quarter of the FMAs' time).
  */
 
-/* r[i] = row i of a 16 x 16 block; afterwards r[i] = its column i. */
-#define GP_TR_PAIR(i)                                                                                      \
-    t[i] = _mm512_unpacklo_ps(r[i], r[(i) + 1]);                                                           \
-    t[(i) + 1] = _mm512_unpackhi_ps(r[i], r[(i) + 1]);
-#define GP_TR_QUAD(i)                                                                                      \
-    u[i] = _mm512_shuffle_ps(t[i], t[(i) + 2], 0x44);                                                      \
-    u[(i) + 1] = _mm512_shuffle_ps(t[i], t[(i) + 2], 0xEE);                                                \
-    u[(i) + 2] = _mm512_shuffle_ps(t[(i) + 1], t[(i) + 3], 0x44);                                          \
-    u[(i) + 3] = _mm512_shuffle_ps(t[(i) + 1], t[(i) + 3], 0xEE);
-/* u[4g + c]'s 128-bit lane l holds rows 4g .. 4g+3 of column 4l + c */
-#define GP_TR_COLS(c)                                                                                      \
-    {                                                                                                      \
-        __m512 ab_lo = _mm512_shuffle_f32x4(u[c], u[4 + (c)], 0x44), ab_hi = _mm512_shuffle_f32x4(u[c], u[4 + (c)], 0xEE); \
-        __m512 cd_lo = _mm512_shuffle_f32x4(u[8 + (c)], u[12 + (c)], 0x44),                                \
-               cd_hi = _mm512_shuffle_f32x4(u[8 + (c)], u[12 + (c)], 0xEE);                                \
-        r[c] = _mm512_shuffle_f32x4(ab_lo, cd_lo, 0x88);                                                   \
-        r[4 + (c)] = _mm512_shuffle_f32x4(ab_lo, cd_lo, 0xDD);                                             \
-        r[8 + (c)] = _mm512_shuffle_f32x4(ab_hi, cd_hi, 0x88);                                             \
-        r[12 + (c)] = _mm512_shuffle_f32x4(ab_hi, cd_hi, 0xDD);                                            \
+/* how far ahead the chains prefetch a group's weights into L2 (1 KB, 4 KB
+ * and 8 KB were slower for f16) */
+#ifndef GP_FEW_AHEAD
+#define GP_FEW_AHEAD 8192
+#endif
+#ifndef GP_PANEL_AHEAD
+#define GP_PANEL_AHEAD 4096
+#endif
+#ifndef GP_GROUP_AHEAD
+#define GP_GROUP_AHEAD 2048
+#endif
+
+/* The 16 weights of a packed group at column k, as floats. */
+GP_INLINE __m512 gp_group_load(const unsigned char *group, gpt_dtype type, int k)
+{
+    const unsigned char *p = group + (size_t)k * 16 * gp_group_elem(type);
+    if (type == GPT_DTYPE_F32) return _mm512_loadu_ps((const float *)(const void *)p);
+    return type == GPT_DTYPE_F16 ? GP_VLOAD_F16(p) : GP_VLOAD_BF16(p);
+}
+
+/* Group g of W's packed copy. */
+GP_INLINE const unsigned char *gp_group_at(const gp_tensor *W, gpt_dtype type, int g)
+{
+    return W->groups + (size_t)g * W->cols * 16 * gp_group_elem(type);
+}
+
+/* The chains of `rows` rows of x (a constant where this is inlined, so that
+ * the accumulators stay in registers) over one group: xt holds x
+ * transposed, xt[k][row], so that a step's broadcasts come from one line. */
+#define GP_GR_DECL(q) __m512 a##q = _mm512_setzero_ps();
+#define GP_GR_FMA(q)                                                                                       \
+    if ((q) < rows) a##q = _mm512_fmadd_ps(_mm512_set1_ps(xk[q]), w, a##q);
+#define GP_GR_PUT(q)                                                                                       \
+    if ((q) < rows) acc[q] = a##q;
+GP_INLINE void gp_group_rows(const unsigned char *group, gpt_dtype type, int K, const float *xt, int rows, __m512 *acc)
+{
+    int k, es = gp_group_elem(type);
+    GP_ROWS16(GP_GR_DECL)
+    for (k = 0; k < K; k++) {
+        const float *xk = xt + (size_t)k * GP_CHAIN_FEW;
+        __m512 w = gp_group_load(group, type, k);
+        if (es == 4 || !(k & 1)) GP_PREFETCH_L2_AT(group + (size_t)k * 16 * es, GP_FEW_AHEAD);
+        GP_ROWS16(GP_GR_FMA)
     }
-GP_INLINE void gp_transpose16(__m512 *r)
-{
-    __m512 t[16], u[16];
-    GP_TR_PAIR(0) GP_TR_PAIR(2) GP_TR_PAIR(4) GP_TR_PAIR(6) GP_TR_PAIR(8) GP_TR_PAIR(10) GP_TR_PAIR(12) GP_TR_PAIR(14)
-    GP_TR_QUAD(0) GP_TR_QUAD(4) GP_TR_QUAD(8) GP_TR_QUAD(12)
-    GP_TR_COLS(0) GP_TR_COLS(1) GP_TR_COLS(2) GP_TR_COLS(3)
+    GP_ROWS16(GP_GR_PUT)
 }
 
-#define GP_R16(M) M(0) M(1) M(2) M(3) M(4) M(5) M(6) M(7) M(8) M(9) M(10) M(11) M(12) M(13) M(14) M(15)
-
-/* Columns k .. k+15 of the rows rows[0..16) (columns past K, outside m, read
- * as zero), transposed. One load instruction per row, so that the hardware
- * sees each row as a stream of its own. */
-#define GP_CH_LOAD(i) r[i] = _mm512_maskz_loadu_ps(m, rows[i] + k);
-GP_INLINE void gp_chain_block(const float *const *rows, int k, __mmask16 m, __m512 *r)
-{
-    GP_R16(GP_CH_LOAD)
-    gp_transpose16(r);
-}
-
-/* rows[i] = row i of the nr rows from w (K apart); rows past nr repeat row
- * nr - 1, whose lanes are computed and never stored. */
-static void gp_chain_rows(const float *w, int K, int nr, const float **rows)
+/* Columns k .. k+kn-1 (kn <= 16) of a packed group, widened: r[i] = the
+ * group's 16 values at k + i. */
+GP_INLINE void gp_group_block(const unsigned char *group, gpt_dtype type, int k, int kn, __m512 *r)
 {
     int i;
-    for (i = 0; i < 16; i++) rows[i] = w + (size_t)(i < nr ? i : nr - 1) * K;
-}
-
-/* Columns k .. k+kn-1 of a transposed block (r) into the chains of up to 8
- * rows of x: a row's 16 FMAs depend on each other, so the rows take turns,
- * each FMA of a turn independent of the others (row after row, 16 rows
- * took 14% longer per block, and batches of 16 decoded about 5% slower). */
-#define GP_CH_GET(q) __m512 a##q = acc[q];
-#define GP_CH_FMA(q) a##q = _mm512_fmadd_ps(_mm512_set1_ps(x[(size_t)(q)*ldx + k + i]), r[i], a##q);
-#define GP_CH_PUT(q) acc[q] = a##q;
-#define GP_CHAIN_ROWS(name, ROWS)                                                                          \
-    GP_INLINE void name(__m512 *acc, const float *x, int ldx, int k, int kn, const __m512 *r)             \
-    {                                                                                                      \
-        int i;                                                                                             \
-        ROWS(GP_CH_GET)                                                                                    \
-        for (i = 0; i < kn; i++) {                                                                         \
-            ROWS(GP_CH_FMA)                                                                                \
-        }                                                                                                  \
-        ROWS(GP_CH_PUT)                                                                                    \
-    }
-GP_CHAIN_ROWS(gp_chain_rows1, GP_ROWS1)
-GP_CHAIN_ROWS(gp_chain_rows2, GP_ROWS2)
-GP_CHAIN_ROWS(gp_chain_rows3, GP_ROWS3)
-GP_CHAIN_ROWS(gp_chain_rows4, GP_ROWS4)
-GP_CHAIN_ROWS(gp_chain_rows5, GP_ROWS5)
-GP_CHAIN_ROWS(gp_chain_rows6, GP_ROWS6)
-GP_CHAIN_ROWS(gp_chain_rows7, GP_ROWS7)
-GP_CHAIN_ROWS(gp_chain_rows8, GP_ROWS8)
-
-/* All n rows of x, 8 at a time. */
-GP_INLINE void gp_chain_all_rows(__m512 *acc, const float *x, int ldx, int n, int k, int kn, const __m512 *r)
-{
-    int row;
-    for (row = 0; row < n; row += 8) {
-        __m512 *a = acc + row;
-        const float *xr = x + (size_t)row * ldx;
-        switch (n - row < 8 ? n - row : 8) {
-        case 1: gp_chain_rows1(a, xr, ldx, k, kn, r); break;
-        case 2: gp_chain_rows2(a, xr, ldx, k, kn, r); break;
-        case 3: gp_chain_rows3(a, xr, ldx, k, kn, r); break;
-        case 4: gp_chain_rows4(a, xr, ldx, k, kn, r); break;
-        case 5: gp_chain_rows5(a, xr, ldx, k, kn, r); break;
-        case 6: gp_chain_rows6(a, xr, ldx, k, kn, r); break;
-        case 7: gp_chain_rows7(a, xr, ldx, k, kn, r); break;
-        default: gp_chain_rows8(a, xr, ldx, k, kn, r); break;
-        }
-    }
-}
-
-/* Rows of x (n <= GP_CHAIN_FEW) against rows j0 .. j1-1 of W, 16 rows of W
- * at a time: each transposed block meets every row of x while it is in
- * registers. */
-#define GP_CHAIN_FEW 16
-/* the same block of the next 16 rows into L2, and this row's line 4 blocks
- * on into L1 (the hardware's L1 prefetchers do not follow 16 rows read a
- * line at a time: without it, one core decoded 9% slower than the dot
- * products' 4-row streams in a one-core microbenchmark; with it, within
- * 2%, and 1-6% in gpt bench) */
-#define GP_CH_PREFETCH(i)                                                                                  \
-    GP_PREFETCH_L2_AT(rows[i] + k, next);                                                                  \
-    GP_PREFETCH_L1_AT(rows[i] + k, 256);
-GP_INLINE void gp_chain_few(const gp_tensor *W, const float *bias, const float *x, int ldx, int n, int j0, int j1,
-                            float *y, int ldy, int accumulate)
-{
-    const float *w = (const float *)(const void *)W->data, *rows[16];
-    int K = W->cols, j, k, row;
-    __m512 acc[GP_CHAIN_FEW], r[16];
-    for (j = j0; j < j1; j += 16) {
-        int nr = j1 - j < 16 ? j1 - j : 16;
-        /* each block prefetches the same block of the next 16 rows: a
-         * stream of the rows' bytes 16 KB ahead, front to back, lost 15%,
-         * and prefetching 2 or 3 groups ahead lost 2% and 8% */
-        size_t next = (size_t)16 * K * 4;
-        gp_chain_rows(w + (size_t)j * K, K, nr, rows);
-        for (row = 0; row < n; row++) acc[row] = _mm512_setzero_ps();
-        for (k = 0; k + 16 <= K; k += 16) {
-            GP_R16(GP_CH_PREFETCH)
-            gp_chain_block(rows, k, 0xFFFF, r);
-            gp_chain_all_rows(acc, x, ldx, n, k, 16, r);
-        }
-        if (k < K) {
-            gp_chain_block(rows, k, (__mmask16)((1u << (K - k)) - 1u), r);
-            gp_chain_all_rows(acc, x, ldx, n, k, K - k, r);
-        }
-        for (row = 0; row < n; row++)
-            gp_chain_store(y + (size_t)row * ldy + j, acc[row], bias ? bias + j : NULL, nr, accumulate);
-    }
-}
-
-/* Rows w[0..nj) (nj <= 64) as a panel of 64 outputs: panel[k][c] = w[c][k]
- * for c < nj (the columns past nj hold copies the tiles compute and never
- * store). */
-static void gp_chain_pack(const float *w, int K, int nj, float *panel)
-{
-    const float *rows[16];
-    /* 16 rows at a time, as gp_chain_few reads them (64 rows at once, one
-     * block of each in turn, ran at a third of the speed) */
-    size_t next = (size_t)16 * K * 4;
-    int k, g, i;
-    __m512 r[16];
-    for (g = 0; g < 64; g += 16) {
-        int first = g < nj ? g : nj - 1;
-        gp_chain_rows(w + (size_t)first * K, K, nj - first < 16 ? nj - first : 16, rows);
-        for (k = 0; k + 16 <= K; k += 16) {
-            GP_R16(GP_CH_PREFETCH)
-            gp_chain_block(rows, k, 0xFFFF, r);
-            for (i = 0; i < 16; i++) _mm512_storeu_ps(panel + (size_t)(k + i) * 64 + g, r[i]);
-        }
-        if (k < K) {
-            gp_chain_block(rows, k, (__mmask16)((1u << (K - k)) - 1u), r);
-            for (i = 0; i < K - k; i++) _mm512_storeu_ps(panel + (size_t)(k + i) * 64 + g, r[i]);
-        }
-    }
+    for (i = 0; i < kn; i++) r[i] = gp_group_load(group, type, k + i);
 }
 
 /* A tile of ROWS rows of x against a panel: the chains as in gp_op_tile6,
@@ -5800,50 +5717,32 @@ typedef void (*gp_chain_tile_fn)(const float *, int, const float *, int, float *
 static const gp_chain_tile_fn gp_chain_tiles[7] = {NULL,           gp_chain_tile1, gp_chain_tile2, gp_chain_tile3,
                                                    gp_chain_tile4, gp_chain_tile5, gp_chain_tile6};
 
-/* Columns k .. k+kn-1 (kn <= 16) of a packed group of 2-byte weights
- * (gp_h16_pack), widened: r[i] = the group's 16 values at k + i. */
-GP_INLINE void gp_h16_block(const uint16_t *group, int k, int kn, gpt_dtype type, __m512 *r)
+/* The chains over W's packed groups (type: f32, f16 or bf16, a constant
+ * where this is inlined). A piece of rows j0 .. j1-1 computes the whole
+ * groups it touches and stores its own outputs. */
+GP_INLINE void gp_group_linear(const gp_tensor *W, gpt_dtype type, const float *bias, const float *x, int ldx, int n,
+                               int j0, int j1, float *y, int ldy, int accumulate, float *scratch)
 {
-    int i;
-    for (i = 0; i < kn; i++) {
-        const uint16_t *p = group + (size_t)(k + i) * 16;
-        r[i] = type == GPT_DTYPE_F16 ? GP_VLOAD_F16(p) : GP_VLOAD_BF16(p);
-    }
-}
-
-/* The chains over packed f16 or bf16 weights: as gp_chain_few and the
- * panels of gp_chain_linear, with W's groups of 16 rows read as they are
- * stored instead of transposed. A piece of rows j0 .. j1-1 computes the
- * whole groups it touches and stores its own outputs. */
-#ifndef GP_H16_AHEAD
-#define GP_H16_AHEAD 2048
-#endif
-GP_INLINE void gp_h16_linear(const gp_tensor *W, gpt_dtype type, const float *bias, const float *x, int ldx, int n,
-                             int j0, int j1, float *y, int ldy, int accumulate, float *panel)
-{
-    int K = W->cols, g, k, row, r, gb, i;
+    int K = W->cols, es = gp_group_elem(type), g, k, row, r, gb, i;
     __m512 acc[GP_CHAIN_FEW], blk[16];
     if (n == 1) {
         /* every decoded token: one row's FMAs of a group depend on each
          * other (4 cycles each), so 4 groups' chains run side by side */
         for (g = j0 / 16; g * 16 < j1; g += 4) {
-            const uint16_t *gr[4];
+            const unsigned char *gr[4];
             __m512 c[4];
             for (i = 0; i < 4; i++) {
-                gr[i] = W->hp + (size_t)((g + i) * 16 < j1 ? g + i : g) * K * 16; /* past the piece: computed, not stored */
+                gr[i] = gp_group_at(W, type, (g + i) * 16 < j1 ? g + i : g); /* past the piece: computed, not stored */
                 c[i] = _mm512_setzero_ps();
             }
             for (k = 0; k < K; k += 16) {
                 int kn = K - k < 16 ? K - k : 16, line, kk;
-                for (i = 0; i < 4; i++) /* the lines of this block, GP_H16_AHEAD bytes on */
-                    for (line = 0; line < (kn + 1) / 2; line++)
-                        GP_PREFETCH_L2_AT(gr[i] + (size_t)k * 16 + line * 32, GP_H16_AHEAD);
+                for (i = 0; i < 4; i++) /* the lines of this block, GP_GROUP_AHEAD bytes on */
+                    for (line = 0; line * 64 < kn * 16 * es; line++)
+                        GP_PREFETCH_L2_AT(gr[i] + (size_t)k * 16 * es + line * 64, GP_GROUP_AHEAD);
                 for (kk = k; kk < k + kn; kk++) {
                     __m512 xb = _mm512_set1_ps(x[kk]);
-                    for (i = 0; i < 4; i++) {
-                        const uint16_t *p = gr[i] + (size_t)kk * 16;
-                        c[i] = _mm512_fmadd_ps(xb, type == GPT_DTYPE_F16 ? GP_VLOAD_F16(p) : GP_VLOAD_BF16(p), c[i]);
-                    }
+                    for (i = 0; i < 4; i++) c[i] = _mm512_fmadd_ps(xb, gp_group_load(gr[i], type, kk), c[i]);
                 }
             }
             for (i = 0; i < 4 && (g + i) * 16 < j1; i++)
@@ -5852,16 +5751,14 @@ GP_INLINE void gp_h16_linear(const gp_tensor *W, gpt_dtype type, const float *bi
         }
         return;
     }
-    if (n <= GP_CHAIN_FEW) {
+    if (n <= GP_CHAIN_FEW) { /* x transposed in the scratch by gp_linear_prepare */
         for (g = j0 / 16; g * 16 < j1; g++) {
-            const uint16_t *group = W->hp + (size_t)g * K * 16;
-            for (row = 0; row < n; row++) acc[row] = _mm512_setzero_ps();
-            for (k = 0; k < K; k += 16) {
-                int kn = K - k < 16 ? K - k : 16, line;
-                for (line = 0; line < (kn + 1) / 2; line++)
-                    GP_PREFETCH_L2_AT(group + (size_t)k * 16 + line * 32, GP_H16_AHEAD);
-                gp_h16_block(group, k, kn, type, blk);
-                gp_chain_all_rows(acc, x, ldx, n, k, kn, blk);
+            const unsigned char *group = gp_group_at(W, type, g);
+            switch (n) {
+#define GP_GR_CASE(q)                                                                                      \
+    case (q) + 1: gp_group_rows(group, type, K, scratch, (q) + 1, acc); break;
+                GP_ROWS16(GP_GR_CASE)
+#undef GP_GR_CASE
             }
             for (row = 0; row < n; row++)
                 gp_chain_store_range(y + (size_t)row * ldy + g * 16, acc[row], bias ? bias + g * 16 : NULL, j0 - g * 16,
@@ -5872,60 +5769,43 @@ GP_INLINE void gp_h16_linear(const gp_tensor *W, gpt_dtype type, const float *bi
     for (gb = j0 / 16 * 16; gb < j1; gb += 64) {
         int nj = j1 - gb < 64 ? j1 - gb : 64;
         for (i = 0; i < 4; i++) { /* groups past the piece: zeros, computed and never stored */
-            const uint16_t *group = 16 * i < nj ? W->hp + (size_t)(gb / 16 + i) * K * 16 : NULL;
+            const unsigned char *group = 16 * i < nj ? gp_group_at(W, type, gb / 16 + i) : NULL;
             for (k = 0; k < K; k += 16) {
-                int kn = K - k < 16 ? K - k : 16, c;
-                if (group)
-                    gp_h16_block(group, k, kn, type, blk);
-                else
+                int kn = K - k < 16 ? K - k : 16, c, line;
+                if (group) {
+                    for (line = 0; line * 64 < kn * 16 * es; line++)
+                        GP_PREFETCH_L2_AT(group + (size_t)k * 16 * es + line * 64, GP_PANEL_AHEAD);
+                    gp_group_block(group, type, k, kn, blk);
+                } else
                     for (c = 0; c < kn; c++) blk[c] = _mm512_setzero_ps();
-                for (c = 0; c < kn; c++) _mm512_storeu_ps(panel + (size_t)(k + c) * 64 + 16 * i, blk[c]);
+                for (c = 0; c < kn; c++) _mm512_storeu_ps(scratch + (size_t)(k + c) * 64 + 16 * i, blk[c]);
             }
         }
         for (r = 0; r < n; r += 6) {
             int mr = n - r < 6 ? n - r : 6;
-            gp_chain_tiles[mr](x + (size_t)r * ldx, ldx, panel, K, y + (size_t)r * ldy + gb, ldy, j0 - gb, nj,
+            gp_chain_tiles[mr](x + (size_t)r * ldx, ldx, scratch, K, y + (size_t)r * ldy + gb, ldy, j0 - gb, nj,
                                bias ? bias + gb : NULL, accumulate);
         }
     }
 }
 
-static void gp_h16_linear_f16(const gp_tensor *W, const float *bias, const float *x, int ldx, int n, int j0, int j1,
-                              float *y, int ldy, int accumulate, float *panel)
+static void gp_group_linear_f32(const gp_tensor *W, const float *bias, const float *x, int ldx, int n, int j0, int j1,
+                                float *y, int ldy, int accumulate, float *scratch)
 {
-    gp_h16_linear(W, GPT_DTYPE_F16, bias, x, ldx, n, j0, j1, y, ldy, accumulate, panel);
+    gp_group_linear(W, GPT_DTYPE_F32, bias, x, ldx, n, j0, j1, y, ldy, accumulate, scratch);
+}
+static void gp_group_linear_f16(const gp_tensor *W, const float *bias, const float *x, int ldx, int n, int j0, int j1,
+                                float *y, int ldy, int accumulate, float *scratch)
+{
+    gp_group_linear(W, GPT_DTYPE_F16, bias, x, ldx, n, j0, j1, y, ldy, accumulate, scratch);
 }
 #if !defined(GP_BF16_DOT)
-static void gp_h16_linear_bf16(const gp_tensor *W, const float *bias, const float *x, int ldx, int n, int j0, int j1,
-                               float *y, int ldy, int accumulate, float *panel)
+static void gp_group_linear_bf16(const gp_tensor *W, const float *bias, const float *x, int ldx, int n, int j0, int j1,
+                                 float *y, int ldy, int accumulate, float *scratch)
 {
-    gp_h16_linear(W, GPT_DTYPE_BF16, bias, x, ldx, n, j0, j1, y, ldy, accumulate, panel);
+    gp_group_linear(W, GPT_DTYPE_BF16, bias, x, ldx, n, j0, j1, y, ldy, accumulate, scratch);
 }
 #endif
-
-static void gp_chain_linear(const gp_tensor *W, const float *bias, const float *x, int ldx, int n, int j0, int j1,
-                            float *y, int ldy, int accumulate, float *panel)
-{
-    const float *w = (const float *)(const void *)W->data;
-    int K = W->cols, jb, r;
-    if (n == 1) { /* every decoded token: its accumulator stays in a register */
-        gp_chain_few(W, bias, x, ldx, 1, j0, j1, y, ldy, accumulate);
-        return;
-    }
-    if (n <= GP_CHAIN_FEW) {
-        gp_chain_few(W, bias, x, ldx, n, j0, j1, y, ldy, accumulate);
-        return;
-    }
-    for (jb = j0; jb < j1; jb += 64) {
-        int nj = j1 - jb < 64 ? j1 - jb : 64;
-        gp_chain_pack(w + (size_t)jb * K, K, nj, panel);
-        for (r = 0; r < n; r += 6) {
-            int mr = n - r < 6 ? n - r : 6;
-            gp_chain_tiles[mr](x + (size_t)r * ldx, ldx, panel, K, y + (size_t)r * ldy + jb, ldy, 0, nj,
-                               bias ? bias + jb : NULL, accumulate);
-        }
-    }
-}
 #endif /* GP_F32_CHAINS */
 
 /* n halves to floats. */
@@ -6662,6 +6542,27 @@ static gpt_model *gp_load_read(const char *path, gpt_error *err);
 /* Maps the file and builds the model on the mapping; falls back to reading
  * it where mapping is not available or fails. */
 #if defined(GP_MMAP_POSIX)
+/* The mapped pages of a matrix the loader has packed (gp_pack_model): the
+ * products read only the copy, so the process lets go of the pages that
+ * packing read. They stay in the page cache, and a read maps them again
+ * (wte's rows for the embedding lookup, the reference kernels). Without
+ * this, an f32 model held its file and its packed copy: twice its size. */
+static void gp_release_pages(const gp_tensor *w)
+{
+#if defined(MADV_DONTNEED) && defined(_SC_PAGESIZE)
+    long page = sysconf(_SC_PAGESIZE);
+    uintptr_t begin = (uintptr_t)w->data, end;
+    if (page <= 0) return;
+    end = w->type == GPT_DTYPE_Q8_0 ? (uintptr_t)(w->scales + (size_t)w->rows * w->nb)
+                                    : begin + (size_t)w->rows * w->cols * (w->type == GPT_DTYPE_F32 ? 4u : 2u);
+    begin = (begin + (uintptr_t)page - 1) / (uintptr_t)page * (uintptr_t)page;
+    end = end / (uintptr_t)page * (uintptr_t)page;
+    if (end > begin) (void)madvise((void *)begin, (size_t)(end - begin), MADV_DONTNEED);
+#else
+    (void)w;
+#endif
+}
+
 static gpt_model *gp_load_mapped(const char *path, gpt_error *err)
 {
     uint64_t size;
@@ -6681,7 +6582,7 @@ static gpt_model *gp_load_mapped(const char *path, gpt_error *err)
     p = mmap(NULL, (size_t)size, PROT_READ, MAP_PRIVATE, fileno(f), 0);
     fclose(f);
     if (p == MAP_FAILED) return gp_load_read(path, err);
-    m = gp_parse_checkpoint((const unsigned char *)p, size, path, 1, err);
+    m = gp_parse_checkpoint((const unsigned char *)p, size, path, 1, 1, err);
     if (!m) {
         munmap(p, (size_t)size);
         return NULL;
@@ -6725,7 +6626,7 @@ static gpt_model *gp_load_mapped(const char *path, gpt_error *err)
         CloseHandle(file);
         return gp_load_read(path, err);
     }
-    m = gp_parse_checkpoint((const unsigned char *)p, (uint64_t)size.QuadPart, path, 1, err);
+    m = gp_parse_checkpoint((const unsigned char *)p, (uint64_t)size.QuadPart, path, 1, 1, err);
     if (!m) {
         UnmapViewOfFile(p);
         CloseHandle(mapping);
@@ -6747,7 +6648,11 @@ static void gp_unmap(gpt_model *m)
     CloseHandle(m->win_file);
 }
 
+/* (the view's pages stay in the working set until Windows trims it) */
+static void gp_release_pages(const gp_tensor *w) { (void)w; }
+
 #else
 static gpt_model *gp_load_mapped(const char *path, gpt_error *err) { return gp_load_read(path, err); }
 static void gp_unmap(gpt_model *m) { (void)m; }
+static void gp_release_pages(const gp_tensor *w) { (void)w; }
 #endif

@@ -601,9 +601,10 @@ TEST(context_memory_is_what_the_context_allocates)
 }
 
 #if defined(__linux__) && defined(__x86_64__) && defined(MADV_HUGEPAGE)
-/* The VmFlags line of the mapping in /proc/self/smaps that holds address a
- * (into flags): 0 when there is none. */
-static int ta_vm_flags(uintptr_t a, char *flags, size_t cap)
+/* The line `key` (such as "VmFlags:" or "Rss:") of the mapping in
+ * /proc/self/smaps that holds address a, after the key (into out): 0 when
+ * there is none. */
+static int ta_smaps_line(uintptr_t a, const char *key, char *out, size_t cap)
 {
     char line[512];
     int inside = 0, found = 0;
@@ -614,8 +615,8 @@ static int ta_vm_flags(uintptr_t a, char *flags, size_t cap)
         char dash;
         if (sscanf(line, "%lx%c%lx", &lo, &dash, &hi) == 3 && dash == '-')
             inside = a >= (uintptr_t)lo && a < (uintptr_t)hi;
-        else if (inside && strncmp(line, "VmFlags:", 8) == 0) {
-            snprintf(flags, cap, "%s", line + 8);
+        else if (inside && strncmp(line, key, strlen(key)) == 0) {
+            snprintf(out, cap, "%s", line + strlen(key));
             found = 1;
         }
     }
@@ -644,7 +645,7 @@ TEST(a_context_asks_for_2mb_pages)
     bytes = gpt_context_memory(m, &cp);
     CHECKF(bytes >= (size_t)8 << 20, "the arena is only %lu bytes", (unsigned long)bytes);
     mid = ((uintptr_t)c->arena + bytes / 2) & ~(((uintptr_t)2 << 20) - 1);
-    if (!ta_vm_flags(mid, flags, sizeof flags))
+    if (!ta_smaps_line(mid, "VmFlags:", flags, sizeof flags))
         SKIP("/proc/self/smaps has no VmFlags for the arena");
     else
         CHECKF(strstr(flags, " hg") != NULL, "the arena's mapping has VmFlags:%s", flags);
@@ -655,9 +656,63 @@ TEST(a_context_asks_for_2mb_pages)
 #endif
 }
 
+/* A mapped model whose matrices the loader packed (f32 on AVX-512) lets go
+ * of the file's pages that packing read (gp_release_pages): the mapping's
+ * resident part is then what was read since (the tokenizer, embedding
+ * rows), not the whole file, and the model computes the same logits as one
+ * loaded into memory. */
+TEST(a_mapped_model_holds_only_its_packed_copy)
+{
+#if defined(__linux__) && defined(__x86_64__) && defined(MADV_DONTNEED)
+    const char *build = getenv("BUILD");
+    char path[600], rss[128] = "";
+    size_t len;
+    unsigned long rss_kb = 0;
+    unsigned char *buf = random_checkpoint(4, 4, 256, 64, 256, 9, GPT_DTYPE_F32, &len, NULL);
+    gpt_model *mapped = NULL, *copied = NULL;
+    FILE *f;
+    CHECK(buf != NULL);
+    if (!buf) return;
+    snprintf(path, sizeof path, "%s/tests/mapped_f32.bin", build ? build : "build");
+    f = fopen(path, "wb");
+    CHECK(f != NULL && fwrite(buf, 1, len, f) == len);
+    if (f) fclose(f);
+    mapped = gpt_model_load(path, NULL);
+    copied = gpt_model_load_memory(buf, len, NULL);
+    CHECK(mapped != NULL && copied != NULL);
+    if (mapped && copied) {
+        if (mapped->storage != GP_STORAGE_MMAP || !mapped->blocks[0].attn_w.groups)
+            SKIP("this build maps no file or packs no f32 matrices");
+        else if (!ta_smaps_line((uintptr_t)mapped->map_base, "Rss:", rss, sizeof rss) ||
+                 sscanf(rss, "%lu", &rss_kb) != 1)
+            SKIP("/proc/self/smaps shows no Rss for the mapping");
+        else {
+            int tokens[3] = {1, 200, 7}, i;
+            gpt_context *a = gpt_context_new(mapped, NULL, NULL), *b = gpt_context_new(copied, NULL, NULL);
+            /* the matrices are 12.6 of the file's 13.0 MB */
+            CHECKF(rss_kb * 1024 < len / 4, "%lu KB of the %lu KB file resident", rss_kb, (unsigned long)(len / 1024));
+            CHECK(a != NULL && b != NULL);
+            if (a && b) {
+                CHECK(gpt_eval(a, tokens, 3) == GPT_OK && gpt_eval(b, tokens, 3) == GPT_OK);
+                for (i = 0; i < 256; i++) CHECK(gpt_logits(a)[i] == gpt_logits(b)[i]);
+            }
+            gpt_context_free(a);
+            gpt_context_free(b);
+        }
+    }
+    gpt_model_free(mapped);
+    gpt_model_free(copied);
+    gpt__free(buf);
+    remove(path);
+#else
+    SKIP("the resident pages of a mapping are checked on x86-64 Linux");
+#endif
+}
+
 int main(void)
 {
     RUN(a_context_asks_for_2mb_pages);
+    RUN(a_mapped_model_holds_only_its_packed_copy);
     RUN(context_memory_is_what_the_context_allocates);
     RUN(evaluating_and_scoring_allocate_nothing);
     RUN(every_allocation_fails_cleanly);

@@ -365,14 +365,16 @@ static void kt_chains_equal_their_twin(gpt_dtype t, const int *ks, int nk, const
 
 #if defined(GP_F32_CHAINS)
 /* f32 on AVX-512: each output is one chain of FMAs, k = 0 first, in every
- * path (one row, up to 16 rows fed from registers, more rows through 64-wide
- * panels, whole panels and partial ones): the SIMD kernels equal the scalar
+ * path (one row, up to 16 rows fed from one load of a packed group, more
+ * rows through 64-wide panels, whole panels and partial ones): the SIMD kernels equal the scalar
  * twin bit for bit, and each row equals the row computed alone, for any
  * cut of W's rows. */
 TEST(f32_chains_equal_their_twin_in_every_path)
 {
-    static const int ks[] = {1, 15, 16, 17, 100, 768}, js[] = {17, 64, 65, 130}, ns[] = {1, 2, 9, 16, 17, 23, 30};
-    static const int pieces[] = {1000, 64, 16, 3};
+    /* every count of rows up to 16 has a kernel of its own (gp_group_rows) */
+    static const int ks[] = {1, 15, 16, 17, 100, 768}, js[] = {17, 64, 65, 130},
+                     ns[] = {1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 23, 30};
+    static const int pieces[] = {1000, 72, 64, 40, 16, 3}; /* 72 and 40: panels starting inside a group */
     kt_chains_equal_their_twin(GPT_DTYPE_F32, ks, KT_N(ks), js, KT_N(js), ns, KT_N(ns), pieces, KT_N(pieces));
 }
 
@@ -381,7 +383,7 @@ TEST(f32_chains_equal_their_twin_in_every_path)
  * rows, in every path. */
 TEST(widened_chains_equal_their_twin_in_every_path)
 {
-    static const int ks[] = {1, 15, 16, 17, 100, 768}, js[] = {17, 64, 65, 130}, ns[] = {1, 3, 16, 17, 23};
+    static const int ks[] = {1, 15, 16, 17, 100, 768}, js[] = {17, 64, 65, 130}, ns[] = {1, 3, 8, 16, 17, 23};
     static const int pieces[] = {1000, 72, 40, 16, 3}; /* 72 and 40: panels starting inside a group */
     kt_chains_equal_their_twin(GPT_DTYPE_F16, ks, KT_N(ks), js, KT_N(js), ns, KT_N(ns), pieces, KT_N(pieces));
     if (!gp_prep_kind(GPT_DTYPE_BF16))

@@ -48,9 +48,9 @@ static const char *intro =
     "  prefill_roofline = prompt tok/s / (FMA peak / FLOPs per prompt token)\n"
     "and decode_roofline_kv, which also counts the bytes attention reads from the\n"
     "KV cache (on average over the decoded positions): what decoding must read.\n"
-    "The FMA peak is the best of R measurements, the bandwidth the best of\n"
-    "measurements before and between the repeats: the ratios are not flattered\n"
-    "by a moment when other jobs took part of the machine.\n"
+    "The FMA peak and the bandwidth are the best of measurements before and\n"
+    "between the repeats: the ratios are not flattered by a moment when other\n"
+    "jobs took part of the machine.\n"
     "\n"
     "-B 1,2,4,8,16 measures batched decoding instead: for each B, B sequences of\n"
     "one context, each with its own P-token prompt (evaluated in one batch), then\n"
@@ -322,11 +322,11 @@ static double measure_bandwidth(const read_buffer *rb, int threads, int passes, 
     return best;
 }
 
-/* Best FMA throughput in GFLOP/s over `repeats` runs of ~0.2 s. */
-static double measure_peak(int threads, int repeats)
+/* Best FMA throughput in GFLOP/s over `repeats` runs of ~0.2 s (after one
+ * that sizes them), or `best` if that is higher. */
+static double measure_peak(int threads, int repeats, double best)
 {
     job jobs[256];
-    double best = 0;
     long iters = 2000000;
     int r, t;
     for (r = 0; r < repeats + 1; r++) {
@@ -397,9 +397,10 @@ static int batch_id(int s, int i, int V)
 
 /* Measures one B: the B prompts in one batch (once: they only set up the
  * cache), then R repeats of N B-wide decode steps at positions D .. D+N-1,
- * each repeat rewinding the sequences to D. Updates *bw with the bandwidth
- * measured between repeats. 0, or 1 after printing the error. */
-static int bench_batch(const bench_setup *su, int B, batch_row *row, double *bw)
+ * each repeat rewinding the sequences to D. Updates *bw and *peak with the
+ * bandwidth and FMA peak measured between repeats. 0, or 1 after printing
+ * the error. */
+static int bench_batch(const bench_setup *su, int B, batch_row *row, double *bw, double *peak)
 {
     gpt_config cfg = gpt_model_config(su->m);
     gpt_context_params cp = su->cp;
@@ -482,6 +483,7 @@ static int bench_batch(const bench_setup *su, int B, batch_row *row, double *bw)
             }
         dec[r] = N > 0 ? (double)B * N / (t1 - t0) : 0;
         *bw = measure_bandwidth(su->rb, su->threads, 2, *bw);
+        *peak = measure_peak(su->threads, 1, *peak);
     }
     row->B = B;
     row->sp = summarize(pre, 1);
@@ -521,7 +523,7 @@ static int bench_batches(const gpt_model *m, gpt_context_params cp, const char *
     su.rb = rb;
     for (k = 0; k < n_batches; k++) {
         if (!json) fprintf(stderr, "batch %d...\n", batches[k]);
-        if (bench_batch(&su, batches[k], &rows[k], &bw) != 0) return 1;
+        if (bench_batch(&su, batches[k], &rows[k], &bw, &peak) != 0) return 1;
     }
     if (!(esc = (char *)gpt__alloc(6 * strlen(model) + 1))) {
         fprintf(stderr, "gpt bench: out of memory\n");
@@ -531,8 +533,8 @@ static int bench_batches(const gpt_model *m, gpt_context_params cp, const char *
     if (!json) {
         printf("model     %s (%s, %.1fM parameters, %d layers, n_embd %d; KV cache %s)\n", model,
                gpt_dtype_name(cfg.dtype), (double)cfg.n_params / 1e6, cfg.n_layer, cfg.n_embd, kv_name);
-        printf("machine   %d threads: read bandwidth %.1f GB/s (best seen), FMA peak %.1f GFLOP/s (best of %d)\n",
-               threads, bw, peak, R);
+        printf("machine   %d threads: read bandwidth %.1f GB/s, FMA peak %.1f GFLOP/s (best seen)\n", threads, bw,
+               peak);
         printf("batches   each sequence: a %d-token prompt (all B in one batch, once), then %d tokens decoded at "
                "positions %d .. %d (median of %d)\n", P, N, D, D + N - 1, R);
         printf("%5s %13s %27s %14s %10s %8s %6s\n", "batch", "prefill tok/s", "decode tok/s (min .. max)",
@@ -657,7 +659,7 @@ int cmd_bench(int argc, char **argv)
     if (!json) fprintf(stderr, "measuring memory bandwidth and FMA peak with %d threads...\n", threads);
     measure_bandwidth(&rb, threads, 1, 0); /* warm-up */
     bw = measure_bandwidth(&rb, threads, R, 0);
-    peak = measure_peak(threads, R);
+    peak = measure_peak(threads, R, 0);
     if (n_batches > 0) {
         rc = bench_batches(m, cp, model, P, N, D, R, threads, json, batches, n_batches, &rb, bw, peak, bytes_tok,
                            kv_bytes_tok, flops_tok, dflops_tok, kv_name);
@@ -693,8 +695,11 @@ int cmd_bench(int argc, char **argv)
         }
         dec[r] = N > 0 ? N / (t1 - t0) : 0;
         /* Other jobs on a shared machine take a varying share of its
-         * bandwidth: the limit is the best seen at any point of the run. */
+         * bandwidth and cores: the limits are the best seen at any point
+         * of the run (a peak measured at half while another guest ran on
+         * the cores' siblings once gave a roofline of 1.26). */
         bw = measure_bandwidth(&rb, threads, 2, bw);
+        peak = measure_peak(threads, 1, peak);
     }
     sp = summarize(pre, R);
     sd = summarize(dec, R);
@@ -714,7 +719,7 @@ int cmd_bench(int argc, char **argv)
         printf("model     %s (%s, %.1fM parameters, %d layers, n_embd %d; KV cache %s)\n", model,
                gpt_dtype_name(cfg.dtype), (double)cfg.n_params / 1e6, cfg.n_layer, cfg.n_embd, kv_name);
         printf("machine   %d threads: read bandwidth %.1f GB/s (best of %d), FMA peak %.1f GFLOP/s (best of %d)\n",
-               threads, bw, 3 * R, peak, R);
+               threads, bw, 3 * R, peak, 2 * R);
         printf("prefill   %4d tokens  %8.1f tok/s (median of %d, %.1f .. %.1f)  %.3f GFLOP/token  roofline %.2f\n", P,
                sp.median, R, sp.min, sp.max, flops_tok / 1e9, sp.median / (peak * 1e9 / flops_tok));
         printf("decode    %4d tokens  %8.1f tok/s (median of %d, %.1f .. %.1f)  %.1f MB/token      roofline %.2f\n", N,

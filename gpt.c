@@ -45,7 +45,7 @@
 #if (defined(__unix__) || defined(__APPLE__)) && !defined(_POSIX_C_SOURCE)
 #define _POSIX_C_SOURCE 200809L
 #endif
-/* and, on Linux, madvise (gpt__advise_huge) */
+/* and, on Linux, madvise (gpt__advise_huge, gp_release_pages) */
 #if defined(__linux__) && !defined(_DEFAULT_SOURCE)
 #define _DEFAULT_SOURCE 1
 #endif
@@ -3703,9 +3703,9 @@ static void gp_row_to_f32(const gp_tensor *t, int r, float *out)
  * - outer products (gp_op_row, and gp_op_tile6 on AVX-512): rows of X times
  *   a panel of 64 outputs stored k-major, broadcasting X[r][k]; each output
  *   is one chain of FMAs, no lane sums. The KV cache is kept in that
- *   layout, so attention needs no packing; on AVX-512, f32 weights take
- *   such chains too (gp_chain_linear), transposed from their rows as they
- *   are read.
+ *   layout, so attention needs no packing; on AVX-512, f32 and f16
+ *   weights take such chains too (gp_group_linear), from a copy packed at
+ *   load time by groups of 16 rows, k-major.
  */
 
 /* ---- 10.1 layer norm (one version: it is a small part of the time) ---- */
@@ -4111,7 +4111,7 @@ static int gp_amx_takes(gpt_dtype type)
 #endif
 }
 
-/* Whether this build packs t (q8_0 for the integer products; f16, and
+/* Whether this build packs t (q8_0 for the integer products; f32, f16, and
  * bf16 without them, for the chains; bf16 for AMX); an upper bound of the packed copy's
  * bytes, in 64 bits, to check against the address space before
  * gp_packed_bytes computes them in size_t (padding to whole groups can make
@@ -4161,7 +4161,7 @@ static void gp_pack(gp_tensor *t, unsigned char *buf)
 }
 
 /* The weights of m's linear layers packed for the SIMD products (q8_0 for
- * the integer products, f16 and bf16 for the chains, bf16 for AMX's
+ * the integer products, f32, f16 and bf16 for the chains, bf16 for AMX's
  * tiles), in one allocation
  * that the model owns; nothing where no such products are compiled in (the
  * scalar twins read the checkpoint's rows). The SIMD products read only the
@@ -4221,6 +4221,7 @@ static void gp_linear_prepare(const gp_tensor *W, const float *x, int ldx, int n
     size_t rb;
     unsigned char *out = (unsigned char *)scratch;
 #if defined(GP_F32_CHAINS)
+    /* (the reference kernels read x itself: for them this is wasted) */
     if (gp_takes_chains(W->type) && n > 1 && n <= GP_CHAIN_FEW) {
         int k;
         for (r = 0; r < n; r++)
@@ -4242,7 +4243,8 @@ static void gp_linear_prepare(const gp_tensor *W, const float *x, int ldx, int n
 /* Floats of per-thread scratch the linear kernels need beyond a widened row:
  * rows + GP_PREP_PAD prepared rows of the widest matrix that takes dot
  * products, if any, or the panel of 64 x K floats of the chains (section
- * 10.6), if more. */
+ * 10.6), if more; the chains' x transposed for 2 to 16 rows (16 x K
+ * floats, gp_linear_prepare) fits in the panel's place. */
 static size_t gp_linear_scratch_floats(const gpt_model *m, size_t rows)
 {
     size_t most = 0, bytes, panel = 0;
@@ -4627,6 +4629,7 @@ static void gp_gelu_simd(float *x, size_t n)
 #define GP_ROWS6(M) M(0) M(1) M(2) M(3) M(4) M(5)
 #define GP_ROWS7(M) M(0) M(1) M(2) M(3) M(4) M(5) M(6)
 #define GP_ROWS8(M) M(0) M(1) M(2) M(3) M(4) M(5) M(6) M(7)
+#define GP_ROWS16(M) GP_ROWS8(M) M(8) M(9) M(10) M(11) M(12) M(13) M(14) M(15)
 #if GP_MR == 6
 #define GP_HALF_TILE_ROWS GP_ROWS3
 #else
@@ -5010,7 +5013,6 @@ GP_Q8C_TILE(gp_q8c_tile41, GP_ROWS4, GP_G1, GP_RG41)
 GP_Q8C_TILE(gp_q8c_tile42, GP_ROWS4, GP_G2, GP_RG42)
 GP_Q8C_TILE(gp_q8c_tile43, GP_ROWS4, GP_G3, GP_RG43)
 /* One group by 8 or 16 rows, for batches of sequences (gp_q8_chains) */
-#define GP_ROWS16(M) GP_ROWS8(M) M(8) M(9) M(10) M(11) M(12) M(13) M(14) M(15)
 #define GP_RG81(M) M(0, 0) M(1, 0) M(2, 0) M(3, 0) M(4, 0) M(5, 0) M(6, 0) M(7, 0)
 #define GP_RG161(M) GP_RG81(M) M(8, 0) M(9, 0) M(10, 0) M(11, 0) M(12, 0) M(13, 0) M(14, 0) M(15, 0)
 GP_Q8C_TILE(gp_q8c_tile8, GP_ROWS8, GP_G1, GP_RG81)
@@ -5626,8 +5628,11 @@ static void gp_op_rows(const float *x, int ldx, int rows, const float *panel, in
  * did not fit in registers beside them cost a quarter of the FMAs' time).
  */
 
-/* how far ahead the chains prefetch a group's weights into L2 (1 KB, 4 KB
- * and 8 KB were slower for f16) */
+/* How far ahead the chains prefetch a group's weights into L2: 2 to 16
+ * rows of x (8 KB: with 2 KB a quarter of the time waited on the load;
+ * 4 and 16 KB were no better), the panels of prompts (4 KB: without, one
+ * thread's prompts were 7-10% slower), one row (2 KB: 1 and 4 KB were
+ * slower for f16; 4 and 8 KB within the noise for f32). */
 #ifndef GP_FEW_AHEAD
 #define GP_FEW_AHEAD 8192
 #endif
@@ -6539,8 +6544,6 @@ static gpt_status gp_read_whole_file(const char *path, unsigned char **out, uint
 
 static gpt_model *gp_load_read(const char *path, gpt_error *err);
 
-/* Maps the file and builds the model on the mapping; falls back to reading
- * it where mapping is not available or fails. */
 #if defined(GP_MMAP_POSIX)
 /* The mapped pages of a matrix the loader has packed (gp_pack_model): the
  * products read only the copy, so the process lets go of the pages that
@@ -6563,6 +6566,8 @@ static void gp_release_pages(const gp_tensor *w)
 #endif
 }
 
+/* Maps the file and builds the model on the mapping; falls back to reading
+ * it where mapping is not available or fails. */
 static gpt_model *gp_load_mapped(const char *path, gpt_error *err)
 {
     uint64_t size;

@@ -227,9 +227,12 @@ typedef struct gpt_config {
  * checkpoint are also packed once into an allocation of about their size,
  * in the order those products read them, and the products read only that
  * copy (the embedding lookup still reads wte's rows in the file). On
- * AVX-512 so are f16 matrices (and bf16 ones with GPT_NO_BF16DOT or without
- * AVX512_BF16, or for AMX's tiles where they take them, GPT_NO_AMX). So are
- * they for the two functions below. On Linux that copy, a model read or
+ * AVX-512 so are f32 and f16 matrices (and bf16 ones with GPT_NO_BF16DOT or
+ * without AVX512_BF16, or for AMX's tiles where they take them, GPT_NO_AMX):
+ * an f32 or f16 model takes about its size again. On Linux a mapped model
+ * then lets go of the file's pages of each packed matrix (madvise
+ * MADV_DONTNEED: they stay in the page cache). The matrices are packed for
+ * the three functions below too. On Linux that copy, a model read or
  * copied into memory and each context's KV cache ask for 2 MB pages (madvise
  * MADV_HUGEPAGE: advice, which the system may decline). */
 GPT_API gpt_model *gpt_model_load(const char *path, gpt_error *err);
@@ -245,9 +248,9 @@ typedef struct gpt_load_params {
 GPT_API gpt_model *gpt_model_load_ex(const char *path, const gpt_load_params *p, gpt_error *err);
 /* Loads from a copy of len bytes at buf; buf may be freed right away. */
 GPT_API gpt_model *gpt_model_load_memory(const void *buf, size_t len, gpt_error *err);
-/* Loads from buf without copying: buf must be aligned to 64 bytes
- * (GPT_ERR_INVALID_ARG otherwise), must not change, and must outlive the
- * model. The library only reads it. */
+/* Loads from buf without copying it (but for the packed matrices, above):
+ * buf must be aligned to 64 bytes (GPT_ERR_INVALID_ARG otherwise), must not
+ * change, and must outlive the model. The library only reads it. */
 GPT_API gpt_model *gpt_model_load_memory_inplace(const void *buf, size_t len, gpt_error *err);
 GPT_API void gpt_model_free(gpt_model *m);
 

@@ -502,7 +502,7 @@ done:
 }
 
 /* -B: measures each B, then prints a row (a JSON line) per B against the
- * best bandwidth seen in the whole run. */
+ * best bandwidth and FMA peak seen in the whole run. */
 static int bench_batches(const gpt_model *m, gpt_context_params cp, const char *model, int P, int N, int D, int R,
                          int threads, int json, const int *batches, int n_batches, const read_buffer *rb, double bw,
                          double peak, double bytes_tok, double kv_bytes_tok, double flops_tok, double dflops_tok,

@@ -4941,7 +4941,9 @@ GP_INLINE float gp_q8_row1(const gp_tensor *W, const unsigned char *X, int j)
  * KB, 124M 3-5% (1 KB: 3-6% and 2-4%; none: XL within 3% of 4 KB),
  * measured alternating builds on a Zen 4 (docs/PERFORMANCE.md, tenth
  * round) */
+#ifndef GP_Q8C_AHEAD
 #define GP_Q8C_AHEAD 2048
+#endif
 /* and the 8- and 16-row tiles (B = 16: 4 KB 1-3% slower, 16 KB the same) */
 #define GP_Q8C_WIDE_AHEAD 8192
 /* The most rows of x that take them (B = 24 and 32 +5%, 48 +1-2%, 64 no

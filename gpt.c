@@ -4026,11 +4026,11 @@ static int gp_takes_chains(gpt_dtype type)
 {
     return type == GPT_DTYPE_F32 || type == GPT_DTYPE_F16 || (type == GPT_DTYPE_BF16 && !gp_prep_kind(type));
 }
-/* Bytes of one weight in the packed groups. */
-static int gp_group_elem(gpt_dtype type) { return type == GPT_DTYPE_F32 ? 4 : 2; }
+/* (the rows padded to whole groups; gp_packed_bytes_bound has checked the
+ * size against the address space) */
 static size_t gp_group_packed_bytes(const gp_tensor *t)
 {
-    return gp_align_up(((size_t)t->rows + 15) / 16 * 16 * (size_t)t->cols * (size_t)gp_group_elem(t->type));
+    return gp_align_up((size_t)gpt__tensor_nbytes(t->type, ((uint64_t)t->rows + 15) / 16 * 16, (uint64_t)t->cols));
 }
 static void gp_group_pack(gp_tensor *t, unsigned char *buf)
 {
@@ -5648,7 +5648,7 @@ static void gp_op_rows(const float *x, int ldx, int rows, const float *panel, in
 /* The 16 weights of a packed group at column k, as floats. */
 GP_INLINE __m512 gp_group_load(const unsigned char *group, gpt_dtype type, int k)
 {
-    const unsigned char *p = group + (size_t)k * 16 * gp_group_elem(type);
+    const unsigned char *p = group + (size_t)k * 16 * gp_w_elem_size(type);
     if (type == GPT_DTYPE_F32) return _mm512_loadu_ps((const float *)(const void *)p);
     return type == GPT_DTYPE_F16 ? GP_VLOAD_F16(p) : GP_VLOAD_BF16(p);
 }
@@ -5656,7 +5656,7 @@ GP_INLINE __m512 gp_group_load(const unsigned char *group, gpt_dtype type, int k
 /* Group g of W's packed copy. */
 GP_INLINE const unsigned char *gp_group_at(const gp_tensor *W, gpt_dtype type, int g)
 {
-    return W->groups + (size_t)g * W->cols * 16 * gp_group_elem(type);
+    return W->groups + (size_t)g * W->cols * 16 * gp_w_elem_size(type);
 }
 
 /* The chains of `rows` rows of x (a constant where this is inlined, so that
@@ -5669,7 +5669,7 @@ GP_INLINE const unsigned char *gp_group_at(const gp_tensor *W, gpt_dtype type, i
     if ((q) < rows) acc[q] = a##q;
 GP_INLINE void gp_group_rows(const unsigned char *group, gpt_dtype type, int K, const float *xt, int rows, __m512 *acc)
 {
-    int k, es = gp_group_elem(type);
+    int k, es = (int)gp_w_elem_size(type);
     GP_ROWS16(GP_GR_DECL)
     for (k = 0; k < K; k++) {
         const float *xk = xt + (size_t)k * GP_CHAIN_FEW;
@@ -5730,7 +5730,7 @@ static const gp_chain_tile_fn gp_chain_tiles[7] = {NULL,           gp_chain_tile
 GP_INLINE void gp_group_linear(const gp_tensor *W, gpt_dtype type, const float *bias, const float *x, int ldx, int n,
                                int j0, int j1, float *y, int ldy, int accumulate, float *scratch)
 {
-    int K = W->cols, es = gp_group_elem(type), g, k, row, r, gb, i;
+    int K = W->cols, es = (int)gp_w_elem_size(type), g, k, row, r, gb, i;
     __m512 acc[GP_CHAIN_FEW], blk[16];
     if (n == 1) {
         /* every decoded token: one row's FMAs of a group depend on each
@@ -6556,10 +6556,8 @@ static void gp_release_pages(const gp_tensor *w)
 {
 #if defined(MADV_DONTNEED) && defined(_SC_PAGESIZE)
     long page = sysconf(_SC_PAGESIZE);
-    uintptr_t begin = (uintptr_t)w->data, end;
+    uintptr_t begin = (uintptr_t)w->data, end = begin + (uintptr_t)gpt__tensor_nbytes(w->type, w->rows, w->cols);
     if (page <= 0) return;
-    end = w->type == GPT_DTYPE_Q8_0 ? (uintptr_t)(w->scales + (size_t)w->rows * w->nb)
-                                    : begin + (size_t)w->rows * w->cols * (w->type == GPT_DTYPE_F32 ? 4u : 2u);
     begin = (begin + (uintptr_t)page - 1) / (uintptr_t)page * (uintptr_t)page;
     end = end / (uintptr_t)page * (uintptr_t)page;
     if (end > begin) (void)madvise((void *)begin, (size_t)(end - begin), MADV_DONTNEED);

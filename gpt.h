@@ -231,7 +231,10 @@ typedef struct gpt_config {
  * without AVX512_BF16, or for AMX's tiles where they take them, GPT_NO_AMX):
  * an f32 or f16 model takes about its size again. On Linux a mapped model
  * then lets go of the file's pages of each packed matrix (madvise
- * MADV_DONTNEED: they stay in the page cache). The matrices are packed for
+ * MADV_DONTNEED: they stay in the page cache), and copies every other
+ * tensor into the same allocation and lets go of its pages too: the
+ * mapping is read afterwards only for wte's rows where wte is packed
+ * (embedding lookups), and the process holds the model once. The matrices are packed for
  * the three functions below too. On Linux that copy, a model read or
  * copied into memory and each context's KV cache ask for 2 MB pages (madvise
  * MADV_HUGEPAGE: advice, which the system may decline). */

@@ -6364,12 +6364,12 @@ static void gp_split_range(int n, int grain, int ith, int nth, int *b, int *e)
  * computes a row.
  */
 #define GP_ROWS_STOLEN 16
-/* The fewest rows a thread claims from its own share at once: 8 groups of
- * 16, which one decoded f16 or bf16 row takes side by side (gp_group_row;
- * with 64, two threads decoded f16 8-37% slower, 124M and GPT-2 XL) */
-#ifndef GP_MIN_PIECE
-#define GP_MIN_PIECE 128
-#endif
+/* The fewest rows a thread claims from its own share at once: 64, and for
+ * one row of x 8 groups of 16, which one decoded f16 or bf16 row takes
+ * side by side (gp_group_row; with 64, two threads decoded f16 8-37%
+ * slower, 124M and GPT-2 XL) */
+#define GP_MIN_PIECE 64
+#define GP_MIN_PIECE_ONE_ROW 128
 #if defined(GP_HAVE_THREADS)
 #define GP_ROWS_PACK(front, back) (((uint64_t)(uint32_t)(front) << 32) | (uint32_t)(back))
 
@@ -6436,7 +6436,8 @@ static void gp_linear_task(void *arg, int ith, int nth)
         /* pieces of 1/32 of the share (GP_MIN_PIECE rows at least): few
          * claims, and a tail small enough to balance */
         share = e - b;
-        piece = share / 32 < GP_MIN_PIECE ? GP_MIN_PIECE : share / 32;
+        piece = j->n == 1 ? GP_MIN_PIECE_ONE_ROW : GP_MIN_PIECE;
+        if (share / 32 > piece) piece = share / 32;
         piece = (piece + unit - 1) / unit * unit;
         while (gp_claim_rows(&w[ith].rows_left, piece, 0, &b, &e)) gp_linear_rows(j, ith, b, e);
         for (t = 1; t < nth; t++)

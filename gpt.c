@@ -4752,10 +4752,14 @@ GP_INLINE size_t gp_w_elem_size(gpt_dtype type)
 }
 
 /*
- * Decoding reads each weight once from memory. Each line of the rows being
- * read is also prefetched into L2 GP_PREFETCH_AHEAD bytes ahead: about 15%
- * more bandwidth per core than the hardware prefetchers reach alone (a
- * prefetch into L1 instead costs a third of it).
+ * Decoding reads each weight once from memory. Where a kernel reads 4 rows
+ * side by side, each line is also prefetched into L2 GP_PREFETCH_AHEAD
+ * bytes ahead: about 15% more bandwidth per core than the hardware
+ * prefetchers reach alone on 4 streams (a prefetch into L1 instead costs a
+ * third of it). Where one chain is fast enough, the rows are read one
+ * after the other instead (bf16 with vdpbf16ps, f32 on AVX2): one stream,
+ * which the hardware prefetchers alone follow to the core's bandwidth (a
+ * Zen 4 core: 31 GB/s, against 23 for 4 rows with these prefetches).
  */
 #define GP_PREFETCH_AHEAD 16384
 #if defined(__GNUC__)
@@ -5100,8 +5104,9 @@ GP_Q8C_TILE(gp_q8c_tile8, GP_ROWS8, GP_G1, GP_RG81)
 GP_Q8C_TILE(gp_q8c_tile16, GP_ROWS16, GP_G1, GP_RG161)
 
 /* y[r][j] (+)= x[r] . W[j] + bias[j] for r < n, j0 <= j < j1: the groups
- * up to 3 at a time, each meeting every row of x 4 at a time (from L1 or L2 for
- * a prompt, straight from memory for one row). */
+ * up to 3 at a time (one at a time for up to GP_Q8_ONE_GROUP_ROWS rows),
+ * each meeting every row of x 4 at a time (from L1 or L2 for a prompt,
+ * straight from memory for one row). */
 static void gp_q8_chains(const gp_tensor *W, const float *bias, const unsigned char *X, size_t ldb, int n, int j0,
                          int j1, float *y, int ldy, int accumulate)
 {
@@ -5170,7 +5175,7 @@ GP_INLINE __m512i gp_bf16_w(const uint16_t *p, int k, int K)
     }
 #define GP_BF_KERNEL(name, ROWS)                                                                           \
     GP_INLINE void name(const gp_tensor *W, const uint16_t *xh, size_t ldh, int j, gp_prefetch *pf,         \
-                        int stream, float *sums)                                                           \
+                        float *sums)                                                                       \
     {                                                                                                      \
         int K = W->cols, k, l, kend = (K + 31) / 32 * 32;                                                  \
         const uint16_t *p0 = (const uint16_t *)(const void *)W->data + (size_t)j * K, *p1 = p0 + K,        \
@@ -5181,12 +5186,6 @@ GP_INLINE __m512i gp_bf16_w(const uint16_t *p, int k, int K)
             if (pf)                                                                                        \
                 for (l = 0; l < pf->lines && pf->at < pf->end; l++, pf->at += 64)                         \
                     GP_PREFETCH_L2(pf->at - GP_PREFETCH_AHEAD);                                            \
-            if (stream) {                                                                                  \
-                GP_PREFETCH_L2(p0 + k);                                                                    \
-                GP_PREFETCH_L2(p1 + k);                                                                    \
-                GP_PREFETCH_L2(p2 + k);                                                                    \
-                GP_PREFETCH_L2(p3 + k);                                                                    \
-            }                                                                                              \
             w0 = gp_bf16_w(p0, k, K);                                                                      \
             w1 = gp_bf16_w(p1, k, K);                                                                      \
             w2 = gp_bf16_w(p2, k, K);                                                                      \
@@ -5286,13 +5285,13 @@ GP_INLINE void gp_dot_tile(const gp_tensor *W, gpt_dtype type, const float *x, s
         const uint16_t *xh = (const uint16_t *)(const void *)x;
 #if GP_MR == 6
         if (one_more) {
-            gp_bf16_tile_half(W, xh, ldx * 2, j, pf, 0, sums);
-            gp_bf16_tile1(W, xh + ldx * 2 * GP_HALF_MR, ldx * 2, j, NULL, 0, sums + GP_HALF_MR * 4);
+            gp_bf16_tile_half(W, xh, ldx * 2, j, pf, sums);
+            gp_bf16_tile1(W, xh + ldx * 2 * GP_HALF_MR, ldx * 2, j, NULL, sums + GP_HALF_MR * 4);
             return;
         }
 #endif
-        if (half) gp_bf16_tile_half(W, xh, ldx * 2, j, pf, 0, sums);
-        else gp_bf16_tile(W, xh, ldx * 2, j, pf, 0, sums);
+        if (half) gp_bf16_tile_half(W, xh, ldx * 2, j, pf, sums);
+        else gp_bf16_tile(W, xh, ldx * 2, j, pf, sums);
         return;
     }
 #endif
@@ -5424,7 +5423,8 @@ static const char *gp_w_bytes(const gp_tensor *W, int row)
 
 /*
  * For X rows r < n and W rows j in [j0, j1): y[r][j] (+)= dot(X[r], W[j]) +
- * bias[j]. One row (every decoded token) streams W four rows at a time. A
+ * bias[j]. One row (every decoded token) streams W four rows at a time
+ * (side by side, or one after the other: gp_dot_row4). A
  * few rows (a batch of decoded tokens) keep X in cache and take W in
  * chunks of GP_CHUNK_ROWS rows, each group of 4 rows meeting every row of X
  * while in L1, the next chunk being prefetched meanwhile. Many rows
@@ -5712,7 +5712,8 @@ static void gp_op_rows(const float *x, int ldx, int rows, const float *panel, in
  * no lane sums are needed. The chains need W by columns, 16 outputs side by
  * side, so W is read from a copy packed at load time by groups of 16 rows,
  * k-major (gp_group_pack): one vector load gives 16 outputs' weights at k.
- * - one row of x (every decoded token): 4 groups' chains side by side;
+ * - one row of x (every decoded token): 8 (f16, bf16) or 4 (f32) groups'
+ *   chains side by side (gp_group_row);
  * - up to GP_CHAIN_FEW (16) rows (batches of sequences): each load of a
  *   group's weights feeds every row's chain, the accumulators in registers;
  * - more rows (prompts): 4 groups are copied into a panel of 64 outputs

@@ -24,7 +24,7 @@ WIN_RES     = $(if $(WINDOWS),$(BUILD)/obj/gpt-manifest.o,)
 SOVERSION := 0
 VERSION   := $(shell sed -n 's/^#define GPT_VERSION_STRING "\(.*\)"/\1/p' gpt.h)
 
-OPT      ?= -O2
+OPT      ?= -O2 -falign-loops=32
 ARCHFLAGS ?= $(if $(filter 1,$(NATIVE)),-march=native,)
 WARN     := -std=c99 -pedantic -Wall -Wextra
 CFLAGS   ?= $(OPT) -g

@@ -72,8 +72,10 @@
 #elif !defined(GPT_NO_MMAP) && defined(_WIN32)
 #define GP_MMAP_WIN32 1
 #endif
-/* Letting go of a mapping's pages (gp_release_pages): Linux's madvise */
-#if defined(GP_MMAP_POSIX) && defined(MADV_DONTNEED) && defined(_SC_PAGESIZE)
+/* Letting go of a mapping's pages (gp_release_pages): Linux's madvise (on
+ * other systems MADV_DONTNEED may be only advice, and a copy would then
+ * hold the model twice) */
+#if defined(GP_MMAP_POSIX) && defined(__linux__) && defined(MADV_DONTNEED) && defined(_SC_PAGESIZE)
 #define GP_RELEASES_PAGES 1
 #endif
 /* Checking that an input is a regular file before reading it (section 12). */
@@ -838,10 +840,10 @@ static gpt_status gp_load_tokenizer(const unsigned char *base, const gp_header *
 }
 
 /* Validates a checkpoint image of len bytes at base and builds the model
- * around it; the tensors point into base. `what` names the source in
- * messages (a path, or "buffer"). `mapped`: base is a mapped file, whose
- * pages of each matrix the loader packs are let go of once it is packed
- * (gp_release_pages). */
+ * around it; the tensors point into base (or into the model's copies of
+ * them, gp_pack_model). `what` names the source in messages (a path, or
+ * "buffer"). `mapped`: base is a mapped file, whose pages the loader lets
+ * go of once it has packed or copied what they hold (gp_release_pages). */
 static gpt_model *gp_parse_checkpoint(const unsigned char *base, uint64_t len, const char *what, int is_file,
                                       int mapped, gpt_error *err)
 {
@@ -4130,19 +4132,18 @@ static int gp_packs(const gp_tensor *t)
 #endif
     return gp_amx_takes(t->type);
 }
-/* Whether the loader copies t's rows as they lie into the model's
+/* Whether the loader copies a tensor's rows as they lie into the model's
  * allocation and lets go of the mapping's pages (gp_pack_model): on a
  * mapped model where the pages can be let go of, every tensor that is not
- * packed (`packs`), and bf16 matrices that vdpbf16ps reads as they lie
- * (also packed where AMX takes batches). On the mapping's 4 KB pages one
- * thread decoded bf16 5-8% slower than from the copy's 2 MB pages
- * (gpt__advise_huge). Elsewhere the model would be held twice. */
-static int gp_copies_rows(const gp_tensor *t, int packs, int mapped)
+ * packed (`packs`), among them bf16 matrices that vdpbf16ps reads as they
+ * lie. On the mapping's 4 KB pages one thread decoded bf16 5-8% slower
+ * than from the copy's 2 MB pages (gpt__advise_huge). Elsewhere the model
+ * would be held twice. */
+static int gp_copies_rows(int packs, int mapped)
 {
 #if defined(GP_RELEASES_PAGES)
-    return mapped && (!packs || gp_prep_kind(t->type) == GP_PREP_BF16);
+    return mapped && !packs;
 #else
-    (void)t;
     (void)packs;
     (void)mapped;
     return 0;
@@ -4221,7 +4222,8 @@ static int gp_is_linear_weight(uint32_t k, uint32_t n)
  * tiles), in one allocation that the model owns; nothing where no such
  * products are compiled in (the scalar twins read the checkpoint's rows).
  * The SIMD products read only the packed copy; the embedding lookup (wte's
- * rows) and the reference kernels still read the checkpoint's.
+ * rows) and the reference kernels read the checkpoint's rows, or the copy
+ * below.
  *
  * A mapped model, where the process can let go of the mapping's pages
  * (gp_release_pages: Linux), lets go of them for each packed matrix and
@@ -4229,23 +4231,31 @@ static int gp_is_linear_weight(uint32_t k, uint32_t n)
  * forward pass then reads the mapping only for wte's rows, if wte is
  * packed. Besides 2 MB pages for what is copied, this keeps the file's
  * large folios out of the process: one read of a bias maps the whole 2 MB
- * folio around it (ext4 on Linux 6.x), 35 MB of a 250 MB bf16 model. */
+ * folio around it (ext4 on Linux 6.x), 35 MB of a 250 MB bf16 model. If
+ * memory for the copies cannot be had, the model reads those tensors from
+ * the mapping, as before. */
 static gpt_status gp_pack_model(gpt_model *m, const char *what, int mapped, gpt_error *err)
 {
-    size_t total = 0, at = 0;
+    size_t total = 0, copies = 0, at = 0;
     uint32_t k, n = 12 * (uint32_t)m->cfg.n_layer + 4;
-    int pass;
+    int pass, copying = 1;
     for (pass = 0; pass < 2; pass++) {
         for (k = 0; k < n; k++) {
             gp_tensor *w = gp_model_tensor(m, k, n);
-            int packs = gp_is_linear_weight(k, n) && gp_packs(w), copy = gp_copies_rows(w, packs, mapped);
+            int packs = gp_is_linear_weight(k, n) && gp_packs(w), copy = copying && gp_copies_rows(packs, mapped);
             if (!packs && !copy) continue;
             if (pass == 0) {
-                /* the copy of the rows is no larger than the packing's bound */
-                if (gp_packed_bytes_bound(w) > ((uint64_t)(SIZE_MAX / 2) - total) / 2)
+                /* packed and copied sizes are each at most the bound */
+                if (gp_packed_bytes_bound(w) > (uint64_t)(SIZE_MAX / 2) - total)
                     return gpt__set_error(err, GPT_ERR_OUT_OF_MEMORY, "%s: the %s weights are too large to "
-                                          "pack in this address space", what, gpt_dtype_name(w->type));
-                total += (packs ? gp_packed_bytes(w) : 0) + (copy ? gp_row_copy_bytes(w) : 0);
+                                          "%s in this address space", what, gpt_dtype_name(w->type),
+                                          packs ? "pack" : "copy");
+                if (packs) {
+                    total += gp_packed_bytes(w);
+                } else {
+                    total += gp_row_copy_bytes(w);
+                    copies += gp_row_copy_bytes(w);
+                }
             } else {
                 if (packs) {
                     gp_pack(w, m->packed + at);
@@ -4262,6 +4272,12 @@ static gpt_status gp_pack_model(gpt_model *m, const char *what, int mapped, gpt_
         if (pass == 0) {
             if (!total) return GPT_OK;
             m->packed = (unsigned char *)gp_alloc_aligned(total);
+            if (!m->packed && copies) { /* without the copies */
+                copying = 0;
+                total -= copies;
+                if (!total) return GPT_OK;
+                m->packed = (unsigned char *)gp_alloc_aligned(total);
+            }
             if (!m->packed)
                 return gpt__set_error(err, GPT_ERR_OUT_OF_MEMORY, "%s: out of memory packing the weights for the "
                                       "SIMD products (%llu bytes)", what, (unsigned long long)total);
@@ -4712,9 +4728,11 @@ static void gp_gelu_simd(float *x, size_t n)
  * x[r][k .. k+VL) * W[j][k .. k+VL) for k = 0, VL, 2 VL, ... in turn, its
  * lanes are added by gp_vsum4's tree, the elements after the last whole
  * vector are added one by one, and then the bias. A tile of GP_MR rows of x
- * and 4 rows of W (prompts, batches) and a tile of 1 row and 4 rows of W
- * (the rows left over; every decoded token) give each output the very same
- * sum, so a row's result does not depend on how many rows share its step.
+ * and 4 rows of W (prompts, batches), a tile of 1 row and 4 rows of W (the
+ * rows left over; every decoded token) and one row against one row of W
+ * (gp_dot_row1, gp_bf16_row1: decoded tokens where the rows are read one
+ * after the other) give each output the very same sum, so a row's result
+ * does not depend on how many rows share its step.
  */
 
 /* The dot products on rounded activations (below) pass through the
@@ -6671,11 +6689,12 @@ static gpt_status gp_read_whole_file(const char *path, unsigned char **out, uint
 static gpt_model *gp_load_read(const char *path, gpt_error *err);
 
 #if defined(GP_MMAP_POSIX)
-/* The mapped pages of a matrix the loader has packed (gp_pack_model): the
- * products read only the copy, so the process lets go of the pages that
- * packing read. They stay in the page cache, and a read maps them again
- * (wte's rows for the embedding lookup, the reference kernels). Without
- * this, an f32 model held its file and its packed copy: twice its size. */
+/* The mapped pages of bytes p .. p+n-1, which the loader has packed or
+ * copied (gp_pack_model): the model reads only its copy, so the process
+ * lets go of the pages (the whole ones inside the range). They stay in the
+ * page cache, and a read maps them again (wte's rows for the embedding
+ * lookup where wte is packed). Without this, an f32 model held its file
+ * and its packed copy: twice its size. */
 static void gp_release_pages(const void *p, size_t n)
 {
 #if defined(GP_RELEASES_PAGES)

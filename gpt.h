@@ -219,8 +219,9 @@ typedef struct gpt_config {
     uint64_t weight_bytes; /* bytes of all tensors in the checkpoint */
 } gpt_config;
 
-/* Loads a checkpoint (docs/FORMAT.md). The file is mapped and used in place
- * where the platform allows it, otherwise read into memory. It must be a
+/* Loads a checkpoint (docs/FORMAT.md). The file is mapped where the platform
+ * allows it (and used in place, but for what is packed or, on Linux,
+ * copied: below), otherwise read into memory. It must be a
  * regular file: a directory, FIFO or device is refused without being read.
  * Where the build has the integer dot products (AVX512-VNNI, AVX-VNNI, NEON
  * dotprod; not with GPT_NO_VNNI or GPT_NO_SIMD), the matrices of a q8_0
@@ -244,7 +245,8 @@ typedef struct gpt_load_params {
     int no_mmap; /* non-zero: read the file into memory instead of mapping it. A mapped
                     file that another process truncates makes the next access to the
                     lost pages raise SIGBUS (docs/SAFETY.md); a copy costs the file's
-                    size in memory and the time to read it */
+                    size in memory and the time to read it (on Linux a mapped model
+                    also ends up as a copy, made as the file's pages are let go of) */
 } gpt_load_params;
 
 /* gpt_model_load with parameters (NULL: the defaults, as gpt_model_load). */

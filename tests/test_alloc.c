@@ -656,61 +656,72 @@ TEST(a_context_asks_for_2mb_pages)
 #endif
 }
 
-/* A mapped model whose matrices the loader packed (f32 on AVX-512) lets go
- * of the file's pages that packing read (gp_release_pages): the mapping's
- * resident part is then what was read since (the tokenizer, embedding
- * rows), not the whole file, and the model computes the same logits as one
- * loaded into memory. */
+#if defined(__linux__) && defined(__x86_64__) && defined(MADV_DONTNEED)
+/* One checkpoint of `type` written to a file, mapped and evaluated next to
+ * the same bytes loaded from memory: the logits must be the same and the
+ * mapping must hold little of the file. Returns 0 where this build maps no
+ * file, else 1 (failures are recorded, and everything is freed). */
+static int ta_check_mapped(gpt_dtype type)
+{
+    const char *build = getenv("BUILD");
+    char path[600], rss[128] = "";
+    size_t len = 0;
+    unsigned long rss_kb = 0;
+    int tokens[3] = {1, 200, 7}, i, maps = 1, same = 1;
+    unsigned char *buf = random_checkpoint(4, 4, 256, 64, 256, 9, type, &len, NULL);
+    gpt_model *mapped = NULL, *copied = NULL;
+    gpt_context *a = NULL, *b = NULL;
+    FILE *f;
+    snprintf(path, sizeof path, "%s/tests/mapped_%s.bin", build ? build : "build", gpt_dtype_name(type));
+    EXPECTF(buf != NULL, "%s: writing the checkpoint", gpt_dtype_name(type));
+    if (!buf) return 1;
+    f = fopen(path, "wb");
+    EXPECTF(f != NULL && fwrite(buf, 1, len, f) == len, "%s: writing %s", gpt_dtype_name(type), path);
+    if (f) fclose(f);
+    mapped = gpt_model_load(path, NULL);
+    copied = gpt_model_load_memory(buf, len, NULL);
+    EXPECTF(mapped != NULL && copied != NULL, "%s: loading", gpt_dtype_name(type));
+    if (mapped && mapped->storage != GP_STORAGE_MMAP) maps = 0;
+    if (mapped && copied && maps) {
+        a = gpt_context_new(mapped, NULL, NULL);
+        b = gpt_context_new(copied, NULL, NULL);
+        EXPECTF(a != NULL && b != NULL, "%s: contexts", gpt_dtype_name(type));
+    }
+    if (a && b) {
+        EXPECTF(gpt_eval(a, tokens, 3) == GPT_OK && gpt_eval(b, tokens, 3) == GPT_OK, "%s: evaluating",
+                gpt_dtype_name(type));
+        for (i = 0; i < 256; i++) same &= gpt_logits(a)[i] == gpt_logits(b)[i];
+        EXPECTF(same, "%s: the mapped model's logits differ from the copied one's", gpt_dtype_name(type));
+        /* wte's rows for the 3 tokens lie in the file's first 2 MB, which
+         * one large folio (ext4 on Linux 6.x) maps whole; an eighth of the
+         * file for the pages shared by tensors' ends */
+        if (ta_smaps_line((uintptr_t)mapped->map_base, "Rss:", rss, sizeof rss) && sscanf(rss, "%lu", &rss_kb) == 1)
+            EXPECTF(rss_kb * 1024 < (2u << 20) + len / 8, "%s: %lu KB of the %lu KB file resident",
+                    gpt_dtype_name(type), rss_kb, (unsigned long)(len / 1024));
+        else
+            EXPECTF(0, "/proc/self/smaps shows no Rss for the mapping");
+    }
+    gpt_context_free(a);
+    gpt_context_free(b);
+    gpt_model_free(mapped);
+    gpt_model_free(copied);
+    gpt__free(buf);
+    remove(path);
+    return maps;
+}
+#endif
+
 /* A mapped model packs or copies every tensor and lets go of the file's
- * pages (gp_pack_model): after evaluating, the mapping holds only the
- * pages of wte's rows that the embedding lookup read. */
+ * pages (gp_pack_model): after evaluating, the mapping holds little more
+ * than the pages of wte's rows that the embedding lookup read, and the
+ * model computes the same logits as one loaded into memory. */
 TEST(a_mapped_model_lets_go_of_the_file)
 {
 #if defined(__linux__) && defined(__x86_64__) && defined(MADV_DONTNEED)
     static const gpt_dtype types[] = {GPT_DTYPE_F32, GPT_DTYPE_F16, GPT_DTYPE_BF16, GPT_DTYPE_Q8_0};
-    const char *build = getenv("BUILD");
     unsigned t;
-    for (t = 0; t < sizeof types / sizeof types[0]; t++) {
-        char path[600], rss[128] = "";
-        size_t len;
-        unsigned long rss_kb = 0;
-        unsigned char *buf = random_checkpoint(4, 4, 256, 64, 256, 9, types[t], &len, NULL);
-        gpt_model *mapped = NULL, *copied = NULL;
-        FILE *f;
-        CHECK(buf != NULL);
-        if (!buf) return;
-        snprintf(path, sizeof path, "%s/tests/mapped_%s.bin", build ? build : "build", gpt_dtype_name(types[t]));
-        f = fopen(path, "wb");
-        CHECK(f != NULL && fwrite(buf, 1, len, f) == len);
-        if (f) fclose(f);
-        mapped = gpt_model_load(path, NULL);
-        copied = gpt_model_load_memory(buf, len, NULL);
-        CHECK(mapped != NULL && copied != NULL);
-        if (mapped && copied && mapped->storage != GP_STORAGE_MMAP) {
-            SKIP("this build maps no file");
-        } else if (mapped && copied) {
-            int tokens[3] = {1, 200, 7}, i;
-            gpt_context *a = gpt_context_new(mapped, NULL, NULL), *b = gpt_context_new(copied, NULL, NULL);
-            CHECK(a != NULL && b != NULL);
-            if (a && b) {
-                CHECK(gpt_eval(a, tokens, 3) == GPT_OK && gpt_eval(b, tokens, 3) == GPT_OK);
-                for (i = 0; i < 256; i++) CHECK(gpt_logits(a)[i] == gpt_logits(b)[i]);
-            }
-            gpt_context_free(a);
-            gpt_context_free(b);
-            if (!ta_smaps_line((uintptr_t)mapped->map_base, "Rss:", rss, sizeof rss) ||
-                sscanf(rss, "%lu", &rss_kb) != 1)
-                SKIP("/proc/self/smaps shows no Rss for the mapping");
-            else /* wte's rows for the 3 tokens lie in the file's first 2 MB, which one large folio (ext4 on
-                    Linux 6.x) maps whole; an eighth of the file for the pages around the tensors' ends */
-                CHECKF(rss_kb * 1024 < (2u << 20) + len / 8, "%s: %lu KB of the %lu KB file resident",
-                       gpt_dtype_name(types[t]), rss_kb, (unsigned long)(len / 1024));
-        }
-        gpt_model_free(mapped);
-        gpt_model_free(copied);
-        gpt__free(buf);
-        remove(path);
-    }
+    for (t = 0; t < sizeof types / sizeof types[0]; t++)
+        if (!ta_check_mapped(types[t])) SKIP("this build maps no file");
 #else
     SKIP("the resident pages of a mapping are checked on x86-64 Linux");
 #endif

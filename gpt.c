@@ -4209,12 +4209,17 @@ static void gp_pack(gp_tensor *t, unsigned char *buf)
     (void)buf;
 }
 
-/* Whether tensor k of n (the canonical order) is a linear layer's weights
- * (gp_linear_weights: wte, c_attn, attn's c_proj, c_fc, mlp's c_proj). */
-static int gp_is_linear_weight(uint32_t k, uint32_t n)
+/* Whether w, tensor k of m (the canonical order), is one of the linear
+ * layers' weights (gp_linear_weights: wte, or of block (k - 2) / 12). */
+static int gp_is_linear_weight(const gpt_model *m, uint32_t k, const gp_tensor *w)
 {
-    uint32_t in_block = (k - 2) % 12;
-    return k == 0 || (k >= 2 && k < n - 2 && (in_block == 2 || in_block == 4 || in_block == 8 || in_block == 10));
+    const gp_tensor *ts[4];
+    int l = k < 2 ? -1 : (int)((k - 2) / 12), nt, t;
+    if (l >= m->cfg.n_layer) return 0; /* ln_f */
+    nt = gp_linear_weights(m, l, ts);
+    for (t = 0; t < nt; t++)
+        if (ts[t] == w) return 1;
+    return 0;
 }
 
 /* The weights of m's linear layers packed for the SIMD products (q8_0 for
@@ -4242,7 +4247,7 @@ static gpt_status gp_pack_model(gpt_model *m, const char *what, int mapped, gpt_
     for (pass = 0; pass < 2; pass++) {
         for (k = 0; k < n; k++) {
             gp_tensor *w = gp_model_tensor(m, k, n);
-            int packs = gp_is_linear_weight(k, n) && gp_packs(w), copy = copying && gp_copies_rows(packs, mapped);
+            int packs = gp_is_linear_weight(m, k, w) && gp_packs(w), copy = copying && gp_copies_rows(packs, mapped);
             if (!packs && !copy) continue;
             if (pass == 0) {
                 /* packed and copied sizes are each at most the bound */
@@ -5356,26 +5361,21 @@ GP_INLINE void gp_dot_row4(const gp_tensor *W, gpt_dtype type, const float *x, i
         return;
     }
 #endif
-#if defined(GP_BF16_DOT)
-    if (type == GP_BF16DOT) {
-        /* the 4 rows one after the other: one stream of addresses, which
-         * the hardware prefetchers follow to a core's whole bandwidth (31
-         * GB/s on Zen 4, against 23 for 4 rows side by side with software
-         * prefetches 16 KB ahead); the same chains as gp_bf16_tile1's */
-        for (b = 0; b < 4; b++) sums[b] = gp_bf16_row1(W, (const uint16_t *)(const void *)x, j + b);
-        return;
-    }
-#endif
+    /* bf16 with vdpbf16ps, and f32 on AVX2: the 4 rows one after the
+     * other, without software prefetches: one stream of addresses, which
+     * the hardware prefetchers follow to a core's whole bandwidth (31 GB/s
+     * on Zen 4, against 23 for 4 rows side by side with prefetches 16 KB
+     * ahead; one thread decoded bf16 36% and f32 on AVX2 17-28% faster).
+     * f16 on AVX2 was 13% slower so: its widening makes one chain too slow
+     * to keep up with the memory. The same chains as the tiles'. */
+    if (type == GP_BF16DOT
 #if defined(GP_AVX2)
-    if (type == GPT_DTYPE_F32) {
-        /* the 4 rows one after the other, as bf16 above, without software
-         * prefetches: one thread decoded f32 17-28% faster on a Zen 4 (f16
-         * 13% slower: its widening makes one chain too slow to read at the
-         * core's bandwidth). The same chains as below. */
+        || type == GPT_DTYPE_F32
+#endif
+    ) {
         for (b = 0; b < 4; b++) sums[b] = gp_dot_row1(W, type, x, j + b);
         return;
     }
-#endif
     p0 = gp_w_row(W, type, j);
     p1 = gp_w_row(W, type, j + 1);
     p2 = gp_w_row(W, type, j + 2);

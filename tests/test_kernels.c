@@ -380,10 +380,11 @@ TEST(f32_chains_equal_their_twin_in_every_path)
 
 /* f16 weights, and bf16 ones where they take no dot products, widened to
  * f32 on AVX-512: the same chains, bit for bit the twin's on the widened
- * rows, in every path. */
+ * rows, in every path (one row: 8 groups side by side, the last of them
+ * partial with 120 rows of W, then 4 for the rest). */
 TEST(widened_chains_equal_their_twin_in_every_path)
 {
-    static const int ks[] = {1, 15, 16, 17, 100, 768}, js[] = {17, 64, 65, 130}, ns[] = {1, 3, 8, 16, 17, 23};
+    static const int ks[] = {1, 15, 16, 17, 100, 768}, js[] = {17, 64, 65, 120, 130}, ns[] = {1, 3, 8, 16, 17, 23};
     static const int pieces[] = {1000, 72, 40, 16, 3}; /* 72 and 40: panels starting inside a group */
     kt_chains_equal_their_twin(GPT_DTYPE_F16, ks, KT_N(ks), js, KT_N(js), ns, KT_N(ns), pieces, KT_N(pieces));
     if (!gp_prep_kind(GPT_DTYPE_BF16))

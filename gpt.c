@@ -3716,16 +3716,31 @@ static void gp_row_to_f32(const gp_tensor *t, int r, float *out)
 
 /* ---- 10.1 layer norm (one version: it is a small part of the time) ---- */
 
+/* The sum of 8 partial sums, pairwise. */
+static double gp_sum8(const double *part)
+{
+    return ((part[0] + part[1]) + (part[2] + part[3])) + ((part[4] + part[5]) + (part[6] + part[7]));
+}
+
 /* out = (x - mean) / sqrt(var + eps) * w + b over n values; the mean and the
- * biased variance are summed in double. */
+ * biased variance are summed in double, in 8 partial sums: one chain of
+ * dependent additions made layer norms 3% of a bf16 prompt's time. */
 static void gp_layernorm_row(float *out, const float *x, const float *w, const float *b, int n, float eps)
 {
-    double sum = 0.0, var = 0.0;
+    double part[8] = {0, 0, 0, 0, 0, 0, 0, 0}, sum, var;
     float mean, rstd;
-    int i;
-    for (i = 0; i < n; i++) sum += x[i];
+    int i, k;
+    for (i = 0; i + 8 <= n; i += 8)
+        for (k = 0; k < 8; k++) part[k] += x[i + k];
+    for (sum = gp_sum8(part); i < n; i++) sum += x[i];
     mean = (float)(sum / n);
-    for (i = 0; i < n; i++) {
+    for (k = 0; k < 8; k++) part[k] = 0.0;
+    for (i = 0; i + 8 <= n; i += 8)
+        for (k = 0; k < 8; k++) {
+            double d = (double)x[i + k] - mean;
+            part[k] += d * d;
+        }
+    for (var = gp_sum8(part); i < n; i++) {
         double d = (double)x[i] - mean;
         var += d * d;
     }
@@ -4291,12 +4306,23 @@ static gpt_status gp_pack_model(gpt_model *m, const char *what, int mapped, gpt_
     return GPT_OK;
 }
 
+/* x rounded to bf16, to nearest even, subnormals to zero of their sign and
+ * NaNs kept quiet (what vdpbf16ps's users round to), zeros to a multiple
+ * of 32 values. */
 static void gp_bf16_round_row(const float *x, int K, uint16_t *out)
 {
-    int i, n = (K + 31) / 32 * 32;
-    for (i = 0; i < n; i++) {
+    int i = 0, n = (K + 31) / 32 * 32;
+#if defined(GP_BF16_DOT)
+    /* vcvtneps2bf16 rounds just so: one instruction for 16 values, where
+     * the loop below made rounding x 3% of a bf16 prompt's time */
+    for (; i < n; i += 16) {
+        __mmask16 m = K - i >= 16 ? (__mmask16)0xffff : K <= i ? 0 : (__mmask16)((1u << (K - i)) - 1u);
+        _mm256_storeu_si256((__m256i *)(void *)(out + i), (__m256i)_mm512_cvtneps_pbh(_mm512_maskz_loadu_ps(m, x + i)));
+    }
+#endif
+    for (; i < n; i++) {
         float v = i < K ? x[i] : 0.0f;
-        if (fabsf(v) < FLT_MIN) v = v < 0 ? -0.0f : 0.0f; /* v > 0 false for NaN: kept */
+        if (fabsf(v) < FLT_MIN) v = copysignf(0.0f, v); /* false for NaN: kept */
         out[i] = i < K ? gpt__f32_to_bf16(v) : 0;
     }
 }
@@ -5397,14 +5423,24 @@ GP_INLINE void gp_dot_row4(const gp_tensor *W, gpt_dtype type, const float *x, i
     for (b = 0; b < 4; b++) sums[b] = gp_dot_tail(W, x, j + b, sums[b]);
 }
 
-/* Rows r .. r+mr-1 of y for W rows j .. j+3 (tile sums) or j alone. */
-static void gp_store_tile(float *y, int ldy, int r, int mr, int j, int nj, const float *sums, int ld_sums,
-                          const float *bias, int accumulate)
+/* Rows r .. r+mr-1 of y for W rows j .. j+3: sums[a * 4 + b] (+ bias)
+ * (+ y), as gp_store_sum. A row's 4 outputs are read, then written, so
+ * that the compiler makes them one vector (one by one, storing took 3% of
+ * a bf16 prompt's time). */
+static void gp_store_tile(float *y, int ldy, int r, int mr, int j, const float *sums, const float *bias,
+                          int accumulate)
 {
+    float add[4] = {0.0f, 0.0f, 0.0f, 0.0f}, v[4];
     int a, b;
-    for (a = 0; a < mr; a++)
-        for (b = 0; b < nj; b++)
-            gp_store_sum(y + (size_t)(r + a) * ldy + j + b, sums[a * ld_sums + b], bias, j + b, accumulate);
+    if (bias)
+        for (b = 0; b < 4; b++) add[b] = bias[j + b];
+    for (a = 0; a < mr; a++) {
+        float *yr = y + (size_t)(r + a) * ldy + j;
+        for (b = 0; b < 4; b++) v[b] = sums[a * 4 + b] + add[b];
+        if (accumulate)
+            for (b = 0; b < 4; b++) v[b] = yr[b] + v[b];
+        for (b = 0; b < 4; b++) yr[b] = v[b];
+    }
 }
 
 /* W rows jb .. je-1 against rows r0 .. r1-1 of X, tile by tile (a group of
@@ -5420,7 +5456,7 @@ GP_INLINE void gp_dot_block(const gp_tensor *W, gpt_dtype type, const float *X, 
         for (r = r0; r < r1; r += GP_MR) {
             mr = r1 - r < GP_MR ? r1 - r : GP_MR;
             gp_dot_tile(W, type, X + (size_t)r * ldx, (size_t)ldx, j, mr, pf, sums);
-            gp_store_tile(y, ldy, r, mr, j, 4, sums, 4, bias, accumulate);
+            gp_store_tile(y, ldy, r, mr, j, sums, bias, accumulate);
         }
     for (; j < je; j++)
         for (r = r0; r < r1; r++)

@@ -263,6 +263,42 @@ TEST(q8_rounding_is_the_same_in_every_path)
     }
 }
 
+/* Rounding x to bf16 for vdpbf16ps, whichever code does it (the
+ * instruction vcvtneps2bf16 or the scalar loop): nearest even, subnormals
+ * to zero of their sign, NaNs quiet, zeros after the row to a multiple of
+ * 32; ties, subnormals, NaNs, infinities and overflow included. */
+TEST(bf16_rounding_is_the_same_in_every_path)
+{
+    static const uint32_t special[] = {0x00000001u, 0x807fffffu, 0x00800000u, 0x80800000u, 0x7f800000u,
+                                       0xff800000u, 0x7fc00001u, 0xffa12345u, 0x7f7fffffu, 0x7f7f8000u,
+                                       0x3f808000u, 0x3f818000u, 0x3f807fffu, 0x3f808001u, 0x00000000u,
+                                       0x80000000u, 0x7f800001u};
+    int Ks[] = {1, 15, 16, 17, 31, 32, 33, 47, 64, 100}, ki, i, rep;
+    float x[100];
+    uint16_t out[128];
+    for (rep = 0; rep < 20; rep++)
+        for (ki = 0; ki < (int)(sizeof Ks / sizeof Ks[0]); ki++) {
+            int K = Ks[ki], n = (K + 31) / 32 * 32;
+            for (i = 0; i < K; i++) {
+                uint32_t bits = (uint32_t)(i + rep) % 3 == 0 ? special[(size_t)(i + rep) % (sizeof special / 4)]
+                                                              : (uint32_t)rand() * 65599u + (uint32_t)rand();
+                memcpy(&x[i], &bits, 4);
+            }
+            memset(out, 0xa5, sizeof out);
+            gp_bf16_round_row(x, K, out);
+            for (i = 0; i < n; i++) {
+                uint32_t bits = 0;
+                uint16_t want;
+                if (i < K) memcpy(&bits, &x[i], 4);
+                if (i >= K) want = 0;
+                else if ((bits & 0x7f800000u) == 0) want = (uint16_t)(bits >> 16 & 0x8000u);
+                else want = gpt__f32_to_bf16(x[i]);
+                CHECKF(out[i] == want, "K %d, value %d (bits %08x): bf16 %04x, expected %04x", K, i,
+                       i < K ? (unsigned)bits : 0u, (unsigned)out[i], (unsigned)want);
+            }
+        }
+}
+
 /* Each row's bits do not depend on the batch or the rows of W a call
  * covers, for both kernel tables. */
 TEST(rows_are_batch_invariant_in_the_kernels)
@@ -472,6 +508,7 @@ int main(void)
 #endif
     RUN(scalar_twins_compute_their_definition);
     RUN(q8_rounding_is_the_same_in_every_path);
+    RUN(bf16_rounding_is_the_same_in_every_path);
     RUN(rows_are_batch_invariant_in_the_kernels);
 #if defined(GP_F32_CHAINS)
     RUN(f32_chains_equal_their_twin_in_every_path);

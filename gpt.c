@@ -4312,7 +4312,7 @@ static gpt_status gp_pack_model(gpt_model *m, const char *what, int mapped, gpt_
 static void gp_bf16_round_row(const float *x, int K, uint16_t *out)
 {
     int i = 0, n = (K + 31) / 32 * 32;
-#if defined(GP_BF16_DOT)
+#if defined(GP_BF16_DOT) && defined(GP_AVX512)
     /* vcvtneps2bf16 rounds just so: one instruction for 16 values, where
      * the loop below made rounding x 3% of a bf16 prompt's time */
     for (; i < n; i += 16) {

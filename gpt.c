@@ -191,7 +191,8 @@ typedef struct gp_tensor {
     const uint16_t *sp;      /* [rows][np] f16 scales, 0 past nb */
     /* f32, f16 and bf16 weights of the linear layers where they take the
      * chains (section 10.6): the same values by groups of 16 rows, k-major,
-     * [(rows + 15) / 16][cols][16] (gp_group_pack), else NULL */
+     * f32 [(rows + 15) / 16][cols][16], f16 and bf16 in pairs of groups
+     * [(rows + 31) / 32][cols][2][16] (gp_group_pack), else NULL */
     const unsigned char *groups;
     /* bf16 weights of the linear layers where AMX takes them: groups of 16
      * rows, each block of 32 columns as tdpbf16ps reads it, [(rows + 15) /
@@ -4037,9 +4038,12 @@ static void gp_q8_pack(gp_tensor *t, unsigned char *buf)
 #if defined(GP_F32_CHAINS)
 /* f32 and f16 weights, and bf16 ones where they take no dot products,
  * packed for the chains (section 10.6): groups of 16 rows, k-major, one
- * group's 16 values at k side by side, in 64 bytes (f32) or 32 (rows past
- * the last: 0); t->groups then points there. The chains then load (and
- * widen) 16 outputs' weights at k with one load. */
+ * group's 16 values at k side by side (rows past the last: 0); t->groups
+ * then points there. The chains then load (and widen) 16 outputs' weights
+ * at k with one load. Every k of a group starts a 64-byte line: f32
+ * [group][k][16], and f16 and bf16 in pairs of groups, [pair][k][2][16],
+ * so that one decoded row reads the two chains of a pair from one stream
+ * (gp_group_row). */
 /* up to this many rows of x, the chains keep every row's accumulators in
  * registers (gp_group_rows); more rows take panels */
 #define GP_CHAIN_FEW 16
@@ -4049,17 +4053,23 @@ static int gp_takes_chains(gpt_dtype type)
 }
 /* (the rows padded to whole groups; gp_packed_bytes_bound has checked the
  * size against the address space) */
+static int gp_group_rows_packed(const gp_tensor *t)
+{
+    return t->type == GPT_DTYPE_F32 ? (t->rows + 15) / 16 * 16 : (t->rows + 31) / 32 * 32;
+}
 static size_t gp_group_packed_bytes(const gp_tensor *t)
 {
-    return gp_align_up((size_t)gpt__tensor_nbytes(t->type, ((uint64_t)t->rows + 15) / 16 * 16, (uint64_t)t->cols));
+    return gp_align_up((size_t)gpt__tensor_nbytes(t->type, (uint64_t)gp_group_rows_packed(t), (uint64_t)t->cols));
 }
 static void gp_group_pack(gp_tensor *t, unsigned char *buf)
 {
-    int groups = (t->rows + 15) / 16, K = t->cols, g, i, k;
+    int groups = gp_group_rows_packed(t) / 16, K = t->cols, g, i, k;
     for (g = 0; g < groups; g++)
         for (i = 0; i < 16; i++) {
             int row = g * 16 + i;
-            size_t from = (size_t)row * K, to = (size_t)g * K * 16 + i;
+            /* in values: f32 [group][k][16]; halves [pair][k][2][16] */
+            size_t from = (size_t)row * K,
+                   to = t->type == GPT_DTYPE_F32 ? (size_t)g * K * 16 + i : (size_t)(g / 2) * K * 32 + (g % 2) * 16 + i;
             if (t->type == GPT_DTYPE_F32) {
                 const float *w = (const float *)(const void *)t->data;
                 float *out = (float *)(void *)buf;
@@ -4067,7 +4077,7 @@ static void gp_group_pack(gp_tensor *t, unsigned char *buf)
             } else {
                 const uint16_t *w = (const uint16_t *)(const void *)t->data;
                 uint16_t *out = (uint16_t *)(void *)buf;
-                for (k = 0; k < K; k++) out[to + (size_t)k * 16] = row < t->rows ? w[from + k] : 0;
+                for (k = 0; k < K; k++) out[to + (size_t)k * 32] = row < t->rows ? w[from + k] : 0;
             }
         }
     t->groups = buf;
@@ -5784,48 +5794,53 @@ static void gp_op_rows(const float *x, int ldx, int rows, const float *panel, in
 /* How far ahead the chains prefetch a group's weights into L2: 2 to 16
  * rows of x (8 KB: with 2 KB a quarter of the time waited on the load;
  * 4 and 16 KB were no better), the panels of prompts (4 KB: without, one
- * thread's prompts were 7-10% slower), one row (2 KB: 1 and 4 KB were
- * slower for f16; 4 and 8 KB within the noise for f32). */
+ * thread's prompts were 7-10% slower). One row reads one stream and
+ * prefetches nothing. */
 #ifndef GP_FEW_AHEAD
 #define GP_FEW_AHEAD 8192
 #endif
 #ifndef GP_PANEL_AHEAD
 #define GP_PANEL_AHEAD 4096
 #endif
-#ifndef GP_GROUP_AHEAD
-#define GP_GROUP_AHEAD 2048
-#endif
+/* 2 to 16 rows of x take a pair's two groups in turn over this many k
+ * (4 KB of f16: in L1 when the second group reads its halves); 128 was no
+ * faster */
+#define GP_PAIR_BLOCK 64
 
-/* The 16 weights of a packed group at column k, as floats. */
+/* The 16 weights of a packed group at column k, as floats: one line of
+ * f32, half a line of f16 or bf16. */
 GP_INLINE __m512 gp_group_load(const unsigned char *group, gpt_dtype type, int k)
 {
-    const unsigned char *p = group + (size_t)k * 16 * gp_w_elem_size(type);
+    const unsigned char *p = group + (size_t)k * 64;
     if (type == GPT_DTYPE_F32) return _mm512_loadu_ps((const float *)(const void *)p);
     return type == GPT_DTYPE_F16 ? GP_VLOAD_F16(p) : GP_VLOAD_BF16(p);
 }
 
-/* Group g of W's packed copy. */
+/* Group g of W's packed copy (gp_group_pack). */
 GP_INLINE const unsigned char *gp_group_at(const gp_tensor *W, gpt_dtype type, int g)
 {
-    return W->groups + (size_t)g * W->cols * 16 * gp_w_elem_size(type);
+    if (type == GPT_DTYPE_F32) return W->groups + (size_t)g * W->cols * 64;
+    return W->groups + (size_t)(g / 2) * W->cols * 64 + (size_t)(g % 2) * 32;
 }
 
 /* The chains of `rows` rows of x (a constant where this is inlined, so that
- * the accumulators stay in registers) over one group: xt holds x
- * transposed, xt[k][row], so that a step's broadcasts come from one line. */
-#define GP_GR_DECL(q) __m512 a##q = _mm512_setzero_ps();
+ * the accumulators stay in registers) over columns k0 .. k1-1 of one group,
+ * going on from acc: xt holds x transposed, xt[k][row], so that a step's
+ * broadcasts come from one line. */
+#define GP_GR_DECL(q) __m512 a##q = (q) < rows ? acc[q] : _mm512_setzero_ps();
 #define GP_GR_FMA(q)                                                                                       \
     if ((q) < rows) a##q = _mm512_fmadd_ps(_mm512_set1_ps(xk[q]), w, a##q);
 #define GP_GR_PUT(q)                                                                                       \
     if ((q) < rows) acc[q] = a##q;
-GP_INLINE void gp_group_rows(const unsigned char *group, gpt_dtype type, int K, const float *xt, int rows, __m512 *acc)
+GP_INLINE void gp_group_rows(const unsigned char *group, gpt_dtype type, int k0, int k1, const float *xt, int rows,
+                             __m512 *acc)
 {
-    int k, es = (int)gp_w_elem_size(type);
+    int k;
     GP_ROWS16(GP_GR_DECL)
-    for (k = 0; k < K; k++) {
+    for (k = k0; k < k1; k++) {
         const float *xk = xt + (size_t)k * GP_CHAIN_FEW;
         __m512 w = gp_group_load(group, type, k);
-        if (es == 4 || !(k & 1)) GP_PREFETCH_L2_AT(group + (size_t)k * 16 * es, GP_FEW_AHEAD);
+        GP_PREFETCH_L2_AT(group + (size_t)k * 64, GP_FEW_AHEAD);
         GP_ROWS16(GP_GR_FMA)
     }
     GP_ROWS16(GP_GR_PUT)
@@ -5875,31 +5890,24 @@ typedef void (*gp_chain_tile_fn)(const float *, int, const float *, int, float *
 static const gp_chain_tile_fn gp_chain_tiles[7] = {NULL,           gp_chain_tile1, gp_chain_tile2, gp_chain_tile3,
                                                    gp_chain_tile4, gp_chain_tile5, gp_chain_tile6};
 
-/* One row of x against groups g .. g+ng-1 of W's packed copy (ng a
- * constant where this is inlined, <= 8), storing outputs j0 .. j1-1 of
- * them; groups past the piece are computed on group g, not stored. */
+/* One row of x against group g of W's packed copy and, if ng is 2 (a
+ * constant where this is inlined), group g + 1, the other half of its
+ * pair's lines: one stream either way. Stores outputs j0 .. j1-1. */
 GP_INLINE void gp_group_row(const gp_tensor *W, gpt_dtype type, const float *bias, const float *x, int g, int ng,
                             int j0, int j1, float *y, int accumulate)
 {
-    int K = W->cols, es = (int)gp_w_elem_size(type), k, i;
-    const unsigned char *gr[8];
-    __m512 c[8];
+    int K = W->cols, k, i;
+    const unsigned char *gr[2];
+    __m512 c[2];
     for (i = 0; i < ng; i++) {
-        gr[i] = gp_group_at(W, type, (g + i) * 16 < j1 ? g + i : g);
+        gr[i] = gp_group_at(W, type, g + i);
         c[i] = _mm512_setzero_ps();
     }
-    for (k = 0; k < K; k += 16) {
-        int kn = K - k < 16 ? K - k : 16, line, kk;
-        if (type != GPT_DTYPE_F32) /* f32 reads twice as fast: the hardware's prefetchers keep up */
-            for (i = 0; i < ng; i++) /* the lines of this block, GP_GROUP_AHEAD bytes on */
-                for (line = 0; line * 64 < kn * 16 * es; line++)
-                    GP_PREFETCH_L2_AT(gr[i] + (size_t)k * 16 * es + line * 64, GP_GROUP_AHEAD);
-        for (kk = k; kk < k + kn; kk++) {
-            __m512 xb = _mm512_set1_ps(x[kk]);
-            for (i = 0; i < ng; i++) c[i] = _mm512_fmadd_ps(xb, gp_group_load(gr[i], type, kk), c[i]);
-        }
+    for (k = 0; k < K; k++) {
+        __m512 xb = _mm512_set1_ps(x[k]);
+        for (i = 0; i < ng; i++) c[i] = _mm512_fmadd_ps(xb, gp_group_load(gr[i], type, k), c[i]);
     }
-    for (i = 0; i < ng && (g + i) * 16 < j1; i++)
+    for (i = 0; i < ng; i++)
         gp_chain_store_range(y + (g + i) * 16, c[i], bias ? bias + (g + i) * 16 : NULL, j0 - (g + i) * 16,
                              j1 - (g + i) * 16, accumulate);
 }
@@ -5910,42 +5918,52 @@ GP_INLINE void gp_group_row(const gp_tensor *W, gpt_dtype type, const float *bia
 GP_INLINE void gp_group_linear(const gp_tensor *W, gpt_dtype type, const float *bias, const float *x, int ldx, int n,
                                int j0, int j1, float *y, int ldy, int accumulate, float *scratch)
 {
-    int K = W->cols, es = (int)gp_w_elem_size(type), g, k, row, r, gb, i;
-    __m512 acc[GP_CHAIN_FEW], blk[16];
+    int K = W->cols, g, k, row, r, gb, i, ng;
+    __m512 blk[16];
     if (n == 1) {
-        /* every decoded token. f32: one group at a time, one chain of
-         * FMAs (4 cycles each for 64 bytes, twice what a core reads), so
-         * that the core reads one stream, which its prefetchers follow to
-         * its whole bandwidth (one thread decoded 5-7% faster than with 4
-         * groups side by side, two 7%). f16 and bf16 are bound by their
-         * loads and widenings: 8 groups' chains side by side (7-13% faster
-         * than 4; 1 or 2 were 5-25% slower), 4 for a piece's last groups. */
-        for (g = j0 / 16; g * 16 < j1;) {
-            if (type == GPT_DTYPE_F32) {
-                gp_group_row(W, type, bias, x, g, 1, j0, j1, y, accumulate);
-                g++;
-            } else if ((j1 - g * 16 + 15) / 16 >= 8) {
-                gp_group_row(W, type, bias, x, g, 8, j0, j1, y, accumulate);
-                g += 8;
-            } else {
-                gp_group_row(W, type, bias, x, g, 4, j0, j1, y, accumulate);
-                g += 4;
-            }
+        /* every decoded token: one line at a time, front to back, so that
+         * the core reads one stream, which its prefetchers follow to its
+         * whole bandwidth without software prefetches. f32: one group, one
+         * chain of FMAs (4 cycles each for 64 bytes, twice what a core
+         * reads; one thread decoded 5-7% faster than with 4 groups side by
+         * side, two 7%). f16 and bf16: the two groups of a pair, whose
+         * lines hold both (one chain would take 4 cycles for 32 bytes,
+         * short of the memory; one thread decoded 17-22% faster than with 8
+         * groups side by side from 8 streams, prefetched). */
+        for (g = j0 / 16; g * 16 < j1; g += ng) {
+            ng = type != GPT_DTYPE_F32 && !(g & 1) && (g + 1) * 16 < j1 ? 2 : 1;
+            if (ng == 2) gp_group_row(W, type, bias, x, g, 2, j0, j1, y, accumulate);
+            else gp_group_row(W, type, bias, x, g, 1, j0, j1, y, accumulate);
         }
         return;
     }
     if (n <= GP_CHAIN_FEW) { /* x transposed in the scratch by gp_linear_prepare */
-        for (g = j0 / 16; g * 16 < j1; g++) {
-            const unsigned char *group = gp_group_at(W, type, g);
-            switch (n) {
+        __m512 acc2[2][GP_CHAIN_FEW];
+        for (g = j0 / 16; g * 16 < j1; g += ng) {
+            /* the two groups of a pair (f16, bf16) take turns over blocks
+             * of GP_PAIR_BLOCK k, so that each line comes from memory once
+             * and the other half from L1 */
+            int kb, kstep = K;
+            ng = type != GPT_DTYPE_F32 && !(g & 1) && (g + 1) * 16 < j1 ? 2 : 1;
+            if (ng == 2) kstep = GP_PAIR_BLOCK;
+            for (i = 0; i < ng; i++)
+                for (row = 0; row < n; row++) acc2[i][row] = _mm512_setzero_ps();
+            for (kb = 0; kb < K; kb += kstep)
+                for (i = 0; i < ng; i++) {
+                    const unsigned char *group = gp_group_at(W, type, g + i);
+                    int ke = K - kb < kstep ? K : kb + kstep;
+                    switch (n) {
 #define GP_GR_CASE(q)                                                                                      \
-    case (q) + 1: gp_group_rows(group, type, K, scratch, (q) + 1, acc); break;
-                GP_ROWS16(GP_GR_CASE)
+    case (q) + 1: gp_group_rows(group, type, kb, ke, scratch, (q) + 1, acc2[i]); break;
+                        GP_ROWS16(GP_GR_CASE)
 #undef GP_GR_CASE
-            }
-            for (row = 0; row < n; row++)
-                gp_chain_store_range(y + (size_t)row * ldy + g * 16, acc[row], bias ? bias + g * 16 : NULL, j0 - g * 16,
-                                     j1 - g * 16, accumulate);
+                    }
+                }
+            for (i = 0; i < ng; i++)
+                for (row = 0; row < n; row++)
+                    gp_chain_store_range(y + (size_t)row * ldy + (g + i) * 16, acc2[i][row],
+                                         bias ? bias + (g + i) * 16 : NULL, j0 - (g + i) * 16, j1 - (g + i) * 16,
+                                         accumulate);
         }
         return;
     }
@@ -5956,8 +5974,8 @@ GP_INLINE void gp_group_linear(const gp_tensor *W, gpt_dtype type, const float *
             for (k = 0; k < K; k += 16) {
                 int kn = K - k < 16 ? K - k : 16, c, line;
                 if (group) {
-                    for (line = 0; line * 64 < kn * 16 * es; line++)
-                        GP_PREFETCH_L2_AT(group + (size_t)k * 16 * es + line * 64, GP_PANEL_AHEAD);
+                    for (line = 0; line < kn; line++)
+                        GP_PREFETCH_L2_AT(group + (size_t)(k + line) * 64, GP_PANEL_AHEAD);
                     gp_group_block(group, type, k, kn, blk);
                 } else
                     for (c = 0; c < kn; c++) blk[c] = _mm512_setzero_ps();
@@ -6424,12 +6442,18 @@ static void gp_split_range(int n, int grain, int ith, int nth, int *b, int *e)
  * computes a row.
  */
 #define GP_ROWS_STOLEN 16
-/* The fewest rows a thread claims from its own share at once: 64, and for
- * one row of x 8 groups of 16, which one decoded f16 or bf16 row takes
- * side by side (gp_group_row; with 64, two threads decoded f16 8-37%
- * slower, 124M and GPT-2 XL) */
+/* The fewest rows a thread claims from its own share at once: 64, and 128
+ * for one row of x (with 64, two threads decoded f16 8-37% slower, 124M and
+ * GPT-2 XL, when a row took 8 groups side by side) */
 #define GP_MIN_PIECE 64
 #define GP_MIN_PIECE_ONE_ROW 128
+/* What a thread's share and pieces are multiples of: GP_ROWS_STOLEN rows,
+ * or 32 for f16 and bf16 chains, whose packed groups go in pairs that
+ * share every line (split between two threads, both would read it). */
+static int gp_rows_unit(const gp_tensor *W)
+{
+    return W->groups && W->type != GPT_DTYPE_F32 ? 2 * GP_ROWS_STOLEN : GP_ROWS_STOLEN;
+}
 #if defined(GP_HAVE_THREADS)
 #define GP_ROWS_PACK(front, back) (((uint64_t)(uint32_t)(front) << 32) | (uint32_t)(back))
 
@@ -6491,8 +6515,8 @@ static void gp_linear_task(void *arg, int ith, int nth)
 #if defined(GP_HAVE_THREADS)
     if (nth > 1) {
         gp_worker *w = j->c->pool->workers;
-        int b, e, share, piece, unit = GP_ROWS_STOLEN, t;
-        gp_split_range(j->W->rows, GP_ROWS_STOLEN, ith, nth, &b, &e);
+        int b, e, share, piece, unit = gp_rows_unit(j->W), t;
+        gp_split_range(j->W->rows, unit, ith, nth, &b, &e);
         /* pieces of 1/32 of the share (GP_MIN_PIECE rows at least): few
          * claims, and a tail small enough to balance */
         share = e - b;
@@ -6528,7 +6552,7 @@ static void gp_pool_linear(gpt_context *c, const gp_tensor *W, const gp_tensor *
     if (c->pool->n > 1) {
         int t, b, e;
         for (t = 0; t < c->pool->n; t++) {
-            gp_split_range(W->rows, GP_ROWS_STOLEN, t, c->pool->n, &b, &e);
+            gp_split_range(W->rows, gp_rows_unit(W), t, c->pool->n, &b, &e);
             /* published to the workers by gp_pool_run */
             c->pool->workers[t].rows_left = GP_ROWS_PACK(b, e);
         }

@@ -416,8 +416,10 @@ TEST(f32_chains_equal_their_twin_in_every_path)
 
 /* f16 weights, and bf16 ones where they take no dot products, widened to
  * f32 on AVX-512: the same chains, bit for bit the twin's on the widened
- * rows, in every path (one row: 8 groups side by side, the last of them
- * partial with 120 rows of W, then 4 for the rest). */
+ * rows, in every path: one row and 2 to 16 rows take the two groups of a
+ * pair (the second partial with 17 and 120 rows of W), or a group alone
+ * where a piece starts or ends inside a pair (pieces of 72, 40 and 16
+ * rows); 2 to 16 rows over K = 100 and 768 in blocks of GP_PAIR_BLOCK. */
 TEST(widened_chains_equal_their_twin_in_every_path)
 {
     static const int ks[] = {1, 15, 16, 17, 100, 768}, js[] = {17, 64, 65, 120, 130}, ns[] = {1, 3, 8, 16, 17, 23};

@@ -6447,6 +6447,7 @@ static void gp_split_range(int n, int grain, int ith, int nth, int *b, int *e)
  * GPT-2 XL, when a row took 8 groups side by side) */
 #define GP_MIN_PIECE 64
 #define GP_MIN_PIECE_ONE_ROW 128
+#if defined(GP_HAVE_THREADS)
 /* What a thread's share and pieces are multiples of: GP_ROWS_STOLEN rows,
  * or 32 for f16 and bf16 chains, whose packed groups go in pairs that
  * share every line (split between two threads, both would read it). */
@@ -6454,7 +6455,6 @@ static int gp_rows_unit(const gp_tensor *W)
 {
     return W->groups && W->type != GPT_DTYPE_F32 ? 2 * GP_ROWS_STOLEN : GP_ROWS_STOLEN;
 }
-#if defined(GP_HAVE_THREADS)
 #define GP_ROWS_PACK(front, back) (((uint64_t)(uint32_t)(front) << 32) | (uint32_t)(back))
 
 /* Takes rows from *left into [*b, *e); 0 when none are left. From the front,

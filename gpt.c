@@ -3796,8 +3796,8 @@ static float gp_dot_ref(const float *a, const float *b, int n)
  * kernels feed the weights as unsigned bytes w + 128 and start each lane
  * there, which takes the 128s back out exactly), then d [np] f32.
  *
- * bf16: x rounded to bf16 (to nearest even; subnormals flushed to zero, as
- * vdpbf16ps reads them), [nb * 32], zeros past K.
+ * bf16: x rounded to bf16 (to nearest even; subnormals flushed to zero of
+ * their sign, as vdpbf16ps reads them), [nb * 32], zeros past K.
  */
 #define GP_PREP_Q8 1
 #define GP_PREP_BF16 2
@@ -5776,10 +5776,11 @@ static void gp_op_rows(const float *x, int ldx, int rows, const float *panel, in
  * no lane sums are needed. The chains need W by columns, 16 outputs side by
  * side, so W is read from a copy packed at load time by groups of 16 rows,
  * k-major (gp_group_pack): one vector load gives 16 outputs' weights at k.
- * - one row of x (every decoded token): 8 (f16, bf16) or 4 (f32) groups'
- *   chains side by side (gp_group_row);
+ * - one row of x (every decoded token): one stream of lines, one f32 group
+ *   or one f16/bf16 pair of groups at a time (gp_group_row);
  * - up to GP_CHAIN_FEW (16) rows (batches of sequences): each load of a
- *   group's weights feeds every row's chain, the accumulators in registers;
+ *   group's weights feeds every row's chain, the accumulators in registers
+ *   (a pair's groups in turn over blocks of k);
  * - more rows (prompts): 4 groups are copied into a panel of 64 outputs
  *   (gp_op_tile6's layout, K x 64, in the thread's scratch) that tiles of up
  *   to 6 rows of x then use from L2, each panel row loaded once per tile and
@@ -5826,21 +5827,22 @@ GP_INLINE const unsigned char *gp_group_at(const gp_tensor *W, gpt_dtype type, i
 /* The chains of `rows` rows of x (a constant where this is inlined, so that
  * the accumulators stay in registers) over columns k0 .. k1-1 of one group,
  * going on from acc: xt holds x transposed, xt[k][row], so that a step's
- * broadcasts come from one line. */
+ * broadcasts come from one line. A pair's second group prefetches nothing:
+ * its lines are the first's. */
 #define GP_GR_DECL(q) __m512 a##q = (q) < rows ? acc[q] : _mm512_setzero_ps();
 #define GP_GR_FMA(q)                                                                                       \
     if ((q) < rows) a##q = _mm512_fmadd_ps(_mm512_set1_ps(xk[q]), w, a##q);
 #define GP_GR_PUT(q)                                                                                       \
     if ((q) < rows) acc[q] = a##q;
 GP_INLINE void gp_group_rows(const unsigned char *group, gpt_dtype type, int k0, int k1, const float *xt, int rows,
-                             __m512 *acc)
+                             __m512 *acc, int prefetch)
 {
     int k;
     GP_ROWS16(GP_GR_DECL)
     for (k = k0; k < k1; k++) {
         const float *xk = xt + (size_t)k * GP_CHAIN_FEW;
         __m512 w = gp_group_load(group, type, k);
-        GP_PREFETCH_L2_AT(group + (size_t)k * 64, GP_FEW_AHEAD);
+        if (prefetch) GP_PREFETCH_L2_AT(group + (size_t)k * 64, GP_FEW_AHEAD);
         GP_ROWS16(GP_GR_FMA)
     }
     GP_ROWS16(GP_GR_PUT)
@@ -5928,7 +5930,7 @@ GP_INLINE void gp_group_linear(const gp_tensor *W, gpt_dtype type, const float *
          * reads; one thread decoded 5-7% faster than with 4 groups side by
          * side, two 7%). f16 and bf16: the two groups of a pair, whose
          * lines hold both (one chain would take 4 cycles for 32 bytes,
-         * short of the memory; one thread decoded 17-22% faster than with 8
+         * short of the memory; one thread decoded 10-15% faster than with 8
          * groups side by side from 8 streams, prefetched). */
         for (g = j0 / 16; g * 16 < j1; g += ng) {
             ng = type != GPT_DTYPE_F32 && !(g & 1) && (g + 1) * 16 < j1 ? 2 : 1;
@@ -5954,7 +5956,7 @@ GP_INLINE void gp_group_linear(const gp_tensor *W, gpt_dtype type, const float *
                     int ke = K - kb < kstep ? K : kb + kstep;
                     switch (n) {
 #define GP_GR_CASE(q)                                                                                      \
-    case (q) + 1: gp_group_rows(group, type, kb, ke, scratch, (q) + 1, acc2[i]); break;
+    case (q) + 1: gp_group_rows(group, type, kb, ke, scratch, (q) + 1, acc2[i], i == 0); break;
                         GP_ROWS16(GP_GR_CASE)
 #undef GP_GR_CASE
                     }
@@ -6434,8 +6436,8 @@ static void gp_split_range(int n, int grain, int ith, int nth, int *b, int *e)
 /*
  * Rows of a matrix product handed out while it runs. Each thread starts on
  * its own share of the rows, front to back in pieces (a sequential stream);
- * a thread that runs out takes pieces of GP_ROWS_STOLEN rows (whole panels
- * for the packed prompt kernel) from the back of another's share. With
+ * a thread that runs out takes pieces of GP_ROWS_STOLEN rows, or of a
+ * pair of groups (gp_rows_unit), from the back of another's share. With
  * fixed shares, the two threads of a decoded token finished each phase up to
  * tens of microseconds apart (memory serves the two cores unevenly): about
  * 13% of q8_0 decoding time went to waiting. Results do not depend on who
@@ -6444,7 +6446,8 @@ static void gp_split_range(int n, int grain, int ith, int nth, int *b, int *e)
 #define GP_ROWS_STOLEN 16
 /* The fewest rows a thread claims from its own share at once: 64, and 128
  * for one row of x (with 64, two threads decoded f16 8-37% slower, 124M and
- * GPT-2 XL, when a row took 8 groups side by side) */
+ * GPT-2 XL, when a row took 8 groups side by side; with pairs of groups,
+ * 64 and 128 were alike) */
 #define GP_MIN_PIECE 64
 #define GP_MIN_PIECE_ONE_ROW 128
 #if defined(GP_HAVE_THREADS)
@@ -6459,8 +6462,9 @@ static int gp_rows_unit(const gp_tensor *W)
 
 /* Takes rows from *left into [*b, *e); 0 when none are left. From the front,
  * `piece` rows; from the back, the rows after the last multiple of `piece`;
- * `piece` is a multiple of GP_ROWS_STOLEN. Every bound stays a multiple of
- * GP_ROWS_STOLEN (or the matrix's end), as with the static split: the
+ * `piece` is a multiple of the unit (gp_rows_unit), itself a multiple of
+ * GP_ROWS_STOLEN. Every bound stays a multiple of the unit (or the
+ * matrix's end), as with the static split: the
  * dot-product kernels group rows in fours from the start of their range,
  * and the grouping decides the order of their sums (the chains' order does
  * not depend on it; their packed groups are 16 rows), so results stay

@@ -5914,6 +5914,13 @@ GP_INLINE void gp_group_row(const gp_tensor *W, gpt_dtype type, const float *bia
                              j1 - (g + i) * 16, accumulate);
 }
 
+/* How many groups from group g a piece ending at row j1 takes at once: the
+ * two of an f16 or bf16 pair where the piece holds both, else one. */
+GP_INLINE int gp_groups_taken(gpt_dtype type, int g, int j1)
+{
+    return type != GPT_DTYPE_F32 && !(g & 1) && (g + 1) * 16 < j1 ? 2 : 1;
+}
+
 /* The chains over W's packed groups (type: f32, f16 or bf16, a constant
  * where this is inlined). A piece of rows j0 .. j1-1 computes the whole
  * groups it touches and stores its own outputs. */
@@ -5933,7 +5940,7 @@ GP_INLINE void gp_group_linear(const gp_tensor *W, gpt_dtype type, const float *
          * short of the memory; one thread decoded 10-15% faster than with 8
          * groups side by side from 8 streams, prefetched). */
         for (g = j0 / 16; g * 16 < j1; g += ng) {
-            ng = type != GPT_DTYPE_F32 && !(g & 1) && (g + 1) * 16 < j1 ? 2 : 1;
+            ng = gp_groups_taken(type, g, j1);
             if (ng == 2) gp_group_row(W, type, bias, x, g, 2, j0, j1, y, accumulate);
             else gp_group_row(W, type, bias, x, g, 1, j0, j1, y, accumulate);
         }
@@ -5946,7 +5953,7 @@ GP_INLINE void gp_group_linear(const gp_tensor *W, gpt_dtype type, const float *
              * of GP_PAIR_BLOCK k, so that each line comes from memory once
              * and the other half from L1 */
             int kb, kstep = K;
-            ng = type != GPT_DTYPE_F32 && !(g & 1) && (g + 1) * 16 < j1 ? 2 : 1;
+            ng = gp_groups_taken(type, g, j1);
             if (ng == 2) kstep = GP_PAIR_BLOCK;
             for (i = 0; i < ng; i++)
                 for (row = 0; row < n; row++) acc2[i][row] = _mm512_setzero_ps();

@@ -148,6 +148,15 @@ fi
 
 # --- the programs generate what the gpt command generates ---------------------------------
 PROMPT="And God said"
+# first_difference GOT WANT: where two texts part, for a failure's message
+first_difference() {
+    line=$(cmp "$1" "$2" 2>&1 | grep -v EOF | sed -n 's/.* line \([0-9]*\).*/\1/p')
+    if [ -z "$line" ]; then
+        echo "$(wc -c <"$1") bytes against $(wc -c <"$2")"
+    else
+        echo "line $line is '$(sed -n "${line}p" "$1" | cut -c1-120)', not '$(sed -n "${line}p" "$2" | cut -c1-120)'"
+    fi
+}
 # check_model NAME MODEL STRICT: every built program against $GPT on MODEL.
 # stream.c prints the decoder's bytes as they are, gpt_generate replaces
 # bytes that are not UTF-8 with U+FFFD: a random model's text is compared
@@ -177,17 +186,26 @@ check_model() {
             cp "$T/want-simple" "$T/want-simple.lf"
             cp "$T/want-stream" "$T/want-stream.lf"
         fi
-        cmp -s "$T/got-simple-$n" "$T/want-simple.lf" || bad="$bad simple-$n(text differs from gpt generate)"
+        cmp -s "$T/got-simple-$n" "$T/want-simple.lf" ||
+            bad="$bad simple-$n(text differs from gpt generate: $(first_difference "$T/got-simple-$n" "$T/want-simple.lf"))"
         if [ "$strict" = 1 ]; then
-            cmp -s "$T/got-stream-$n" "$T/want-stream.lf" || bad="$bad stream-$n(text differs from gpt generate)"
+            cmp -s "$T/got-stream-$n" "$T/want-stream.lf" ||
+                bad="$bad stream-$n(text differs from gpt generate: $(first_difference "$T/got-stream-$n" "$T/want-stream.lf"))"
         else
             first=${first:-$n}
-            cmp -s "$T/got-stream-$n" "$T/got-stream-$first" || bad="$bad stream-$n(text differs from stream-$first)"
+            cmp -s "$T/got-stream-$n" "$T/got-stream-$first" ||
+                bad="$bad stream-$n(text differs from stream-$first: $(first_difference "$T/got-stream-$n" "$T/got-stream-$first"))"
         fi
     done
     case " $built " in *" portable "*)
-        $RUN "$V/simple-portable$X" "$model" "$PROMPT" 2>/dev/null | tr -d '\r' >"$T/got-simple-portable"
-        cmp -s "$T/got-simple-portable" "$T/want-simple.lf" || bad="$bad simple-portable(text differs from gpt generate)" ;;
+        $RUN "$V/simple-portable$X" "$model" "$PROMPT" >"$T/got-simple-portable" 2>"$T/err-portable"
+        rc=$?
+        tr -d '\r' <"$T/got-simple-portable" >"$T/got-simple-portable.lf"
+        if [ $rc -ne 0 ]; then
+            bad="$bad simple-portable(exit $rc: $(head -c 200 "$T/err-portable"))"
+        elif ! cmp -s "$T/got-simple-portable.lf" "$T/want-simple.lf"; then
+            bad="$bad simple-portable(text differs from gpt generate: $(first_difference "$T/got-simple-portable.lf" "$T/want-simple.lf"))"
+        fi ;;
     esac
     if [ -n "$bad" ]; then fail "$name" "$bad"; else pass "$name"; fi
 }

@@ -5663,7 +5663,7 @@ static void gp_linear_simd(const gp_tensor *W, const float *bias, const float *x
  * y[0..nj) = (from_y ? y : 0) + sum_k x[k] * panel[k][0..nj), the panel's
  * rows being 64 values: each output is one chain of FMAs over k, continued
  * from y when from_y (so a sum split across calls, a page at a time, is the
- * same sum), and the bias added after it. Where next is not NULL, the
+ * same sum). Where next is not NULL, the
  * panel of the same shape there is prefetched into L2, a row of it a step:
  * a sequence's KV pages lie apart, where the hardware's prefetchers do not
  * follow, and a query's attention reads them one after another.
@@ -5671,45 +5671,19 @@ static void gp_linear_simd(const gp_tensor *W, const float *bias, const float *x
 /* A row's 64 outputs are taken 4 vectors at a time (every output on
  * AVX-512, half of them on AVX2, a quarter on NEON), in accumulators named
  * so that they stay in registers: as an array, GCC kept them on the stack,
- * a store and a reload every step, and attention read the KV cache at a
- * third of the bandwidth. */
+ * a store and a reload every step, and a prompt's attention was 2-3%
+ * slower. The panel holds floats, or halves (f16, the f16 KV cache)
+ * widened in registers; f16 is a constant where this is inlined. */
 #define GP_OP_PASS (4 * GP_VL)
-static void gp_op_row(const float *x, const float *panel, int kc, float *y, int nj, int from_y, const float *bias,
-                      const unsigned char *next)
+GP_INLINE gp_vf gp_panel_load(const unsigned char *row, int f16, int at)
 {
-    float tmp[64];
-    int k, pass, jj;
-    for (jj = 0; jj < 64; jj++) tmp[jj] = from_y && jj < nj ? y[jj] : 0.0f;
-    for (pass = 0; pass < 64; pass += GP_OP_PASS) {
-        gp_vf a0 = GP_VLOAD(tmp + pass), a1 = GP_VLOAD(tmp + pass + GP_VL), a2 = GP_VLOAD(tmp + pass + 2 * GP_VL),
-              a3 = GP_VLOAD(tmp + pass + 3 * GP_VL);
-        for (k = 0; k < kc; k++) {
-            gp_vf b = GP_VSET1(x[k]);
-            const float *p = panel + (size_t)k * 64 + pass;
-            if (next && pass == 0) {
-                GP_PREFETCH_L2_AT(next, (size_t)k * 256);
-                GP_PREFETCH_L2_AT(next, (size_t)k * 256 + 64);
-                GP_PREFETCH_L2_AT(next, (size_t)k * 256 + 128);
-                GP_PREFETCH_L2_AT(next, (size_t)k * 256 + 192);
-            }
-            a0 = GP_VFMA(b, GP_VLOAD(p), a0);
-            a1 = GP_VFMA(b, GP_VLOAD(p + GP_VL), a1);
-            a2 = GP_VFMA(b, GP_VLOAD(p + 2 * GP_VL), a2);
-            a3 = GP_VFMA(b, GP_VLOAD(p + 3 * GP_VL), a3);
-        }
-        GP_VSTORE(tmp + pass, a0);
-        GP_VSTORE(tmp + pass + GP_VL, a1);
-        GP_VSTORE(tmp + pass + 2 * GP_VL, a2);
-        GP_VSTORE(tmp + pass + 3 * GP_VL, a3);
-    }
-    for (jj = 0; jj < nj; jj++) y[jj] = tmp[jj] + (bias ? bias[jj] : 0.0f);
+    if (f16) return GP_VLOAD_F16((const uint16_t *)(const void *)row + at);
+    return GP_VLOAD((const float *)(const void *)row + at);
 }
-
-/* The same over a panel of halves (the f16 KV cache), widened in registers,
- * prefetching next's the same way. */
-static void gp_op_row_f16(const float *x, const uint16_t *panel, int kc, float *y, int nj, int from_y,
-                          const unsigned char *next)
+GP_INLINE void gp_op_row_any(const float *x, const unsigned char *panel, int f16, int kc, float *y, int nj,
+                             int from_y, const unsigned char *next)
 {
+    size_t row_bytes = f16 ? 128 : 256, line;
     float tmp[64];
     int k, pass, jj;
     for (jj = 0; jj < 64; jj++) tmp[jj] = from_y && jj < nj ? y[jj] : 0.0f;
@@ -5718,15 +5692,13 @@ static void gp_op_row_f16(const float *x, const uint16_t *panel, int kc, float *
               a3 = GP_VLOAD(tmp + pass + 3 * GP_VL);
         for (k = 0; k < kc; k++) {
             gp_vf b = GP_VSET1(x[k]);
-            const uint16_t *p = panel + (size_t)k * 64 + pass;
-            if (next && pass == 0) {
-                GP_PREFETCH_L2_AT(next, (size_t)k * 128);
-                GP_PREFETCH_L2_AT(next, (size_t)k * 128 + 64);
-            }
-            a0 = GP_VFMA(b, GP_VLOAD_F16(p), a0);
-            a1 = GP_VFMA(b, GP_VLOAD_F16(p + GP_VL), a1);
-            a2 = GP_VFMA(b, GP_VLOAD_F16(p + 2 * GP_VL), a2);
-            a3 = GP_VFMA(b, GP_VLOAD_F16(p + 3 * GP_VL), a3);
+            const unsigned char *p = panel + (size_t)k * row_bytes;
+            for (line = 0; next && pass == 0 && line < row_bytes; line += 64)
+                GP_PREFETCH_L2_AT(next, (size_t)k * row_bytes + line);
+            a0 = GP_VFMA(b, gp_panel_load(p, f16, pass), a0);
+            a1 = GP_VFMA(b, gp_panel_load(p, f16, pass + GP_VL), a1);
+            a2 = GP_VFMA(b, gp_panel_load(p, f16, pass + 2 * GP_VL), a2);
+            a3 = GP_VFMA(b, gp_panel_load(p, f16, pass + 3 * GP_VL), a3);
         }
         GP_VSTORE(tmp + pass, a0);
         GP_VSTORE(tmp + pass + GP_VL, a1);
@@ -5734,6 +5706,16 @@ static void gp_op_row_f16(const float *x, const uint16_t *panel, int kc, float *
         GP_VSTORE(tmp + pass + 3 * GP_VL, a3);
     }
     for (jj = 0; jj < nj; jj++) y[jj] = tmp[jj];
+}
+static void gp_op_row(const float *x, const float *panel, int kc, float *y, int nj, int from_y,
+                      const unsigned char *next)
+{
+    gp_op_row_any(x, (const unsigned char *)(const void *)panel, 0, kc, y, nj, from_y, next);
+}
+static void gp_op_row_f16(const float *x, const uint16_t *panel, int kc, float *y, int nj, int from_y,
+                          const unsigned char *next)
+{
+    gp_op_row_any(x, (const unsigned char *)(const void *)panel, 1, kc, y, nj, from_y, next);
 }
 
 #if defined(GP_AVX512)
@@ -5794,7 +5776,7 @@ static void gp_op_rows(const float *x, int ldx, int rows, const float *panel, in
 #if defined(GP_AVX512)
     for (; r + 6 <= rows; r += 6) gp_op_tile6(x + (size_t)r * ldx, ldx, panel, kc, y + (size_t)r * ldy, ldy, nj, from_y);
 #endif
-    for (; r < rows; r++) gp_op_row(x + (size_t)r * ldx, panel, kc, y + (size_t)r * ldy, nj, from_y, NULL, NULL);
+    for (; r < rows; r++) gp_op_row(x + (size_t)r * ldx, panel, kc, y + (size_t)r * ldy, nj, from_y, NULL);
 }
 
 #if defined(GP_F32_CHAINS)
@@ -6068,7 +6050,7 @@ static void gp_op_rows_kv(const float *x, int ldx, int rows, const unsigned char
 {
     int k0;
     if (!kv_f16 && rows == 1) {
-        gp_op_row(x, (const float *)(const void *)panel, kc, y, nj, from_y, NULL, next);
+        gp_op_row(x, (const float *)(const void *)panel, kc, y, nj, from_y, next);
         return;
     }
     if (!kv_f16) {

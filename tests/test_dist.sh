@@ -163,6 +163,11 @@ run_program() {
     fi
     return $status
 }
+# as_lf FROM TO: FROM's text as the programs mean it: a Windows program's
+# stdout is in text mode ("\n" arrives as "\r\n"); elsewhere as it is
+as_lf() {
+    if [ -n "$RUN" ]; then tr -d '\r' <"$1" >"$2"; else cp "$1" "$2"; fi
+}
 # first_difference GOT WANT: where two texts part, for a failure's message
 first_difference() {
     line=$(cmp "$1" "$2" 2>&1 | grep -v EOF | sed -n 's/.* line \([0-9]*\).*/\1/p')
@@ -186,6 +191,8 @@ check_model() {
         fail "$name" "$GPT generate printed nothing: $(head -3 "$T/gpt.err" | tr '\n' ' ')"
         return
     fi
+    as_lf "$T/want-simple" "$T/want-simple.lf"
+    as_lf "$T/want-stream" "$T/want-stream.lf"
     bad=""; first=""
     for n in $built; do
         [ "$n" = portable ] && continue
@@ -193,15 +200,7 @@ check_model() {
             bad="$bad simple-$n(exit $?: $(head -c 200 "$T/err-$n"))"
         run_program "$T/got-stream-$n" "$T/err-stream-$n" "$V/stream-$n$X" "$model" "$PROMPT" 40 ||
             bad="$bad stream-$n(exit $?: $(head -c 200 "$T/err-stream-$n"))"
-        if [ -n "$RUN" ]; then
-            # a Windows program's stdout is in text mode: "\n" arrives as "\r\n"
-            for f in "$T/got-simple-$n" "$T/got-stream-$n"; do tr -d '\r' <"$f" >"$f.lf" && mv "$f.lf" "$f"; done
-            tr -d '\r' <"$T/want-simple" >"$T/want-simple.lf"
-            tr -d '\r' <"$T/want-stream" >"$T/want-stream.lf"
-        else
-            cp "$T/want-simple" "$T/want-simple.lf"
-            cp "$T/want-stream" "$T/want-stream.lf"
-        fi
+        for f in "$T/got-simple-$n" "$T/got-stream-$n"; do as_lf "$f" "$f.lf" && mv "$f.lf" "$f"; done
         cmp -s "$T/got-simple-$n" "$T/want-simple.lf" ||
             bad="$bad simple-$n(text differs from gpt generate: $(first_difference "$T/got-simple-$n" "$T/want-simple.lf"))"
         if [ "$strict" = 1 ]; then
@@ -216,7 +215,7 @@ check_model() {
     case " $built " in *" portable "*)
         run_program "$T/got-simple-portable" "$T/err-portable" "$V/simple-portable$X" "$model" "$PROMPT"
         rc=$?
-        tr -d '\r' <"$T/got-simple-portable" >"$T/got-simple-portable.lf"
+        as_lf "$T/got-simple-portable" "$T/got-simple-portable.lf"
         if [ $rc -ne 0 ]; then
             bad="$bad simple-portable(exit $rc: $(head -c 200 "$T/err-portable"))"
         elif ! cmp -s "$T/got-simple-portable.lf" "$T/want-simple.lf"; then

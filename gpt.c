@@ -161,6 +161,10 @@
  * bits do not depend on its batch. Checked at load time (gp_amx_usable);
  * elsewhere bf16 takes vdpbf16ps. (gcc spells the macros __AMX_TILE__,
  * clang 14 __AMXTILE__.) */
+/* bf16 for vdpbf16ps: the weights packed in pairs of rows (gp_pair_pack) */
+#if defined(GP_BF16_DOT) && defined(GP_SIMD)
+#define GP_BF16_PAIRS 1
+#endif
 #if defined(GP_BF16_DOT) && defined(GP_AVX512) && defined(__linux__) && defined(__x86_64__) && \
     !defined(GPT_NO_AMX) && (defined(__AMX_TILE__) || defined(__AMXTILE__)) &&                   \
     (defined(__AMX_BF16__) || defined(__AMXBF16__))
@@ -199,6 +203,11 @@ typedef struct gp_tensor {
      * 16][(cols + 31) / 32][16 column pairs][16 rows][2] (gp_amx_pack),
      * else NULL */
     const uint16_t *ap;
+    /* bf16 weights of the linear layers where vdpbf16ps takes them (and
+     * AMX does not): pairs of rows, each step of 32 columns as the two
+     * rows' 64-byte lines in turn, [(rows + 1) / 2][(cols + 31) / 32][2][32]
+     * (gp_pair_pack), else NULL */
+    const uint16_t *pairs;
 } gp_tensor;
 
 /* The weights of one transformer block, in the checkpoint's order. */
@@ -4131,6 +4140,31 @@ static void gp_amx_pack(gp_tensor *t, unsigned char *buf)
     t->ap = out;
 }
 #endif
+#if defined(GP_BF16_PAIRS)
+/* bf16 W for vdpbf16ps in pairs of rows: each step of 32 columns is the
+ * two rows' 64-byte lines in turn, so that a decoded row reads two chains
+ * side by side from one stream of addresses (gp_bf16_row2). Rows and
+ * columns past W's: 0, as masked loads of a row's last step would give. */
+static size_t gp_pair_packed_bytes(const gp_tensor *t)
+{
+    return gp_align_up(((size_t)t->rows + 1) / 2 * 2 * (((size_t)t->cols + 31) / 32 * 32) * 2);
+}
+static void gp_pair_pack(gp_tensor *t, unsigned char *buf)
+{
+    const uint16_t *w = (const uint16_t *)(const void *)t->data;
+    uint16_t *out = (uint16_t *)(void *)buf;
+    int pairs = (t->rows + 1) / 2, steps = (t->cols + 31) / 32, K = t->cols, p, s, i, e;
+    size_t at = 0;
+    for (p = 0; p < pairs; p++)
+        for (s = 0; s < steps; s++)
+            for (i = 0; i < 2; i++)
+                for (e = 0; e < 32; e++) {
+                    int row = 2 * p + i, k = 32 * s + e;
+                    out[at++] = row < t->rows && k < K ? w[(size_t)row * K + k] : 0;
+                }
+    t->pairs = out;
+}
+#endif
 /* Whether products with weights of this type take AMX's tiles here. */
 static int gp_amx_takes(gpt_dtype type)
 {
@@ -4143,7 +4177,8 @@ static int gp_amx_takes(gpt_dtype type)
 }
 
 /* Whether this build packs t (q8_0 for the integer products; f32, f16, and
- * bf16 without them, for the chains; bf16 for AMX); an upper bound of the packed copy's
+ * bf16 without them, for the chains; bf16 for AMX or, without it, for
+ * vdpbf16ps); an upper bound of the packed copy's
  * bytes, in 64 bits, to check against the address space before
  * gp_packed_bytes computes them in size_t (padding to whole groups can make
  * a tensor larger than its bytes in the file); the bytes; the packing. */
@@ -4155,15 +4190,17 @@ static int gp_packs(const gp_tensor *t)
 #if defined(GP_F32_CHAINS)
     if (gp_takes_chains(t->type)) return 1;
 #endif
+#if defined(GP_BF16_PAIRS)
+    if (t->type == GPT_DTYPE_BF16) return 1; /* for AMX, or in pairs */
+#endif
     return gp_amx_takes(t->type);
 }
 /* Whether the loader copies a tensor's rows as they lie into the model's
  * allocation and lets go of the mapping's pages (gp_pack_model): on a
  * mapped model where the pages can be let go of, every tensor that is not
- * packed (`packs`), among them bf16 matrices that vdpbf16ps reads as they
- * lie. On the mapping's 4 KB pages one thread decoded bf16 5-8% slower
- * than from the copy's 2 MB pages (gpt__advise_huge). Elsewhere the model
- * would be held twice. */
+ * packed (`packs`). On the mapping's 4 KB pages one thread decoded bf16
+ * (then read as it lies) 5-8% slower than from the copy's 2 MB pages
+ * (gpt__advise_huge). Elsewhere the model would be held twice. */
 static int gp_copies_rows(int packs, int mapped)
 {
 #if defined(GP_RELEASES_PAGES)
@@ -4216,6 +4253,9 @@ static size_t gp_packed_bytes(const gp_tensor *t)
 #if defined(GP_BF16_AMX)
     if (gp_amx_takes(t->type)) return gp_amx_packed_bytes(t);
 #endif
+#if defined(GP_BF16_PAIRS)
+    if (t->type == GPT_DTYPE_BF16) return gp_pair_packed_bytes(t);
+#endif
     (void)t;
     return 0;
 }
@@ -4228,7 +4268,13 @@ static void gp_pack(gp_tensor *t, unsigned char *buf)
     if (gp_takes_chains(t->type)) gp_group_pack(t, buf);
 #endif
 #if defined(GP_BF16_AMX)
-    if (gp_amx_takes(t->type)) gp_amx_pack(t, buf);
+    if (gp_amx_takes(t->type)) {
+        gp_amx_pack(t, buf);
+        return;
+    }
+#endif
+#if defined(GP_BF16_PAIRS)
+    if (t->type == GPT_DTYPE_BF16) gp_pair_pack(t, buf);
 #endif
     (void)t;
     (void)buf;
@@ -4249,7 +4295,7 @@ static int gp_is_linear_weight(const gpt_model *m, uint32_t k, const gp_tensor *
 
 /* The weights of m's linear layers packed for the SIMD products (q8_0 for
  * the integer products, f32, f16 and bf16 for the chains, bf16 for AMX's
- * tiles), in one allocation that the model owns; nothing where no such
+ * tiles or in pairs of rows for vdpbf16ps), in one allocation that the model owns; nothing where no such
  * products are compiled in (the scalar twins read the checkpoint's rows).
  * The SIMD products read only the packed copy; the embedding lookup (wte's
  * rows) and the reference kernels read the checkpoint's rows, or the copy
@@ -4770,9 +4816,10 @@ static void gp_gelu_simd(float *x, size_t n)
  * lanes are added by gp_vsum4's tree, the elements after the last whole
  * vector are added one by one, and then the bias. A tile of GP_MR rows of x
  * and 4 rows of W (prompts, batches), a tile of 1 row and 4 rows of W (the
- * rows left over; every decoded token) and one row against one row of W
- * (gp_dot_row1, gp_bf16_row1: decoded tokens where the rows are read one
- * after the other) give each output the very same sum, so a row's result
+ * rows left over; every decoded token), one row against two rows of W
+ * (gp_bf16_row2: decoded tokens, bf16) and one row against one (gp_dot_row1,
+ * gp_bf16_row1: decoded tokens where the rows are read one after the other)
+ * give each output the very same sum, so a row's result
  * does not depend on how many rows share its step.
  */
 
@@ -5216,10 +5263,11 @@ static void gp_q8_chains(const gp_tensor *W, const float *bias, const unsigned c
  * gp_dot_bf16_ref does. The last step of a row loads only its elements.
  */
 #if defined(GP_BF16_DOT)
-GP_INLINE __m512i gp_bf16_w(const uint16_t *p, int k, int K)
+/* Row j of W in pairs (gp_pair_pack): its step k (32 values) is at
+ * gp_bf16_row(W, j) + 2 k, the last step padded with zeros */
+GP_INLINE const uint16_t *gp_bf16_row(const gp_tensor *W, int j)
 {
-    return k + 32 <= K ? _mm512_loadu_si512((const void *)(p + k))
-                       : _mm512_maskz_loadu_epi16((__mmask32)((1u << (K - k)) - 1u), p + k);
+    return W->pairs + (size_t)(j / 2) * (size_t)((W->cols + 31) / 32 * 32) * 2 + (j % 2) * 32;
 }
 #define GP_BF16_FMA(acc, x, w) _mm512_dpbf16_ps((acc), (__m512bh)(x), (__m512bh)(w))
 #define GP_BF_DECL(r) gp_vf a##r##0 = GP_VZERO(), a##r##1 = GP_VZERO(), a##r##2 = GP_VZERO(), a##r##3 = GP_VZERO();
@@ -5236,19 +5284,19 @@ GP_INLINE __m512i gp_bf16_w(const uint16_t *p, int k, int K)
     GP_INLINE void name(const gp_tensor *W, const uint16_t *xh, size_t ldh, int j, gp_prefetch *pf,         \
                         float *sums)                                                                       \
     {                                                                                                      \
-        int K = W->cols, k, l, kend = (K + 31) / 32 * 32;                                                  \
-        const uint16_t *p0 = (const uint16_t *)(const void *)W->data + (size_t)j * K, *p1 = p0 + K,        \
-                       *p2 = p1 + K, *p3 = p2 + K;                                                         \
+        int k, l, kend = (W->cols + 31) / 32 * 32;                                                         \
+        const uint16_t *q0 = gp_bf16_row(W, j), *q1 = gp_bf16_row(W, j + 1), *q2 = gp_bf16_row(W, j + 2),      \
+                       *q3 = gp_bf16_row(W, j + 3);                                                        \
         ROWS(GP_BF_DECL)                                                                                   \
-        for (k = 0; k < kend; k += 32) {                                                                   \
+        for (k = 0; k < kend; k += 32, q0 += 64, q1 += 64, q2 += 64, q3 += 64) {                           \
             __m512i w0, w1, w2, w3;                                                                        \
             if (pf)                                                                                        \
                 for (l = 0; l < pf->lines && pf->at < pf->end; l++, pf->at += 64)                         \
                     GP_PREFETCH_L2(pf->at - GP_PREFETCH_AHEAD);                                            \
-            w0 = gp_bf16_w(p0, k, K);                                                                      \
-            w1 = gp_bf16_w(p1, k, K);                                                                      \
-            w2 = gp_bf16_w(p2, k, K);                                                                      \
-            w3 = gp_bf16_w(p3, k, K);                                                                      \
+            w0 = _mm512_loadu_si512((const void *)q0);                                                     \
+            w1 = _mm512_loadu_si512((const void *)q1);                                                     \
+            w2 = _mm512_loadu_si512((const void *)q2);                                                     \
+            w3 = _mm512_loadu_si512((const void *)q3);                                                     \
             ROWS(GP_BF_FMA)                                                                                \
         }                                                                                                  \
         ROWS(GP_Q8_SUM)                                                                                    \
@@ -5257,13 +5305,29 @@ GP_BF_KERNEL(gp_bf16_tile1, GP_ROWS1)
 GP_BF_KERNEL(gp_bf16_tile_half, GP_HALF_TILE_ROWS)
 GP_BF_KERNEL(gp_bf16_tile, GP_TILE_ROWS)
 
+/* One row of x against row j of W, and against rows j and j + 1 side by
+ * side (a decoded token: one stream when j is even): the tiles' chains. */
 GP_INLINE float gp_bf16_row1(const gp_tensor *W, const uint16_t *xh, int j)
 {
-    int K = W->cols, k, kend = (K + 31) / 32 * 32;
-    const uint16_t *p0 = (const uint16_t *)(const void *)W->data + (size_t)j * K;
+    int k, kend = (W->cols + 31) / 32 * 32;
+    const uint16_t *q = gp_bf16_row(W, j);
     gp_vf acc = GP_VZERO();
-    for (k = 0; k < kend; k += 32) acc = GP_BF16_FMA(acc, _mm512_loadu_si512((const void *)(xh + k)), gp_bf16_w(p0, k, K));
+    for (k = 0; k < kend; k += 32, q += 64)
+        acc = GP_BF16_FMA(acc, _mm512_loadu_si512((const void *)(xh + k)), _mm512_loadu_si512((const void *)q));
     return gp_vsum1(acc);
+}
+GP_INLINE void gp_bf16_row2(const gp_tensor *W, const uint16_t *xh, int j, float *sums)
+{
+    int k, kend = (W->cols + 31) / 32 * 32;
+    const uint16_t *q0 = gp_bf16_row(W, j), *q1 = gp_bf16_row(W, j + 1);
+    gp_vf a0 = GP_VZERO(), a1 = GP_VZERO();
+    for (k = 0; k < kend; k += 32, q0 += 64, q1 += 64) {
+        __m512i xv = _mm512_loadu_si512((const void *)(xh + k));
+        a0 = GP_BF16_FMA(a0, xv, _mm512_loadu_si512((const void *)q0));
+        a1 = GP_BF16_FMA(a1, xv, _mm512_loadu_si512((const void *)q1));
+    }
+    sums[0] = gp_vsum1(a0);
+    sums[1] = gp_vsum1(a1);
 }
 #endif /* GP_BF16_DOT */
 
@@ -5397,21 +5461,30 @@ GP_INLINE void gp_dot_row4(const gp_tensor *W, gpt_dtype type, const float *x, i
         return;
     }
 #endif
-    /* bf16 with vdpbf16ps, and f32 on AVX2: the 4 rows one after the
-     * other, without software prefetches: one stream of addresses, which
-     * the hardware prefetchers follow to a core's whole bandwidth (31 GB/s
-     * on Zen 4, against 23 for 4 rows side by side with prefetches 16 KB
-     * ahead; one thread decoded bf16 36% and f32 on AVX2 17-28% faster).
-     * f16 on AVX2 was 13% slower so: its widening makes one chain too slow
-     * to keep up with the memory. The same chains as the tiles'. */
-    if (type == GP_BF16DOT
-#if defined(GP_AVX2)
-        || type == GPT_DTYPE_F32
+#if defined(GP_BF16_DOT)
+    /* bf16 with vdpbf16ps: a pair of rows, two chains side by side from
+     * one stream, then the next pair. On Zen 4 one row at a time from the
+     * checkpoint's rows read GPT-2 XL at 0.78-0.80 of a core's bandwidth
+     * (one chain of vdpbf16ps), pairs at 0.90-0.91; 4 rows' chains from one
+     * stream were as fast there, but two threads decoded 124M 5% slower. */
+    if (type == GP_BF16DOT) {
+        gp_bf16_row2(W, (const uint16_t *)(const void *)x, j, sums);
+        gp_bf16_row2(W, (const uint16_t *)(const void *)x, j + 2, sums + 2);
+        return;
+    }
 #endif
-    ) {
+#if defined(GP_AVX2)
+    /* f32 on AVX2: the 4 rows one after the other, without software
+     * prefetches: one stream of addresses, which the hardware prefetchers
+     * follow to a core's whole bandwidth (one thread decoded 17-28% faster
+     * than 4 rows side by side with prefetches 16 KB ahead). f16 on AVX2
+     * was 13% slower so: its widening makes one chain too slow to keep up
+     * with the memory. The same chains as the tiles'. */
+    if (type == GPT_DTYPE_F32) {
         for (b = 0; b < 4; b++) sums[b] = gp_dot_row1(W, type, x, j + b);
         return;
     }
+#endif
     p0 = gp_w_row(W, type, j);
     p1 = gp_w_row(W, type, j + 1);
     p2 = gp_w_row(W, type, j + 2);
@@ -5482,6 +5555,9 @@ static const char *gp_w_bytes(const gp_tensor *W, int row)
     if (W->type == GPT_DTYPE_Q8_0 && W->qp) return (const char *)W->qp + (size_t)row * gp_q8_npad(W->nb) * 32;
 #endif
     if (W->type == GPT_DTYPE_Q8_0) return (const char *)W->q + (size_t)row * W->nb * 32;
+#if defined(GP_BF16_PAIRS)
+    if (W->pairs) return (const char *)(const void *)gp_bf16_row(W, row);
+#endif
     return (const char *)W->data + (size_t)row * W->cols * es;
 }
 

@@ -5316,6 +5316,13 @@ GP_INLINE float gp_bf16_row1(const gp_tensor *W, const uint16_t *xh, int j)
         acc = GP_BF16_FMA(acc, _mm512_loadu_si512((const void *)(xh + k)), _mm512_loadu_si512((const void *)q));
     return gp_vsum1(acc);
 }
+/* How far ahead gp_bf16_row2 asks for the lines of its stream: on Zen 4
+ * one thread decoded 124M 3-5% faster than with the hardware's prefetchers
+ * alone (and faster than the same loop placed elsewhere in the binary
+ * without them, which was 7% slower again: alone, its speed depended on
+ * where the loop lay), two threads in the fast state 5-15%; 1 KB and 4 KB
+ * were alike. */
+#define GP_PAIR_AHEAD 2048
 GP_INLINE void gp_bf16_row2(const gp_tensor *W, const uint16_t *xh, int j, float *sums)
 {
     int k, kend = (W->cols + 31) / 32 * 32;
@@ -5323,6 +5330,8 @@ GP_INLINE void gp_bf16_row2(const gp_tensor *W, const uint16_t *xh, int j, float
     gp_vf a0 = GP_VZERO(), a1 = GP_VZERO();
     for (k = 0; k < kend; k += 32, q0 += 64, q1 += 64) {
         __m512i xv = _mm512_loadu_si512((const void *)(xh + k));
+        GP_PREFETCH_L2_AT(q0, GP_PAIR_AHEAD);
+        GP_PREFETCH_L2_AT(q1, GP_PAIR_AHEAD);
         a0 = GP_BF16_FMA(a0, xv, _mm512_loadu_si512((const void *)q0));
         a1 = GP_BF16_FMA(a1, xv, _mm512_loadu_si512((const void *)q1));
     }

@@ -155,16 +155,16 @@
 #if defined(GP_Q8_DOT) && defined(GP_AVX512)
 #define GP_Q8_CHAINS 1
 #endif
+/* bf16 for vdpbf16ps: the weights packed in pairs of rows (gp_pair_pack) */
+#if defined(GP_BF16_DOT) && defined(GP_SIMD)
+#define GP_BF16_PAIRS 1
+#endif
 /* bf16 on Intel's AMX (Xeons since Sapphire Rapids; Linux, which lets a
  * process use the tiles once it asks): every product of bf16 weights is a
  * tile's dot products (tdpbf16ps), for one row of x as for many, so a row's
  * bits do not depend on its batch. Checked at load time (gp_amx_usable);
  * elsewhere bf16 takes vdpbf16ps. (gcc spells the macros __AMX_TILE__,
  * clang 14 __AMXTILE__.) */
-/* bf16 for vdpbf16ps: the weights packed in pairs of rows (gp_pair_pack) */
-#if defined(GP_BF16_DOT) && defined(GP_SIMD)
-#define GP_BF16_PAIRS 1
-#endif
 #if defined(GP_BF16_DOT) && defined(GP_AVX512) && defined(__linux__) && defined(__x86_64__) && \
     !defined(GPT_NO_AMX) && (defined(__AMX_TILE__) || defined(__AMXTILE__)) &&                   \
     (defined(__AMX_BF16__) || defined(__AMXBF16__))
@@ -4295,8 +4295,9 @@ static int gp_is_linear_weight(const gpt_model *m, uint32_t k, const gp_tensor *
 
 /* The weights of m's linear layers packed for the SIMD products (q8_0 for
  * the integer products, f32, f16 and bf16 for the chains, bf16 for AMX's
- * tiles or in pairs of rows for vdpbf16ps), in one allocation that the model owns; nothing where no such
- * products are compiled in (the scalar twins read the checkpoint's rows).
+ * tiles or in pairs of rows for vdpbf16ps), in one allocation that the
+ * model owns; nothing where no such products are compiled in (the scalar
+ * twins read the checkpoint's rows).
  * The SIMD products read only the packed copy; the embedding lookup (wte's
  * rows) and the reference kernels read the checkpoint's rows, or the copy
  * below.
@@ -5260,7 +5261,8 @@ static void gp_q8_chains(const gp_tensor *W, const float *bias, const unsigned c
 /*
  * bf16 (AVX512_BF16): a step takes 32 elements; vdpbf16ps adds to lane l
  * the products of elements 2l+1 and 2l of x (rounded to bf16) and W, as
- * gp_dot_bf16_ref does. The last step of a row loads only its elements.
+ * gp_dot_bf16_ref does. The last step of a row reads the zeros its packing
+ * added past the row's elements.
  */
 #if defined(GP_BF16_DOT)
 /* Row j of W in pairs (gp_pair_pack): its step k (32 values) is at
@@ -5475,7 +5477,7 @@ GP_INLINE void gp_dot_row4(const gp_tensor *W, gpt_dtype type, const float *x, i
      * one stream, then the next pair. On Zen 4 one row at a time from the
      * checkpoint's rows read GPT-2 XL at 0.78-0.80 of a core's bandwidth
      * (one chain of vdpbf16ps), pairs at 0.90-0.91; 4 rows' chains from one
-     * stream were as fast there, but two threads decoded 124M 5% slower. */
+     * stream were as fast there, but two threads decoded 124M 1-10% slower. */
     if (type == GP_BF16DOT) {
         gp_bf16_row2(W, (const uint16_t *)(const void *)x, j, sums);
         gp_bf16_row2(W, (const uint16_t *)(const void *)x, j + 2, sums + 2);

@@ -4191,9 +4191,10 @@ static int gp_packs(const gp_tensor *t)
     if (gp_takes_chains(t->type)) return 1;
 #endif
 #if defined(GP_BF16_PAIRS)
-    if (t->type == GPT_DTYPE_BF16) return 1; /* for AMX, or in pairs */
+    if (t->type == GPT_DTYPE_BF16) return 1; /* for AMX's tiles where they are taken, else in pairs */
 #endif
-    return gp_amx_takes(t->type);
+    (void)t;
+    return 0;
 }
 /* Whether the loader copies a tensor's rows as they lie into the model's
  * allocation and lets go of the mapping's pages (gp_pack_model): on a

@@ -320,15 +320,16 @@ TEST(rows_are_batch_invariant_in_the_kernels)
     for (tab = 0; tab < 2; tab++)
         for (t = 0; t < 4; t++)
             for (ki = 0; ki < (int)(sizeof kt_ks / sizeof kt_ks[0]); ki += 3) {
-                /* batches of 4, 10 and 16 rows end with a half tile and a one-row tile */
-                int K = kt_ks[ki], J = 11, n, ni, r, pieces[3] = {11, 4, 3}, p, ns[6] = {2, 4, 7, 10, 13, 16};
+                /* batches of 4, 10 and 16 rows end with a half tile and a one-row tile;
+                 * pieces of 7 put a group of 4 rows at odd rows of W (bf16's pairs) */
+                int K = kt_ks[ki], J = 11, n, ni, r, pieces[4] = {11, 7, 4, 3}, p, ns[7] = {1, 2, 4, 7, 10, 13, 16};
                 kt_linear f = gp_pick_kernels(tab)->linear;
                 kt_matrix m;
                 float *x = kt_x(16, K), *sc = kt_scratch(16, K), alone[16 * 11], y[16 * 11];
                 CHECK(x && sc && kt_make(&m, kt_types[t], J, K) == 0);
                 for (r = 0; r < 16; r++) kt_run(f, &m.W, NULL, x + r * K, 1, alone + r * J, sc, J);
-                for (ni = 0; ni < 6; ni++)
-                    for (p = 0, n = ns[ni]; p < 3; p++) {
+                for (ni = 0; ni < 7; ni++)
+                    for (p = 0, n = ns[ni]; p < 4; p++) {
                         kt_run(f, &m.W, NULL, x, n, y, sc, pieces[p]);
                         CHECKF(memcmp(y, alone, sizeof(float) * (size_t)n * J) == 0,
                                "%s kernels, %s, K %d: %d rows in calls of %d rows of W differ from rows alone",
